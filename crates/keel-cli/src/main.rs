@@ -1,0 +1,220 @@
+//! The `keel` binary: `keel server` runs everything on the embedded
+//! defaults; one subcommand group per domain reads and changes state either
+//! directly in a data directory or through a running server.
+
+mod config;
+mod output;
+mod tracking_cmd;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use keel_server::AppState;
+use keel_store::{ArtifactStore, Db};
+use keel_tracking::Tracking;
+
+use config::Settings;
+
+/// Keel: the ML lifecycle platform in one binary.
+///
+/// Start a server on the embedded defaults (SQLite + a local artifact
+/// directory in ./keel-data) and point any MLflow client at it:
+///
+///   keel server
+///   export MLFLOW_TRACKING_URI=http://127.0.0.1:5000
+///
+/// Settings come from flags, then KEEL_* environment variables, then
+/// ./keel.toml (or --config FILE).
+#[derive(Parser, Debug)]
+#[command(name = "keel", version, about, long_about, verbatim_doc_comment)]
+struct Cli {
+    /// Configuration file (default: ./keel.toml when it exists).
+    #[arg(long, global = true, env = "KEEL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory of the embedded stores.
+    #[arg(long, global = true, env = "KEEL_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Metadata database URL: sqlite://PATH or postgres://USER@HOST:PORT/DB
+    /// (default: SQLite in the data directory).
+    #[arg(long, global = true, env = "KEEL_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Artifact store: a directory, file://, s3://bucket/prefix, gs://…, az://…
+    /// (default: DATA_DIR/artifacts).
+    #[arg(long, global = true, env = "KEEL_ARTIFACTS")]
+    artifacts: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the MLflow-compatible API, artifacts, /health and /metrics.
+    ///
+    /// Examples:
+    ///   keel server                                  # ./keel-data, port 5000
+    ///   keel server --port 8080 --data-dir /srv/keel
+    ///   keel server --database-url postgres://keel@db:5432/keel --artifacts s3://bucket/keel
+    #[command(verbatim_doc_comment)]
+    Server {
+        /// Address to listen on.
+        #[arg(long, env = "KEEL_HOST")]
+        host: Option<String>,
+        /// Port to listen on.
+        #[arg(long, env = "KEEL_PORT")]
+        port: Option<u16>,
+    },
+    /// Experiments: list and create.
+    #[command(subcommand)]
+    Experiments(tracking_cmd::ExperimentsCmd),
+    /// Runs: list, search with MLflow filters, get one.
+    #[command(subcommand)]
+    Runs(tracking_cmd::RunsCmd),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::resolve(&cli) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&settings);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Server { host, port } => serve(&settings, host, port)
+                .await
+                .map(|_| ExitCode::SUCCESS),
+            Command::Experiments(cmd) => tracking_cmd::experiments(&settings, cmd).await,
+            Command::Runs(cmd) => tracking_cmd::runs(&settings, cmd).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            match e.downcast_ref::<output::UsageError>() {
+                Some(_) => ExitCode::from(2),
+                None => ExitCode::from(1),
+            }
+        }
+    }
+}
+
+fn init_logging(settings: &Settings) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("KEEL_LOG").unwrap_or_else(|_| EnvFilter::new(&settings.log_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if settings.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Opens the metadata and artifact stores the settings name.
+pub async fn open_tracking(settings: &Settings) -> Result<(Tracking, ArtifactStore)> {
+    let db = match &settings.database_url {
+        Some(url) => Db::open(url, keel_tracking::MIGRATIONS, Default::default())
+            .await
+            .with_context(|| format!("cannot open the metadata store at {}", redact(url)))?,
+        None => Db::open_in_dir(
+            &settings.data_dir,
+            keel_tracking::MIGRATIONS,
+            Default::default(),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the metadata store in {}",
+                settings.data_dir.display()
+            )
+        })?,
+    };
+    let artifacts = match &settings.artifacts {
+        Some(url) => ArtifactStore::open(url),
+        None => ArtifactStore::local(&settings.data_dir.join("artifacts")),
+    }
+    .context("cannot open the artifact store")?;
+    Ok((Tracking::new(db), artifacts))
+}
+
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+async fn serve(settings: &Settings, host: Option<String>, port: Option<u16>) -> Result<()> {
+    let host = host.unwrap_or_else(|| settings.host.clone());
+    let port = port.unwrap_or(settings.port);
+    let (tracking, artifacts) = open_tracking(settings).await?;
+    let metadata = tracking.db().display_url();
+    let state = AppState::new(tracking.clone(), artifacts.clone());
+    let addr: SocketAddr = format!("{host}:{port}")
+        .parse()
+        .or_else(|_| {
+            use std::net::ToSocketAddrs;
+            format!("{host}:{port}")
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or(())
+        })
+        .map_err(|_| output::UsageError(format!("cannot resolve --host '{host}'")))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr}; is another server using the port? Try --port")
+    })?;
+    let bound = listener.local_addr()?;
+    tracing::info!(%bound, metadata = %metadata, artifacts = %artifacts.url(), "keel server ready");
+    eprintln!(
+        "Keel {} listening on http://{bound}\n  metadata:  {metadata}\n  artifacts: {}\n  MLflow clients: export MLFLOW_TRACKING_URI=http://{bound}",
+        env!("CARGO_PKG_VERSION"),
+        artifacts.url()
+    );
+    keel_server::serve(listener, state, shutdown_signal())
+        .await
+        .context("the HTTP server failed")?;
+    tracking.db().close().await;
+    tracing::info!("keel server stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,6 @@
+//! `keel-core` holds what every Keel domain shares: ids, time, SQL text
+//! building and the small error vocabulary. It knows nothing about HTTP,
+//! databases or any one domain.
+
+pub mod sql;
+pub mod time;

@@ -1,0 +1,116 @@
+//! `keel-server` is Keel's HTTP application: the MLflow-compatible tracking
+//! API and artifact proxy, `/health`, `/metrics` and `server-info`. It maps
+//! wire formats to domain calls and back; it owns no state of its own
+//! beyond request metrics, and no domain logic.
+
+pub mod artifacts;
+pub mod metrics;
+pub mod mlflow;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router, middleware};
+use keel_store::ArtifactStore;
+use keel_tracking::Tracking;
+use serde_json::json;
+use tower_http::trace::TraceLayer;
+
+pub use metrics::HttpMetrics;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub tracking: Tracking,
+    pub artifacts: ArtifactStore,
+    pub metrics: Arc<HttpMetrics>,
+}
+
+impl AppState {
+    pub fn new(tracking: Tracking, artifacts: ArtifactStore) -> Self {
+        Self {
+            tracking,
+            artifacts,
+            metrics: Arc::new(HttpMetrics::new()),
+        }
+    }
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    let tracking = mlflow::routes().layer(DefaultBodyLimit::max(mlflow::request::MAX_JSON_BODY));
+    let artifacts = artifacts::routes().layer(DefaultBodyLimit::disable());
+    Router::new()
+        .nest("/api/2.0/mlflow", tracking.clone())
+        .nest("/ajax-api/2.0/mlflow", tracking)
+        .nest("/api/2.0/mlflow-artifacts", artifacts.clone())
+        .nest("/ajax-api/2.0/mlflow-artifacts", artifacts)
+        .route("/api/3.0/mlflow/server-info", get(server_info))
+        .route("/ajax-api/3.0/mlflow/server-info", get(server_info))
+        .route("/health", get(|| async { "OK" }))
+        .route("/version", get(|| async { env!("CARGO_PKG_VERSION") }))
+        .route("/metrics", get(render_metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::record,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn server_info() -> impl IntoResponse {
+    Json(json!({
+        "store_type": "SqlStore",
+        "workspaces_enabled": false,
+        "trace_archival_enabled": false,
+        "multipart_uploads_enabled": false,
+        "multipart_downloads_enabled": false,
+        "presigned_upload_run_id_supported": false,
+        "presigned_upload_model_id_supported": false,
+        "features_enabled": {"gateway": false},
+        "keel_version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+async fn render_metrics(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+}
+
+async fn method_not_allowed(req: Request) -> impl IntoResponse {
+    mlflow::error::ApiError {
+        status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        code: "BAD_REQUEST",
+        message: format!(
+            "{} is not allowed on '{}'; see the MLflow REST API for the method of each endpoint",
+            req.method(),
+            req.uri().path()
+        ),
+    }
+}
+
+async fn not_found(req: Request) -> impl IntoResponse {
+    mlflow::error::ApiError::endpoint_not_found(req.uri().path())
+}
+
+/// Serves the application on `listener` until `shutdown` completes, then
+/// lets in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,151 @@
+//! Request counts and latency histograms per route, rendered in the
+//! Prometheus text exposition format at `/metrics`.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::AppState;
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
+];
+
+#[derive(Default)]
+struct Series {
+    buckets: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// The server's HTTP metrics.
+#[derive(Default)]
+pub struct HttpMetrics {
+    series: Mutex<BTreeMap<(String, String, u16), Series>>,
+    started: Option<Instant>,
+}
+
+impl HttpMetrics {
+    pub fn new() -> Self {
+        Self {
+            series: Mutex::default(),
+            started: Some(Instant::now()),
+        }
+    }
+
+    fn observe(&self, route: String, method: String, status: u16, seconds: f64) {
+        let Ok(mut map) = self.series.lock() else {
+            return;
+        };
+        let s = map.entry((route, method, status)).or_default();
+        s.count += 1;
+        s.sum += seconds;
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                s.buckets[i] += 1;
+            }
+        }
+    }
+
+    /// The exposition text.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str(
+            "# HELP keel_http_requests_total HTTP requests served, by route, method and status.\n",
+        );
+        out.push_str("# TYPE keel_http_requests_total counter\n");
+        let Ok(map) = self.series.lock() else {
+            return out;
+        };
+        for ((route, method, status), s) in map.iter() {
+            out.push_str(&format!(
+                "keel_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {}\n",
+                escape(route),
+                s.count
+            ));
+        }
+        out.push_str("# HELP keel_http_request_duration_seconds Time to answer an HTTP request.\n");
+        out.push_str("# TYPE keel_http_request_duration_seconds histogram\n");
+        for ((route, method, status), s) in map.iter() {
+            let labels = format!(
+                "route=\"{}\",method=\"{method}\",status=\"{status}\"",
+                escape(route)
+            );
+            for (i, bound) in BUCKETS.iter().enumerate() {
+                out.push_str(&format!(
+                    "keel_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {}\n",
+                    s.buckets[i]
+                ));
+            }
+            out.push_str(&format!(
+                "keel_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}\n",
+                s.count
+            ));
+            out.push_str(&format!(
+                "keel_http_request_duration_seconds_sum{{{labels}}} {}\n",
+                s.sum
+            ));
+            out.push_str(&format!(
+                "keel_http_request_duration_seconds_count{{{labels}}} {}\n",
+                s.count
+            ));
+        }
+        if let Some(started) = self.started {
+            out.push_str("# HELP keel_uptime_seconds Seconds since the server started.\n");
+            out.push_str("# TYPE keel_uptime_seconds gauge\n");
+            out.push_str(&format!(
+                "keel_uptime_seconds {}\n",
+                started.elapsed().as_secs_f64()
+            ));
+        }
+        out
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// Middleware recording every request under its route template (never the
+/// raw path, so ids do not explode the series count).
+pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().to_string();
+    let start = Instant::now();
+    let response = next.run(req).await;
+    state.metrics.observe(
+        route,
+        method,
+        response.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_counts_land_in_cumulative_buckets() {
+        let m = HttpMetrics::new();
+        m.observe("/x".into(), "GET".into(), 200, 0.0003);
+        m.observe("/x".into(), "GET".into(), 200, 0.02);
+        let text = m.render();
+        assert!(
+            text.contains("keel_http_requests_total{route=\"/x\",method=\"GET\",status=\"200\"} 2")
+        );
+        assert!(text.contains("le=\"0.0005\"} 1"));
+        assert!(text.contains("le=\"0.025\"} 2"));
+        assert!(text.contains("le=\"+Inf\"} 2"));
+    }
+}
