@@ -62,7 +62,7 @@ async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let dir = q.path.unwrap_or_default();
-    let dir = dir.trim_matches('/');
+    let dir = dir.trim_end_matches('/');
     let entries = s.artifacts.list(dir).await?;
     let files: Vec<Value> = entries
         .iter()

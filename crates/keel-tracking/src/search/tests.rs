@@ -2,6 +2,7 @@
 
 mod compile_tests;
 mod experiment_tests;
+mod logged_model_tests;
 mod parse_tests;
 mod proptests;
 mod sqlite_cases;

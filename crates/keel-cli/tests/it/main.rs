@@ -1,0 +1,207 @@
+//! End-to-end tests of the real `keel` binary in a temporary directory.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn keel(dir: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("KEEL_DATA_DIR")
+        .env_remove("KEEL_SERVER")
+        .env_remove("KEEL_DATABASE_URL")
+        .output()
+        .expect("run keel")
+}
+
+fn json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "keel failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(dir: &std::path::Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(["server", "--data-dir", "data", "--port", "0"])
+        .current_dir(dir)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start keel server");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .expect("read stderr");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.trim().to_owned();
+        }
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, url }
+}
+
+#[test]
+fn experiments_and_runs_on_the_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let created = json(&keel(
+        d,
+        &[
+            "experiments",
+            "create",
+            "churn",
+            "--tag",
+            "team=growth",
+            "--json",
+        ],
+    ));
+    let id = created["experiment_id"].as_str().unwrap().to_owned();
+    assert_eq!(id, "1");
+    let listed = json(&keel(d, &["experiments", "list", "--json"]));
+    let names: Vec<&str> = listed["experiments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["churn", "Default"]);
+    // Tables for people.
+    let table = keel(d, &["experiments", "list"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.starts_with("ID"), "{text}");
+    assert!(text.contains("churn"), "{text}");
+    // The data directory was created where we asked (default ./keel-data).
+    assert!(d.join("keel-data/keel.db").exists());
+    let runs = json(&keel(d, &["runs", "search", "--experiment", &id, "--json"]));
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn bad_input_exits_2_with_a_pointed_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = keel(
+        dir.path(),
+        &["runs", "search", "--filter", "metrics.auc LIKE 'x'"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("LIKE"), "{err}");
+    let out = keel(dir.path(), &["runs", "get", "nope"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = keel(
+        dir.path(),
+        &["experiments", "create", "x", "--tag", "novalue"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn config_file_and_environment_precedence() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("keel.toml"), "data_dir = \"from-toml\"\n").unwrap();
+    json(&keel(d, &["experiments", "create", "a", "--json"]));
+    assert!(d.join("from-toml/keel.db").exists());
+    let out = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(["experiments", "create", "b", "--json"])
+        .current_dir(d)
+        .env("KEEL_DATA_DIR", "from-env")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(d.join("from-env/keel.db").exists());
+    json(&keel(
+        d,
+        &[
+            "experiments",
+            "create",
+            "c",
+            "--data-dir",
+            "from-flag",
+            "--json",
+        ],
+    ));
+    assert!(d.join("from-flag/keel.db").exists());
+    std::fs::write(d.join("keel.toml"), "data_dri = \"typo\"\n").unwrap();
+    let out = keel(d, &["experiments", "list"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("data_dri"));
+}
+
+#[test]
+fn the_cli_talks_to_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path());
+    let created = json(&keel(
+        dir.path(),
+        &[
+            "experiments",
+            "create",
+            "remote",
+            "--server",
+            &server.url,
+            "--json",
+        ],
+    ));
+    assert_eq!(created["experiment_id"], "1");
+    let listed = json(&keel(
+        dir.path(),
+        &["experiments", "list", "--server", &server.url, "--json"],
+    ));
+    assert_eq!(listed["experiments"][0]["name"], "remote");
+    let out = keel(
+        dir.path(),
+        &[
+            "runs",
+            "search",
+            "--server",
+            &server.url,
+            "--filter",
+            "params.x = ",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn help_teaches_with_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = keel(dir.path(), &["--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("MLFLOW_TRACKING_URI"), "{text}");
+    let out = keel(dir.path(), &["runs", "search", "--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("--filter"), "{text}");
+    assert!(text.contains("Example"), "{text}");
+}
