@@ -5,12 +5,12 @@ use std::collections::HashMap;
 
 use base64::Engine;
 use keel_core::time::now_millis;
-use keel_store::{AnyConnection, AnyRow, Db, QueryBuilder, Row, SqlValue, bind_all};
+use keel_store::{AnyConnection, AnyRow, Db, Dialect, QueryBuilder, Row, SqlValue, bind_all};
 
 use crate::error::TrackingError;
 use crate::model::*;
 use crate::run_names::run_name_for;
-use crate::search;
+use crate::search::{self, Expr, Membership};
 use crate::validate::{self, Limits};
 
 type Result<T, E = TrackingError> = std::result::Result<T, E>;
@@ -696,37 +696,86 @@ impl Tracking {
         let offset = decode_page_token(s.page_token.as_deref())?;
         let filter = search::parse_filter(&s.filter)?;
         let order = search::parse_order_by(&s.order_by)?;
-        let mut q = QueryBuilder::new();
-        q.push("SELECT ").push(RUN_COLUMNS).push(" FROM runs r ");
-        search::push_order_joins(&order, &mut q);
-        q.push(" WHERE r.lifecycle_stage IN (");
-        push_list(&mut q, s.view.stages().iter().map(|s| SqlValue::from(*s)));
-        q.push(")");
-        if let Some(ids) = &s.experiment_ids {
-            if ids.is_empty() {
-                return Ok(Page {
-                    items: Vec::new(),
-                    next_page_token: None,
-                });
+        if s.experiment_ids.as_ref().is_some_and(|ids| ids.is_empty()) {
+            return Ok(Page {
+                items: Vec::new(),
+                next_page_token: None,
+            });
+        }
+        let dialect = self.db.dialect();
+        let mut conn = self.db.reader().acquire().await?;
+        let driver = match (&filter, dialect) {
+            (Some(f), Dialect::Sqlite) => shortest_membership_list(&mut conn, f).await?,
+            _ => None,
+        };
+        let mut rows = Vec::new();
+        // Ordered by one metric and no short list to start from: walk the
+        // metric's (key, value) index in order and stop at the page's end.
+        // Runs lacking the metric sort after all runs having it, so this is
+        // exact whenever the page fills up; otherwise the general plan runs.
+        if let ([first], Dialect::Sqlite, None) = (order.as_slice(), dialect, &driver)
+            && let search::Key::Metric(key) = &first.key
+        {
+            let mut q = QueryBuilder::new();
+            q.push("SELECT ")
+                .push(RUN_COLUMNS)
+                // CROSS JOIN: SQLite's way to fix the join order, so the
+                // metric index drives.
+                .push(" FROM latest_metrics ob0 CROSS JOIN runs r ON r.run_uuid = ob0.run_uuid WHERE ob0.key = ")
+                .push_bind(key.as_str())
+                .push(" AND ob0.is_nan = FALSE AND ");
+            push_run_scope(&mut q, &s);
+            if let Some(f) = &filter {
+                q.push(" AND (");
+                search::push_filter_planned(f, dialect, Membership::Probe, &mut q);
+                q.push(")");
             }
-            q.push(" AND r.experiment_id IN (");
-            push_list(&mut q, ids.iter().map(|i| SqlValue::Int(*i)));
-            q.push(")");
-        }
-        if let Some(f) = &filter {
-            q.push(" AND (");
-            search::push_filter(f, self.db.dialect(), &mut q);
-            q.push(")");
-        }
-        q.push(" ORDER BY ");
-        search::push_order_by(&order, &mut q);
-        q.push(" LIMIT ")
+            q.push(if first.ascending {
+                " ORDER BY ob0.value ASC"
+            } else {
+                " ORDER BY ob0.value DESC"
+            })
+            .push(", r.start_time DESC, r.run_uuid ASC LIMIT ")
             .push_bind(max + 1)
             .push(" OFFSET ")
             .push_bind(offset);
-        let (sql, binds) = q.into_parts();
-        let mut conn = self.db.reader().acquire().await?;
-        let rows = bind_all(sql, &binds).fetch_all(&mut *conn).await?;
+            let (sql, binds) = q.into_parts();
+            rows = bind_all(sql, &binds).fetch_all(&mut *conn).await?;
+            if (rows.len() as i64) <= max {
+                rows.clear();
+            }
+        }
+        if rows.is_empty() {
+            let mut q = QueryBuilder::new();
+            q.push("SELECT ").push(RUN_COLUMNS).push(" FROM runs r ");
+            search::push_order_joins(&order, &mut q);
+            q.push(" WHERE ");
+            push_run_scope(&mut q, &s);
+            if let Some(f) = &filter {
+                q.push(" AND (");
+                match dialect {
+                    Dialect::Postgres => search::push_filter(f, dialect, &mut q),
+                    Dialect::Sqlite => {
+                        search::push_filter_planned(f, dialect, Membership::Probe, &mut q);
+                        if let Some(driver) = &driver {
+                            // Redundant with the filter, but the one list short
+                            // enough to drive the plan.
+                            q.push(" AND ");
+                            search::push_filter_planned(driver, dialect, Membership::Drive, &mut q);
+                        }
+                    }
+                }
+                q.push(")");
+            }
+            q.push(" ORDER BY ");
+            search::push_order_by(&order, &mut q);
+            q.push(" LIMIT ")
+                .push_bind(max + 1)
+                .push(" OFFSET ")
+                .push_bind(offset);
+            let (sql, binds) = q.into_parts();
+            rows = bind_all(sql, &binds).fetch_all(&mut *conn).await?;
+        }
         let more = rows.len() as i64 > max;
         let infos = rows
             .iter()
@@ -760,6 +809,53 @@ impl Tracking {
 }
 
 // ---- helpers over one connection ---------------------------------------
+
+/// `r.lifecycle_stage IN (…) [AND r.experiment_id IN (…)]`.
+fn push_run_scope(q: &mut QueryBuilder, s: &RunSearch) {
+    q.push("r.lifecycle_stage IN (");
+    push_list(q, s.view.stages().iter().map(|s| SqlValue::from(*s)));
+    q.push(")");
+    if let Some(ids) = &s.experiment_ids {
+        q.push(" AND r.experiment_id IN (");
+        push_list(q, ids.iter().map(|i| SqlValue::Int(*i)));
+        q.push(")");
+    }
+}
+
+/// A membership list (metric, param, tag comparison) holding at most this
+/// many runs drives the search plan; longer lists are only probed while the
+/// runs are scanned in order.
+const DRIVING_LIST_MAX: i64 = 2000;
+
+/// Among the top-level `AND` terms of `filter` that compile to membership
+/// lists, the first whose list holds at most [`DRIVING_LIST_MAX`] rows. Each
+/// count reads at most that many index entries.
+async fn shortest_membership_list(conn: &mut AnyConnection, filter: &Expr) -> Result<Option<Expr>> {
+    let terms: Vec<&Expr> = match filter {
+        Expr::And(children) => children.iter().collect(),
+        other => vec![other],
+    };
+    for term in terms {
+        let Expr::Compare(c) = term else { continue };
+        let mut q = QueryBuilder::new();
+        q.push("SELECT COUNT(*) FROM (");
+        if !search::push_membership_rows(c, Dialect::Sqlite, &mut q) {
+            continue;
+        }
+        q.push(" LIMIT ")
+            .push_bind(DRIVING_LIST_MAX + 1)
+            .push(") AS list_rows");
+        let (sql, binds) = q.into_parts();
+        let count: i64 = bind_all(sql, &binds)
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
+        if count <= DRIVING_LIST_MAX {
+            return Ok(Some(term.clone()));
+        }
+    }
+    Ok(None)
+}
 
 fn experiment_exists(name: &str, stage: &str) -> TrackingError {
     if stage == "deleted" {

@@ -33,14 +33,14 @@ CREATE TABLE params (
     value TEXT NOT NULL,
     PRIMARY KEY (run_uuid, key)
 );
-CREATE INDEX params_by_key ON params (key, value);
+CREATE INDEX params_by_key ON params (key, value, run_uuid);
 CREATE TABLE tags (
     run_uuid TEXT NOT NULL,
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (run_uuid, key)
 );
-CREATE INDEX tags_by_key ON tags (key, value);
+CREATE INDEX tags_by_key ON tags (key, value, run_uuid);
 CREATE TABLE metrics (
     run_uuid TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -63,7 +63,7 @@ CREATE TABLE latest_metrics (
     step BIGINT NOT NULL,
     PRIMARY KEY (run_uuid, key)
 );
-CREATE INDEX latest_metrics_by_key ON latest_metrics (key, value);
+CREATE INDEX latest_metrics_by_key ON latest_metrics (key, value, is_nan, run_uuid);
 CREATE TABLE datasets (
     dataset_uuid TEXT PRIMARY KEY,
     experiment_id BIGINT NOT NULL,

@@ -13,29 +13,72 @@ use keel_core::sql::{Dialect, QueryBuilder, SqlValue};
 
 use super::ast::{Attribute, Comparison, DatasetField, Expr, Key, Op, OrderKey, Value};
 
+/// How a membership test (`run_uuid IN (SELECT …)`) may be planned.
+///
+/// SQLite's planner cannot weigh a membership list against the run index
+/// it would scan in `ORDER BY` order: left alone it always drives the query
+/// from the list, which is fast when the list is short and slow (a random
+/// lookup plus a sort per matching run) when it holds most runs. `Probe`
+/// writes the test as a correlated `EXISTS (…)`, so runs are scanned in
+/// order, each is checked with one primary-key lookup, and the scan stops at
+/// `LIMIT`. PostgreSQL plans both forms alike by statistics and always gets
+/// the plain form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    Drive,
+    Probe,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Ctx {
+    dialect: Dialect,
+    membership: Membership,
+}
+
+impl Ctx {
+    fn probe(self) -> bool {
+        self.dialect == Dialect::Sqlite && self.membership == Membership::Probe
+    }
+}
+
 /// Appends the filter as one SQL boolean expression (no leading or trailing
 /// space; the caller wraps it in parentheses). `And`/`Or` with no children
 /// compile to `1 = 1`/`1 = 0`.
 pub fn push_filter(expr: &Expr, dialect: Dialect, q: &mut QueryBuilder) {
+    push_filter_planned(expr, dialect, Membership::Drive, q);
+}
+
+/// [`push_filter`] with a chosen plan for membership tests.
+pub fn push_filter_planned(
+    expr: &Expr,
+    dialect: Dialect,
+    membership: Membership,
+    q: &mut QueryBuilder,
+) {
+    push_expr(
+        expr,
+        Ctx {
+            dialect,
+            membership,
+        },
+        q,
+    );
+}
+
+fn push_expr(expr: &Expr, ctx: Ctx, q: &mut QueryBuilder) {
     match expr {
-        Expr::And(children) => push_junction(children, " AND ", "1 = 1", dialect, q),
-        Expr::Or(children) => push_junction(children, " OR ", "1 = 0", dialect, q),
+        Expr::And(children) => push_junction(children, " AND ", "1 = 1", ctx, q),
+        Expr::Or(children) => push_junction(children, " OR ", "1 = 0", ctx, q),
         Expr::Not(inner) => {
             q.push("NOT (");
-            push_filter(inner, dialect, q);
+            push_expr(inner, ctx, q);
             q.push(")");
         }
-        Expr::Compare(c) => push_comparison(c, dialect, q),
+        Expr::Compare(c) => push_comparison(c, ctx, q),
     }
 }
 
-fn push_junction(
-    children: &[Expr],
-    sep: &str,
-    empty: &str,
-    dialect: Dialect,
-    q: &mut QueryBuilder,
-) {
+fn push_junction(children: &[Expr], sep: &str, empty: &str, ctx: Ctx, q: &mut QueryBuilder) {
     if children.is_empty() {
         q.push(empty);
         return;
@@ -46,12 +89,29 @@ fn push_junction(
         }
         if matches!(child, Expr::And(_) | Expr::Or(_)) {
             q.push("(");
-            push_filter(child, dialect, q);
+            push_expr(child, ctx, q);
             q.push(")");
         } else {
-            push_filter(child, dialect, q);
+            push_expr(child, ctx, q);
         }
     }
+}
+
+/// For a comparison that compiles to a membership list (metric, param, tag
+/// or dataset; not `IS NULL`), appends `SELECT 1 FROM … WHERE …` over that
+/// list's rows and returns true, so the caller can count how many runs
+/// the list holds. Returns false (appending nothing) otherwise.
+pub fn push_membership_rows(c: &Comparison, dialect: Dialect, q: &mut QueryBuilder) -> bool {
+    if c.op == Op::IsNull {
+        return false;
+    }
+    match &c.key {
+        Key::Metric(k) => push_keyed_rows("latest_metrics", k, c, true, dialect, q),
+        Key::Param(k) => push_keyed_rows("params", k, c, false, dialect, q),
+        Key::Tag(k) => push_keyed_rows("tags", k, c, false, dialect, q),
+        Key::Attribute(_) | Key::Dataset(_) => return false,
+    }
+    true
 }
 
 /// How numbers and strings are bound for a column.
@@ -83,11 +143,12 @@ fn scalar_bind(value: &Value, ty: ColumnType) -> Option<SqlValue> {
     }
 }
 
-fn push_comparison(c: &Comparison, dialect: Dialect, q: &mut QueryBuilder) {
+fn push_comparison(c: &Comparison, ctx: Ctx, q: &mut QueryBuilder) {
+    let dialect = ctx.dialect;
     match &c.key {
-        Key::Metric(k) => push_keyed("latest_metrics", k, c, true, dialect, q),
-        Key::Param(k) => push_keyed("params", k, c, false, dialect, q),
-        Key::Tag(k) => push_keyed("tags", k, c, false, dialect, q),
+        Key::Metric(k) => push_keyed("latest_metrics", k, c, true, ctx, q),
+        Key::Param(k) => push_keyed("params", k, c, false, ctx, q),
+        Key::Tag(k) => push_keyed("tags", k, c, false, ctx, q),
         Key::Attribute(a) => push_attribute(*a, c, dialect, q),
         Key::Dataset(field) => {
             let column = match field {
@@ -95,11 +156,18 @@ fn push_comparison(c: &Comparison, dialect: Dialect, q: &mut QueryBuilder) {
                 DatasetField::Digest => "d.digest",
                 DatasetField::Context => "ri.context",
             };
+            q.push(if ctx.probe() {
+                "EXISTS (SELECT 1"
+            } else {
+                "r.run_uuid IN (SELECT ri.run_uuid"
+            });
             q.push(
-                "r.run_uuid IN (SELECT ri.run_uuid FROM run_inputs ri \
-                 JOIN datasets d ON d.dataset_uuid = ri.dataset_uuid WHERE ",
+                " FROM run_inputs ri JOIN datasets d ON d.dataset_uuid = ri.dataset_uuid WHERE ",
             );
             push_predicate(column, ColumnType::Text, c.op, &c.value, dialect, q);
+            if ctx.probe() {
+                q.push(" AND ri.run_uuid = r.run_uuid");
+            }
             q.push(")");
         }
     }
@@ -111,15 +179,51 @@ fn push_keyed(
     key: &str,
     c: &Comparison,
     is_metric: bool,
+    ctx: Ctx,
+    q: &mut QueryBuilder,
+) {
+    let negated = c.op == Op::IsNull;
+    if ctx.probe() {
+        q.push(if negated {
+            "NOT EXISTS (SELECT 1"
+        } else {
+            "EXISTS (SELECT 1"
+        });
+        push_keyed_body(table, key, c, is_metric, ctx.dialect, q);
+        q.push(" AND run_uuid = r.run_uuid)");
+    } else {
+        q.push(if negated {
+            "r.run_uuid NOT IN (SELECT run_uuid"
+        } else {
+            "r.run_uuid IN (SELECT run_uuid"
+        });
+        push_keyed_body(table, key, c, is_metric, ctx.dialect, q);
+        q.push(")");
+    }
+}
+
+fn push_keyed_rows(
+    table: &str,
+    key: &str,
+    c: &Comparison,
+    is_metric: bool,
     dialect: Dialect,
     q: &mut QueryBuilder,
 ) {
-    let membership = if c.op == Op::IsNull {
-        "r.run_uuid NOT IN (SELECT run_uuid FROM "
-    } else {
-        "r.run_uuid IN (SELECT run_uuid FROM "
-    };
-    q.push(membership)
+    q.push("SELECT 1");
+    push_keyed_body(table, key, c, is_metric, dialect, q);
+}
+
+/// ` FROM <table> WHERE key = $k [AND <value test>]`.
+fn push_keyed_body(
+    table: &str,
+    key: &str,
+    c: &Comparison,
+    is_metric: bool,
+    dialect: Dialect,
+    q: &mut QueryBuilder,
+) {
+    q.push(" FROM ")
         .push(table)
         .push(" WHERE key = ")
         .push_bind(key);
@@ -141,7 +245,6 @@ fn push_keyed(
             push_predicate("value", ColumnType::Text, c.op, &c.value, dialect, q);
         }
     }
-    q.push(")");
 }
 
 fn attribute_column(a: Attribute) -> &'static str {

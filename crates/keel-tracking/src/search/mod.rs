@@ -49,6 +49,9 @@ mod parse;
 mod tests;
 
 pub use ast::{Attribute, Comparison, DatasetField, Expr, Key, Op, OrderKey, Value};
-pub use compile::{push_filter, push_order_by, push_order_joins};
+pub use compile::{
+    Membership, push_filter, push_filter_planned, push_membership_rows, push_order_by,
+    push_order_joins,
+};
 pub use error::FilterError;
 pub use parse::{MAX_NESTING, parse_filter, parse_order_by};

@@ -405,3 +405,133 @@ async fn concurrent_writers_lose_nothing() {
         );
     }
 }
+
+/// Enough runs that SQLite's search takes its scan-in-order plans (lists
+/// longer than the driving limit, the metric-index walk for metric order),
+/// checked against an in-test oracle, pages included.
+#[tokio::test]
+async fn large_searches_take_fast_plans_and_stay_exact() {
+    const N: i64 = 4200;
+    let auc = |i: i64| -> Option<f64> {
+        if i % 10 == 0 {
+            None
+        } else if i % 97 == 0 {
+            Some(f64::NAN)
+        } else {
+            Some(((i * 7919) % 1000) as f64 / 1000.0)
+        }
+    };
+    for (backend, t, _dir) in backends().await {
+        let exp = t
+            .create_experiment("large".into(), None, vec![])
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for w in 0..8i64 {
+            let t = t.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut i = w;
+                while i < N {
+                    let run = t
+                        .create_run(NewRun {
+                            experiment_id: Some(exp),
+                            start_time: Some(10_000 + i),
+                            run_name: Some(format!("r{i}")),
+                            ..Default::default()
+                        })
+                        .await?;
+                    let metrics = auc(i).map(|v| metric("auc", v, 0, 0)).into_iter().collect();
+                    let model = if i % 2 == 0 { "gbdt" } else { "linear" };
+                    t.log_batch(run.info.run_id, metrics, vec![tag("model", model)], vec![])
+                        .await?;
+                    i += 8;
+                }
+                Ok::<_, TrackingError>(())
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        let index = |r: &Run| -> i64 { r.info.run_name[1..].parse().unwrap() };
+        let search = |filter: &str, order: &str, max: i64, token: Option<String>| RunSearch {
+            experiment_ids: Some(vec![exp]),
+            filter: filter.into(),
+            order_by: if order.is_empty() {
+                vec![]
+            } else {
+                vec![order.into()]
+            },
+            max_results: Some(max),
+            page_token: token,
+            info_only: true,
+            ..Default::default()
+        };
+        // Oracle: metric order puts numbers first (by value, then newest
+        // first), then NaN, then runs without the metric, newest first.
+        let oracle = |keep: &dyn Fn(i64) -> bool, ascending: bool| -> Vec<i64> {
+            let mut ids: Vec<i64> = (0..N).filter(|i| keep(*i)).collect();
+            ids.sort_by(|a, b| {
+                let class = |i: i64| match auc(i) {
+                    Some(v) if !v.is_nan() => 0,
+                    Some(_) => 1,
+                    None => 2,
+                };
+                class(*a).cmp(&class(*b)).then_with(|| {
+                    let (va, vb) = (auc(*a).unwrap_or(0.0), auc(*b).unwrap_or(0.0));
+                    let by_value = if class(*a) == 0 {
+                        if ascending {
+                            va.total_cmp(&vb)
+                        } else {
+                            vb.total_cmp(&va)
+                        }
+                    } else {
+                        std::cmp::Ordering::Equal
+                    };
+                    by_value.then_with(|| b.cmp(a))
+                })
+            });
+            ids
+        };
+        // A long list (2,100 gbdt runs) with the default order.
+        let page = t
+            .search_runs(search("params.model = 'gbdt'", "", 100, None))
+            .await
+            .unwrap();
+        let got: Vec<i64> = page.items.iter().map(index).collect();
+        let want: Vec<i64> = (0..N).rev().filter(|i| i % 2 == 0).take(100).collect();
+        assert_eq!(got, want, "{backend}: long list, default order");
+        // Metric order, with and without a filter, paged to the end.
+        for (filter, keep, ascending) in [
+            ("", (|_| true) as fn(i64) -> bool, false),
+            (
+                "params.model = 'gbdt'",
+                (|i| i % 2 == 0) as fn(i64) -> bool,
+                true,
+            ),
+        ] {
+            let order = if ascending {
+                "metrics.auc ASC"
+            } else {
+                "metrics.auc DESC"
+            };
+            let mut got = Vec::new();
+            let mut token = None;
+            loop {
+                let page = t
+                    .search_runs(search(filter, order, 700, token))
+                    .await
+                    .unwrap();
+                got.extend(page.items.iter().map(index));
+                token = page.next_page_token;
+                if token.is_none() {
+                    break;
+                }
+            }
+            assert_eq!(
+                got,
+                oracle(&keep, ascending),
+                "{backend}: {filter} / {order}"
+            );
+        }
+    }
+}
