@@ -1,3 +1,5 @@
+-- Tables keyed by a composite primary key are WITHOUT ROWID: the key is the
+-- table, so each write updates one b-tree instead of two.
 CREATE TABLE experiments (
     experiment_id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL UNIQUE,
@@ -12,7 +14,7 @@ CREATE TABLE experiment_tags (
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (experiment_id, key)
-);
+) WITHOUT ROWID;
 CREATE TABLE runs (
     run_uuid TEXT PRIMARY KEY,
     experiment_id BIGINT NOT NULL,
@@ -32,14 +34,14 @@ CREATE TABLE params (
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (run_uuid, key)
-);
+) WITHOUT ROWID;
 CREATE INDEX params_by_key ON params (key, value, run_uuid);
 CREATE TABLE tags (
     run_uuid TEXT NOT NULL,
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (run_uuid, key)
-);
+) WITHOUT ROWID;
 CREATE INDEX tags_by_key ON tags (key, value, run_uuid);
 CREATE TABLE metrics (
     run_uuid TEXT NOT NULL,
@@ -52,7 +54,7 @@ CREATE TABLE metrics (
     dataset_name TEXT,
     dataset_digest TEXT,
     PRIMARY KEY (run_uuid, key, step, timestamp, value, is_nan)
-);
+) WITHOUT ROWID;
 CREATE INDEX metrics_by_model ON metrics (model_id) WHERE model_id IS NOT NULL;
 CREATE TABLE latest_metrics (
     run_uuid TEXT NOT NULL,
@@ -62,7 +64,7 @@ CREATE TABLE latest_metrics (
     timestamp BIGINT NOT NULL,
     step BIGINT NOT NULL,
     PRIMARY KEY (run_uuid, key)
-);
+) WITHOUT ROWID;
 CREATE INDEX latest_metrics_by_key ON latest_metrics (key, value, is_nan, run_uuid);
 CREATE TABLE datasets (
     dataset_uuid TEXT PRIMARY KEY,
@@ -81,7 +83,7 @@ CREATE TABLE run_inputs (
     context TEXT,
     tags TEXT NOT NULL,
     PRIMARY KEY (run_uuid, dataset_uuid)
-);
+) WITHOUT ROWID;
 CREATE INDEX run_inputs_by_dataset ON run_inputs (dataset_uuid);
 CREATE TABLE logged_models (
     model_id TEXT PRIMARY KEY,
@@ -103,19 +105,19 @@ CREATE TABLE logged_model_params (
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (model_id, key)
-);
+) WITHOUT ROWID;
 CREATE TABLE logged_model_tags (
     model_id TEXT NOT NULL,
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (model_id, key)
-);
+) WITHOUT ROWID;
 CREATE TABLE run_outputs (
     run_uuid TEXT NOT NULL,
     model_id TEXT NOT NULL,
     step BIGINT NOT NULL,
     PRIMARY KEY (run_uuid, model_id)
-);
+) WITHOUT ROWID;
 INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time)
 VALUES (0, 'Default', 'mlflow-artifacts:/0', 'active',
         CAST(strftime('%s', 'now') AS INTEGER) * 1000, CAST(strftime('%s', 'now') AS INTEGER) * 1000);
