@@ -686,3 +686,12 @@ def test_missing_artifact_download_is_404(api, unique):
     root = _artifacts_root(api)
     r = requests.get(f"{root}/0/{unique}/artifacts/missing.txt", timeout=TIMEOUT)
     assert_error(r, status=404, codes="RESOURCE_DOES_NOT_EXIST")
+
+
+@pytest.mark.keel_only
+def test_nul_characters_are_a_400_on_every_backend(api, run_id):
+    # PostgreSQL cannot store NUL in text; Keel refuses it at the edge on
+    # every backend instead of failing inside the database with a 500.
+    r = post(api, "/runs/log-parameter", {"run_id": run_id, "key": "k", "value": "a\u0000b"})
+    assert_error(r, status=400, codes="INVALID_PARAMETER_VALUE")
+    assert "k" not in run_params(api, run_id)

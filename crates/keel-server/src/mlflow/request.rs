@@ -98,6 +98,11 @@ impl Fields {
     pub fn str_opt(&self, field: &str) -> Result<Option<String>, ApiError> {
         match self.present(field) {
             None => Ok(None),
+            // PostgreSQL cannot store NUL in text; refuse it everywhere alike.
+            Some(Value::String(s)) if s.contains('\0') => Err(ApiError::invalid(format!(
+                "Invalid value for parameter '{}': text must not contain NUL characters",
+                self.name(field)
+            ))),
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(other) => Err(self.wrong_type(field, "a string", other)),
         }
@@ -271,6 +276,15 @@ mod tests {
                 .message
                 .contains("metrics[1].timestamp")
         );
+    }
+
+    #[test]
+    fn nul_characters_are_refused() {
+        let f = Fields::from_json(br#"{"params": [{"key": "k", "value": "a\u0000b"}]}"#).unwrap();
+        let err = f.objects("params").unwrap()[0]
+            .str_opt("value")
+            .unwrap_err();
+        assert!(err.message.contains("params[0].value"), "{}", err.message);
     }
 
     #[test]
