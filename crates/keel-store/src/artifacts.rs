@@ -12,6 +12,10 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 
+/// Largest upload sent as one request; larger ones go up in parts of this
+/// size (S3 needs parts of at least 5 MiB).
+pub const SINGLE_PUT_MAX: usize = 8 * 1024 * 1024;
+
 /// Artifact store failures; each names the path it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
@@ -170,7 +174,9 @@ impl ArtifactStore {
     }
 
     /// Writes a stream to `rel`, replacing what was there. The object only
-    /// becomes visible once the whole stream arrived.
+    /// becomes visible once the whole stream arrived. Content up to
+    /// [`SINGLE_PUT_MAX`] goes up in one request; larger content as a
+    /// multipart upload, so memory stays bounded whatever the size.
     pub async fn put_stream<S, E>(&self, rel: &str, mut body: S) -> Result<u64, ArtifactError>
     where
         S: futures::Stream<Item = Result<Bytes, E>> + Unpin + Send,
@@ -181,9 +187,29 @@ impl ArtifactStore {
             path: rel.to_owned(),
             source,
         };
+        let mut head: Vec<Bytes> = Vec::new();
+        let mut buffered = 0usize;
+        let mut exhausted = true;
+        while let Some(chunk) = body.next().await {
+            let bytes = chunk.map_err(|e| ArtifactError::Io(std::io::Error::other(e)))?;
+            buffered += bytes.len();
+            head.push(bytes);
+            if buffered > SINGLE_PUT_MAX {
+                exhausted = false;
+                break;
+            }
+        }
+        if exhausted {
+            let payload: object_store::PutPayload = head.into_iter().collect();
+            self.store.put(&path, payload).await.map_err(backend)?;
+            return Ok(buffered as u64);
+        }
         let upload = self.store.put_multipart(&path).await.map_err(backend)?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, 8 * 1024 * 1024);
-        let mut total = 0u64;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, SINGLE_PUT_MAX);
+        for bytes in head {
+            writer.write(&bytes);
+        }
+        let mut total = buffered as u64;
         while let Some(chunk) = body.next().await {
             match chunk {
                 Ok(bytes) => {
@@ -286,16 +312,13 @@ impl ArtifactStore {
             Err(e) if self.local_root.is_none() => return Err(backend(e)),
             Err(_) => {}
         }
-        let below: Vec<Path> = self
-            .store
-            .list(Some(&path))
-            .map_ok(|m| m.location)
-            .try_collect()
-            .await
-            .map_err(backend)?;
-        for p in below {
-            match self.store.delete(&p).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+        // One listing stream into batched deletes (S3 deletes up to 1,000
+        // keys per request).
+        let below = self.store.list(Some(&path)).map_ok(|m| m.location).boxed();
+        let mut deleted = self.store.delete_stream(below);
+        while let Some(result) = deleted.next().await {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(backend(e)),
             }
         }
@@ -370,6 +393,31 @@ mod tests {
             store.get_stream("1/run/artifacts/c.txt").await,
             Err(ArtifactError::NotFound(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn large_uploads_stream_in_parts_and_read_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::local(dir.path()).unwrap();
+        // 20 MiB in 1 MiB chunks: past the single-request limit.
+        let chunks: Vec<Result<Bytes, std::io::Error>> = (0..20u8)
+            .map(|i| Ok(Bytes::from(vec![i; 1024 * 1024])))
+            .collect();
+        let n = store
+            .put_stream("big/blob.bin", futures::stream::iter(chunks))
+            .await
+            .unwrap();
+        assert_eq!(n, 20 * 1024 * 1024);
+        let (size, body) = store.get_stream("big/blob.bin").await.unwrap();
+        assert_eq!(size, n);
+        let bytes: Vec<Bytes> = body.try_collect().await.unwrap();
+        let all = bytes.concat();
+        assert_eq!(all.len(), 20 * 1024 * 1024);
+        assert!(
+            all.chunks(1024 * 1024)
+                .enumerate()
+                .all(|(i, c)| c.iter().all(|b| *b == i as u8))
+        );
     }
 
     #[test]
