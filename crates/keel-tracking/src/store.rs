@@ -1217,26 +1217,19 @@ async fn load_run_data(
             q.push(") ORDER BY 1, 2");
             q.into_parts()
         };
-        let (sql, binds) = select("SELECT run_uuid, key, value FROM params");
-        for row in bind_all(sql, &binds).fetch_all(&mut *conn).await? {
-            let id: String = row.try_get(0)?;
-            let p = Tag {
-                key: row.try_get(1)?,
-                value: row.try_get(2)?,
-            };
-            if let Some(d) = out.get_mut(&id) {
-                d.params.push(p);
-            }
-        }
-        let (sql, binds) = select("SELECT run_uuid, key, value FROM tags");
-        for row in bind_all(sql, &binds).fetch_all(&mut *conn).await? {
-            let id: String = row.try_get(0)?;
-            let t = Tag {
-                key: row.try_get(1)?,
-                value: row.try_get(2)?,
-            };
-            if let Some(d) = out.get_mut(&id) {
-                d.tags.push(t);
+        type PairList = fn(&mut RunData) -> &mut Vec<Tag>;
+        let pair_tables: [(&str, PairList); 2] =
+            [("params", |d| &mut d.params), ("tags", |d| &mut d.tags)];
+        for (table, list) in pair_tables {
+            let (sql, binds) = select(&format!("SELECT run_uuid, key, value FROM {table}"));
+            for row in bind_all(sql, &binds).fetch_all(&mut *conn).await? {
+                let id: String = row.try_get(0)?;
+                if let Some(d) = out.get_mut(&id) {
+                    list(d).push(Tag {
+                        key: row.try_get(1)?,
+                        value: row.try_get(2)?,
+                    });
+                }
             }
         }
         let (sql, binds) = select(&format!(
