@@ -12,9 +12,17 @@ use keel_tracking::{MIGRATIONS, Metric, NewRun, RunSearch, Tag, Tracking, search
 const FILTER: &str = "metrics.auc > 0.8 and params.model = 'gbdt' and tags.team LIKE 'ri%' \
                       and attributes.status = 'FINISHED' and (metrics.loss < 0.3 or not params.depth = '3')";
 
+/// MLflow's grammar has AND only: the same filter for both parsers
+/// (MLflow's `SearchUtils.parse_search_filter` is timed by `bench/run`).
+pub const MLFLOW_FILTER: &str = "metrics.auc > 0.8 and params.model = 'gbdt' and tags.team LIKE 'ri%' \
+                      and attributes.status = 'FINISHED' and metrics.loss < 0.3";
+
 fn filters(c: &mut Criterion) {
     c.bench_function("search/parse_filter", |b| {
         b.iter(|| search::parse_filter(black_box(FILTER)))
+    });
+    c.bench_function("search/parse_filter_mlflow_grammar", |b| {
+        b.iter(|| search::parse_filter(black_box(MLFLOW_FILTER)))
     });
     let expr = search::parse_filter(FILTER).ok().flatten();
     c.bench_function("search/compile_filter_postgres", |b| {
