@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use super::boolean::{BoolExpr, Node, write_filter};
+
 /// A boolean filter expression.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
@@ -242,72 +244,70 @@ impl fmt::Display for Value {
         match self {
             Value::Number(n) => write!(f, "{n}"),
             Value::String(s) => write_quoted(f, '\'', s),
-            Value::List(items) => {
-                f.write_str("(")?;
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(", ")?;
-                    }
-                    write_quoted(f, '\'', item)?;
-                }
-                f.write_str(")")
-            }
+            Value::List(items) => write_string_list(f, items),
             Value::Null => f.write_str("NULL"),
         }
     }
 }
 
+/// Writes `('a', 'b')`.
+pub(super) fn write_string_list(f: &mut fmt::Formatter<'_>, items: &[String]) -> fmt::Result {
+    f.write_str("(")?;
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            f.write_str(", ")?;
+        }
+        write_quoted(f, '\'', item)?;
+    }
+    f.write_str(")")
+}
+
+/// Writes `key op value`, or `key op` for `IS NULL`/`IS NOT NULL`.
+pub(super) fn write_comparison(
+    f: &mut fmt::Formatter<'_>,
+    key: &dyn fmt::Display,
+    op: Op,
+    value: &dyn fmt::Display,
+) -> fmt::Result {
+    write!(f, "{key} {op}")?;
+    match op {
+        Op::IsNull | Op::IsNotNull => Ok(()),
+        _ => write!(f, " {value}"),
+    }
+}
+
 impl fmt::Display for Comparison {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.key, self.op)?;
-        match self.op {
-            Op::IsNull | Op::IsNotNull => Ok(()),
-            _ => write!(f, " {}", self.value),
+        write_comparison(f, &self.key, self.op, &self.value)
+    }
+}
+
+impl BoolExpr for Expr {
+    type Comparison = Comparison;
+
+    fn and(children: Vec<Self>) -> Self {
+        Expr::And(children)
+    }
+    fn or(children: Vec<Self>) -> Self {
+        Expr::Or(children)
+    }
+    fn not(inner: Self) -> Self {
+        Expr::Not(Box::new(inner))
+    }
+    fn node(&self) -> Node<'_, Self> {
+        match self {
+            Expr::And(children) => Node::And(children),
+            Expr::Or(children) => Node::Or(children),
+            Expr::Not(inner) => Node::Not(inner),
+            Expr::Compare(c) => Node::Compare(c),
         }
     }
 }
 
 impl fmt::Display for Expr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Expr::And(children) => write_junction(f, children, " AND ", true),
-            Expr::Or(children) => write_junction(f, children, " OR ", false),
-            Expr::Not(inner) => {
-                f.write_str("NOT ")?;
-                match inner.as_ref() {
-                    Expr::And(_) | Expr::Or(_) => write!(f, "({inner})"),
-                    _ => write!(f, "{inner}"),
-                }
-            }
-            Expr::Compare(c) => write!(f, "{c}"),
-        }
+        write_filter(f, self)
     }
-}
-
-/// Children of `AND` that are `AND`/`OR`, and children of `OR` that are `OR`,
-/// are parenthesised so the text parses back to the same tree.
-fn write_junction(
-    f: &mut fmt::Formatter<'_>,
-    children: &[Expr],
-    sep: &str,
-    is_and: bool,
-) -> fmt::Result {
-    for (i, child) in children.iter().enumerate() {
-        if i > 0 {
-            f.write_str(sep)?;
-        }
-        let group = match child {
-            Expr::Or(_) => true,
-            Expr::And(_) => is_and,
-            _ => false,
-        };
-        if group {
-            write!(f, "({child})")?;
-        } else {
-            write!(f, "{child}")?;
-        }
-    }
-    Ok(())
 }
 
 impl fmt::Display for OrderKey {

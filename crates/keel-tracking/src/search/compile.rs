@@ -12,6 +12,7 @@
 use keel_core::sql::{Dialect, QueryBuilder, SqlValue};
 
 use super::ast::{Attribute, Comparison, DatasetField, Expr, Key, Op, OrderKey, Value};
+use super::boolean::push_bool;
 
 /// How a membership test (`run_uuid IN (SELECT …)`) may be planned.
 ///
@@ -55,46 +56,11 @@ pub fn push_filter_planned(
     membership: Membership,
     q: &mut QueryBuilder,
 ) {
-    push_expr(
-        expr,
-        Ctx {
-            dialect,
-            membership,
-        },
-        q,
-    );
-}
-
-fn push_expr(expr: &Expr, ctx: Ctx, q: &mut QueryBuilder) {
-    match expr {
-        Expr::And(children) => push_junction(children, " AND ", "1 = 1", ctx, q),
-        Expr::Or(children) => push_junction(children, " OR ", "1 = 0", ctx, q),
-        Expr::Not(inner) => {
-            q.push("NOT (");
-            push_expr(inner, ctx, q);
-            q.push(")");
-        }
-        Expr::Compare(c) => push_comparison(c, ctx, q),
-    }
-}
-
-fn push_junction(children: &[Expr], sep: &str, empty: &str, ctx: Ctx, q: &mut QueryBuilder) {
-    if children.is_empty() {
-        q.push(empty);
-        return;
-    }
-    for (i, child) in children.iter().enumerate() {
-        if i > 0 {
-            q.push(sep);
-        }
-        if matches!(child, Expr::And(_) | Expr::Or(_)) {
-            q.push("(");
-            push_expr(child, ctx, q);
-            q.push(")");
-        } else {
-            push_expr(child, ctx, q);
-        }
-    }
+    let ctx = Ctx {
+        dialect,
+        membership,
+    };
+    push_bool(expr, q, &|c, q| push_comparison(c, ctx, q));
 }
 
 /// For a comparison that compiles to a membership list (metric, param, tag
@@ -321,19 +287,7 @@ fn push_predicate(
                 Value::List(items) => items.iter().map(|s| SqlValue::Text(s.clone())).collect(),
                 other => scalar_bind(other, ty).into_iter().collect(),
             };
-            if items.is_empty() {
-                q.push(if op == Op::In { "1 = 0" } else { "1 = 1" });
-                return;
-            }
-            q.push(column)
-                .push(if op == Op::In { " IN (" } else { " NOT IN (" });
-            for (i, item) in items.into_iter().enumerate() {
-                if i > 0 {
-                    q.push(", ");
-                }
-                q.push_bind(item);
-            }
-            q.push(")");
+            push_in_list(column, op, items, q);
             return;
         }
         Op::IsNull | Op::IsNotNull => {
@@ -346,13 +300,7 @@ fn push_predicate(
         }
     };
     match (scalar_bind(value, ty), op) {
-        (Some(bind), _) => {
-            q.push(column)
-                .push(" ")
-                .push(sql_op)
-                .push(" ")
-                .push_bind(bind);
-        }
+        (Some(bind), _) => push_binary(column, sql_op, bind, q),
         (None, Op::Eq) if *value == Value::Null => {
             q.push(column).push(" IS NULL");
         }
@@ -363,6 +311,94 @@ fn push_predicate(
             q.push("1 = 0");
         }
     }
+}
+
+/// `column IN (…)` or `column NOT IN (…)` for `op`; an empty list is
+/// `1 = 0` (IN) or `1 = 1` (NOT IN).
+fn push_in_list(column: &str, op: Op, items: Vec<SqlValue>, q: &mut QueryBuilder) {
+    if items.is_empty() {
+        q.push(if op == Op::In { "1 = 0" } else { "1 = 1" });
+        return;
+    }
+    q.push(column)
+        .push(if op == Op::In { " IN (" } else { " NOT IN (" });
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            q.push(", ");
+        }
+        q.push_bind(item);
+    }
+    q.push(")");
+}
+
+/// `column <sql_op> $n`.
+fn push_binary(column: &str, sql_op: &str, bind: SqlValue, q: &mut QueryBuilder) {
+    q.push(column)
+        .push(" ")
+        .push(sql_op)
+        .push(" ")
+        .push_bind(bind);
+}
+
+/// The right-hand side of an experiment or logged-model comparison, as
+/// [`push_operand`] binds it.
+pub(super) enum Operand<'a> {
+    /// A string value or LIKE pattern.
+    Text(&'a str),
+    /// A number or id, already converted for the column.
+    Scalar(SqlValue),
+    /// The items of `IN`/`NOT IN`.
+    List(Vec<SqlValue>),
+    Null,
+}
+
+/// Appends `column <op> <operand>` as a boolean expression for experiment
+/// and logged-model search. Operator/operand pairs their parsers never
+/// produce compile to `1 = 0`.
+pub(super) fn push_operand(
+    column: &str,
+    op: Op,
+    operand: Operand<'_>,
+    dialect: Dialect,
+    q: &mut QueryBuilder,
+) {
+    let bind = match (op, operand) {
+        (Op::Like | Op::ILike, Operand::Text(pattern)) => {
+            push_like(column, pattern, op == Op::ILike, dialect, q);
+            return;
+        }
+        (Op::In | Op::NotIn, Operand::List(items)) => {
+            push_in_list(column, op, items, q);
+            return;
+        }
+        (Op::IsNull, _) => {
+            q.push(column).push(" IS NULL");
+            return;
+        }
+        (Op::IsNotNull, _) => {
+            q.push(column).push(" IS NOT NULL");
+            return;
+        }
+        (_, Operand::Text(s)) => SqlValue::Text(s.to_owned()),
+        (_, Operand::Scalar(bind)) => bind,
+        (_, Operand::List(_) | Operand::Null) => {
+            q.push("1 = 0");
+            return;
+        }
+    };
+    let sql_op = match op {
+        Op::Eq => "=",
+        Op::Ne => "!=",
+        Op::Lt => "<",
+        Op::Le => "<=",
+        Op::Gt => ">",
+        Op::Ge => ">=",
+        _ => {
+            q.push("1 = 0");
+            return;
+        }
+    };
+    push_binary(column, sql_op, bind, q);
 }
 
 /// One element of a LIKE pattern.
@@ -430,8 +466,8 @@ fn glob_pattern(parts: &[LikePart]) -> String {
 /// Appends `column LIKE pattern` (or `ILIKE` when `case_insensitive`) as a
 /// boolean expression, with the pattern bound: case-sensitive `LIKE` and
 /// case-insensitive `ILIKE` on both dialects (SQLite uses `GLOB` and
-/// `LOWER(..) LIKE LOWER(..)`). Shared with experiment search.
-pub(super) fn push_like(
+/// `LOWER(..) LIKE LOWER(..)`).
+fn push_like(
     column: &str,
     pattern: &str,
     case_insensitive: bool,

@@ -31,11 +31,12 @@ use std::fmt;
 
 use keel_core::sql::{Dialect, QueryBuilder, SqlValue};
 
-use super::ast::{Op, write_name, write_quoted};
-use super::compile::{ColumnType, number_bind, push_like};
+use super::ast::{Op, write_comparison, write_name, write_quoted};
+use super::boolean::{BoolExpr, Node, push_bool, write_filter};
+use super::compile::{ColumnType, Operand, number_bind, push_operand};
 use super::error::FilterError;
 use super::lexer::{Token, TokenKind};
-use super::parse::{BoolExpr, KEYWORDS, Parser, parse_boolean};
+use super::parse::{Parser, ops_list, parse_boolean, parse_order_clauses};
 
 /// A boolean experiment filter.
 #[derive(Debug, Clone, PartialEq)]
@@ -160,6 +161,8 @@ impl ExperimentKey {
 }
 
 impl BoolExpr for ExperimentFilter {
+    type Comparison = ExperimentComparison;
+
     fn and(children: Vec<Self>) -> Self {
         ExperimentFilter::And(children)
     }
@@ -169,6 +172,14 @@ impl BoolExpr for ExperimentFilter {
     fn not(inner: Self) -> Self {
         ExperimentFilter::Not(Box::new(inner))
     }
+    fn node(&self) -> Node<'_, Self> {
+        match self {
+            ExperimentFilter::And(children) => Node::And(children),
+            ExperimentFilter::Or(children) => Node::Or(children),
+            ExperimentFilter::Not(inner) => Node::Not(inner),
+            ExperimentFilter::Compare(c) => Node::Compare(c),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -177,11 +188,6 @@ impl BoolExpr for ExperimentFilter {
 fn attribute_names() -> String {
     let names: Vec<&str> = ExperimentAttribute::ALL.iter().map(|a| a.name()).collect();
     names.join(", ")
-}
-
-fn ops_list(ops: &[Op]) -> String {
-    let names: Vec<&str> = ops.iter().map(|o| o.as_str()).collect();
-    names.join(" ")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,15 +295,7 @@ fn key(p: &mut Parser<'_>, expected: &str) -> Result<(ExperimentKey, Token), Fil
             let key = attribute_key(p, &tok, text)?;
             Ok((key, tok))
         }
-        TokenKind::Quoted { .. } => Err(p.error(
-            &tok,
-            "expected a key such as name or tags.team, found a string; quote keys with backticks or double quotes",
-        )),
-        TokenKind::Number(_) => Err(p.error(
-            &tok,
-            "expected a key such as name or tags.team, found a number",
-        )),
-        _ => Err(p.error(&tok, expected)),
+        _ => Err(p.not_a_key(&tok, "name or tags.team", expected)),
     }
 }
 
@@ -305,20 +303,11 @@ fn word_key(p: &mut Parser<'_>, tok: Token) -> Result<(ExperimentKey, Token), Fi
     let src = p.src();
     let text = tok.text(src);
     let Some((entity_text, name)) = text.split_once('.') else {
-        if let Some(kw) = KEYWORDS.iter().find(|k| text.eq_ignore_ascii_case(k)) {
-            return Err(p.error(
-                &tok,
-                format!(
-                    "expected a comparison such as name = 'my-experiment', found the keyword {kw}"
-                ),
-            ));
-        }
-        if entity_from_name(text).is_some() {
-            return Err(p.error(
-                &tok,
-                format!("expected '.' and a key after '{text}' (e.g. {text}.my_key)"),
-            ));
-        }
+        p.check_bare_key(
+            &tok,
+            "name = 'my-experiment'",
+            entity_from_name(text).is_some(),
+        )?;
         let key = attribute_key(p, &tok, text)?;
         return Ok((key, tok));
     };
@@ -357,26 +346,7 @@ fn attribute_key(p: &Parser<'_>, tok: &Token, name: &str) -> Result<ExperimentKe
 /// the attribute bare or prefixed `attribute.`/`attributes.`/`attr.`. The
 /// default direction is ascending; an attribute may appear only once.
 pub fn parse_order_by(clauses: &[String]) -> Result<Vec<ExperimentOrderKey>, FilterError> {
-    let mut keys: Vec<ExperimentOrderKey> = Vec::with_capacity(clauses.len());
-    for (i, clause) in clauses.iter().enumerate() {
-        let at = |mut e: FilterError| {
-            e.clause = Some(i);
-            e
-        };
-        let key = parse_order_clause(clause).map_err(at)?;
-        if let Some(first) = keys.iter().position(|k| k.attribute == key.attribute) {
-            return Err(at(FilterError::new(
-                0,
-                clause.trim_end(),
-                format!(
-                    "duplicate order_by key {} (already ordered by in order_by[{first}])",
-                    key.attribute.name()
-                ),
-            )));
-        }
-        keys.push(key);
-    }
-    Ok(keys)
+    parse_order_clauses(clauses, parse_order_clause, |k| k.attribute.name())
 }
 
 fn parse_order_clause(clause: &str) -> Result<ExperimentOrderKey, FilterError> {
@@ -397,23 +367,7 @@ fn parse_order_clause(clause: &str) -> Result<ExperimentOrderKey, FilterError> {
             ));
         }
     };
-    let tok = p.bump()?;
-    let ascending = if tok.is_keyword(clause, "ASC") {
-        true
-    } else if tok.is_keyword(clause, "DESC") {
-        false
-    } else if tok.kind == TokenKind::Eof {
-        return Ok(ExperimentOrderKey {
-            attribute,
-            ascending: true,
-        });
-    } else {
-        return Err(p.error(&tok, "expected ASC, DESC or the end of the clause"));
-    };
-    let end = p.bump()?;
-    if end.kind != TokenKind::Eof {
-        return Err(p.error(&end, "expected the end of the clause after ASC/DESC"));
-    }
+    let ascending = p.order_direction()?;
     Ok(ExperimentOrderKey {
         attribute,
         ascending,
@@ -428,53 +382,7 @@ fn parse_order_clause(clause: &str) -> Result<ExperimentOrderKey, FilterError> {
 /// parentheses). `And`/`Or` with no children compile to `1 = 1`/`1 = 0`,
 /// and operator/value pairs the parser never produces to `1 = 0`.
 pub fn push_filter(f: &ExperimentFilter, dialect: Dialect, q: &mut QueryBuilder) {
-    match f {
-        ExperimentFilter::And(children) => push_junction(children, " AND ", "1 = 1", dialect, q),
-        ExperimentFilter::Or(children) => push_junction(children, " OR ", "1 = 0", dialect, q),
-        ExperimentFilter::Not(inner) => {
-            q.push("NOT (");
-            push_filter(inner, dialect, q);
-            q.push(")");
-        }
-        ExperimentFilter::Compare(c) => push_comparison(c, dialect, q),
-    }
-}
-
-fn push_junction(
-    children: &[ExperimentFilter],
-    sep: &str,
-    empty: &str,
-    dialect: Dialect,
-    q: &mut QueryBuilder,
-) {
-    if children.is_empty() {
-        q.push(empty);
-        return;
-    }
-    for (i, child) in children.iter().enumerate() {
-        if i > 0 {
-            q.push(sep);
-        }
-        if matches!(child, ExperimentFilter::And(_) | ExperimentFilter::Or(_)) {
-            q.push("(");
-            push_filter(child, dialect, q);
-            q.push(")");
-        } else {
-            push_filter(child, dialect, q);
-        }
-    }
-}
-
-fn sql_op(op: Op) -> Option<&'static str> {
-    Some(match op {
-        Op::Eq => "=",
-        Op::Ne => "!=",
-        Op::Lt => "<",
-        Op::Le => "<=",
-        Op::Gt => ">",
-        Op::Ge => ">=",
-        _ => return None,
-    })
+    push_bool(f, q, &|c, q| push_comparison(c, dialect, q));
 }
 
 fn push_comparison(c: &ExperimentComparison, dialect: Dialect, q: &mut QueryBuilder) {
@@ -505,52 +413,16 @@ fn push_scalar(
     dialect: Dialect,
     q: &mut QueryBuilder,
 ) {
-    match (op, value) {
-        (Op::Like | Op::ILike, ExperimentValue::String(pattern)) => {
-            push_like(column, pattern, op == Op::ILike, dialect, q);
+    let operand = match value {
+        ExperimentValue::String(s) => Operand::Text(s),
+        ExperimentValue::Number(n) => Operand::Scalar(number_bind(*n, ColumnType::Int)),
+        ExperimentValue::Id(id) => Operand::Scalar(SqlValue::Int(*id)),
+        ExperimentValue::Ids(ids) => {
+            Operand::List(ids.iter().map(|&id| SqlValue::Int(id)).collect())
         }
-        (Op::In | Op::NotIn, ExperimentValue::Ids(ids)) => {
-            if ids.is_empty() {
-                q.push(if op == Op::In { "1 = 0" } else { "1 = 1" });
-                return;
-            }
-            q.push(column)
-                .push(if op == Op::In { " IN (" } else { " NOT IN (" });
-            for (i, id) in ids.iter().enumerate() {
-                if i > 0 {
-                    q.push(", ");
-                }
-                q.push_bind(*id);
-            }
-            q.push(")");
-        }
-        (Op::IsNull, _) => {
-            q.push(column).push(" IS NULL");
-        }
-        (Op::IsNotNull, _) => {
-            q.push(column).push(" IS NOT NULL");
-        }
-        (_, ExperimentValue::String(_) | ExperimentValue::Number(_) | ExperimentValue::Id(_)) => {
-            let Some(sql_op) = sql_op(op) else {
-                q.push("1 = 0");
-                return;
-            };
-            let bind = match value {
-                ExperimentValue::String(s) => SqlValue::Text(s.clone()),
-                ExperimentValue::Number(n) => number_bind(*n, ColumnType::Int),
-                ExperimentValue::Id(id) => SqlValue::Int(*id),
-                ExperimentValue::Ids(_) | ExperimentValue::Null => SqlValue::Null,
-            };
-            q.push(column)
-                .push(" ")
-                .push(sql_op)
-                .push(" ")
-                .push_bind(bind);
-        }
-        _ => {
-            q.push("1 = 0");
-        }
-    }
+        ExperimentValue::Null => Operand::Null,
+    };
+    push_operand(column, op, operand, dialect, q);
 }
 
 /// Appends the ORDER BY list (without the `ORDER BY` keywords). No keys
@@ -627,50 +499,14 @@ impl fmt::Display for ExperimentValue {
 
 impl fmt::Display for ExperimentComparison {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.key, self.op)?;
-        match self.op {
-            Op::IsNull | Op::IsNotNull => Ok(()),
-            _ => write!(f, " {}", self.value),
-        }
+        write_comparison(f, &self.key, self.op, &self.value)
     }
 }
 
 impl fmt::Display for ExperimentFilter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ExperimentFilter::And(children) => write_junction(f, children, " AND ", true),
-            ExperimentFilter::Or(children) => write_junction(f, children, " OR ", false),
-            ExperimentFilter::Not(inner) => match inner.as_ref() {
-                ExperimentFilter::And(_) | ExperimentFilter::Or(_) => write!(f, "NOT ({inner})"),
-                _ => write!(f, "NOT {inner}"),
-            },
-            ExperimentFilter::Compare(c) => write!(f, "{c}"),
-        }
+        write_filter(f, self)
     }
-}
-
-fn write_junction(
-    f: &mut fmt::Formatter<'_>,
-    children: &[ExperimentFilter],
-    sep: &str,
-    is_and: bool,
-) -> fmt::Result {
-    for (i, child) in children.iter().enumerate() {
-        if i > 0 {
-            f.write_str(sep)?;
-        }
-        let group = match child {
-            ExperimentFilter::Or(_) => true,
-            ExperimentFilter::And(_) => is_and,
-            _ => false,
-        };
-        if group {
-            write!(f, "({child})")?;
-        } else {
-            write!(f, "{child}")?;
-        }
-    }
-    Ok(())
 }
 
 impl fmt::Display for ExperimentOrderKey {

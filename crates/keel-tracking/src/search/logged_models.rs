@@ -42,11 +42,12 @@ use std::fmt;
 
 use keel_core::sql::{Dialect, QueryBuilder, SqlValue};
 
-use super::ast::{Op, write_name, write_quoted};
-use super::compile::{ColumnType, number_bind, push_like};
+use super::ast::{Op, write_comparison, write_name, write_quoted, write_string_list};
+use super::boolean::{BoolExpr, Node, push_bool, write_filter};
+use super::compile::{ColumnType, Operand, number_bind, push_operand};
 use super::error::FilterError;
 use super::lexer::{Token, TokenKind};
-use super::parse::{BoolExpr, KEYWORDS, Parser, parse_boolean};
+use super::parse::{Parser, ops_list, parse_boolean};
 
 /// A boolean logged-model filter.
 #[derive(Debug, Clone, PartialEq)]
@@ -225,6 +226,8 @@ impl ModelKey {
 }
 
 impl BoolExpr for ModelFilter {
+    type Comparison = ModelComparison;
+
     fn and(children: Vec<Self>) -> Self {
         ModelFilter::And(children)
     }
@@ -234,6 +237,14 @@ impl BoolExpr for ModelFilter {
     fn not(inner: Self) -> Self {
         ModelFilter::Not(Box::new(inner))
     }
+    fn node(&self) -> Node<'_, Self> {
+        match self {
+            ModelFilter::And(children) => Node::And(children),
+            ModelFilter::Or(children) => Node::Or(children),
+            ModelFilter::Not(inner) => Node::Not(inner),
+            ModelFilter::Compare(c) => Node::Compare(c),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -242,11 +253,6 @@ impl BoolExpr for ModelFilter {
 fn attribute_names() -> String {
     let names: Vec<&str> = ModelAttribute::ALL.iter().map(|a| a.name()).collect();
     names.join(", ")
-}
-
-fn ops_list(ops: &[Op]) -> String {
-    let names: Vec<&str> = ops.iter().map(|o| o.as_str()).collect();
-    names.join(" ")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -299,19 +305,7 @@ fn comparison(p: &mut Parser<'_>) -> Result<ModelFilter, FilterError> {
     let what = key.describe();
     let value = match op {
         Op::IsNull | Op::IsNotNull => ModelValue::Null,
-        Op::In | Op::NotIn => ModelValue::List(p.list_of(
-            op,
-            "quoted strings",
-            "('a', 'b')",
-            "quoted string",
-            |p, tok| match tok.kind {
-                TokenKind::Quoted { quote, text } if quote != '`' => Ok(text),
-                _ => Err(p.error(
-                    &tok,
-                    format!("expected a quoted string in the {} list", op.as_str()),
-                )),
-            },
-        )?),
+        Op::In | Op::NotIn => ModelValue::List(p.string_list(op)?),
         _ if key.is_numeric() => ModelValue::Number(p.number_value(&what, op)?),
         _ => ModelValue::String(p.string_value(&what, op)?),
     };
@@ -325,17 +319,10 @@ fn key(p: &mut Parser<'_>) -> Result<ModelKey, FilterError> {
     match &tok.kind {
         TokenKind::Word => word_key(p, tok),
         TokenKind::Quoted { quote, text } if *quote != '\'' => attribute_key(p, &tok, text),
-        TokenKind::Quoted { .. } => Err(p.error(
+        _ => Err(p.not_a_key(
             &tok,
-            "expected a key such as name or metrics.accuracy, found a string; quote keys with backticks or double quotes",
-        )),
-        TokenKind::Number(_) => Err(p.error(
-            &tok,
-            "expected a key such as name or metrics.accuracy, found a number",
-        )),
-        _ => Err(p.error(
-            &tok,
-            format!("expected a comparison such as {EXAMPLE}"),
+            "name or metrics.accuracy",
+            &format!("expected a comparison such as {EXAMPLE}"),
         )),
     }
 }
@@ -344,18 +331,7 @@ fn word_key(p: &mut Parser<'_>, tok: Token) -> Result<ModelKey, FilterError> {
     let src = p.src();
     let text = tok.text(src);
     let Some((entity_text, name)) = text.split_once('.') else {
-        if let Some(kw) = KEYWORDS.iter().find(|k| text.eq_ignore_ascii_case(k)) {
-            return Err(p.error(
-                &tok,
-                format!("expected a comparison such as {EXAMPLE}, found the keyword {kw}"),
-            ));
-        }
-        if entity_from_name(text).is_some() {
-            return Err(p.error(
-                &tok,
-                format!("expected '.' and a key after '{text}' (e.g. {text}.my_key)"),
-            ));
-        }
+        p.check_bare_key(&tok, EXAMPLE, entity_from_name(text).is_some())?;
         return attribute_key(p, &tok, text);
     };
     let Some(entity) = entity_from_name(entity_text) else {
@@ -472,41 +448,7 @@ fn parse_order_field(field: &str) -> Result<ModelOrderField, FilterError> {
 /// parentheses). `And`/`Or` with no children compile to `1 = 1`/`1 = 0`,
 /// and operator/value pairs the parser never produces to `1 = 0`.
 pub fn push_filter(f: &ModelFilter, dialect: Dialect, q: &mut QueryBuilder) {
-    match f {
-        ModelFilter::And(children) => push_junction(children, " AND ", "1 = 1", dialect, q),
-        ModelFilter::Or(children) => push_junction(children, " OR ", "1 = 0", dialect, q),
-        ModelFilter::Not(inner) => {
-            q.push("NOT (");
-            push_filter(inner, dialect, q);
-            q.push(")");
-        }
-        ModelFilter::Compare(c) => push_comparison(c, dialect, q),
-    }
-}
-
-fn push_junction(
-    children: &[ModelFilter],
-    sep: &str,
-    empty: &str,
-    dialect: Dialect,
-    q: &mut QueryBuilder,
-) {
-    if children.is_empty() {
-        q.push(empty);
-        return;
-    }
-    for (i, child) in children.iter().enumerate() {
-        if i > 0 {
-            q.push(sep);
-        }
-        if matches!(child, ModelFilter::And(_) | ModelFilter::Or(_)) {
-            q.push("(");
-            push_filter(child, dialect, q);
-            q.push(")");
-        } else {
-            push_filter(child, dialect, q);
-        }
-    }
+    push_bool(f, q, &|c, q| push_comparison(c, dialect, q));
 }
 
 /// Appends a derived table of each model's latest row of metric `key`
@@ -608,18 +550,6 @@ fn push_attribute(a: ModelAttribute, c: &ModelComparison, dialect: Dialect, q: &
     }
 }
 
-fn sql_op(op: Op) -> Option<&'static str> {
-    Some(match op {
-        Op::Eq => "=",
-        Op::Ne => "!=",
-        Op::Lt => "<",
-        Op::Le => "<=",
-        Op::Gt => ">",
-        Op::Ge => ">=",
-        _ => return None,
-    })
-}
-
 /// Appends `column <op> <value>` as a boolean expression.
 fn push_scalar(
     column: &str,
@@ -629,51 +559,18 @@ fn push_scalar(
     dialect: Dialect,
     q: &mut QueryBuilder,
 ) {
-    match (op, value) {
-        (Op::Like | Op::ILike, ModelValue::String(pattern)) => {
-            push_like(column, pattern, op == Op::ILike, dialect, q);
-        }
-        (Op::In | Op::NotIn, ModelValue::List(items)) => {
-            if items.is_empty() {
-                q.push(if op == Op::In { "1 = 0" } else { "1 = 1" });
-                return;
-            }
-            q.push(column)
-                .push(if op == Op::In { " IN (" } else { " NOT IN (" });
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    q.push(", ");
-                }
-                q.push_bind(item.as_str());
-            }
-            q.push(")");
-        }
-        (Op::IsNull, _) => {
-            q.push(column).push(" IS NULL");
-        }
-        (Op::IsNotNull, _) => {
-            q.push(column).push(" IS NOT NULL");
-        }
-        (_, ModelValue::String(_) | ModelValue::Number(_)) => {
-            let Some(sql_op) = sql_op(op) else {
-                q.push("1 = 0");
-                return;
-            };
-            let bind = match value {
-                ModelValue::Number(n) => number_bind(*n, ty),
-                ModelValue::String(s) => SqlValue::Text(s.clone()),
-                ModelValue::List(_) | ModelValue::Null => SqlValue::Null,
-            };
-            q.push(column)
-                .push(" ")
-                .push(sql_op)
-                .push(" ")
-                .push_bind(bind);
-        }
-        _ => {
-            q.push("1 = 0");
-        }
-    }
+    let operand = match value {
+        ModelValue::String(s) => Operand::Text(s),
+        ModelValue::Number(n) => Operand::Scalar(number_bind(*n, ty)),
+        ModelValue::List(items) => Operand::List(
+            items
+                .iter()
+                .map(|item| SqlValue::Text(item.clone()))
+                .collect(),
+        ),
+        ModelValue::Null => Operand::Null,
+    };
+    push_operand(column, op, operand, dialect, q);
 }
 
 /// Appends one ` LEFT JOIN (<latest row of the metric per model>) ob<i> ON
@@ -775,16 +672,7 @@ impl fmt::Display for ModelValue {
         match self {
             ModelValue::String(s) => write_quoted(f, '\'', s),
             ModelValue::Number(n) => write!(f, "{n}"),
-            ModelValue::List(items) => {
-                f.write_str("(")?;
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(", ")?;
-                    }
-                    write_quoted(f, '\'', item)?;
-                }
-                f.write_str(")")
-            }
+            ModelValue::List(items) => write_string_list(f, items),
             ModelValue::Null => f.write_str("NULL"),
         }
     }
@@ -792,50 +680,14 @@ impl fmt::Display for ModelValue {
 
 impl fmt::Display for ModelComparison {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.key, self.op)?;
-        match self.op {
-            Op::IsNull | Op::IsNotNull => Ok(()),
-            _ => write!(f, " {}", self.value),
-        }
+        write_comparison(f, &self.key, self.op, &self.value)
     }
 }
 
 impl fmt::Display for ModelFilter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ModelFilter::And(children) => write_junction(f, children, " AND ", true),
-            ModelFilter::Or(children) => write_junction(f, children, " OR ", false),
-            ModelFilter::Not(inner) => match inner.as_ref() {
-                ModelFilter::And(_) | ModelFilter::Or(_) => write!(f, "NOT ({inner})"),
-                _ => write!(f, "NOT {inner}"),
-            },
-            ModelFilter::Compare(c) => write!(f, "{c}"),
-        }
+        write_filter(f, self)
     }
-}
-
-fn write_junction(
-    f: &mut fmt::Formatter<'_>,
-    children: &[ModelFilter],
-    sep: &str,
-    is_and: bool,
-) -> fmt::Result {
-    for (i, child) in children.iter().enumerate() {
-        if i > 0 {
-            f.write_str(sep)?;
-        }
-        let group = match child {
-            ModelFilter::Or(_) => true,
-            ModelFilter::And(_) => is_and,
-            _ => false,
-        };
-        if group {
-            write!(f, "({child})")?;
-        } else {
-            write!(f, "{child}")?;
-        }
-    }
-    Ok(())
 }
 
 impl fmt::Display for ModelOrderField {

@@ -38,6 +38,7 @@
 //! lexer, boolean parser and LIKE compilation.
 
 mod ast;
+mod boolean;
 mod compile;
 mod error;
 pub mod experiments;

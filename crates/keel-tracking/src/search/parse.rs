@@ -1,6 +1,9 @@
 //! Recursive-descent parser for filters and order_by clauses.
 
+use std::fmt;
+
 use super::ast::{Attribute, Comparison, DatasetField, Expr, Key, Op, OrderKey, Value};
+use super::boolean::BoolExpr;
 use super::error::FilterError;
 use super::lexer::{CmpOp, Lexer, Token, TokenKind};
 
@@ -15,26 +18,6 @@ pub const MAX_NESTING: usize = 64;
 /// parenthesised single comparison is just that comparison.
 pub fn parse_filter(input: &str) -> Result<Option<Expr>, FilterError> {
     parse_boolean(input, |p| p.comparison())
-}
-
-/// The tree a filter's boolean structure builds: run filters build [`Expr`],
-/// experiment filters their own type.
-pub(super) trait BoolExpr: Sized {
-    fn and(children: Vec<Self>) -> Self;
-    fn or(children: Vec<Self>) -> Self;
-    fn not(inner: Self) -> Self;
-}
-
-impl BoolExpr for Expr {
-    fn and(children: Vec<Self>) -> Self {
-        Expr::And(children)
-    }
-    fn or(children: Vec<Self>) -> Self {
-        Expr::Or(children)
-    }
-    fn not(inner: Self) -> Self {
-        Expr::Not(Box::new(inner))
-    }
 }
 
 /// Reads one comparison (`key op value`) of a filter grammar.
@@ -66,25 +49,35 @@ pub(super) fn parse_boolean<E: BoolExpr>(
 /// cannot be ordered by, and a key may appear only once (`created` and
 /// `start_time` are the same key).
 pub fn parse_order_by(clauses: &[String]) -> Result<Vec<OrderKey>, FilterError> {
-    let mut keys: Vec<OrderKey> = Vec::with_capacity(clauses.len());
+    parse_order_clauses(clauses, parse_order_clause, |k| k.key.clone())
+}
+
+/// Parses each clause with `parse`, rejecting a clause whose key (as `key`
+/// names it) an earlier clause already orders by. Errors carry the index of
+/// the clause at fault.
+pub(super) fn parse_order_clauses<K, N: PartialEq + fmt::Display>(
+    clauses: &[String],
+    parse: fn(&str) -> Result<K, FilterError>,
+    key: fn(&K) -> N,
+) -> Result<Vec<K>, FilterError> {
+    let mut keys: Vec<K> = Vec::with_capacity(clauses.len());
+    let mut names: Vec<N> = Vec::with_capacity(clauses.len());
     for (i, clause) in clauses.iter().enumerate() {
-        let key = parse_order_clause(clause).map_err(|mut e| {
+        let at = |mut e: FilterError| {
             e.clause = Some(i);
             e
-        })?;
-        if let Some(first) = keys.iter().position(|k| k.key == key.key) {
-            let mut e = FilterError::new(
+        };
+        let parsed = parse(clause).map_err(at)?;
+        let name = key(&parsed);
+        if let Some(first) = names.iter().position(|n| *n == name) {
+            return Err(at(FilterError::new(
                 0,
                 clause.trim_end(),
-                format!(
-                    "duplicate order_by key {} (already ordered by in order_by[{first}])",
-                    key.key
-                ),
-            );
-            e.clause = Some(i);
-            return Err(e);
+                format!("duplicate order_by key {name} (already ordered by in order_by[{first}])"),
+            )));
         }
-        keys.push(key);
+        keys.push(parsed);
+        names.push(name);
     }
     Ok(keys)
 }
@@ -106,23 +99,7 @@ fn parse_order_clause(clause: &str) -> Result<OrderKey, FilterError> {
             "datasets fields cannot be ordered by; order by metrics, params, tags or attributes",
         ));
     }
-    let tok = p.bump()?;
-    let ascending = if tok.is_keyword(clause, "ASC") {
-        true
-    } else if tok.is_keyword(clause, "DESC") {
-        false
-    } else if tok.kind == TokenKind::Eof {
-        return Ok(OrderKey {
-            key,
-            ascending: true,
-        });
-    } else {
-        return Err(p.error(&tok, "expected ASC, DESC or the end of the clause"));
-    };
-    let end = p.bump()?;
-    if end.kind != TokenKind::Eof {
-        return Err(p.error(&end, "expected the end of the clause after ASC/DESC"));
-    }
+    let ascending = p.order_direction()?;
     Ok(OrderKey { key, ascending })
 }
 
@@ -211,7 +188,7 @@ fn describe(key: &Key) -> String {
     }
 }
 
-fn ops_list(ops: &[Op]) -> String {
+pub(super) fn ops_list(ops: &[Op]) -> String {
     let names: Vec<&str> = ops.iter().map(|o| o.as_str()).collect();
     names.join(" ")
 }
@@ -252,6 +229,26 @@ impl<'a> Parser<'a> {
 
     pub(super) fn error(&self, tok: &Token, message: impl Into<String>) -> FilterError {
         FilterError::new(tok.start, tok.text(self.src), message)
+    }
+
+    /// Reads the end of an order_by clause after its key: `ASC`, `DESC` or
+    /// nothing (ascending), then the end of the clause.
+    pub(super) fn order_direction(&mut self) -> Result<bool, FilterError> {
+        let tok = self.bump()?;
+        let ascending = if tok.is_keyword(self.src, "ASC") {
+            true
+        } else if tok.is_keyword(self.src, "DESC") {
+            false
+        } else if tok.kind == TokenKind::Eof {
+            return Ok(true);
+        } else {
+            return Err(self.error(&tok, "expected ASC, DESC or the end of the clause"));
+        };
+        let end = self.bump()?;
+        if end.kind != TokenKind::Eof {
+            return Err(self.error(&end, "expected the end of the clause after ASC/DESC"));
+        }
+        Ok(ascending)
     }
 
     fn peek_is_keyword(&mut self, keyword: &str) -> Result<bool, FilterError> {
@@ -334,39 +331,62 @@ impl<'a> Parser<'a> {
                 let key = self.attribute_key(&tok, text)?;
                 Ok((key, tok))
             }
-            TokenKind::Quoted { .. } => Err(self.error(
+            _ => Err(self.not_a_key(
                 &tok,
-                "expected a key such as metrics.auc, found a string; quote keys with backticks or double quotes",
-            )),
-            TokenKind::Number(_) => Err(self.error(
-                &tok,
-                "expected a key such as metrics.auc, found a number",
-            )),
-            TokenKind::Eof => Err(self.error(&tok, "expected a comparison such as metrics.auc > 0.9")),
-            _ => Err(self.error(
-                &tok,
+                "metrics.auc",
                 "expected a comparison such as metrics.auc > 0.9",
             )),
         }
     }
 
+    /// The error for a token where a key should start that is neither a word
+    /// nor a backtick- or double-quoted key: a string, a number (both named
+    /// with `key_example`), or else `expected`.
+    pub(super) fn not_a_key(&self, tok: &Token, key_example: &str, expected: &str) -> FilterError {
+        match tok.kind {
+            TokenKind::Quoted { .. } => self.error(
+                tok,
+                format!(
+                    "expected a key such as {key_example}, found a string; quote keys with backticks or double quotes"
+                ),
+            ),
+            TokenKind::Number(_) => self.error(
+                tok,
+                format!("expected a key such as {key_example}, found a number"),
+            ),
+            _ => self.error(tok, expected),
+        }
+    }
+
+    /// Rejects a key word without a `.` that is a keyword (the message names
+    /// `example`, a comparison) or, per `is_entity`, an entity prefix missing
+    /// its key.
+    pub(super) fn check_bare_key(
+        &self,
+        tok: &Token,
+        example: &str,
+        is_entity: bool,
+    ) -> Result<(), FilterError> {
+        let text = tok.text(self.src);
+        if let Some(kw) = KEYWORDS.iter().find(|k| text.eq_ignore_ascii_case(k)) {
+            return Err(self.error(
+                tok,
+                format!("expected a comparison such as {example}, found the keyword {kw}"),
+            ));
+        }
+        if is_entity {
+            return Err(self.error(
+                tok,
+                format!("expected '.' and a key after '{text}' (e.g. {text}.my_key)"),
+            ));
+        }
+        Ok(())
+    }
+
     fn word_key(&mut self, tok: Token) -> Result<(Key, Token), FilterError> {
         let text = tok.text(self.src);
         let Some((entity_text, name)) = text.split_once('.') else {
-            if let Some(kw) = KEYWORDS.iter().find(|k| text.eq_ignore_ascii_case(k)) {
-                return Err(self.error(
-                    &tok,
-                    format!(
-                        "expected a comparison such as metrics.auc > 0.9, found the keyword {kw}"
-                    ),
-                ));
-            }
-            if entity_from_name(text).is_some() {
-                return Err(self.error(
-                    &tok,
-                    format!("expected '.' and a key after '{text}' (e.g. {text}.my_key)"),
-                ));
-            }
+            self.check_bare_key(&tok, "metrics.auc > 0.9", entity_from_name(text).is_some())?;
             let key = self.attribute_key(&tok, text)?;
             return Ok((key, tok));
         };
@@ -541,7 +561,7 @@ impl<'a> Parser<'a> {
     fn value(&mut self, key: &Key, op: Op) -> Result<Value, FilterError> {
         match op {
             Op::IsNull | Op::IsNotNull => Ok(Value::Null),
-            Op::In | Op::NotIn => self.list(op),
+            Op::In | Op::NotIn => Ok(Value::List(self.string_list(op)?)),
             _ if KeyClass::of(key).is_numeric() => {
                 Ok(Value::Number(self.number_value(&describe(key), op)?))
             }
@@ -588,8 +608,9 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn list(&mut self, op: Op) -> Result<Value, FilterError> {
-        let items = self.list_of(
+    /// Reads `('a', 'b', …)` after `op`.
+    pub(super) fn string_list(&mut self, op: Op) -> Result<Vec<String>, FilterError> {
+        self.list_of(
             op,
             "quoted strings",
             "('a', 'b')",
@@ -601,8 +622,7 @@ impl<'a> Parser<'a> {
                     format!("expected a quoted string in the {} list", op.as_str()),
                 )),
             },
-        )?;
-        Ok(Value::List(items))
+        )
     }
 
     /// Reads `( item (, item)* )` after `op`, each item read from its token

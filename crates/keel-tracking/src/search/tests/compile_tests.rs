@@ -8,10 +8,6 @@ fn compile(filter: &str, dialect: Dialect) -> (String, Vec<SqlValue>) {
     q.into_parts()
 }
 
-fn text(v: &str) -> SqlValue {
-    SqlValue::Text(v.into())
-}
-
 #[track_caller]
 fn assert_sql(filter: &str, dialect: Dialect, sql: &str, binds: &[SqlValue]) {
     let (got_sql, got_binds) = compile(filter, dialect);

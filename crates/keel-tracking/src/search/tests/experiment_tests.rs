@@ -12,34 +12,23 @@ use super::super::experiments::{
 use super::super::{FilterError, MAX_NESTING, Op};
 use super::compile_tests::count_placeholders;
 use super::proptests::{key_name, number, string_value};
-use super::sqlite_cases::{json_bind, json_string};
+use super::sqlite_cases::{case_line, write_cases};
+use super::{assert_rejected, assert_rejected_with, filters, parsed, rejected, text};
 
 fn parse(input: &str) -> F {
-    match parse_filter(input) {
-        Ok(Some(f)) => f,
-        other => panic!("{input:?} did not parse to a filter: {other:?}"),
-    }
+    parsed(parse_filter, input)
 }
 
 fn parse_err(input: &str) -> FilterError {
-    match parse_filter(input) {
-        Err(e) => e,
-        Ok(f) => panic!("{input:?} parsed, to {f:?}"),
-    }
+    rejected(parse_filter, input)
 }
 
 fn assert_err(input: &str, position: usize, near: &str, message: &str) {
-    let e = parse_err(input);
-    assert_eq!(
-        (e.position, e.near.as_str(), e.message.as_str()),
-        (position, near, message),
-        "{input:?}"
-    );
+    assert_rejected(parse_filter, input, position, near, message);
 }
 
 fn assert_err_contains(input: &str, needle: &str) {
-    let e = parse_err(input);
-    assert!(e.message.contains(needle), "{input:?}: {e}");
+    assert_rejected_with(parse_filter, input, needle);
 }
 
 fn attr(a: A, op: Op, value: V) -> F {
@@ -86,10 +75,6 @@ fn order_sql(order: &[ExperimentOrderKey]) -> String {
     push_order_by(order, &mut q);
     assert!(q.binds().is_empty());
     q.into_parts().0
-}
-
-fn text(v: &str) -> SqlValue {
-    SqlValue::Text(v.into())
 }
 
 // --- parsing ---------------------------------------------------------------
@@ -632,21 +617,11 @@ fn end_to_end_cases_compile() {
                 .push(" OFFSET ")
                 .push_bind(0i64);
             assert_eq!(count_placeholders(q.sql()), q.binds().len());
-            let binds: Vec<String> = q.binds().iter().map(json_bind).collect();
             let expected: Vec<String> = expected.iter().map(|id| id.to_string()).collect();
-            lines.push(format!(
-                "{{\"dialect\": \"{name}\", \"filter\": {}, \"sql\": {}, \"binds\": [{}], \
-                 \"expected\": [{}]}}",
-                json_string(filter),
-                json_string(q.sql()),
-                binds.join(", "),
-                expected.join(", ")
-            ));
+            lines.push(case_line(name, filter, None, &q, &expected));
         }
     }
-    if let Ok(path) = std::env::var("KEEL_EXPERIMENT_CASES_OUT") {
-        std::fs::write(path, lines.join("\n") + "\n").expect("write cases");
-    }
+    write_cases("KEEL_EXPERIMENT_CASES_OUT", &lines);
 }
 
 // --- properties ------------------------------------------------------------
@@ -704,15 +679,7 @@ fn comparison() -> impl Strategy<Value = ExperimentComparison> {
 }
 
 fn filter() -> impl Strategy<Value = F> {
-    comparison()
-        .prop_map(F::Compare)
-        .prop_recursive(4, 32, 4, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 2..4).prop_map(F::And),
-                prop::collection::vec(inner.clone(), 2..4).prop_map(F::Or),
-                inner.prop_map(|f| F::Not(Box::new(f))),
-            ]
-        })
+    filters(comparison().prop_map(F::Compare), 4, 32, 2..4)
 }
 
 proptest! {

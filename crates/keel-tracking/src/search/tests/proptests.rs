@@ -114,15 +114,7 @@ fn comparison() -> impl Strategy<Value = Comparison> {
 }
 
 fn expr() -> impl Strategy<Value = Expr> {
-    comparison()
-        .prop_map(Expr::Compare)
-        .prop_recursive(5, 48, 4, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 2..5).prop_map(Expr::And),
-                prop::collection::vec(inner.clone(), 2..5).prop_map(Expr::Or),
-                inner.prop_map(|e| Expr::Not(Box::new(e))),
-            ]
-        })
+    filters(comparison().prop_map(Expr::Compare), 5, 48, 2..5)
 }
 
 /// Fragments of filter text, valid and not, glued into token soup.

@@ -153,6 +153,41 @@ pub(super) fn json_bind(v: &SqlValue) -> String {
     }
 }
 
+/// One JSON line for an external runner: the case (with its `order_by`
+/// when given), its compiled query and the ids it must return (as JSON).
+pub(super) fn case_line(
+    dialect: &str,
+    filter: &str,
+    order_by: Option<&[&str]>,
+    q: &QueryBuilder,
+    expected: &[String],
+) -> String {
+    let binds: Vec<String> = q.binds().iter().map(json_bind).collect();
+    let order_by = match order_by {
+        Some(order) => {
+            let order: Vec<String> = order.iter().map(|s| json_string(s)).collect();
+            format!(" \"order_by\": [{}],", order.join(", "))
+        }
+        None => String::new(),
+    };
+    format!(
+        "{{\"dialect\": \"{dialect}\", \"filter\": {},{order_by} \"sql\": {}, \
+         \"binds\": [{}], \"expected\": [{}]}}",
+        json_string(filter),
+        json_string(q.sql()),
+        binds.join(", "),
+        expected.join(", ")
+    )
+}
+
+/// Writes the case lines to the file named by the environment variable
+/// `var`, if it is set.
+pub(super) fn write_cases(var: &str, lines: &[String]) {
+    if let Ok(path) = std::env::var(var) {
+        std::fs::write(path, lines.join("\n") + "\n").expect("write cases");
+    }
+}
+
 fn build(filter: &str, order: &[&str], dialect: Dialect) -> QueryBuilder {
     let order: Vec<String> = order.iter().map(|s| s.to_string()).collect();
     let keys = parse_order_by(&order).expect("order_by parses");
@@ -182,21 +217,9 @@ fn end_to_end_cases_compile() {
         for (filter, order, expected) in CASES {
             let q = build(filter, order, dialect);
             assert_eq!(count_placeholders(q.sql()), q.binds().len());
-            let binds: Vec<String> = q.binds().iter().map(json_bind).collect();
             let expected: Vec<String> = expected.iter().map(|s| json_string(s)).collect();
-            let order: Vec<String> = order.iter().map(|s| json_string(s)).collect();
-            lines.push(format!(
-                "{{\"dialect\": \"{name}\", \"filter\": {}, \"order_by\": [{}], \"sql\": {}, \
-                 \"binds\": [{}], \"expected\": [{}]}}",
-                json_string(filter),
-                order.join(", "),
-                json_string(q.sql()),
-                binds.join(", "),
-                expected.join(", ")
-            ));
+            lines.push(case_line(name, filter, Some(order), &q, &expected));
         }
     }
-    if let Ok(path) = std::env::var("KEEL_SEARCH_CASES_OUT") {
-        std::fs::write(path, lines.join("\n") + "\n").expect("write cases");
-    }
+    write_cases("KEEL_SEARCH_CASES_OUT", &lines);
 }
