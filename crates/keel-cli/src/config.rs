@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use keel_store::Durability;
 use serde::Deserialize;
 
 use crate::Cli;
@@ -15,6 +16,7 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
     pub artifacts: Option<String>,
+    pub durability: Option<String>,
     pub host: Option<String>,
     pub port: Option<u16>,
     pub server: Option<String>,
@@ -27,6 +29,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
     pub artifacts: Option<String>,
+    pub durability: Durability,
     pub host: String,
     pub port: u16,
     /// A running server to talk to instead of the data directory.
@@ -49,7 +52,16 @@ impl Settings {
         if log_format != "text" && log_format != "json" {
             anyhow::bail!("log_format must be 'text' or 'json', got '{log_format}'");
         }
+        let durability_name = cli
+            .durability
+            .clone()
+            .or(file.durability)
+            .unwrap_or_else(|| "process".into());
+        let durability = Durability::parse(&durability_name).ok_or_else(|| {
+            anyhow::anyhow!("durability must be 'process' or 'disk', got '{durability_name}'")
+        })?;
         Ok(Settings {
+            durability,
             data_dir: cli
                 .data_dir
                 .clone()

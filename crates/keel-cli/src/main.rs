@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use keel_server::AppState;
-use keel_store::{ArtifactStore, Db};
+use keel_store::{ArtifactStore, Db, DbOptions};
 use keel_tracking::Tracking;
 
 use config::Settings;
@@ -45,6 +45,11 @@ struct Cli {
     /// (default: DATA_DIR/artifacts).
     #[arg(long, global = true, env = "KEEL_ARTIFACTS")]
     artifacts: Option<String>,
+    /// When an acknowledged write is safe on SQLite: `process` (default;
+    /// survives any crash of the server process) or `disk` (also survives
+    /// power loss; one fsync per group commit).
+    #[arg(long, global = true, env = "KEEL_DURABILITY", value_parser = ["process", "disk"])]
+    durability: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -131,22 +136,22 @@ fn init_logging(settings: &Settings) {
 
 /// Opens the metadata and artifact stores the settings name.
 pub async fn open_tracking(settings: &Settings) -> Result<(Tracking, ArtifactStore)> {
+    let options = DbOptions {
+        durability: settings.durability,
+        ..Default::default()
+    };
     let db = match &settings.database_url {
-        Some(url) => Db::open(url, keel_tracking::MIGRATIONS, Default::default())
+        Some(url) => Db::open(url, keel_tracking::MIGRATIONS, options)
             .await
             .with_context(|| format!("cannot open the metadata store at {}", redact(url)))?,
-        None => Db::open_in_dir(
-            &settings.data_dir,
-            keel_tracking::MIGRATIONS,
-            Default::default(),
-        )
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open the metadata store in {}",
-                settings.data_dir.display()
-            )
-        })?,
+        None => Db::open_in_dir(&settings.data_dir, keel_tracking::MIGRATIONS, options)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot open the metadata store in {}",
+                    settings.data_dir.display()
+                )
+            })?,
     };
     let artifacts = match &settings.artifacts {
         Some(url) => ArtifactStore::open(url),

@@ -57,6 +57,36 @@ impl QueryBuilder {
     pub fn into_parts(self) -> (String, Vec<SqlValue>) {
         (self.sql, self.binds)
     }
+
+    /// The text in the dialect's cheapest placeholder form, and the binds.
+    /// SQLite gets anonymous `?`s: with numbered ones, binding each value
+    /// looks its name up in a linked list, which made a 900-value insert
+    /// spend most of its time binding.
+    pub fn into_parts_for(self, dialect: Dialect) -> (String, Vec<SqlValue>) {
+        match dialect {
+            Dialect::Postgres => (self.sql, self.binds),
+            Dialect::Sqlite => (anonymous_placeholders(&self.sql), self.binds),
+        }
+    }
+}
+
+/// Rewrites `$1`, `$2`, … as `?`. Valid because [`QueryBuilder`] numbers
+/// placeholders in the order their values are bound, and its text holds no
+/// other `$`.
+fn anonymous_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(|d| d.is_ascii_digit()) {
+            while chars.peek().is_some_and(|d| d.is_ascii_digit()) {
+                chars.next();
+            }
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl From<&str> for SqlValue {

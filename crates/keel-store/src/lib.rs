@@ -12,9 +12,18 @@ mod migrate;
 
 pub use artifacts::{ArtifactEntry, ArtifactError, ArtifactStore};
 pub use keel_core::sql::{Dialect, QueryBuilder, SqlValue};
-pub use metadata::{Db, StoreError, WriteFuture};
+pub use metadata::{Db, DbOptions, Durability, StoreError, WriteFuture};
 pub use migrate::Migration;
 pub use sqlx::{AnyConnection, Row, any::AnyRow};
+
+/// The dialect of a connection of the metadata store.
+pub fn dialect_of(conn: &AnyConnection) -> Dialect {
+    if conn.backend_name().eq_ignore_ascii_case("postgresql") {
+        Dialect::Postgres
+    } else {
+        Dialect::Sqlite
+    }
+}
 
 /// A query from [`QueryBuilder`] text with its values bound. The text is
 /// built only from literals; every user value arrives through `binds`.

@@ -5,7 +5,7 @@
 //! URIs resolve through.
 
 use keel_core::time::now_millis;
-use keel_store::{AnyConnection, QueryBuilder, Row, SqlValue, bind_all};
+use keel_store::{AnyConnection, QueryBuilder, Row, SqlValue, bind_all, dialect_of};
 
 use crate::error::TrackingError;
 use crate::model::*;
@@ -283,7 +283,7 @@ impl Tracking {
             .push_bind(max + 1)
             .push(" OFFSET ")
             .push_bind(offset);
-        let (sql, binds) = q.into_parts();
+        let (sql, binds) = q.into_parts_for(self.db().dialect());
         let mut conn = self.db().reader().acquire().await?;
         let rows = bind_all(sql, &binds).fetch_all(&mut *conn).await?;
         let more = rows.len() as i64 > max;
@@ -347,7 +347,7 @@ async fn upsert_pairs(
     } else {
         " ON CONFLICT (model_id, key) DO NOTHING"
     });
-    let (sql, binds) = q.into_parts();
+    let (sql, binds) = q.into_parts_for(dialect_of(conn));
     bind_all(sql, &binds).execute(&mut *conn).await?;
     Ok(())
 }

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 
 use base64::Engine;
 use keel_core::time::now_millis;
-use keel_store::{AnyConnection, AnyRow, Db, Dialect, QueryBuilder, Row, SqlValue, bind_all};
+use keel_store::{
+    AnyConnection, AnyRow, Db, Dialect, QueryBuilder, Row, SqlValue, bind_all, dialect_of,
+};
 
 use crate::error::TrackingError;
 use crate::model::*;
@@ -145,7 +147,7 @@ impl Tracking {
             .push_bind(max + 1)
             .push(" OFFSET ")
             .push_bind(offset);
-        let (sql, binds) = q.into_parts();
+        let (sql, binds) = q.into_parts_for(self.db.dialect());
         let mut conn = self.db.reader().acquire().await?;
         let rows = bind_all(sql, &binds).fetch_all(&mut *conn).await?;
         let more = rows.len() as i64 > max;
@@ -739,7 +741,7 @@ impl Tracking {
             .push_bind(max + 1)
             .push(" OFFSET ")
             .push_bind(offset);
-            let (sql, binds) = q.into_parts();
+            let (sql, binds) = q.into_parts_for(dialect_of(&conn));
             rows = bind_all(sql, &binds).fetch_all(&mut *conn).await?;
             if (rows.len() as i64) <= max {
                 rows.clear();
@@ -773,7 +775,7 @@ impl Tracking {
                 .push_bind(max + 1)
                 .push(" OFFSET ")
                 .push_bind(offset);
-            let (sql, binds) = q.into_parts();
+            let (sql, binds) = q.into_parts_for(dialect_of(&conn));
             rows = bind_all(sql, &binds).fetch_all(&mut *conn).await?;
         }
         let more = rows.len() as i64 > max;
@@ -845,7 +847,7 @@ async fn shortest_membership_list(conn: &mut AnyConnection, filter: &Expr) -> Re
         q.push(" LIMIT ")
             .push_bind(DRIVING_LIST_MAX + 1)
             .push(") AS list_rows");
-        let (sql, binds) = q.into_parts();
+        let (sql, binds) = q.into_parts_for(dialect_of(&conn));
         let count: i64 = bind_all(sql, &binds)
             .fetch_one(&mut *conn)
             .await?
@@ -1004,7 +1006,7 @@ async fn log_params(conn: &mut AnyConnection, run_id: &str, params: &[Param]) ->
         params.iter().map(|p| SqlValue::from(p.key.as_str())),
     );
     q.push(")");
-    let (sql, binds) = q.into_parts();
+    let (sql, binds) = q.into_parts_for(dialect_of(&conn));
     let existing: HashMap<String, String> = bind_all(sql, &binds)
         .fetch_all(&mut *conn)
         .await?
@@ -1042,7 +1044,7 @@ async fn log_params(conn: &mut AnyConnection, run_id: &str, params: &[Param]) ->
             .push(")");
     }
     q.push(" ON CONFLICT (run_uuid, key) DO NOTHING");
-    let (sql, binds) = q.into_parts();
+    let (sql, binds) = q.into_parts_for(dialect_of(&conn));
     bind_all(sql, &binds).execute(&mut *conn).await?;
     Ok(())
 }
@@ -1103,7 +1105,7 @@ async fn log_metrics(conn: &mut AnyConnection, run_id: &str, metrics: &[Metric])
              dataset_name = COALESCE(excluded.dataset_name, metrics.dataset_name), \
              dataset_digest = COALESCE(excluded.dataset_digest, metrics.dataset_digest)",
         );
-        let (sql, binds) = q.into_parts();
+        let (sql, binds) = q.into_parts_for(dialect_of(&conn));
         bind_all(sql, &binds).execute(&mut *conn).await?;
     }
     // The latest value per key: greatest (step, timestamp, value).
@@ -1208,6 +1210,7 @@ async fn load_run_data(
     if run_ids.is_empty() {
         return Ok(out);
     }
+    let dialect = dialect_of(conn);
     for chunk in run_ids.chunks(500) {
         let ids = || chunk.iter().map(|id| SqlValue::from(id.as_str()));
         let select = |sql: &str| {
@@ -1215,7 +1218,7 @@ async fn load_run_data(
             q.push(sql).push(" WHERE run_uuid IN (");
             push_list(&mut q, ids());
             q.push(") ORDER BY 1, 2");
-            q.into_parts()
+            q.into_parts_for(dialect)
         };
         type PairList = fn(&mut RunData) -> &mut Vec<Tag>;
         let pair_tables: [(&str, PairList); 2] =
@@ -1268,7 +1271,7 @@ async fn load_run_data(
         );
         push_list(&mut q, ids());
         q.push(") ORDER BY i.run_uuid, d.name");
-        let (sql, binds) = q.into_parts();
+        let (sql, binds) = q.into_parts_for(dialect_of(&conn));
         for row in bind_all(sql, &binds).fetch_all(&mut *conn).await? {
             let id: String = row.try_get(0)?;
             let tags: String = row.try_get(7)?;
