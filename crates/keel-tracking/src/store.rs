@@ -741,7 +741,7 @@ impl Tracking {
             .push_bind(max + 1)
             .push(" OFFSET ")
             .push_bind(offset);
-            let (sql, binds) = q.into_parts_for(dialect_of(&conn));
+            let (sql, binds) = q.into_parts_for(dialect);
             rows = bind_all(sql, &binds).fetch_all(&mut *conn).await?;
             if (rows.len() as i64) <= max {
                 rows.clear();
@@ -775,7 +775,7 @@ impl Tracking {
                 .push_bind(max + 1)
                 .push(" OFFSET ")
                 .push_bind(offset);
-            let (sql, binds) = q.into_parts_for(dialect_of(&conn));
+            let (sql, binds) = q.into_parts_for(dialect);
             rows = bind_all(sql, &binds).fetch_all(&mut *conn).await?;
         }
         let more = rows.len() as i64 > max;
@@ -847,7 +847,7 @@ async fn shortest_membership_list(conn: &mut AnyConnection, filter: &Expr) -> Re
         q.push(" LIMIT ")
             .push_bind(DRIVING_LIST_MAX + 1)
             .push(") AS list_rows");
-        let (sql, binds) = q.into_parts_for(dialect_of(&conn));
+        let (sql, binds) = q.into_parts_for(dialect_of(conn));
         let count: i64 = bind_all(sql, &binds)
             .fetch_one(&mut *conn)
             .await?
@@ -1006,7 +1006,7 @@ async fn log_params(conn: &mut AnyConnection, run_id: &str, params: &[Param]) ->
         params.iter().map(|p| SqlValue::from(p.key.as_str())),
     );
     q.push(")");
-    let (sql, binds) = q.into_parts_for(dialect_of(&conn));
+    let (sql, binds) = q.into_parts_for(dialect_of(conn));
     let existing: HashMap<String, String> = bind_all(sql, &binds)
         .fetch_all(&mut *conn)
         .await?
@@ -1044,7 +1044,7 @@ async fn log_params(conn: &mut AnyConnection, run_id: &str, params: &[Param]) ->
             .push(")");
     }
     q.push(" ON CONFLICT (run_uuid, key) DO NOTHING");
-    let (sql, binds) = q.into_parts_for(dialect_of(&conn));
+    let (sql, binds) = q.into_parts_for(dialect_of(conn));
     bind_all(sql, &binds).execute(&mut *conn).await?;
     Ok(())
 }
@@ -1105,7 +1105,7 @@ async fn log_metrics(conn: &mut AnyConnection, run_id: &str, metrics: &[Metric])
              dataset_name = COALESCE(excluded.dataset_name, metrics.dataset_name), \
              dataset_digest = COALESCE(excluded.dataset_digest, metrics.dataset_digest)",
         );
-        let (sql, binds) = q.into_parts_for(dialect_of(&conn));
+        let (sql, binds) = q.into_parts_for(dialect_of(conn));
         bind_all(sql, &binds).execute(&mut *conn).await?;
     }
     // The latest value per key: greatest (step, timestamp, value).
@@ -1271,7 +1271,7 @@ async fn load_run_data(
         );
         push_list(&mut q, ids());
         q.push(") ORDER BY i.run_uuid, d.name");
-        let (sql, binds) = q.into_parts_for(dialect_of(&conn));
+        let (sql, binds) = q.into_parts_for(dialect_of(conn));
         for row in bind_all(sql, &binds).fetch_all(&mut *conn).await? {
             let id: String = row.try_get(0)?;
             let tags: String = row.try_get(7)?;
