@@ -315,6 +315,11 @@ async fn writer_loop(mut conn: AnyConnection, mut rx: mpsc::Receiver<Job>) {
 }
 
 async fn run_batch(conn: &mut AnyConnection, batch: &mut Vec<Job>) {
+    if batch.len() == 1
+        && let Some(job) = batch.pop()
+    {
+        return run_alone(conn, job).await;
+    }
     let mut tx = match Connection::begin(conn).await {
         Ok(tx) => tx,
         Err(e) => {
@@ -357,6 +362,32 @@ async fn run_batch(conn: &mut AnyConnection, batch: &mut Vec<Job>) {
             let msg = e.to_string();
             tracing::error!(error = %msg, "group commit failed");
             delivers.into_iter().for_each(|d| d(Some(&msg)));
+        }
+    }
+}
+
+/// A batch of one needs no savepoint: the transaction is the write's own.
+/// (Two fewer statements on the path every lone request takes.)
+async fn run_alone(conn: &mut AnyConnection, job: Job) {
+    let mut tx = match Connection::begin(conn).await {
+        Ok(tx) => tx,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot begin a write transaction; dropping a write");
+            return;
+        }
+    };
+    match AssertUnwindSafe(job(&mut tx)).catch_unwind().await {
+        Ok(outcome) if outcome.ok => match tx.commit().await {
+            Ok(()) => (outcome.deliver)(None),
+            Err(e) => (outcome.deliver)(Some(&e.to_string())),
+        },
+        Ok(outcome) => {
+            let _ = tx.rollback().await;
+            (outcome.deliver)(None);
+        }
+        Err(_) => {
+            tracing::error!("a write panicked; it was rolled back");
+            let _ = tx.rollback().await;
         }
     }
 }
