@@ -749,7 +749,20 @@ impl Tracking {
         }
         if rows.is_empty() {
             let mut q = QueryBuilder::new();
-            q.push("SELECT ").push(RUN_COLUMNS).push(" FROM runs r ");
+            q.push("SELECT ").push(RUN_COLUMNS);
+            match &driver {
+                // Start from the short list; CROSS JOIN keeps SQLite from
+                // reordering the join (without statistics it may scan all
+                // runs instead).
+                Some(Expr::Compare(c)) => {
+                    q.push(" FROM (");
+                    search::push_membership_rows(c, dialect, &mut q);
+                    q.push(") drv CROSS JOIN runs r ON r.run_uuid = drv.run_uuid ");
+                }
+                _ => {
+                    q.push(" FROM runs r ");
+                }
+            }
             search::push_order_joins(&order, &mut q);
             q.push(" WHERE ");
             push_run_scope(&mut q, &s);
@@ -758,13 +771,7 @@ impl Tracking {
                 match dialect {
                     Dialect::Postgres => search::push_filter(f, dialect, &mut q),
                     Dialect::Sqlite => {
-                        search::push_filter_planned(f, dialect, Membership::Probe, &mut q);
-                        if let Some(driver) = &driver {
-                            // Redundant with the filter, but the one list short
-                            // enough to drive the plan.
-                            q.push(" AND ");
-                            search::push_filter_planned(driver, dialect, Membership::Drive, &mut q);
-                        }
+                        search::push_filter_planned(f, dialect, Membership::Probe, &mut q)
                     }
                 }
                 q.push(")");

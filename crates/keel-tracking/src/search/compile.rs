@@ -63,10 +63,11 @@ pub fn push_filter_planned(
     push_bool(expr, q, &|c, q| push_comparison(c, ctx, q));
 }
 
-/// For a comparison that compiles to a membership list (metric, param, tag
-/// or dataset; not `IS NULL`), appends `SELECT 1 FROM … WHERE …` over that
-/// list's rows and returns true, so the caller can count how many runs
-/// the list holds. Returns false (appending nothing) otherwise.
+/// For a comparison that compiles to a membership list (metric, param or
+/// tag; not `IS NULL`), appends `SELECT run_uuid FROM … WHERE …`, the ids of
+/// the runs on that list (each at most once: the tables are keyed by run and
+/// key), and returns true, so the caller can count the list or start a query
+/// from it. Returns false (appending nothing) otherwise.
 pub fn push_membership_rows(c: &Comparison, dialect: Dialect, q: &mut QueryBuilder) -> bool {
     if c.op == Op::IsNull {
         return false;
@@ -176,7 +177,7 @@ fn push_keyed_rows(
     dialect: Dialect,
     q: &mut QueryBuilder,
 ) {
-    q.push("SELECT 1");
+    q.push("SELECT run_uuid");
     push_keyed_body(table, key, c, is_metric, dialect, q);
 }
 
