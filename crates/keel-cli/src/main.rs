@@ -88,7 +88,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&settings);
+    // Commands other than `server` print results; keep their stderr for
+    // warnings and errors unless KEEL_LOG asks for more.
+    init_logging(&settings, matches!(cli.command, Command::Server { .. }));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -120,10 +122,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(settings: &Settings) {
+fn init_logging(settings: &Settings, serving: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_env("KEEL_LOG").unwrap_or_else(|_| EnvFilter::new(&settings.log_level));
+    let default = if serving {
+        settings.log_level.as_str()
+    } else {
+        "warn"
+    };
+    let filter = EnvFilter::try_from_env("KEEL_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
