@@ -149,7 +149,12 @@ pub async fn open_tracking(settings: &Settings) -> Result<(Tracking, ArtifactSto
     let db = match &settings.database_url {
         Some(url) => Db::open(url, keel_tracking::MIGRATIONS, options)
             .await
-            .with_context(|| format!("cannot open the metadata store at {}", redact(url)))?,
+            .with_context(|| {
+                format!(
+                    "cannot open the metadata store at {}",
+                    keel_store::redact_password(url)
+                )
+            })?,
         None => Db::open_in_dir(&settings.data_dir, keel_tracking::MIGRATIONS, options)
             .await
             .with_context(|| {
@@ -165,13 +170,6 @@ pub async fn open_tracking(settings: &Settings) -> Result<(Tracking, ArtifactSto
     }
     .context("cannot open the artifact store")?;
     Ok((Tracking::new(db), artifacts))
-}
-
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
-        _ => url.to_owned(),
-    }
 }
 
 async fn serve(settings: &Settings, host: Option<String>, port: Option<u16>) -> Result<()> {

@@ -34,7 +34,7 @@ impl AppState {
         Self {
             tracking,
             artifacts,
-            metrics: Arc::new(HttpMetrics::new()),
+            metrics: Arc::new(HttpMetrics::default()),
         }
     }
 }

@@ -24,20 +24,21 @@ struct Series {
 }
 
 /// The server's HTTP metrics.
-#[derive(Default)]
 pub struct HttpMetrics {
     series: Mutex<BTreeMap<(String, String, u16), Series>>,
-    started: Option<Instant>,
+    started: Instant,
+}
+
+impl Default for HttpMetrics {
+    fn default() -> Self {
+        Self {
+            series: Mutex::default(),
+            started: Instant::now(),
+        }
+    }
 }
 
 impl HttpMetrics {
-    pub fn new() -> Self {
-        Self {
-            series: Mutex::default(),
-            started: Some(Instant::now()),
-        }
-    }
-
     fn observe(&self, route: String, method: String, status: u16, seconds: f64) {
         let Ok(mut map) = self.series.lock() else {
             return;
@@ -95,14 +96,12 @@ impl HttpMetrics {
                 s.count
             ));
         }
-        if let Some(started) = self.started {
-            out.push_str("# HELP keel_uptime_seconds Seconds since the server started.\n");
-            out.push_str("# TYPE keel_uptime_seconds gauge\n");
-            out.push_str(&format!(
-                "keel_uptime_seconds {}\n",
-                started.elapsed().as_secs_f64()
-            ));
-        }
+        out.push_str("# HELP keel_uptime_seconds Seconds since the server started.\n");
+        out.push_str("# TYPE keel_uptime_seconds gauge\n");
+        out.push_str(&format!(
+            "keel_uptime_seconds {}\n",
+            self.started.elapsed().as_secs_f64()
+        ));
         out
     }
 }
@@ -137,7 +136,7 @@ mod tests {
 
     #[test]
     fn histogram_counts_land_in_cumulative_buckets() {
-        let m = HttpMetrics::new();
+        let m = HttpMetrics::default();
         m.observe("/x".into(), "GET".into(), 200, 0.0003);
         m.observe("/x".into(), "GET".into(), 200, 0.02);
         let text = m.render();

@@ -227,19 +227,6 @@ impl ArtifactStore {
         Ok(total)
     }
 
-    /// Writes a small buffer to `rel`.
-    pub async fn put_bytes(&self, rel: &str, bytes: Bytes) -> Result<(), ArtifactError> {
-        let path = self.resolve(rel)?;
-        self.store
-            .put(&path, bytes.into())
-            .await
-            .map_err(|source| ArtifactError::Backend {
-                path: rel.to_owned(),
-                source,
-            })?;
-        Ok(())
-    }
-
     /// Streams the content of `rel` and its size.
     pub async fn get_stream(
         &self,
@@ -363,8 +350,9 @@ mod tests {
                 .unwrap(),
             11
         );
+        let one = futures::stream::iter(vec![Ok::<_, std::io::Error>(Bytes::from_static(b"c"))]);
         store
-            .put_bytes("1/run/artifacts/c.txt", Bytes::from_static(b"c"))
+            .put_stream("1/run/artifacts/c.txt", one)
             .await
             .unwrap();
         let (size, body) = store.get_stream("1/run/artifacts/a/b.txt").await.unwrap();

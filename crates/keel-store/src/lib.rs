@@ -12,7 +12,7 @@ mod migrate;
 
 pub use artifacts::{ArtifactEntry, ArtifactError, ArtifactStore};
 pub use keel_core::sql::{Dialect, QueryBuilder, SqlValue};
-pub use metadata::{Db, DbOptions, Durability, StoreError, WriteFuture};
+pub use metadata::{Db, DbOptions, Durability, StoreError, WriteFuture, redact_password};
 pub use migrate::Migration;
 pub use sqlx::{AnyConnection, Row, any::AnyRow};
 

@@ -282,12 +282,6 @@ impl Db {
         }
     }
 
-    /// `(domain, version)` of every applied migration.
-    pub async fn applied_migrations(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let mut conn = self.inner.pool.acquire().await?;
-        migrate::applied(&mut conn).await
-    }
-
     /// Closes the pool; queued writes already acknowledged are on disk.
     pub async fn close(&self) {
         self.inner.pool.close().await;
@@ -417,7 +411,8 @@ fn sqlite_path(url: &str) -> Option<&str> {
     Some(rest.split('?').next().unwrap_or(rest))
 }
 
-fn redact_password(url: &str) -> String {
+/// `url` with any password replaced by `***`, for logs and messages.
+pub fn redact_password(url: &str) -> String {
     match (url.find("://"), url.find('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &url[scheme_end + 3..at];

@@ -2,7 +2,7 @@
 //! SQLite and a PostgreSQL text. Applied versions are recorded in
 //! `keel_migrations`; a migration runs inside one transaction.
 
-use sqlx::{AnyConnection, Connection, Executor, Row};
+use sqlx::{AnyConnection, Connection, Executor};
 
 use crate::metadata::StoreError;
 use keel_core::sql::Dialect;
@@ -98,14 +98,4 @@ async fn apply(
         applied += 1;
     }
     Ok(applied)
-}
-
-/// Versions applied so far, for diagnostics and tests.
-pub(crate) async fn applied(conn: &mut AnyConnection) -> Result<Vec<(String, i64)>, StoreError> {
-    let rows = sqlx::query("SELECT domain, version FROM keel_migrations ORDER BY domain, version")
-        .fetch_all(conn)
-        .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
-        .collect()
 }
