@@ -22,6 +22,8 @@ pub struct FileConfig {
     pub server: Option<String>,
     pub log_level: Option<String>,
     pub log_format: Option<String>,
+    /// fsync the lifecycle log at each group commit (default true).
+    pub lifecycle_fsync: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -36,6 +38,9 @@ pub struct Settings {
     pub server: Option<String>,
     pub log_level: String,
     pub log_format: String,
+    /// fsync the lifecycle log at each group commit (durability `disk`,
+    /// the default for the log) or not (`process`).
+    pub lifecycle_fsync: bool,
 }
 
 impl Settings {
@@ -60,7 +65,14 @@ impl Settings {
         let durability = Durability::parse(&durability_name).ok_or_else(|| {
             anyhow::anyhow!("durability must be 'process' or 'disk', got '{durability_name}'")
         })?;
+        let lifecycle_fsync = match std::env::var("KEEL_LIFECYCLE_FSYNC").ok().as_deref() {
+            Some("false" | "0" | "no") => false,
+            Some("true" | "1" | "yes") => true,
+            Some(other) => anyhow::bail!("KEEL_LIFECYCLE_FSYNC must be true or false, got '{other}'"),
+            None => file.lifecycle_fsync.unwrap_or(true),
+        };
         Ok(Settings {
+            lifecycle_fsync,
             durability,
             data_dir: cli
                 .data_dir

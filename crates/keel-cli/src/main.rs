@@ -3,6 +3,7 @@
 //! directly in a data directory or through a running server.
 
 mod config;
+mod lifecycle_cmd;
 mod output;
 mod tracking_cmd;
 
@@ -77,6 +78,16 @@ enum Command {
     /// Runs: list, search with MLflow filters, get one.
     #[command(subcommand)]
     Runs(tracking_cmd::RunsCmd),
+    /// Lifecycles: apply definitions, start instances, send events, inspect.
+    ///
+    /// A lifecycle is a state machine whose transitions are events; a
+    /// waiting instance costs a few hundred bytes, not a worker.
+    ///   keel lifecycle apply churn.yaml
+    ///   keel lifecycle start churn-model customer-42
+    ///   keel lifecycle send data_arrived --key customer-42
+    ///   keel lifecycle get churn-model customer-42 --json
+    #[command(subcommand, verbatim_doc_comment)]
+    Lifecycle(lifecycle_cmd::LifecycleCmd),
 }
 
 fn main() -> ExitCode {
@@ -108,6 +119,7 @@ fn main() -> ExitCode {
                 .map(|_| ExitCode::SUCCESS),
             Command::Experiments(cmd) => tracking_cmd::experiments(&settings, cmd).await,
             Command::Runs(cmd) => tracking_cmd::runs(&settings, cmd).await,
+            Command::Lifecycle(cmd) => lifecycle_cmd::run(&settings, cmd).await,
         }
     });
     match result {
@@ -172,12 +184,31 @@ pub async fn open_tracking(settings: &Settings) -> Result<(Tracking, ArtifactSto
     Ok((Tracking::new(db), artifacts))
 }
 
+/// Opens the lifecycle engine in DATA_DIR/lifecycle.
+pub fn open_lifecycle(settings: &Settings, background: bool) -> Result<keel_lifecycle::Engine> {
+    let dir = settings.data_dir.join("lifecycle");
+    let mut options = keel_lifecycle::EngineOptions::new(&dir);
+    options.background = background;
+    options.runtime = tokio::runtime::Handle::try_current().ok();
+    options.fsync = settings.lifecycle_fsync;
+    keel_lifecycle::Engine::open(options)
+        .with_context(|| format!("cannot open the lifecycle engine in {}", dir.display()))
+}
+
+/// The application state for a command answered in this process.
+pub async fn local_state(settings: &Settings) -> Result<AppState> {
+    let engine = open_lifecycle(settings, false).map_err(|e| output::UsageError(format!("{e:#}")))?;
+    let (tracking, artifacts) = open_tracking(settings).await?;
+    Ok(AppState::new(tracking, artifacts).with_lifecycle(engine))
+}
+
 async fn serve(settings: &Settings, host: Option<String>, port: Option<u16>) -> Result<()> {
     let host = host.unwrap_or_else(|| settings.host.clone());
     let port = port.unwrap_or(settings.port);
     let (tracking, artifacts) = open_tracking(settings).await?;
     let metadata = tracking.db().display_url();
-    let state = AppState::new(tracking.clone(), artifacts.clone());
+    let engine = open_lifecycle(settings, true)?;
+    let state = AppState::new(tracking.clone(), artifacts.clone()).with_lifecycle(engine.clone());
     let addr: SocketAddr = format!("{host}:{port}")
         .parse()
         .or_else(|_| {
@@ -203,6 +234,7 @@ async fn serve(settings: &Settings, host: Option<String>, port: Option<u16>) -> 
         .await
         .context("the HTTP server failed")?;
     tracking.db().close().await;
+    tokio::task::spawn_blocking(move || engine.shutdown()).await.ok();
     tracing::info!("keel server stopped");
     Ok(())
 }

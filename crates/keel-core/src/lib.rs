@@ -1,6 +1,8 @@
 //! `keel-core` holds what every Keel domain shares: ids, time, SQL text
-//! building and the small error vocabulary. It knows nothing about HTTP,
-//! databases or any one domain.
+//! building, a YAML reader that keeps line and column for error messages,
+//! and the small error vocabulary. It knows nothing about HTTP, databases
+//! or any one domain.
 
 pub mod sql;
 pub mod time;
+pub mod yaml;

@@ -4,6 +4,7 @@
 //! beyond request metrics, and no domain logic.
 
 pub mod artifacts;
+pub mod lifecycle;
 pub mod metrics;
 pub mod mlflow;
 
@@ -27,6 +28,8 @@ pub struct AppState {
     pub tracking: Tracking,
     pub artifacts: ArtifactStore,
     pub metrics: Arc<HttpMetrics>,
+    /// The lifecycle engine (absent in tools that serve tracking only).
+    pub lifecycle: Option<keel_lifecycle::Engine>,
 }
 
 impl AppState {
@@ -35,7 +38,13 @@ impl AppState {
             tracking,
             artifacts,
             metrics: Arc::new(HttpMetrics::default()),
+            lifecycle: None,
         }
+    }
+
+    pub fn with_lifecycle(mut self, engine: keel_lifecycle::Engine) -> Self {
+        self.lifecycle = Some(engine);
+        self
     }
 }
 
@@ -48,6 +57,10 @@ pub fn app(state: AppState) -> Router {
         .nest("/ajax-api/2.0/mlflow", tracking)
         .nest("/api/2.0/mlflow-artifacts", artifacts.clone())
         .nest("/ajax-api/2.0/mlflow-artifacts", artifacts)
+        .nest(
+            "/v1",
+            lifecycle::routes().layer(DefaultBodyLimit::max(4 * 1024 * 1024)),
+        )
         .route("/api/3.0/mlflow/server-info", get(server_info))
         .route("/ajax-api/3.0/mlflow/server-info", get(server_info))
         .route("/health", get(|| async { "OK" }))
