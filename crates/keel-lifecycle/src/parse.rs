@@ -2103,7 +2103,7 @@ states:
                 "7:24: states.waiting_for_data.on.data_arrived: unknown state `trainig` in transition target; states are: waiting_for_data, training, testing, staging, production, rejected, failed, orphan; did you mean `training`?",
                 "9:14: states.training.action.comand: unknown action kind `comand`; known kinds are: command, http, emit, notify (besides them, an action takes only `timeout`); did you mean `command`?",
                 "10:27: states.training.retry.max_attempts: max_attempts is 0, but it counts all attempts, the first included; use 1 or more",
-                "10:39: states.training.retry.backoff: unknown unit `x` in `10x`; write a number and a unit, e.g. 500ms, 10s, 5m, 1h30m, 7d, 2w",
+                "10:39: states.training.retry.backoff: invalid duration `10x`: unknown unit `x`; expected a number followed by a unit (ms, s, m, h, d, w), largest unit first, e.g. 500ms, 10s, 5m, 1h30m, 7d, 2w",
                 "14:58: states.testing.on.suite_passed.guard: invalid expression: expected a value after `>`, but the expression ended; expressions may use event, context",
                 "17:33: states.staging.timeout.event: event `canary_expird` has no transition in `on` of state `staging`, so it would do nothing; add `on: {canary_expird: STATE}`; did you mean `canary_expired`?",
                 "20:30: states.production.schedule.cron: invalid cron line: expected 5 fields (minute hour day-of-month month day-of-week), found 4; write five fields: minute hour day-of-month month day-of-week, e.g. \"0 3 * * 1\"",
