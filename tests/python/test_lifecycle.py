@@ -263,7 +263,7 @@ states:
 
     r = apply(v1, "lifecycle: [unclosed")
     assert r.status_code == 400
-    assert r.json()["error"]["problems"][0]["line"] == 1
+    assert r.json()["error"]["problems"][0]["line"] in (1, 2)  # at the end of the text
 
 
 def test_bad_events_and_requests(v1, unique):

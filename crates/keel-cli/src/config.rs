@@ -68,7 +68,9 @@ impl Settings {
         let lifecycle_fsync = match std::env::var("KEEL_LIFECYCLE_FSYNC").ok().as_deref() {
             Some("false" | "0" | "no") => false,
             Some("true" | "1" | "yes") => true,
-            Some(other) => anyhow::bail!("KEEL_LIFECYCLE_FSYNC must be true or false, got '{other}'"),
+            Some(other) => {
+                anyhow::bail!("KEEL_LIFECYCLE_FSYNC must be true or false, got '{other}'")
+            }
             None => file.lifecycle_fsync.unwrap_or(true),
         };
         Ok(Settings {

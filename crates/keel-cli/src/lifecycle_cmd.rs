@@ -172,7 +172,13 @@ struct Reply {
     content_type: String,
 }
 
-async fn call(settings: &Settings, common: &Common, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Reply> {
+async fn call(
+    settings: &Settings,
+    common: &Common,
+    method: Method,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> Result<Reply> {
     let server = common.server.clone().or_else(|| settings.server.clone());
     let reply = match server {
         Some(base) => {
@@ -181,7 +187,10 @@ async fn call(settings: &Settings, common: &Common, method: Method, path: &str, 
             if let Some(b) = body {
                 req = req.header("content-type", "application/json").body(b);
             }
-            let resp = req.send().await.with_context(|| format!("cannot reach the server at {base}"))?;
+            let resp = req
+                .send()
+                .await
+                .with_context(|| format!("cannot reach the server at {base}"))?;
             let status = resp.status().as_u16();
             let content_type = resp
                 .headers()
@@ -189,7 +198,11 @@ async fn call(settings: &Settings, common: &Common, method: Method, path: &str, 
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
                 .to_owned();
-            let body = resp.bytes().await.context("reading the server's answer")?.to_vec();
+            let body = resp
+                .bytes()
+                .await
+                .context("reading the server's answer")?
+                .to_vec();
             Reply {
                 status,
                 body,
@@ -200,12 +213,17 @@ async fn call(settings: &Settings, common: &Common, method: Method, path: &str, 
             let state = crate::local_state(settings).await?;
             let engine = state.lifecycle.clone();
             let req = axum::http::Request::builder()
-                .method(axum::http::Method::from_bytes(method.as_str().as_bytes()).context("method")?)
+                .method(
+                    axum::http::Method::from_bytes(method.as_str().as_bytes()).context("method")?,
+                )
                 .uri(path)
                 .header("content-type", "application/json")
                 .body(Body::from(body.unwrap_or_default()))
                 .context("building the request")?;
-            let resp = keel_server::app(state).oneshot(req).await.context("local request")?;
+            let resp = keel_server::app(state)
+                .oneshot(req)
+                .await
+                .context("local request")?;
             let status = resp.status().as_u16();
             let content_type = resp
                 .headers()
@@ -213,7 +231,10 @@ async fn call(settings: &Settings, common: &Common, method: Method, path: &str, 
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
                 .to_owned();
-            let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await.context("reading the answer")?.to_vec();
+            let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .context("reading the answer")?
+                .to_vec();
             if let Some(e) = engine {
                 e.shutdown();
             }
@@ -227,11 +248,22 @@ async fn call(settings: &Settings, common: &Common, method: Method, path: &str, 
     if reply.status >= 400 {
         let v: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
         let err = &v["error"];
-        let mut msg = err["message"].as_str().unwrap_or("request failed").to_owned();
+        let mut msg = err["message"]
+            .as_str()
+            .unwrap_or("request failed")
+            .to_owned();
         if let Some(problems) = err["problems"].as_array() {
             msg = problems
                 .iter()
-                .map(|p| format!("{}:{}: {}: {}", p["line"], p["column"], p["path"].as_str().unwrap_or(""), p["message"].as_str().unwrap_or("")))
+                .map(|p| {
+                    format!(
+                        "{}:{}: {}: {}",
+                        p["line"],
+                        p["column"],
+                        p["path"].as_str().unwrap_or(""),
+                        p["message"].as_str().unwrap_or("")
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("\n");
             msg = format!("the definition has {} problem(s):\n{msg}", problems.len());
@@ -244,7 +276,13 @@ async fn call(settings: &Settings, common: &Common, method: Method, path: &str, 
     Ok(reply)
 }
 
-async fn call_json(settings: &Settings, common: &Common, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
+async fn call_json(
+    settings: &Settings,
+    common: &Common,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value> {
     let body = body.map(|b| b.to_string().into_bytes());
     let reply = call(settings, common, method, path, body).await?;
     serde_json::from_slice(&reply.body).context("the answer is not JSON")
@@ -253,15 +291,31 @@ async fn call_json(settings: &Settings, common: &Common, method: Method, path: &
 pub async fn run(settings: &Settings, cmd: LifecycleCmd) -> Result<ExitCode> {
     match cmd {
         LifecycleCmd::Apply { file, common } => {
-            let text = std::fs::read_to_string(&file).map_err(|e| UsageError(format!("cannot read {}: {e}", file.display())))?;
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| UsageError(format!("cannot read {}: {e}", file.display())))?;
             let body = json!({"definition": text});
-            let v = call_json(settings, &common, Method::POST, "/v1/lifecycles", Some(body)).await?;
+            let v = call_json(
+                settings,
+                &common,
+                Method::POST,
+                "/v1/lifecycles",
+                Some(body),
+            )
+            .await?;
             if common.json {
                 print_json(&v);
             } else if v["changed"].as_bool() == Some(true) {
-                println!("applied {} version {}", v["lifecycle"].as_str().unwrap_or(""), v["version"]);
+                println!(
+                    "applied {} version {}",
+                    v["lifecycle"].as_str().unwrap_or(""),
+                    v["version"]
+                );
             } else {
-                println!("{} version {} is unchanged", v["lifecycle"].as_str().unwrap_or(""), v["version"]);
+                println!(
+                    "{} version {} is unchanged",
+                    v["lifecycle"].as_str().unwrap_or(""),
+                    v["version"]
+                );
             }
         }
         LifecycleCmd::Start {
@@ -278,8 +332,18 @@ pub async fn run(settings: &Settings, cmd: LifecycleCmd) -> Result<ExitCode> {
                 print_json(&v);
             } else {
                 let i = &v["instance"];
-                let verb = if v["created"].as_bool() == Some(true) { "started" } else { "already running:" };
-                println!("{verb} {}/{} in state {} (version {})", lifecycle, key, i["state"].as_str().unwrap_or(""), i["version"]);
+                let verb = if v["created"].as_bool() == Some(true) {
+                    "started"
+                } else {
+                    "already running:"
+                };
+                println!(
+                    "{verb} {}/{} in state {} (version {})",
+                    lifecycle,
+                    key,
+                    i["state"].as_str().unwrap_or(""),
+                    i["version"]
+                );
             }
         }
         LifecycleCmd::Send {
@@ -313,28 +377,68 @@ pub async fn run(settings: &Settings, cmd: LifecycleCmd) -> Result<ExitCode> {
                     );
                 }
                 for r in v["rejected"].as_array().into_iter().flatten() {
-                    println!("{}/{}: not applied: {}", r["lifecycle"].as_str().unwrap_or(""), r["key"].as_str().unwrap_or(""), r["reason"].as_str().unwrap_or(""));
+                    println!(
+                        "{}/{}: not applied: {}",
+                        r["lifecycle"].as_str().unwrap_or(""),
+                        r["key"].as_str().unwrap_or(""),
+                        r["reason"].as_str().unwrap_or("")
+                    );
                 }
-                println!("{} matched, {} applied, {} duplicate(s)", v["matched"], v["applied"], v["duplicates"]);
+                println!(
+                    "{} matched, {} applied, {} duplicate(s)",
+                    v["matched"], v["applied"], v["duplicates"]
+                );
             }
             if v["applied"].as_u64() == Some(0) && v["duplicates"].as_u64() == Some(0) {
                 return Ok(ExitCode::from(1));
             }
         }
-        LifecycleCmd::Get { lifecycle, key, common } => {
-            let path = format!("/v1/lifecycles/{}/instances/{}", enc(&lifecycle), enc_path(&key));
+        LifecycleCmd::Get {
+            lifecycle,
+            key,
+            common,
+        } => {
+            let path = format!(
+                "/v1/lifecycles/{}/instances/{}",
+                enc(&lifecycle),
+                enc_path(&key)
+            );
             let v = call_json(settings, &common, Method::GET, &path, None).await?;
             if common.json {
                 print_json(&v);
             } else {
-                println!("{}/{}  version {}  {}", lifecycle, key, v["version"], v["mode"].as_str().unwrap_or(""));
-                println!("state:    {}{}", v["state"].as_str().unwrap_or(""), if v["terminal"].as_bool() == Some(true) { " (terminal)" } else { "" });
+                println!(
+                    "{}/{}  version {}  {}",
+                    lifecycle,
+                    key,
+                    v["version"],
+                    v["mode"].as_str().unwrap_or("")
+                );
+                println!(
+                    "state:    {}{}",
+                    v["state"].as_str().unwrap_or(""),
+                    if v["terminal"].as_bool() == Some(true) {
+                        " (terminal)"
+                    } else {
+                        ""
+                    }
+                );
                 println!("since:    {}", time(v["entered_at"].as_i64()));
                 if let Some(b) = v["branches"].as_array().filter(|b| !b.is_empty()) {
-                    println!("branches: {}", b.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "));
+                    println!(
+                        "branches: {}",
+                        b.iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
                 }
                 for t in v["timers"].as_array().into_iter().flatten() {
-                    println!("timer:    {} at {}", t["kind"].as_str().unwrap_or(""), time(t["at"].as_i64()));
+                    println!(
+                        "timer:    {} at {}",
+                        t["kind"].as_str().unwrap_or(""),
+                        time(t["at"].as_i64())
+                    );
                 }
                 for a in v["running_actions"].as_array().into_iter().flatten() {
                     println!("running:  action of {}", a.as_str().unwrap_or(""));
@@ -350,7 +454,11 @@ pub async fn run(settings: &Settings, cmd: LifecycleCmd) -> Result<ExitCode> {
             limit,
             common,
         } => {
-            let path = format!("/v1/lifecycles/{}/history/{}?limit={limit}", enc(&lifecycle), enc_path(&key));
+            let path = format!(
+                "/v1/lifecycles/{}/history/{}?limit={limit}",
+                enc(&lifecycle),
+                enc_path(&key)
+            );
             let v = call_json(settings, &common, Method::GET, &path, None).await?;
             if common.json {
                 print_json(&v);
@@ -364,12 +472,22 @@ pub async fn run(settings: &Settings, cmd: LifecycleCmd) -> Result<ExitCode> {
                             time(h["time"].as_i64()),
                             h["kind"].as_str().unwrap_or("").to_owned(),
                             h["event"].as_str().unwrap_or("").to_owned(),
-                            format!("{} → {}", h["from"].as_str().unwrap_or(""), h["to"].as_str().unwrap_or("")),
+                            format!(
+                                "{} → {}",
+                                h["from"].as_str().unwrap_or(""),
+                                h["to"].as_str().unwrap_or("")
+                            ),
                             h["note"].as_str().unwrap_or("").to_owned(),
                         ]
                     })
                     .collect();
-                print!("{}", table(&["time (UTC)", "kind", "event", "transition", "note"], &rows));
+                print!(
+                    "{}",
+                    table(
+                        &["time (UTC)", "kind", "event", "transition", "note"],
+                        &rows
+                    )
+                );
             }
         }
         LifecycleCmd::List {
@@ -403,7 +521,10 @@ pub async fn run(settings: &Settings, cmd: LifecycleCmd) -> Result<ExitCode> {
                         ]
                     })
                     .collect();
-                print!("{}", table(&["key", "state", "version", "since (UTC)"], &rows));
+                print!(
+                    "{}",
+                    table(&["key", "state", "version", "since (UTC)"], &rows)
+                );
                 if let Some(n) = v["next"].as_str() {
                     println!("more: --after {n}");
                 }
@@ -422,10 +543,18 @@ pub async fn run(settings: &Settings, cmd: LifecycleCmd) -> Result<ExitCode> {
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .map(|s| vec![s["state"].as_str().unwrap_or("").to_owned(), s["count"].to_string()])
+                    .map(|s| {
+                        vec![
+                            s["state"].as_str().unwrap_or("").to_owned(),
+                            s["count"].to_string(),
+                        ]
+                    })
                     .collect();
                 print!("{}", table(&["state", "instances"], &rows));
-                println!("{} instance(s), latest version {}", v["instances"], v["latest_version"]);
+                println!(
+                    "{} instance(s), latest version {}",
+                    v["instances"], v["latest_version"]
+                );
             }
         }
         LifecycleCmd::Graph {
@@ -448,7 +577,8 @@ pub async fn run(settings: &Settings, cmd: LifecycleCmd) -> Result<ExitCode> {
             let _ = &reply.content_type;
             match output {
                 Some(file) => {
-                    std::fs::write(&file, &reply.body).with_context(|| format!("writing {}", file.display()))?;
+                    std::fs::write(&file, &reply.body)
+                        .with_context(|| format!("writing {}", file.display()))?;
                     eprintln!("wrote {}", file.display());
                 }
                 None if svg => println!("{}", String::from_utf8_lossy(&reply.body)),
@@ -473,7 +603,10 @@ pub async fn run(settings: &Settings, cmd: LifecycleCmd) -> Result<ExitCode> {
                         ]
                     })
                     .collect();
-                print!("{}", table(&["lifecycle", "version", "mode", "instances"], &rows));
+                print!(
+                    "{}",
+                    table(&["lifecycle", "version", "mode", "instances"], &rows)
+                );
             }
         }
     }

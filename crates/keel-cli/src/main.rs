@@ -197,7 +197,8 @@ pub fn open_lifecycle(settings: &Settings, background: bool) -> Result<keel_life
 
 /// The application state for a command answered in this process.
 pub async fn local_state(settings: &Settings) -> Result<AppState> {
-    let engine = open_lifecycle(settings, false).map_err(|e| output::UsageError(format!("{e:#}")))?;
+    let engine =
+        open_lifecycle(settings, false).map_err(|e| output::UsageError(format!("{e:#}")))?;
     let (tracking, artifacts) = open_tracking(settings).await?;
     Ok(AppState::new(tracking, artifacts).with_lifecycle(engine))
 }
@@ -234,7 +235,9 @@ async fn serve(settings: &Settings, host: Option<String>, port: Option<u16>) -> 
         .await
         .context("the HTTP server failed")?;
     tracking.db().close().await;
-    tokio::task::spawn_blocking(move || engine.shutdown()).await.ok();
+    tokio::task::spawn_blocking(move || engine.shutdown())
+        .await
+        .ok();
     tracing::info!("keel server stopped");
     Ok(())
 }

@@ -219,7 +219,11 @@ impl Action for HttpAction {
             .get("url")
             .and_then(Value::as_str)
             .ok_or_else(|| fail("http action has no `url`".to_owned()))?;
-        let method = req.config.get("method").and_then(Value::as_str).unwrap_or("POST");
+        let method = req
+            .config
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or("POST");
         let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
             .map_err(|_| fail(format!("`{method}` is not an HTTP method")))?;
         let body = req.config.get("body").cloned().unwrap_or_else(|| {
@@ -231,7 +235,11 @@ impl Action for HttpAction {
                 "context": req.context,
             })
         });
-        let mut call = self.client.request(method, url).timeout(req.timeout).json(&body);
+        let mut call = self
+            .client
+            .request(method, url)
+            .timeout(req.timeout)
+            .json(&body);
         if let Some(headers) = req.config.get("headers").and_then(Value::as_object) {
             for (k, v) in headers {
                 if let Some(v) = v.as_str() {
@@ -239,10 +247,14 @@ impl Action for HttpAction {
                 }
             }
         }
-        let response = call.send().await.map_err(|e| fail(format!("calling {url}: {e}")))?;
+        let response = call
+            .send()
+            .await
+            .map_err(|e| fail(format!("calling {url}: {e}")))?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
-        let body = serde_json::from_str::<Value>(&text).unwrap_or(Value::String(tail(text.as_bytes())));
+        let body =
+            serde_json::from_str::<Value>(&text).unwrap_or(Value::String(tail(text.as_bytes())));
         let output = json!({"status": status.as_u16(), "body": body});
         if status.is_success() {
             Ok(output)

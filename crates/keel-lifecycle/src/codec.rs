@@ -77,8 +77,14 @@ impl<'a> Reader<'a> {
     }
     pub fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
         let len = usize::try_from(self.varint()?).map_err(|_| DecodeError("length overflow"))?;
-        let end = self.at.checked_add(len).ok_or(DecodeError("length overflow"))?;
-        let b = self.buf.get(self.at..end).ok_or(DecodeError("truncated bytes"))?;
+        let end = self
+            .at
+            .checked_add(len)
+            .ok_or(DecodeError("length overflow"))?;
+        let b = self
+            .buf
+            .get(self.at..end)
+            .ok_or(DecodeError("truncated bytes"))?;
         self.at = end;
         Ok(b)
     }
@@ -96,7 +102,8 @@ impl<'a> Reader<'a> {
 
 /// CRC-32C (Castagnoli), the checksum of log frames and snapshots.
 pub(crate) fn crc32c(data: &[u8]) -> u32 {
-    const CRC: crc::Crc<u32, crc::Table<16>> = crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
+    const CRC: crc::Crc<u32, crc::Table<16>> =
+        crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
     CRC.checksum(data)
 }
 

@@ -12,8 +12,8 @@
 //! report to its parent) are applied in the same batch, so they are in the
 //! same frame as their cause: all durable or none.
 
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
@@ -27,7 +27,9 @@ use crate::actions::{ActionRegistry, ActionRequest, EMIT};
 use crate::definition::Mode;
 use crate::error::LifecycleError;
 use crate::log::{self, LogPos, LogWriter, Record, RecordInput};
-use crate::machine::{Command, Input, Instance, Machine, Outcome, ParentRef, Rejection, RunningAction, Timer};
+use crate::machine::{
+    Command, Input, Instance, Machine, Outcome, ParentRef, Rejection, RunningAction, Timer,
+};
 use crate::snapshot;
 
 /// Engine settings.
@@ -293,7 +295,13 @@ pub(crate) struct State {
 pub(crate) fn idempotency_hash(lifecycle: &str, key: &str, idem: &str) -> u128 {
     const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013B;
     let mut h: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
-    for part in [lifecycle.as_bytes(), &[0], key.as_bytes(), &[0], idem.as_bytes()] {
+    for part in [
+        lifecycle.as_bytes(),
+        &[0],
+        key.as_bytes(),
+        &[0],
+        idem.as_bytes(),
+    ] {
         for &b in part {
             h ^= u128::from(b);
             h = h.wrapping_mul(PRIME);
@@ -329,8 +337,16 @@ enum Internal {
 }
 
 pub(crate) enum Effect {
-    Arm { slot: u32, at: i64 },
-    Run { slot: u32, token: u64, request: ActionRequest, kind: String },
+    Arm {
+        slot: u32,
+        at: i64,
+    },
+    Run {
+        slot: u32,
+        token: u64,
+        request: ActionRequest,
+        kind: String,
+    },
 }
 
 /// One group commit in the making.
@@ -366,12 +382,21 @@ impl State {
     }
 
     /// Applies a definition's text; a new version when it differs.
-    fn define(&mut self, source: &str, known_actions: &[&str], batch: Option<&mut Batch>, replay_version: Option<u32>) -> Result<Applied, LifecycleError> {
+    fn define(
+        &mut self,
+        source: &str,
+        known_actions: &[&str],
+        batch: Option<&mut Batch>,
+        replay_version: Option<u32>,
+    ) -> Result<Applied, LifecycleError> {
         let def = crate::parse::parse_definition(source, known_actions)?;
         if let Some(map_child) = first_unknown_map_child(&def, |n| self.def_ids.contains_key(n)) {
             return Err(LifecycleError::invalid(
                 "definition",
-                format!("state `{}` maps over lifecycle `{}`, which does not exist; apply that definition first", map_child.0, map_child.1),
+                format!(
+                    "state `{}` maps over lifecycle `{}`, which does not exist; apply that definition first",
+                    map_child.0, map_child.1
+                ),
             ));
         }
         let name: Arc<str> = Arc::from(def.name.as_str());
@@ -397,7 +422,10 @@ impl State {
                 "definition `{name}` version {v} replayed as version {version}"
             )));
         }
-        let machine = Arc::new(Machine::compile(def, version, Arc::from(source)).map_err(|m| LifecycleError::invalid("definition", m))?);
+        let machine = Arc::new(
+            Machine::compile(def, version, Arc::from(source))
+                .map_err(|m| LifecycleError::invalid("definition", m))?,
+        );
         let states = machine.state_count();
         let id = match existing {
             Some(id) => id,
@@ -456,11 +484,9 @@ impl State {
             return Ok((slot, false));
         }
         let machine = match replay_version {
-            Some(v) => dslot
-                .versions
-                .get(v as usize - 1)
-                .cloned()
-                .ok_or_else(|| LifecycleError::Replay(format!("start of `{}` on unknown version {v}", dslot.name)))?,
+            Some(v) => dslot.versions.get(v as usize - 1).cloned().ok_or_else(|| {
+                LifecycleError::Replay(format!("start of `{}` on unknown version {v}", dslot.name))
+            })?,
             None => dslot.latest().clone(),
         };
         let (mut inst, out) = machine.start(data, batch.now);
@@ -572,9 +598,14 @@ impl State {
         let slot = &self.slots[slot_id as usize];
         for cmd in out.commands {
             match cmd {
-                Command::ArmTimer(t) => batch.effects.push(Effect::Arm { slot: slot_id, at: t.at }),
+                Command::ArmTimer(t) => batch.effects.push(Effect::Arm {
+                    slot: slot_id,
+                    at: t.at,
+                }),
                 Command::RunAction(run) => {
-                    let Some(action) = machine.action_of(run.state) else { continue };
+                    let Some(action) = machine.action_of(run.state) else {
+                        continue;
+                    };
                     if action.kind == EMIT {
                         batch.internal.push_back(Internal::Emit {
                             source: slot_id,
@@ -586,7 +617,13 @@ impl State {
                             slot: slot_id,
                             token: run.token,
                             kind: action.kind.clone(),
-                            request: action_request(machine, &self.defs[slot.def as usize].name, slot, run, action),
+                            request: action_request(
+                                machine,
+                                &self.defs[slot.def as usize].name,
+                                slot,
+                                run,
+                                action,
+                            ),
                         });
                     }
                 }
@@ -605,7 +642,10 @@ impl State {
                         token: parent_token,
                     },
                 }),
-                Command::NotifyParent { parent, final_state } => batch.internal.push_back(Internal::NotifyParent {
+                Command::NotifyParent {
+                    parent,
+                    final_state,
+                } => batch.internal.push_back(Internal::NotifyParent {
                     parent,
                     child_key: slot.key.to_string(),
                     final_state,
@@ -618,13 +658,24 @@ impl State {
     fn drain_internal(&mut self, batch: &mut Batch) {
         while let Some(item) = batch.internal.pop_front() {
             match item {
-                Internal::Emit { source, token, config } => {
+                Internal::Emit {
+                    source,
+                    token,
+                    config,
+                } => {
                     let result = self.emit(source, &config, batch);
                     let (ok, data) = match result {
                         Ok(report) => (true, json!({"delivered": report})),
                         Err(message) => (false, json!({"error": message})),
                     };
-                    let _ = self.apply(source, Input::ActionFinished { token, ok }, &data, None, Pass::Live, batch);
+                    let _ = self.apply(
+                        source,
+                        Input::ActionFinished { token, ok },
+                        &data,
+                        None,
+                        Pass::Live,
+                        batch,
+                    );
                 }
                 Internal::StartChild {
                     lifecycle,
@@ -632,9 +683,19 @@ impl State {
                     data,
                     parent,
                 } => {
-                    let Some(def) = self.def_id(&lifecycle) else { continue };
-                    if let Ok((slot, created)) = self.start(def, &key, &data, Some(parent.clone()), None, Pass::Live, batch, None)
-                        && !created
+                    let Some(def) = self.def_id(&lifecycle) else {
+                        continue;
+                    };
+                    if let Ok((slot, created)) = self.start(
+                        def,
+                        &key,
+                        &data,
+                        Some(parent.clone()),
+                        None,
+                        Pass::Live,
+                        batch,
+                        None,
+                    ) && !created
                     {
                         // Already there (a repeated item or a restart of the
                         // map): if it finished, tell the parent now.
@@ -656,7 +717,16 @@ impl State {
                 } => {
                     if let Some(p) = self.find(&parent.lifecycle, &parent.key) {
                         let data = json!({"child": child_key, "state": final_state});
-                        let _ = self.apply(p, Input::ChildFinished { token: parent.token }, &data, None, Pass::Live, batch);
+                        let _ = self.apply(
+                            p,
+                            Input::ChildFinished {
+                                token: parent.token,
+                            },
+                            &data,
+                            None,
+                            Pass::Live,
+                            batch,
+                        );
                     }
                 }
             }
@@ -665,12 +735,19 @@ impl State {
 
     fn emit(&mut self, source: u32, config: &Value, batch: &mut Batch) -> Result<Value, String> {
         let slot = &self.slots[source as usize];
-        let event = config.get("event").and_then(Value::as_str).ok_or("emit has no `event`")?.to_owned();
-        let lifecycle = config
-            .get("lifecycle")
+        let event = config
+            .get("event")
             .and_then(Value::as_str)
-            .map_or_else(|| self.defs[slot.def as usize].name.to_string(), str::to_owned);
-        let key = config.get("key").and_then(Value::as_str).map_or_else(|| slot.key.to_string(), str::to_owned);
+            .ok_or("emit has no `event`")?
+            .to_owned();
+        let lifecycle = config.get("lifecycle").and_then(Value::as_str).map_or_else(
+            || self.defs[slot.def as usize].name.to_string(),
+            str::to_owned,
+        );
+        let key = config
+            .get("key")
+            .and_then(Value::as_str)
+            .map_or_else(|| slot.key.to_string(), str::to_owned);
         let data = config.get("data").cloned().unwrap_or(Value::Null);
         let target = self
             .find(&lifecycle, &key)
@@ -678,7 +755,9 @@ impl State {
         match self.apply(target, Input::Event(&event), &data, None, Pass::Live, batch) {
             Ok(out) => {
                 let m = self.machine(&self.slots[target as usize]);
-                Ok(json!({"lifecycle": lifecycle, "key": key, "event": event, "from": m.state_name(out.from), "to": m.state_name(out.to)}))
+                Ok(
+                    json!({"lifecycle": lifecycle, "key": key, "event": event, "from": m.state_name(out.from), "to": m.state_name(out.to)}),
+                )
             }
             Err(r) => Err(format!("{lifecycle}/{key}: {r}")),
         }
@@ -694,7 +773,11 @@ impl State {
             version: slot.version,
             state: m.state_name(inst.state).to_owned(),
             terminal: m.is_terminal(inst.state),
-            branches: inst.branches().iter().map(|&b| m.state_name(b).to_owned()).collect(),
+            branches: inst
+                .branches()
+                .iter()
+                .map(|&b| m.state_name(b).to_owned())
+                .collect(),
             context: inst.context_value().clone(),
             seq: inst.seq,
             entered_at: inst.entered_at,
@@ -711,7 +794,11 @@ impl State {
                     state: m.state_name(scope_state(inst, t.scope)).to_owned(),
                 })
                 .collect(),
-            running_actions: inst.running().iter().map(|r| m.state_name(r.state).to_owned()).collect(),
+            running_actions: inst
+                .running()
+                .iter()
+                .map(|r| m.state_name(r.state).to_owned())
+                .collect(),
             pending_children: inst.pending_children(),
             parent: inst.parent().map(|p| format!("{}/{}", p.lifecycle, p.key)),
             mode: mode_name(m.mode()),
@@ -722,7 +809,11 @@ impl State {
 fn scope_state(inst: &Instance, scope: crate::machine::ScopeRef) -> crate::machine::StateId {
     match scope {
         crate::machine::ScopeRef::Top => inst.state,
-        crate::machine::ScopeRef::Branch(b) => inst.branches().get(b as usize).copied().unwrap_or(inst.state),
+        crate::machine::ScopeRef::Branch(b) => inst
+            .branches()
+            .get(b as usize)
+            .copied()
+            .unwrap_or(inst.state),
     }
 }
 
@@ -733,7 +824,13 @@ pub fn mode_name(m: Mode) -> &'static str {
     }
 }
 
-fn action_request(machine: &Machine, lifecycle: &str, slot: &Slot, run: RunningAction, action: &crate::definition::ActionDef) -> ActionRequest {
+fn action_request(
+    machine: &Machine,
+    lifecycle: &str,
+    slot: &Slot,
+    run: RunningAction,
+    action: &crate::definition::ActionDef,
+) -> ActionRequest {
     ActionRequest {
         lifecycle: lifecycle.to_owned(),
         key: slot.key.to_string(),
@@ -745,7 +842,10 @@ fn action_request(machine: &Machine, lifecycle: &str, slot: &Slot, run: RunningA
     }
 }
 
-fn first_unknown_map_child(def: &crate::definition::Definition, exists: impl Fn(&str) -> bool) -> Option<(String, String)> {
+fn first_unknown_map_child(
+    def: &crate::definition::Definition,
+    exists: impl Fn(&str) -> bool,
+) -> Option<(String, String)> {
     for s in &def.states {
         if let Some(m) = &s.map
             && m.lifecycle != def.name
@@ -792,9 +892,18 @@ enum Op {
 }
 
 enum Reply {
-    Define(oneshot::Sender<Result<Applied, LifecycleError>>, Result<Applied, LifecycleError>),
-    Start(oneshot::Sender<Result<Started, LifecycleError>>, Result<Started, LifecycleError>),
-    Send(oneshot::Sender<Result<SendReport, LifecycleError>>, Result<SendReport, LifecycleError>),
+    Define(
+        oneshot::Sender<Result<Applied, LifecycleError>>,
+        Result<Applied, LifecycleError>,
+    ),
+    Start(
+        oneshot::Sender<Result<Started, LifecycleError>>,
+        Result<Started, LifecycleError>,
+    ),
+    Send(
+        oneshot::Sender<Result<SendReport, LifecycleError>>,
+        Result<SendReport, LifecycleError>,
+    ),
     Snapshot(oneshot::Sender<Result<LogPos, LifecycleError>>),
 }
 
@@ -809,7 +918,9 @@ pub(crate) struct TimerQueue {
 
 impl TimerQueue {
     fn push(&self, at: i64, slot: u32) {
-        let Ok(mut heap) = self.heap.lock() else { return };
+        let Ok(mut heap) = self.heap.lock() else {
+            return;
+        };
         let earliest = heap.peek().map(|Reverse((a, _))| *a);
         heap.push(Reverse((at, slot)));
         if earliest.is_none_or(|e| at < e) {
@@ -884,9 +995,18 @@ impl Engine {
             batch.now = record.time;
             replay(&mut state, p, &record, &known_actions, &mut batch)
         })?;
-        let writer = LogWriter::open_with(&log_dir, end.segment, end.offset, options.fsync, options.segment_bytes)?;
+        let writer = LogWriter::open_with(
+            &log_dir,
+            end.segment,
+            end.offset,
+            options.fsync,
+            options.segment_bytes,
+        )?;
         if end.truncated > 0 {
-            tracing::warn!(bytes = end.truncated, "lifecycle log: cut a torn write off the end");
+            tracing::warn!(
+                bytes = end.truncated,
+                "lifecycle log: cut a torn write off the end"
+            );
         }
         let now = keel_core::time::now_millis();
         state.idem.expire(now);
@@ -898,7 +1018,10 @@ impl Engine {
         // Re-arm timers and collect actions to restart.
         let mut effects = Vec::new();
         {
-            let mut heap = timers.heap.lock().map_err(|_| LifecycleError::Unavailable("timer queue poisoned".into()))?;
+            let mut heap = timers
+                .heap
+                .lock()
+                .map_err(|_| LifecycleError::Unavailable("timer queue poisoned".into()))?;
             for (i, slot) in state.slots.iter().enumerate() {
                 for t in slot.inst.timers() {
                     heap.push(Reverse((t.at, i as u32)));
@@ -916,7 +1039,13 @@ impl Engine {
                             slot: i as u32,
                             token: run.token,
                             kind: action.kind.clone(),
-                            request: action_request(m, &state.defs[slot.def as usize].name, slot, *run, action),
+                            request: action_request(
+                                m,
+                                &state.defs[slot.def as usize].name,
+                                slot,
+                                *run,
+                                action,
+                            ),
                         });
                     }
                 }
@@ -941,7 +1070,9 @@ impl Engine {
             timer_thread: Mutex::new(None),
             _lock: lock,
         });
-        let engine = Engine { shared: shared.clone() };
+        let engine = Engine {
+            shared: shared.clone(),
+        };
         let w = {
             let engine = engine.clone();
             std::thread::Builder::new()
@@ -981,15 +1112,27 @@ impl Engine {
         {
             return Err(LifecycleError::Unavailable(msg.clone()));
         }
-        let tx = self.shared.ops.lock().map_err(|_| LifecycleError::Unavailable("engine stopped".into()))?;
-        tx.send(op).map_err(|_| LifecycleError::Unavailable("the lifecycle engine has stopped".into()))
+        let tx = self
+            .shared
+            .ops
+            .lock()
+            .map_err(|_| LifecycleError::Unavailable("engine stopped".into()))?;
+        tx.send(op)
+            .map_err(|_| LifecycleError::Unavailable("the lifecycle engine has stopped".into()))
     }
 
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T, LifecycleError>>) -> Op) -> Result<T, LifecycleError> {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, LifecycleError>>) -> Op,
+    ) -> Result<T, LifecycleError> {
         let (tx, rx) = oneshot::channel();
         self.submit(make(tx))?;
-        rx.await
-            .map_err(|_| LifecycleError::Unavailable(self.failure().unwrap_or_else(|| "the lifecycle engine has stopped".into())))?
+        rx.await.map_err(|_| {
+            LifecycleError::Unavailable(
+                self.failure()
+                    .unwrap_or_else(|| "the lifecycle engine has stopped".into()),
+            )
+        })?
     }
 
     fn failure(&self) -> Option<String> {
@@ -1005,7 +1148,13 @@ impl Engine {
     }
 
     /// Starts an instance; starting one that exists returns it unchanged.
-    pub async fn start(&self, lifecycle: &str, key: &str, data: Value, idempotency_key: Option<String>) -> Result<Started, LifecycleError> {
+    pub async fn start(
+        &self,
+        lifecycle: &str,
+        key: &str,
+        data: Value,
+        idempotency_key: Option<String>,
+    ) -> Result<Started, LifecycleError> {
         validate_key(key)?;
         self.check_payload(&data)?;
         let (lifecycle, key) = (lifecycle.to_owned(), key.to_owned());
@@ -1024,7 +1173,8 @@ impl Engine {
         if let Target::Key { key, .. } = &request.target {
             validate_key(key)?;
         }
-        crate::parse::check_event_name(&request.event).map_err(|m| LifecycleError::invalid("event", m))?;
+        crate::parse::check_event_name(&request.event)
+            .map_err(|m| LifecycleError::invalid("event", m))?;
         self.check_payload(&request.data)?;
         self.ask(|reply| Op::Send { request, reply }).await
     }
@@ -1039,7 +1189,9 @@ impl Engine {
         if data.is_null() {
             return Ok(());
         }
-        let size = serde_json::to_vec(data).map(|v| v.len()).unwrap_or(usize::MAX);
+        let size = serde_json::to_vec(data)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
         if size > limit {
             return Err(LifecycleError::PayloadTooLarge { size, limit });
         }
@@ -1047,10 +1199,11 @@ impl Engine {
     }
 
     fn read(&self) -> Result<std::sync::RwLockReadGuard<'_, State>, LifecycleError> {
-        self.shared
-            .state
-            .read()
-            .map_err(|_| LifecycleError::Unavailable("the lifecycle state lock is poisoned; restart the server".into()))
+        self.shared.state.read().map_err(|_| {
+            LifecycleError::Unavailable(
+                "the lifecycle state lock is poisoned; restart the server".into(),
+            )
+        })
     }
 
     /// Waits until the record at `pos` is durable (it was applied in a
@@ -1066,7 +1219,9 @@ impl Engine {
             if state.def_id(lifecycle).is_none() {
                 return Err(LifecycleError::not_found("lifecycle", lifecycle));
             }
-            let slot = state.find(lifecycle, key).ok_or_else(|| LifecycleError::not_found("instance", &format!("{lifecycle}/{key}")))?;
+            let slot = state.find(lifecycle, key).ok_or_else(|| {
+                LifecycleError::not_found("instance", &format!("{lifecycle}/{key}"))
+            })?;
             (state.view(slot), state.slots[slot as usize].last_pos)
         };
         if pos > 0 {
@@ -1077,7 +1232,9 @@ impl Engine {
 
     pub fn list(&self, lifecycle: &str, q: &ListQuery) -> Result<ListPage, LifecycleError> {
         let state = self.read()?;
-        let def = state.def_id(lifecycle).ok_or_else(|| LifecycleError::not_found("lifecycle", lifecycle))?;
+        let def = state
+            .def_id(lifecycle)
+            .ok_or_else(|| LifecycleError::not_found("lifecycle", lifecycle))?;
         let dslot = &state.defs[def as usize];
         let wanted: Option<Vec<(u32, u16)>> = match &q.state {
             None => None,
@@ -1090,13 +1247,20 @@ impl Engine {
                 if ids.is_empty() {
                     return Err(LifecycleError::invalid(
                         "state",
-                        format!("lifecycle `{lifecycle}` has no state `{s}`; its states are: {}", dslot.latest().top_states().collect::<Vec<_>>().join(", ")),
+                        format!(
+                            "lifecycle `{lifecycle}` has no state `{s}`; its states are: {}",
+                            dslot.latest().top_states().collect::<Vec<_>>().join(", ")
+                        ),
                     ));
                 }
                 Some(ids)
             }
         };
-        let limit = if q.limit == 0 { 100 } else { q.limit.min(10_000) };
+        let limit = if q.limit == 0 {
+            100
+        } else {
+            q.limit.min(10_000)
+        };
         let prefix = q.prefix.as_deref().unwrap_or("");
         let lower = match &q.after {
             Some(a) if a.as_str() >= prefix => std::ops::Bound::Excluded(a.as_str()),
@@ -1104,7 +1268,10 @@ impl Engine {
         };
         let mut out = Vec::new();
         let mut next = None;
-        for (key, &slot) in dslot.keys.range::<str, _>((lower, std::ops::Bound::Unbounded)) {
+        for (key, &slot) in dslot
+            .keys
+            .range::<str, _>((lower, std::ops::Bound::Unbounded))
+        {
             if !key.starts_with(prefix) {
                 break;
             }
@@ -1120,19 +1287,28 @@ impl Engine {
             }
             out.push(state.view(slot));
         }
-        Ok(ListPage { instances: out, next })
+        Ok(ListPage {
+            instances: out,
+            next,
+        })
     }
 
     pub fn stats(&self, lifecycle: &str) -> Result<LifecycleStats, LifecycleError> {
         let state = self.read()?;
-        let def = state.def_id(lifecycle).ok_or_else(|| LifecycleError::not_found("lifecycle", lifecycle))?;
+        let def = state
+            .def_id(lifecycle)
+            .ok_or_else(|| LifecycleError::not_found("lifecycle", lifecycle))?;
         Ok(lifecycle_stats(&state.defs[def as usize]))
     }
 
     pub fn engine_stats(&self) -> Result<EngineStats, LifecycleError> {
         let (lifecycles, instances, inputs) = {
             let state = self.read()?;
-            (state.defs.len(), state.slots.len() as u64, state.inputs_applied)
+            (
+                state.defs.len(),
+                state.slots.len() as u64,
+                state.inputs_applied,
+            )
         };
         let durable = *self.shared.durable.borrow();
         Ok(EngineStats {
@@ -1140,7 +1316,11 @@ impl Engine {
             instances,
             pending_timers: self.shared.timers.len(),
             inputs_applied: inputs,
-            log_position: format!("{:08x}:{:x}", log::segment_of(durable), durable & 0xFFFF_FFFF),
+            log_position: format!(
+                "{:08x}:{:x}",
+                log::segment_of(durable),
+                durable & 0xFFFF_FFFF
+            ),
             log_segment_bytes: durable & 0xFFFF_FFFF,
             snapshots_written: self.shared.snapshots_written.load(Ordering::Relaxed),
             recovered_records: self.shared.recovered_records,
@@ -1167,9 +1347,15 @@ impl Engine {
     }
 
     /// A definition version (latest when `version` is None).
-    pub fn definition(&self, lifecycle: &str, version: Option<u32>) -> Result<Arc<Machine>, LifecycleError> {
+    pub fn definition(
+        &self,
+        lifecycle: &str,
+        version: Option<u32>,
+    ) -> Result<Arc<Machine>, LifecycleError> {
         let state = self.read()?;
-        let def = state.def_id(lifecycle).ok_or_else(|| LifecycleError::not_found("lifecycle", lifecycle))?;
+        let def = state
+            .def_id(lifecycle)
+            .ok_or_else(|| LifecycleError::not_found("lifecycle", lifecycle))?;
         let d = &state.defs[def as usize];
         match version {
             None => Ok(d.latest().clone()),
@@ -1177,27 +1363,42 @@ impl Engine {
                 .versions
                 .get((v as usize).wrapping_sub(1))
                 .cloned()
-                .ok_or_else(|| LifecycleError::not_found("definition version", &format!("{lifecycle} v{v}"))),
+                .ok_or_else(|| {
+                    LifecycleError::not_found("definition version", &format!("{lifecycle} v{v}"))
+                }),
         }
     }
 
     /// An instance's history, newest first, following the log's per-instance
     /// chain (into the archive for compacted segments).
-    pub async fn history(&self, lifecycle: &str, key: &str, limit: usize) -> Result<Vec<HistoryEntry>, LifecycleError> {
+    pub async fn history(
+        &self,
+        lifecycle: &str,
+        key: &str,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, LifecycleError> {
         let mut pos = {
             let state = self.read()?;
-            let slot = state.find(lifecycle, key).ok_or_else(|| LifecycleError::not_found("instance", &format!("{lifecycle}/{key}")))?;
+            let slot = state.find(lifecycle, key).ok_or_else(|| {
+                LifecycleError::not_found("instance", &format!("{lifecycle}/{key}"))
+            })?;
             state.slots[slot as usize].last_pos
         };
         if pos > 0 {
             self.wait_durable(pos).await;
         }
-        let dirs = [self.shared.log_dir.as_path(), self.shared.archive_dir.as_path()];
+        let dirs = [
+            self.shared.log_dir.as_path(),
+            self.shared.archive_dir.as_path(),
+        ];
         let mut out = Vec::new();
         let limit = if limit == 0 { usize::MAX } else { limit };
         while pos != 0 && out.len() < limit {
-            let Some(body) = log::read_at(&dirs, pos)? else { break };
-            let r = log::decode(&body).map_err(|e| LifecycleError::Replay(format!("history record at {pos:x}: {e}")))?;
+            let Some(body) = log::read_at(&dirs, pos)? else {
+                break;
+            };
+            let r = log::decode(&body)
+                .map_err(|e| LifecycleError::Replay(format!("history record at {pos:x}: {e}")))?;
             let (kind, event) = match &r.input {
                 RecordInput::Define { .. } => ("define", String::new()),
                 RecordInput::Start { .. } => ("start", "start".to_owned()),
@@ -1210,7 +1411,15 @@ impl Engine {
                     },
                     String::new(),
                 ),
-                RecordInput::Action { ok, .. } => ("action", if *ok { "action_succeeded" } else { "action_failed" }.to_owned()),
+                RecordInput::Action { ok, .. } => (
+                    "action",
+                    if *ok {
+                        "action_succeeded"
+                    } else {
+                        "action_failed"
+                    }
+                    .to_owned(),
+                ),
                 RecordInput::Child { .. } => ("child", "child_finished".to_owned()),
             };
             out.push(HistoryEntry {
@@ -1308,7 +1517,9 @@ impl Engine {
                     Err(e) => {
                         // The in-memory state is ahead of the log: refuse
                         // everything until a restart replays the log.
-                        self.fail(format!("writing the lifecycle log failed ({e}); restart the server"));
+                        self.fail(format!(
+                            "writing the lifecycle log failed ({e}); restart the server"
+                        ));
                         return;
                     }
                 }
@@ -1329,7 +1540,10 @@ impl Engine {
             }
             self.run_effects(std::mem::take(&mut batch.effects));
             let end = writer.end_pos();
-            if want_snapshot || stop == Some(true) || since_snapshot >= self.shared.options.snapshot_bytes {
+            if want_snapshot
+                || stop == Some(true)
+                || since_snapshot >= self.shared.options.snapshot_bytes
+            {
                 let result = self.write_snapshot(end);
                 if let Err(e) = &result {
                     tracing::warn!(error = %e, "lifecycle snapshot failed; the log still has everything");
@@ -1383,60 +1597,121 @@ impl Engine {
             }
             Op::TimersDue(slots) => {
                 for slot in slots {
-                    let Some(s) = state.slots.get(slot as usize) else { continue };
-                    let mut due: Vec<Timer> = s.inst.timers().iter().filter(|t| t.at <= batch.now).copied().collect();
+                    let Some(s) = state.slots.get(slot as usize) else {
+                        continue;
+                    };
+                    let mut due: Vec<Timer> = s
+                        .inst
+                        .timers()
+                        .iter()
+                        .filter(|t| t.at <= batch.now)
+                        .copied()
+                        .collect();
                     due.sort_by_key(|t| t.at);
                     for t in due {
-                        let _ = state.apply(slot, Input::TimerFired(t), &Value::Null, None, Pass::Live, batch);
+                        let _ = state.apply(
+                            slot,
+                            Input::TimerFired(t),
+                            &Value::Null,
+                            None,
+                            Pass::Live,
+                            batch,
+                        );
                         state.drain_internal(batch);
                     }
                 }
             }
-            Op::ActionDone { slot, token, ok, data } => {
-                let _ = state.apply(slot, Input::ActionFinished { token, ok }, &data, None, Pass::Live, batch);
+            Op::ActionDone {
+                slot,
+                token,
+                ok,
+                data,
+            } => {
+                let _ = state.apply(
+                    slot,
+                    Input::ActionFinished { token, ok },
+                    &data,
+                    None,
+                    Pass::Live,
+                    batch,
+                );
             }
             Op::Snapshot { reply } => replies.push(Reply::Snapshot(reply)),
             Op::Stop { .. } => {}
         }
     }
 
-    fn send_now(&self, state: &mut State, req: &SendRequest, batch: &mut Batch) -> Result<SendReport, LifecycleError> {
+    fn send_now(
+        &self,
+        state: &mut State,
+        req: &SendRequest,
+        batch: &mut Batch,
+    ) -> Result<SendReport, LifecycleError> {
         let slots: Vec<u32> = match &req.target {
-            Target::Key { lifecycle: Some(l), key } => {
+            Target::Key {
+                lifecycle: Some(l),
+                key,
+            } => {
                 if state.def_id(l).is_none() {
                     return Err(LifecycleError::not_found("lifecycle", l));
                 }
-                let slot = state.find(l, key).ok_or_else(|| LifecycleError::not_found("instance", &format!("{l}/{key}")))?;
+                let slot = state
+                    .find(l, key)
+                    .ok_or_else(|| LifecycleError::not_found("instance", &format!("{l}/{key}")))?;
                 vec![slot]
             }
-            Target::Key { lifecycle: None, key } => {
+            Target::Key {
+                lifecycle: None,
+                key,
+            } => {
                 let found: Vec<u32> = state
                     .defs
                     .iter()
                     .filter_map(|d| d.keys.get(key.as_str()).copied())
-                    .filter(|&s| state.machine(&state.slots[s as usize]).knows_event(&req.event))
+                    .filter(|&s| {
+                        state
+                            .machine(&state.slots[s as usize])
+                            .knows_event(&req.event)
+                    })
                     .collect();
                 if found.is_empty() {
                     return Err(LifecycleError::not_found(
                         "instance",
-                        &format!("with key `{key}` in a lifecycle that uses event `{}`", req.event),
+                        &format!(
+                            "with key `{key}` in a lifecycle that uses event `{}`",
+                            req.event
+                        ),
                     ));
                 }
                 found
             }
             Target::Prefix { lifecycle, prefix } => {
-                let def = state.def_id(lifecycle).ok_or_else(|| LifecycleError::not_found("lifecycle", lifecycle))?;
+                let def = state
+                    .def_id(lifecycle)
+                    .ok_or_else(|| LifecycleError::not_found("lifecycle", lifecycle))?;
                 state.defs[def as usize]
                     .keys
-                    .range::<str, _>((std::ops::Bound::Included(prefix.as_str()), std::ops::Bound::Unbounded))
+                    .range::<str, _>((
+                        std::ops::Bound::Included(prefix.as_str()),
+                        std::ops::Bound::Unbounded,
+                    ))
                     .take_while(|(k, _)| k.starts_with(prefix.as_str()))
                     .map(|(_, &s)| s)
                     .collect()
             }
-            Target::State { lifecycle, state: wanted } => {
-                let def = state.def_id(lifecycle).ok_or_else(|| LifecycleError::not_found("lifecycle", lifecycle))?;
+            Target::State {
+                lifecycle,
+                state: wanted,
+            } => {
+                let def = state
+                    .def_id(lifecycle)
+                    .ok_or_else(|| LifecycleError::not_found("lifecycle", lifecycle))?;
                 let d = &state.defs[def as usize];
-                let ids: Vec<(u32, u16)> = d.versions.iter().filter_map(|m| m.state_id(wanted).map(|id| (m.version, id))).collect();
+                let ids: Vec<(u32, u16)> = d
+                    .versions
+                    .iter()
+                    .filter_map(|m| m.state_id(wanted).map(|id| (m.version, id)))
+                    .collect();
                 if ids.is_empty() {
                     return Err(LifecycleError::invalid(
                         "state",
@@ -1458,16 +1733,29 @@ impl Engine {
             report.matched += 1;
             let (lifecycle, key) = {
                 let s = &state.slots[slot as usize];
-                (state.defs[s.def as usize].name.to_string(), s.key.to_string())
+                (
+                    state.defs[s.def as usize].name.to_string(),
+                    s.key.to_string(),
+                )
             };
-            let idem = req.idempotency_key.as_deref().map(|k| idempotency_hash(&lifecycle, &key, k));
+            let idem = req
+                .idempotency_key
+                .as_deref()
+                .map(|k| idempotency_hash(&lifecycle, &key, k));
             if let Some(h) = idem
                 && state.idem.seen.contains_key(&h)
             {
                 report.duplicates += 1;
                 continue;
             }
-            match state.apply(slot, Input::Event(&req.event), &req.data, idem, Pass::Live, batch) {
+            match state.apply(
+                slot,
+                Input::Event(&req.event),
+                &req.data,
+                idem,
+                Pass::Live,
+                batch,
+            ) {
                 Ok(out) => {
                     report.applied += 1;
                     if report.moved.len() < REPORT_LIMIT {
@@ -1480,7 +1768,15 @@ impl Engine {
                         });
                     }
                 }
-                Err(r) if matches!(req.target, Target::Key { lifecycle: Some(_), .. }) => {
+                Err(r)
+                    if matches!(
+                        req.target,
+                        Target::Key {
+                            lifecycle: Some(_),
+                            ..
+                        }
+                    ) =>
+                {
                     // One named instance: the caller gets the reason as an
                     // error; nothing was written.
                     return Err(LifecycleError::Rejected(r));
@@ -1507,7 +1803,12 @@ impl Engine {
         for e in effects {
             match e {
                 Effect::Arm { slot, at } => self.shared.timers.push(at, slot),
-                Effect::Run { slot, token, request, kind } => {
+                Effect::Run {
+                    slot,
+                    token,
+                    request,
+                    kind,
+                } => {
                     let Some(action) = self.shared.options.actions.get(&kind) else {
                         let _ = self.submit(Op::ActionDone {
                             slot,
@@ -1517,7 +1818,13 @@ impl Engine {
                         });
                         continue;
                     };
-                    let Some(rt) = self.shared.options.runtime.clone().or_else(|| tokio::runtime::Handle::try_current().ok()) else {
+                    let Some(rt) = self
+                        .shared
+                        .options
+                        .runtime
+                        .clone()
+                        .or_else(|| tokio::runtime::Handle::try_current().ok())
+                    else {
                         self.fail("no tokio runtime to run actions on".into());
                         continue;
                     };
@@ -1527,7 +1834,12 @@ impl Engine {
                             Ok(output) => (true, output),
                             Err(f) => (false, json!({"error": f.message, "output": f.output})),
                         };
-                        let _ = engine.submit(Op::ActionDone { slot, token, ok, data });
+                        let _ = engine.submit(Op::ActionDone {
+                            slot,
+                            token,
+                            ok,
+                            data,
+                        });
                     });
                 }
             }
@@ -1578,15 +1890,25 @@ impl Engine {
         // Archive only what the older of the two kept snapshots no longer
         // needs, so falling back to it still finds its log.
         let oldest_kept = snapshot::write(&snap_dir, at, &bytes)?;
-        self.shared.snapshots_written.fetch_add(1, Ordering::Relaxed);
-        archive_segments(&self.shared.log_dir, &self.shared.archive_dir, log::segment_of(oldest_kept))?;
+        self.shared
+            .snapshots_written
+            .fetch_add(1, Ordering::Relaxed);
+        archive_segments(
+            &self.shared.log_dir,
+            &self.shared.archive_dir,
+            log::segment_of(oldest_kept),
+        )?;
         Ok(())
     }
 }
 
 /// Moves segments wholly before `keep_from` out of the log directory: the
 /// live log stays bounded, history stays readable.
-fn archive_segments(log_dir: &Path, archive_dir: &Path, keep_from: u32) -> Result<(), LifecycleError> {
+fn archive_segments(
+    log_dir: &Path,
+    archive_dir: &Path,
+    keep_from: u32,
+) -> Result<(), LifecycleError> {
     let segs = log::segments(log_dir)?;
     let old: Vec<u32> = segs.into_iter().filter(|&s| s < keep_from).collect();
     if old.is_empty() {
@@ -1595,7 +1917,8 @@ fn archive_segments(log_dir: &Path, archive_dir: &Path, keep_from: u32) -> Resul
     std::fs::create_dir_all(archive_dir).map_err(|e| LifecycleError::io(archive_dir, e))?;
     for s in old {
         let name = format!("{s:08x}.log");
-        std::fs::rename(log_dir.join(&name), archive_dir.join(&name)).map_err(|e| LifecycleError::io(log_dir, e))?;
+        std::fs::rename(log_dir.join(&name), archive_dir.join(&name))
+            .map_err(|e| LifecycleError::io(log_dir, e))?;
     }
     log::sync_dir(archive_dir)?;
     log::sync_dir(log_dir)?;
@@ -1623,12 +1946,21 @@ pub(crate) fn lifecycle_stats(d: &DefSlot) -> LifecycleStats {
         latest_version: latest.version,
         mode: mode_name(latest.mode()),
         instances: d.keys.len() as u64,
-        states: by_name.into_iter().map(|(state, count)| StateCount { state, count }).collect(),
+        states: by_name
+            .into_iter()
+            .map(|(state, count)| StateCount { state, count })
+            .collect(),
     }
 }
 
 /// Re-applies one logged record during recovery.
-fn replay(state: &mut State, p: LogPos, r: &Record<'_>, known_actions: &[&str], batch: &mut Batch) -> Result<(), String> {
+fn replay(
+    state: &mut State,
+    p: LogPos,
+    r: &Record<'_>,
+    known_actions: &[&str],
+    batch: &mut Batch,
+) -> Result<(), String> {
     match &r.input {
         RecordInput::Define { version, source } => {
             state
@@ -1636,9 +1968,20 @@ fn replay(state: &mut State, p: LogPos, r: &Record<'_>, known_actions: &[&str], 
                 .map_err(|e| format!("definition `{}`: {e}", r.lifecycle))?;
         }
         RecordInput::Start { version, parent } => {
-            let def = state.def_id(r.lifecycle).ok_or_else(|| format!("start of unknown lifecycle `{}`", r.lifecycle))?;
+            let def = state
+                .def_id(r.lifecycle)
+                .ok_or_else(|| format!("start of unknown lifecycle `{}`", r.lifecycle))?;
             state
-                .start(def, r.key, &r.data, parent.clone(), r.idempotency, Pass::Replay(p), batch, Some(*version))
+                .start(
+                    def,
+                    r.key,
+                    &r.data,
+                    parent.clone(),
+                    r.idempotency,
+                    Pass::Replay(p),
+                    batch,
+                    Some(*version),
+                )
                 .map_err(|e| e.to_string())?;
         }
         other => {
@@ -1648,9 +1991,14 @@ fn replay(state: &mut State, p: LogPos, r: &Record<'_>, known_actions: &[&str], 
             let input = match other {
                 RecordInput::Event { name } => Input::Event(name),
                 RecordInput::Timer(t) => Input::TimerFired(*t),
-                RecordInput::Action { token, ok } => Input::ActionFinished { token: *token, ok: *ok },
+                RecordInput::Action { token, ok } => Input::ActionFinished {
+                    token: *token,
+                    ok: *ok,
+                },
                 RecordInput::Child { token } => Input::ChildFinished { token: *token },
-                RecordInput::Define { .. } | RecordInput::Start { .. } => unreachable!("handled above"),
+                RecordInput::Define { .. } | RecordInput::Start { .. } => {
+                    unreachable!("handled above")
+                }
             };
             let out = state
                 .apply(slot, input, &r.data, r.idempotency, Pass::Replay(p), batch)
@@ -1690,10 +2038,16 @@ fn take_lock(dir: &Path) -> Result<std::fs::File, LifecycleError> {
 
 pub(crate) fn validate_key(key: &str) -> Result<(), LifecycleError> {
     if key.is_empty() || key.len() > 512 {
-        return Err(LifecycleError::invalid("key", "a key must be 1 to 512 bytes long".to_owned()));
+        return Err(LifecycleError::invalid(
+            "key",
+            "a key must be 1 to 512 bytes long".to_owned(),
+        ));
     }
     if key.chars().any(char::is_control) {
-        return Err(LifecycleError::invalid("key", "a key may not contain control characters".to_owned()));
+        return Err(LifecycleError::invalid(
+            "key",
+            "a key may not contain control characters".to_owned(),
+        ));
     }
     Ok(())
 }

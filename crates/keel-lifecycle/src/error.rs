@@ -13,7 +13,10 @@ pub enum LifecycleError {
     Definition(#[from] DefinitionErrors),
     /// 400: a request field is wrong.
     #[error("{field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     /// 404
     #[error("{kind} `{name}` does not exist")]
     NotFound { kind: &'static str, name: String },

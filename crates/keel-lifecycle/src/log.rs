@@ -68,16 +68,26 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '_ {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RecordInput<'a> {
     /// A definition version (its YAML text).
-    Define { version: u32, source: &'a str },
+    Define {
+        version: u32,
+        source: &'a str,
+    },
     /// An instance started on a definition version.
     Start {
         version: u32,
         parent: Option<ParentRef>,
     },
-    Event { name: &'a str },
+    Event {
+        name: &'a str,
+    },
     Timer(Timer),
-    Action { token: u64, ok: bool },
-    Child { token: u64 },
+    Action {
+        token: u64,
+        ok: bool,
+    },
+    Child {
+        token: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -179,7 +189,9 @@ pub(crate) fn decode_timer(r: &mut Reader<'_>) -> Result<Timer, DecodeError> {
     let attempt = u16::try_from(r.varint()?).map_err(|_| DecodeError("attempt out of range"))?;
     let scope = match r.varint()? {
         0 => ScopeRef::Top,
-        b => ScopeRef::Branch(u16::try_from(b - 1).map_err(|_| DecodeError("branch out of range"))?),
+        b => {
+            ScopeRef::Branch(u16::try_from(b - 1).map_err(|_| DecodeError("branch out of range"))?)
+        }
     };
     let at = r.ivarint()?;
     let token = r.varint()?;
@@ -218,7 +230,9 @@ pub(crate) fn decode(body: &[u8]) -> Result<Record<'_>, DecodeError> {
             Some(u128::from_le_bytes(a))
         }
     };
-    let version = |r: &mut Reader<'_>| u32::try_from(r.varint()?).map_err(|_| DecodeError("version out of range"));
+    let version = |r: &mut Reader<'_>| {
+        u32::try_from(r.varint()?).map_err(|_| DecodeError("version out of range"))
+    };
     let input = match tag {
         TAG_DEFINE => RecordInput::Define {
             version: version(&mut r)?,
@@ -330,7 +344,11 @@ pub fn scan(
     for &seg in segs.iter().filter(|&&s| s >= start_seg) {
         let path = segment_path(dir, seg);
         let bytes = fs::read(&path).map_err(io_err(&path))?;
-        let mut off: u64 = if seg == start_seg { from & 0xFFFF_FFFF } else { 0 };
+        let mut off: u64 = if seg == start_seg {
+            from & 0xFFFF_FFFF
+        } else {
+            0
+        };
         end.segment = seg;
         loop {
             let o = off as usize;
@@ -352,7 +370,9 @@ pub fn scan(
                 bad("truncated frame header")?;
                 break;
             };
-            let word = |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+            let word = |i: usize| {
+                u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]])
+            };
             let (magic, len, crc) = (word(0), word(4) as usize, word(8));
             let body_start = o + FRAME_HEADER as usize;
             let Some(body) = bytes.get(body_start..body_start + len) else {
@@ -387,7 +407,10 @@ pub fn scan(
         end.offset = off;
         if (off as usize) < bytes.len() {
             end.truncated = bytes.len() as u64 - off;
-            let file = OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
+            let file = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(io_err(&path))?;
             file.set_len(off).map_err(io_err(&path))?;
             file.sync_all().map_err(io_err(&path))?;
         }
@@ -406,7 +429,8 @@ pub fn read_at(dirs: &[&Path], p: LogPos) -> Result<Option<Vec<u8>>, LogError> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(io_err(&path)(e)),
         };
-        file.seek(SeekFrom::Start(p & 0xFFFF_FFFF)).map_err(io_err(&path))?;
+        file.seek(SeekFrom::Start(p & 0xFFFF_FFFF))
+            .map_err(io_err(&path))?;
         let mut head = [0u8; 10];
         let n = file.read(&mut head).map_err(io_err(&path))?;
         let mut r = Reader::new(&head[..n]);
@@ -440,7 +464,13 @@ impl LogWriter {
 
     /// Like [`LogWriter::open`] with another segment size (tests use small
     /// ones to exercise rolling and archiving).
-    pub fn open_with(dir: &Path, segment: u32, offset: u64, fsync: bool, segment_bytes: u64) -> Result<LogWriter, LogError> {
+    pub fn open_with(
+        dir: &Path,
+        segment: u32,
+        offset: u64,
+        fsync: bool,
+        segment_bytes: u64,
+    ) -> Result<LogWriter, LogError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let path = segment_path(dir, segment);
         let file = OpenOptions::new()
@@ -549,7 +579,12 @@ mod tests {
         w.append(&body3).unwrap();
         let path = segment_path(dir.path(), 0);
         let full = fs::metadata(&path).unwrap().len();
-        OpenOptions::new().write(true).open(&path).unwrap().set_len(full - 5).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(full - 5)
+            .unwrap();
 
         let mut seen = Vec::new();
         let end = scan(dir.path(), 0, |p, r| {
@@ -557,7 +592,10 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        assert_eq!(seen.iter().map(|(_, k)| k.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(
+            seen.iter().map(|(_, k)| k.as_str()).collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
         assert_eq!(seen[0].0, first);
         assert_eq!(pos(end.segment, end.offset), good_end);
         assert!(end.truncated > 0);
@@ -588,7 +626,10 @@ mod tests {
     #[test]
     fn every_input_kind_round_trips() {
         let inputs = [
-            RecordInput::Define { version: 3, source: "lifecycle: x" },
+            RecordInput::Define {
+                version: 3,
+                source: "lifecycle: x",
+            },
             RecordInput::Start {
                 version: 2,
                 parent: Some(ParentRef {
@@ -603,7 +644,10 @@ mod tests {
                 at: 123,
                 token: 5,
             }),
-            RecordInput::Action { token: 4, ok: false },
+            RecordInput::Action {
+                token: 4,
+                ok: false,
+            },
             RecordInput::Child { token: 8 },
         ];
         for input in inputs {

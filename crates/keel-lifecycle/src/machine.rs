@@ -195,7 +195,10 @@ pub enum Command {
         parent_token: u64,
     },
     /// Tell the parent that this (child) instance finished.
-    NotifyParent { parent: ParentRef, final_state: String },
+    NotifyParent {
+        parent: ParentRef,
+        final_state: String,
+    },
 }
 
 /// The result of applying one input.
@@ -332,7 +335,11 @@ impl Machine {
         id
     }
 
-    fn resolve(&mut self, states: &[StateDef], ids: &HashMap<String, StateId>) -> Result<(), String> {
+    fn resolve(
+        &mut self,
+        states: &[StateDef],
+        ids: &HashMap<String, StateId>,
+    ) -> Result<(), String> {
         for s in states {
             let id = ids[&s.name];
             let mut on: Vec<(u16, Vec<Transition>)> = Vec::new();
@@ -341,7 +348,11 @@ impl Machine {
                 let tr = Transition {
                     target: lookup(ids, &t.target)?,
                     guard: t.guard.as_ref().map(|g| (g.expr.clone(), g.source.clone())),
-                    assign: t.assign.iter().map(|(k, g)| (k.clone(), g.expr.clone())).collect(),
+                    assign: t
+                        .assign
+                        .iter()
+                        .map(|(k, g)| (k.clone(), g.expr.clone()))
+                        .collect(),
                 };
                 match on.iter_mut().find(|(e, _)| *e == ev) {
                     Some((_, list)) => list.push(tr),
@@ -349,17 +360,16 @@ impl Machine {
                 }
             }
             let catch = s.catch.as_deref().map(|c| lookup(ids, c)).transpose()?;
-            let timeout = match &s.timeout {
-                Some(t) => Some((
+            let timeout = s.timeout.as_ref().map(|t| {
+                (
                     i64::try_from(t.after.as_millis()).unwrap_or(i64::MAX),
                     self.event_id(&t.event),
-                )),
-                None => None,
-            };
-            let schedule = match &s.schedule {
-                Some(sc) => Some((sc.cron.clone(), self.event_id(&sc.event))),
-                None => None,
-            };
+                )
+            });
+            let schedule = s
+                .schedule
+                .as_ref()
+                .map(|sc| (sc.cron.clone(), self.event_id(&sc.event)));
             let mut branches = Vec::new();
             if let Some(defs) = &s.parallel {
                 let prefix = format!("{}.", s.name);
@@ -390,10 +400,15 @@ impl Machine {
     }
     /// Display name of a state (`training`, or `fit.gbdt.running` in a branch).
     pub fn state_name(&self, id: StateId) -> &str {
-        self.states.get(id as usize).map_or("?", |s| s.path.as_str())
+        self.states
+            .get(id as usize)
+            .map_or("?", |s| s.path.as_str())
     }
     pub fn state_id(&self, path: &str) -> Option<StateId> {
-        self.states.iter().position(|s| s.path == path).map(|i| i as StateId)
+        self.states
+            .iter()
+            .position(|s| s.path == path)
+            .map(|i| i as StateId)
     }
     pub fn is_terminal(&self, id: StateId) -> bool {
         self.states.get(id as usize).is_some_and(|s| s.terminal)
@@ -548,7 +563,9 @@ impl Machine {
                 let run = inst.extra_mut().running.remove(pos);
                 let st = &self.states[run.state as usize];
                 if ok {
-                    let ev = self.action_succeeded.ok_or_else(|| self.not_handled(inst, builtin_events::ACTION_SUCCEEDED))?;
+                    let ev = self
+                        .action_succeeded
+                        .ok_or_else(|| self.not_handled(inst, builtin_events::ACTION_SUCCEEDED))?;
                     out.event = builtin_events::ACTION_SUCCEEDED.to_owned();
                     self.deliver(inst, ev, data, now, &mut out, Some(run.scope))?;
                 } else {
@@ -556,7 +573,9 @@ impl Machine {
                     if u32::from(run.attempt) < max {
                         let wait = backoff_ms(st.retry.as_ref(), run.attempt);
                         let timer = Timer {
-                            kind: TimerKind::Retry { attempt: run.attempt + 1 },
+                            kind: TimerKind::Retry {
+                                attempt: run.attempt + 1,
+                            },
                             scope: run.scope,
                             at: now.saturating_add(wait),
                             token: inst.seq,
@@ -576,7 +595,9 @@ impl Machine {
                         out.note = Some(format!("caught after {} attempt(s)", run.attempt));
                         self.take(inst, run.scope, target, data, &[], now, &mut out);
                     } else {
-                        let ev = self.action_failed.ok_or_else(|| self.not_handled(inst, builtin_events::ACTION_FAILED))?;
+                        let ev = self
+                            .action_failed
+                            .ok_or_else(|| self.not_handled(inst, builtin_events::ACTION_FAILED))?;
                         out.event = builtin_events::ACTION_FAILED.to_owned();
                         self.deliver(inst, ev, data, now, &mut out, Some(run.scope))?;
                     }
@@ -620,13 +641,19 @@ impl Machine {
                 Some(n) => format!("{n}; then {name}"),
                 None => format!("then {name}"),
             });
-            if self.deliver(inst, ev, &Value::Null, now, out, Some(ScopeRef::Top)).is_err() {
+            if self
+                .deliver(inst, ev, &Value::Null, now, out, Some(ScopeRef::Top))
+                .is_err()
+            {
                 break;
             }
         }
         if self.is_terminal(inst.state)
             && let Some(parent) = inst.parent().cloned()
-            && !out.commands.iter().any(|c| matches!(c, Command::NotifyParent { .. }))
+            && !out
+                .commands
+                .iter()
+                .any(|c| matches!(c, Command::NotifyParent { .. }))
         {
             out.commands.push(Command::NotifyParent {
                 parent,
@@ -638,7 +665,11 @@ impl Machine {
     fn scope_state(&self, inst: &Instance, scope: ScopeRef) -> StateId {
         match scope {
             ScopeRef::Top => inst.state,
-            ScopeRef::Branch(b) => inst.branches().get(b as usize).copied().unwrap_or(inst.state),
+            ScopeRef::Branch(b) => inst
+                .branches()
+                .get(b as usize)
+                .copied()
+                .unwrap_or(inst.state),
         }
     }
 
@@ -704,7 +735,15 @@ impl Machine {
                 Ok(Some(t)) => {
                     moved = true;
                     let t = t.clone();
-                    self.take(inst, ScopeRef::Branch(b as u16), t.target, data, &t.assign, now, out);
+                    self.take(
+                        inst,
+                        ScopeRef::Branch(b as u16),
+                        t.target,
+                        data,
+                        &t.assign,
+                        now,
+                        out,
+                    );
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -826,7 +865,14 @@ impl Machine {
         }
     }
 
-    fn enter_top(&self, inst: &mut Instance, target: StateId, data: &Value, now: i64, out: &mut Outcome) {
+    fn enter_top(
+        &self,
+        inst: &mut Instance,
+        target: StateId,
+        data: &Value,
+        now: i64,
+        out: &mut Outcome,
+    ) {
         inst.state = target;
         inst.entered_at = now;
         self.enter_inner(inst, ScopeRef::Top, target, now, out);
@@ -856,7 +902,14 @@ impl Machine {
     }
 
     /// Entry of a state in one scope: its action and its timeout.
-    fn enter_inner(&self, inst: &mut Instance, scope: ScopeRef, target: StateId, now: i64, out: &mut Outcome) {
+    fn enter_inner(
+        &self,
+        inst: &mut Instance,
+        scope: ScopeRef,
+        target: StateId,
+        now: i64,
+        out: &mut Outcome,
+    ) {
         let st = &self.states[target as usize];
         if st.has_action {
             let action = RunningAction {
@@ -899,7 +952,10 @@ impl Machine {
                 Vec::new()
             }
             Err(e) => {
-                out.note = Some(format!("map items `{}` failed: {e}; no child started", map.items.source));
+                out.note = Some(format!(
+                    "map items `{}` failed: {e}; no child started",
+                    map.items.source
+                ));
                 Vec::new()
             }
         };
@@ -937,7 +993,9 @@ impl Machine {
 }
 
 fn lookup(ids: &HashMap<String, StateId>, name: &str) -> Result<StateId, String> {
-    ids.get(name).copied().ok_or_else(|| format!("unknown state `{name}`"))
+    ids.get(name)
+        .copied()
+        .ok_or_else(|| format!("unknown state `{name}`"))
 }
 
 fn find_state_def<'a>(states: &'a [StateDef], path: &str) -> Option<&'a StateDef> {
@@ -965,12 +1023,19 @@ fn find_state_def<'a>(states: &'a [StateDef], path: &str) -> Option<&'a StateDef
 fn backoff_ms(retry: Option<&RetryPolicy>, failed_attempt: u16) -> i64 {
     let Some(r) = retry else { return 0 };
     let base = r.backoff.as_millis() as f64;
-    let factor = r.multiplier.max(1.0).powi(i32::from(failed_attempt.saturating_sub(1)));
+    let factor = r
+        .multiplier
+        .max(1.0)
+        .powi(i32::from(failed_attempt.saturating_sub(1)));
     let mut wait = base * factor;
     if let Some(max) = r.max_backoff {
         wait = wait.min(max.as_millis() as f64);
     }
-    if wait.is_finite() { wait.min(i64::MAX as f64) as i64 } else { i64::MAX }
+    if wait.is_finite() {
+        wait.min(i64::MAX as f64) as i64
+    } else {
+        i64::MAX
+    }
 }
 
 pub(crate) fn kind_of(v: &Value) -> &'static str {

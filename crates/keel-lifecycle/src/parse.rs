@@ -86,7 +86,10 @@ pub fn check_event_name(name: &str) -> Result<(), String> {
     if NameKind::Event.is_valid(name) {
         Ok(())
     } else {
-        Err(format!("invalid event name `{name}`: {}", NameKind::Event.rule()))
+        Err(format!(
+            "invalid event name `{name}`: {}",
+            NameKind::Event.rule()
+        ))
     }
 }
 
@@ -2202,7 +2205,9 @@ states:
                       event.
               b: {terminal: true}
             "#,
-            &["9:11: states.a.on.go.guard: invalid expression: expected a field name after `.` (use [0] for array indexes, ['my-field'] for other names); expressions may use event, context"],
+            &[
+                "9:11: states.a.on.go.guard: invalid expression: expected a field name after `.` (use [0] for array indexes, ['my-field'] for other names); expressions may use event, context",
+            ],
         );
     }
 

@@ -44,7 +44,10 @@ pub(crate) fn encode(state: &State, at: LogPos) -> Vec<u8> {
     let durable: Vec<&Slot> = state
         .slots
         .iter()
-        .filter(|s| state.defs[s.def as usize].versions[s.version as usize - 1].mode() == crate::definition::Mode::Durable)
+        .filter(|s| {
+            state.defs[s.def as usize].versions[s.version as usize - 1].mode()
+                == crate::definition::Mode::Durable
+        })
         .collect();
     w.varint(durable.len() as u64);
     for s in durable {
@@ -169,7 +172,9 @@ fn decode(bytes: &[u8], known_actions: &[&str]) -> Result<(State, LogPos), Strin
     }
     let format = u32::from_le_bytes([body[4], body[5], body[6], body[7]]);
     if format != FORMAT {
-        return Err(format!("snapshot format {format} is not supported (this Keel reads {FORMAT})"));
+        return Err(format!(
+            "snapshot format {format} is not supported (this Keel reads {FORMAT})"
+        ));
     }
     let mut r = Reader::new(&body[8..]);
     let e = |e: DecodeError| e.to_string();
@@ -189,8 +194,9 @@ fn decode(bytes: &[u8], known_actions: &[&str]) -> Result<(State, LogPos), Strin
         let versions = r.varint().map_err(e)?;
         for v in 1..=versions {
             let source = r.str().map_err(e)?;
-            let def = crate::parse::parse_definition(source, known_actions)
-                .map_err(|err| format!("definition `{name}` version {v} no longer parses: {err}"))?;
+            let def = crate::parse::parse_definition(source, known_actions).map_err(|err| {
+                format!("definition `{name}` version {v} no longer parses: {err}")
+            })?;
             let m = Machine::compile(def, v as u32, Arc::from(source))?;
             slot.counts.push(vec![0; m.state_count()]);
             slot.versions.push(Arc::new(m));
@@ -209,12 +215,17 @@ fn decode(bytes: &[u8], known_actions: &[&str]) -> Result<(State, LogPos), Strin
         let key: Arc<str> = Arc::from(r.str().map_err(e)?);
         let last_pos = r.varint().map_err(e)?;
         let inst = decode_instance(&mut r).map_err(e)?;
-        let d = state.defs.get_mut(def as usize).ok_or("instance of an unknown definition")?;
+        let d = state
+            .defs
+            .get_mut(def as usize)
+            .ok_or("instance of an unknown definition")?;
         let counts = d
             .counts
             .get_mut((version as usize).wrapping_sub(1))
             .ok_or("instance of an unknown definition version")?;
-        *counts.get_mut(inst.state as usize).ok_or("instance in an unknown state")? += 1;
+        *counts
+            .get_mut(inst.state as usize)
+            .ok_or("instance in an unknown state")? += 1;
         d.keys.insert(key.clone(), state.slots.len() as u32);
         state.slots.push(Slot {
             def,
@@ -226,7 +237,10 @@ fn decode(bytes: &[u8], known_actions: &[&str]) -> Result<(State, LogPos), Strin
     }
     let mut idem = IdempotencyTable::default();
     for _ in 0..r.varint().map_err(e)? {
-        let b = r.buf.get(r.at..r.at + 16).ok_or("truncated idempotency table")?;
+        let b = r
+            .buf
+            .get(r.at..r.at + 16)
+            .ok_or("truncated idempotency table")?;
         let mut a = [0u8; 16];
         a.copy_from_slice(b);
         r.at += 16;
@@ -244,7 +258,11 @@ fn snapshots(dir: &Path) -> Result<Vec<(LogPos, std::path::PathBuf)>, LifecycleE
     let rd = std::fs::read_dir(dir).map_err(|e| LifecycleError::io(dir, e))?;
     for entry in rd.flatten() {
         let name = entry.file_name();
-        if let Some(p) = name.to_str().and_then(|n| n.strip_suffix(".snap")).and_then(|h| u64::from_str_radix(h, 16).ok()) {
+        if let Some(p) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".snap"))
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+        {
             out.push((p, entry.path()));
         }
     }
@@ -255,13 +273,20 @@ fn snapshots(dir: &Path) -> Result<Vec<(LogPos, std::path::PathBuf)>, LifecycleE
 /// The newest snapshot that reads back whole; an unreadable one is
 /// skipped with a warning (the log before it is still there until a newer
 /// snapshot has been written).
-pub(crate) fn load_latest(dir: &Path, known_actions: &[&str]) -> Result<Option<(State, LogPos)>, LifecycleError> {
+pub(crate) fn load_latest(
+    dir: &Path,
+    known_actions: &[&str],
+) -> Result<Option<(State, LogPos)>, LifecycleError> {
     for (p, path) in snapshots(dir)? {
         let bytes = std::fs::read(&path).map_err(|e| LifecycleError::io(&path, e))?;
         match decode(&bytes, known_actions) {
             Ok((state, at)) if at == p => return Ok(Some((state, at))),
-            Ok(_) => tracing::warn!(path = %path.display(), "snapshot position does not match its name; skipped"),
-            Err(e) => tracing::warn!(path = %path.display(), error = %e, "unreadable snapshot skipped"),
+            Ok(_) => {
+                tracing::warn!(path = %path.display(), "snapshot position does not match its name; skipped")
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "unreadable snapshot skipped")
+            }
         }
     }
     Ok(None)
@@ -275,7 +300,8 @@ pub(crate) fn write(dir: &Path, at: LogPos, bytes: &[u8]) -> Result<LogPos, Life
     let path = dir.join(format!("{at:016x}.snap"));
     {
         let mut f = std::fs::File::create(&tmp).map_err(|e| LifecycleError::io(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| LifecycleError::io(&tmp, e))?;
+        f.write_all(bytes)
+            .map_err(|e| LifecycleError::io(&tmp, e))?;
         f.sync_all().map_err(|e| LifecycleError::io(&tmp, e))?;
     }
     std::fs::rename(&tmp, &path).map_err(|e| LifecycleError::io(&path, e))?;

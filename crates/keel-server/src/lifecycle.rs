@@ -25,7 +25,10 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/lifecycles/{name}/graph", get(graph_json))
         .route("/lifecycles/{name}/graph.svg", get(graph_svg))
         .route("/lifecycles/{name}/stats", get(stats))
-        .route("/lifecycles/{name}/instances", get(list_instances).post(start))
+        .route(
+            "/lifecycles/{name}/instances",
+            get(list_instances).post(start),
+        )
         .route("/lifecycles/{name}/instances/{*key}", get(get_instance))
         .route("/lifecycles/{name}/history/{*key}", get(history))
         .route("/lifecycles/{name}/events", post(send_to_lifecycle))
@@ -79,16 +82,31 @@ impl From<LifecycleError> for V1Error {
                 Some("definition".to_owned()),
                 serde_json::to_value(&d.problems).ok(),
             ),
-            LifecycleError::Invalid { field, .. } => (StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", Some((*field).to_owned()), None),
+            LifecycleError::Invalid { field, .. } => (
+                StatusCode::BAD_REQUEST,
+                "INVALID_ARGUMENT",
+                Some((*field).to_owned()),
+                None,
+            ),
             LifecycleError::NotFound { .. } => (StatusCode::NOT_FOUND, "NOT_FOUND", None, None),
             LifecycleError::Rejected(r) => match r {
-                keel_lifecycle::machine::Rejection::UnknownEvent { .. } => {
-                    (StatusCode::BAD_REQUEST, "UNKNOWN_EVENT", Some("event".to_owned()), None)
-                }
+                keel_lifecycle::machine::Rejection::UnknownEvent { .. } => (
+                    StatusCode::BAD_REQUEST,
+                    "UNKNOWN_EVENT",
+                    Some("event".to_owned()),
+                    None,
+                ),
                 _ => (StatusCode::CONFLICT, "EVENT_REJECTED", None, None),
             },
-            LifecycleError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", Some("data".to_owned()), None),
-            LifecycleError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", None, None),
+            LifecycleError::PayloadTooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                Some("data".to_owned()),
+                None,
+            ),
+            LifecycleError::Unavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", None, None)
+            }
             _ => {
                 tracing::error!(error = %e, "lifecycle engine failure");
                 (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", None, None)
@@ -136,7 +154,10 @@ fn opt_str(m: &serde_json::Map<String, Value>, field: &str) -> Result<Option<Str
     match m.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(V1Error::invalid(field, format!("must be a string, not {other}"))),
+        Some(other) => Err(V1Error::invalid(
+            field,
+            format!("must be a string, not {other}"),
+        )),
     }
 }
 
@@ -146,16 +167,26 @@ async fn list_definitions(State(s): State<AppState>) -> V1Result {
 
 /// The body is the definition's YAML, or JSON `{"definition": "YAML"}`.
 async fn apply_definition(State(s): State<AppState>, body: Bytes) -> V1Result {
-    let text = std::str::from_utf8(&body).map_err(|_| V1Error::invalid("definition", "must be UTF-8 text"))?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| V1Error::invalid("definition", "must be UTF-8 text"))?;
     let source = match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(m)) if m.contains_key("definition") => match m.get("definition") {
             Some(Value::String(d)) => d.clone(),
-            _ => return Err(V1Error::invalid("definition", "must be the YAML text as a string")),
+            _ => {
+                return Err(V1Error::invalid(
+                    "definition",
+                    "must be the YAML text as a string",
+                ));
+            }
         },
         _ => text.to_owned(),
     };
     let applied = engine(&s)?.apply_definition(&source).await?;
-    let status = if applied.changed { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if applied.changed {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(applied)).into_response())
 }
 
@@ -164,7 +195,11 @@ struct VersionQuery {
     version: Option<u32>,
 }
 
-async fn get_definition(State(s): State<AppState>, Path(name): Path<String>, Query(q): Query<VersionQuery>) -> V1Result {
+async fn get_definition(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<VersionQuery>,
+) -> V1Result {
     let m = engine(&s)?.definition(&name, q.version)?;
     ok(json!({
         "lifecycle": &*m.name,
@@ -177,7 +212,11 @@ async fn get_definition(State(s): State<AppState>, Path(name): Path<String>, Que
     }))
 }
 
-async fn graph_json(State(s): State<AppState>, Path(name): Path<String>, Query(q): Query<VersionQuery>) -> V1Result {
+async fn graph_json(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<VersionQuery>,
+) -> V1Result {
     let m = engine(&s)?.definition(&name, q.version)?;
     ok(keel_lifecycle::graph::graph_json(&m.definition))
 }
@@ -189,11 +228,19 @@ struct SvgQuery {
     key: Option<String>,
 }
 
-async fn graph_svg(State(s): State<AppState>, Path(name): Path<String>, Query(q): Query<SvgQuery>) -> V1Result {
+async fn graph_svg(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<SvgQuery>,
+) -> V1Result {
     let e = engine(&s)?;
     let m = e.definition(&name, q.version)?;
     let stats = e.stats(&name)?;
-    let counts: std::collections::BTreeMap<String, u64> = stats.states.into_iter().map(|c| (c.state, c.count)).collect();
+    let counts: std::collections::BTreeMap<String, u64> = stats
+        .states
+        .into_iter()
+        .map(|c| (c.state, c.count))
+        .collect();
     let highlight = match &q.key {
         Some(k) => {
             let v = e.get(&name, k).await?;
@@ -223,7 +270,11 @@ async fn start(State(s): State<AppState>, Path(name): Path<String>, body: Bytes)
     let idem = opt_str(&m, "idempotency_key")?;
     let data = m.get("data").cloned().unwrap_or(Value::Null);
     let started = engine(&s)?.start(&name, &key, data, idem).await?;
-    let status = if started.created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if started.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(started)).into_response())
 }
 
@@ -235,7 +286,11 @@ struct ListParams {
     after: Option<String>,
 }
 
-async fn list_instances(State(s): State<AppState>, Path(name): Path<String>, Query(q): Query<ListParams>) -> V1Result {
+async fn list_instances(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<ListParams>,
+) -> V1Result {
     let page = engine(&s)?.list(
         &name,
         &ListQuery {
@@ -248,7 +303,10 @@ async fn list_instances(State(s): State<AppState>, Path(name): Path<String>, Que
     ok(page)
 }
 
-async fn get_instance(State(s): State<AppState>, Path((name, key)): Path<(String, String)>) -> V1Result {
+async fn get_instance(
+    State(s): State<AppState>,
+    Path((name, key)): Path<(String, String)>,
+) -> V1Result {
     ok(engine(&s)?.get(&name, &key).await?)
 }
 
@@ -257,17 +315,30 @@ struct HistoryParams {
     limit: Option<usize>,
 }
 
-async fn history(State(s): State<AppState>, Path((name, key)): Path<(String, String)>, Query(q): Query<HistoryParams>) -> V1Result {
-    let entries = engine(&s)?.history(&name, &key, q.limit.unwrap_or(1000)).await?;
+async fn history(
+    State(s): State<AppState>,
+    Path((name, key)): Path<(String, String)>,
+    Query(q): Query<HistoryParams>,
+) -> V1Result {
+    let entries = engine(&s)?
+        .history(&name, &key, q.limit.unwrap_or(1000))
+        .await?;
     ok(json!({"lifecycle": name, "key": key, "history": entries}))
 }
 
-async fn send_to_lifecycle(State(s): State<AppState>, Path(name): Path<String>, body: Bytes) -> V1Result {
+async fn send_to_lifecycle(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> V1Result {
     let mut m = json_body(&body)?;
     if let Some(other) = opt_str(&m, "lifecycle")?
         && other != name
     {
-        return Err(V1Error::invalid("lifecycle", format!("`{other}` differs from the path's `{name}`")));
+        return Err(V1Error::invalid(
+            "lifecycle",
+            format!("`{other}` differs from the path's `{name}`"),
+        ));
     }
     m.insert("lifecycle".into(), json!(name));
     send_map(&s, m).await
@@ -288,15 +359,27 @@ async fn send_map(s: &AppState, m: serde_json::Map<String, Value>) -> V1Result {
     let target = match (key, prefix, state) {
         (Some(key), None, None) => Target::Key { lifecycle, key },
         (None, Some(prefix), None) => Target::Prefix {
-            lifecycle: lifecycle.ok_or_else(|| V1Error::invalid("lifecycle", "is required with `prefix`"))?,
+            lifecycle: lifecycle
+                .ok_or_else(|| V1Error::invalid("lifecycle", "is required with `prefix`"))?,
             prefix,
         },
         (None, None, Some(state)) => Target::State {
-            lifecycle: lifecycle.ok_or_else(|| V1Error::invalid("lifecycle", "is required with `state`"))?,
+            lifecycle: lifecycle
+                .ok_or_else(|| V1Error::invalid("lifecycle", "is required with `state`"))?,
             state,
         },
-        (None, None, None) => return Err(V1Error::invalid("key", "give one of `key`, `prefix` or `state`")),
-        _ => return Err(V1Error::invalid("key", "give only one of `key`, `prefix` and `state`")),
+        (None, None, None) => {
+            return Err(V1Error::invalid(
+                "key",
+                "give one of `key`, `prefix` or `state`",
+            ));
+        }
+        _ => {
+            return Err(V1Error::invalid(
+                "key",
+                "give only one of `key`, `prefix` and `state`",
+            ));
+        }
     };
     let report = engine(s)?
         .send(SendRequest {

@@ -205,3 +205,113 @@ fn help_teaches_with_examples() {
     assert!(text.contains("--filter"), "{text}");
     assert!(text.contains("Example"), "{text}");
 }
+
+const CONTRACT: &str = r#"lifecycle: churn-model
+mode: durable
+initial: waiting_for_data
+states:
+  waiting_for_data:
+    on: {data_arrived: training}
+  training:
+    action: {command: "python train.py"}
+    retry: {max_attempts: 3, backoff: 10s}
+    on: {action_succeeded: testing, action_failed: failed}
+  testing:
+    on:
+      suite_passed: {target: staging, guard: "event.auc > 0.8"}
+      suite_failed: rejected
+  staging:
+    timeout: {after: 7d, event: canary_expired}
+    on: {canary_won: production, canary_lost: rejected, canary_expired: rejected}
+  production:
+    schedule: {cron: "0 3 * * 1", event: retrain_due}
+    on: {drift_detected: training, retrain_due: training}
+  rejected: {terminal: true}
+  failed: {terminal: true}
+"#;
+
+/// The contract's CLI forms, on the data directory and through a server,
+/// give the same JSON.
+#[test]
+fn lifecycle_contract_commands_on_the_data_directory_and_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("def.yaml"), CONTRACT).unwrap();
+    let lc = |args: &[&str]| {
+        let mut full = vec!["lifecycle"];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["--data-dir", "data"]);
+        keel(d, &full)
+    };
+    let applied = json(&lc(&["apply", "def.yaml", "--json"]));
+    assert_eq!(applied["version"], 1);
+    json(&lc(&["start", "churn-model", "cust-1", "--json"]));
+    json(&lc(&["start", "churn-model", "cust-2", "--json"]));
+    // `send EVENT --key KEY` finds the lifecycle that uses the event.
+    let sent = json(&lc(&["send", "data_arrived", "--key", "cust-1", "--json"]));
+    assert_eq!(sent["applied"], 1);
+    let got = json(&lc(&["get", "churn-model", "cust-1", "--json"]));
+    assert_eq!(got["state"], "training");
+    assert_eq!(got["version"], 1);
+    // The action did not run: a command-line tool leaves it to the server.
+    assert_eq!(got["running_actions"][0], "training");
+    let listed = json(&lc(&[
+        "list",
+        "churn-model",
+        "--state",
+        "waiting_for_data",
+        "--json",
+    ]));
+    assert_eq!(listed["instances"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["instances"][0]["key"], "cust-2");
+
+    // A rejected event: exit code 2 (bad input), nothing changed.
+    let out = lc(&[
+        "send",
+        "canary_won",
+        "--key",
+        "cust-2",
+        "--lifecycle",
+        "churn-model",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("waiting_for_data"));
+
+    // A bad definition: every problem with line and column, exit code 2.
+    std::fs::write(
+        d.join("bad.yaml"),
+        "lifecycle: x\ninitial: nowhere\nstates:\n  a: {on: {go: b}}\n",
+    )
+    .unwrap();
+    let out = lc(&["apply", "bad.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("2:10:") && err.contains("4:"), "{err}");
+
+    let server = start_server(d);
+    let remote = |args: &[&str]| {
+        let mut full = vec!["lifecycle"];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["--server", &server.url]);
+        keel(d, &full)
+    };
+    // The server owns the store now: the data directory is locked.
+    let out = lc(&["get", "churn-model", "cust-2", "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--server"));
+    let local_view = got;
+    let remote_view = json(&remote(&["get", "churn-model", "cust-1", "--json"]));
+    assert_eq!(remote_view["key"], local_view["key"]);
+    assert_eq!(remote_view["version"], local_view["version"]);
+    let history = json(&remote(&["history", "churn-model", "cust-1", "--json"]));
+    assert!(history["history"].as_array().unwrap().len() >= 2);
+    let stats = json(&remote(&["stats", "churn-model", "--json"]));
+    assert_eq!(stats["instances"], 2);
+    let svg = remote(&["graph", "churn-model", "--svg"]);
+    assert!(String::from_utf8_lossy(&svg.stdout).contains("<svg"));
+}

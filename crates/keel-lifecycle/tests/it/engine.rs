@@ -19,7 +19,14 @@ states:
   stopped: {terminal: true}
 ";
 
-fn send(rt: &tokio::runtime::Runtime, e: &Engine, lifecycle: &str, key: &str, event: &str, data: Value) -> Result<u64, LifecycleError> {
+fn send(
+    rt: &tokio::runtime::Runtime,
+    e: &Engine,
+    lifecycle: &str,
+    key: &str,
+    event: &str,
+    data: Value,
+) -> Result<u64, LifecycleError> {
     rt.block_on(e.send(SendRequest {
         event: event.into(),
         target: Target::Key {
@@ -32,14 +39,24 @@ fn send(rt: &tokio::runtime::Runtime, e: &Engine, lifecycle: &str, key: &str, ev
     .map(|r| r.applied)
 }
 
-fn wait_state(rt: &tokio::runtime::Runtime, e: &Engine, lifecycle: &str, key: &str, state: &str) -> keel_lifecycle::engine::InstanceView {
+fn wait_state(
+    rt: &tokio::runtime::Runtime,
+    e: &Engine,
+    lifecycle: &str,
+    key: &str,
+    state: &str,
+) -> keel_lifecycle::engine::InstanceView {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let v = rt.block_on(e.get(lifecycle, key)).expect("get");
         if v.state == state {
             return v;
         }
-        assert!(Instant::now() < deadline, "{lifecycle}/{key} stuck in {} (wanted {state}): {v:?}", v.state);
+        assert!(
+            Instant::now() < deadline,
+            "{lifecycle}/{key} stuck in {} (wanted {state}): {v:?}",
+            v.state
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -57,7 +74,8 @@ fn recovery_from_snapshot_log_and_archive_keeps_every_instance_and_history() {
     let e = open_small();
     rt.block_on(e.apply_definition(COUNTER)).unwrap();
     for i in 0..300 {
-        rt.block_on(e.start("counter", &format!("c{i:03}"), json!({"n": 0}), None)).unwrap();
+        rt.block_on(e.start("counter", &format!("c{i:03}"), json!({"n": 0}), None))
+            .unwrap();
     }
     for round in 0..3 {
         for i in 0..300 {
@@ -74,12 +92,17 @@ fn recovery_from_snapshot_log_and_archive_keeps_every_instance_and_history() {
     }
     e.close(false);
     drop(e);
-    let archived = std::fs::read_dir(dir.path().join("archive")).map(|d| d.count()).unwrap_or(0);
+    let archived = std::fs::read_dir(dir.path().join("archive"))
+        .map(|d| d.count())
+        .unwrap_or(0);
     assert!(archived > 0, "nothing was archived");
 
     let e = open_small();
     let stats = e.engine_stats().unwrap();
-    assert!(stats.recovered_records > 0 && stats.recovered_records < 1500, "{stats:?}");
+    assert!(
+        stats.recovered_records > 0 && stats.recovered_records < 1500,
+        "{stats:?}"
+    );
     for i in [0, 150, 299] {
         let key = format!("c{i:03}");
         let v = rt.block_on(e.get("counter", &key)).unwrap();
@@ -123,8 +146,10 @@ states:
 ",
     ))
     .unwrap();
-    rt.block_on(e.start("expiring", "a", Value::Null, None)).unwrap();
-    rt.block_on(e.start("expiring", "b", Value::Null, None)).unwrap();
+    rt.block_on(e.start("expiring", "a", Value::Null, None))
+        .unwrap();
+    rt.block_on(e.start("expiring", "b", Value::Null, None))
+        .unwrap();
     send(&rt, &e, "expiring", "b", "done", Value::Null).unwrap();
     e.close(false);
     drop(e);
@@ -135,7 +160,10 @@ states:
     let h = rt.block_on(e.history("expiring", "a", 0)).unwrap();
     assert_eq!(h[0].kind, "timeout");
     // The finished instance's timer was cancelled by leaving the state.
-    assert_eq!(rt.block_on(e.get("expiring", "b")).unwrap().state, "finished");
+    assert_eq!(
+        rt.block_on(e.get("expiring", "b")).unwrap().state,
+        "finished"
+    );
     assert_eq!(rt.block_on(e.history("expiring", "b", 0)).unwrap().len(), 2);
     e.close(false);
 }
@@ -168,19 +196,36 @@ states:
 ",
     ))
     .unwrap();
-    rt.block_on(e.start("flaky", "x", Value::Null, None)).unwrap();
+    rt.block_on(e.start("flaky", "x", Value::Null, None))
+        .unwrap();
     let started = Instant::now();
     send(&rt, &e, "flaky", "x", "go", Value::Null).unwrap();
     let v = wait_state(&rt, &e, "flaky", "x", "done");
     // Waits of 50 ms and 100 ms between the three attempts.
     assert!(started.elapsed() >= Duration::from_millis(150));
     assert_eq!(v.context["fixed"], true);
-    let h: Vec<_> = rt.block_on(e.history("flaky", "x", 0)).unwrap().into_iter().rev().collect();
+    let h: Vec<_> = rt
+        .block_on(e.history("flaky", "x", 0))
+        .unwrap()
+        .into_iter()
+        .rev()
+        .collect();
     let kinds: Vec<&str> = h.iter().map(|x| x.kind).collect();
-    assert_eq!(kinds, ["start", "event", "action", "retry", "action", "retry", "action", "action"], "{h:#?}");
+    assert_eq!(
+        kinds,
+        [
+            "start", "event", "action", "retry", "action", "retry", "action", "action"
+        ],
+        "{h:#?}"
+    );
     assert!(h[2].note.contains("attempt 1 of 3 failed"), "{}", h[2].note);
     assert_eq!(h[6].to, "recovering");
-    assert!(h[6].data["output"]["stdout"].as_str().unwrap().contains("try 3 of working"));
+    assert!(
+        h[6].data["output"]["stdout"]
+            .as_str()
+            .unwrap()
+            .contains("try 3 of working")
+    );
     e.close(false);
 }
 
@@ -189,19 +234,37 @@ fn ephemeral_instances_are_not_logged_and_vanish_on_restart() {
     let dir = tempfile::tempdir().unwrap();
     let rt = super::runtime();
     let e = super::open(dir.path());
-    rt.block_on(e.apply_definition(&COUNTER.replace("lifecycle: counter", "lifecycle: request\nmode: ephemeral"))).unwrap();
+    rt.block_on(e.apply_definition(
+        &COUNTER.replace("lifecycle: counter", "lifecycle: request\nmode: ephemeral"),
+    ))
+    .unwrap();
     rt.block_on(e.apply_definition(COUNTER)).unwrap();
-    rt.block_on(e.start("request", "r1", json!({"n": 0}), None)).unwrap();
-    rt.block_on(e.start("counter", "c1", json!({"n": 0}), None)).unwrap();
+    rt.block_on(e.start("request", "r1", json!({"n": 0}), None))
+        .unwrap();
+    rt.block_on(e.start("counter", "c1", json!({"n": 0}), None))
+        .unwrap();
     send(&rt, &e, "request", "r1", "tick", Value::Null).unwrap();
     assert_eq!(rt.block_on(e.get("request", "r1")).unwrap().context["n"], 1);
-    assert_eq!(rt.block_on(e.get("request", "r1")).unwrap().mode, "ephemeral");
-    assert!(rt.block_on(e.history("request", "r1", 0)).unwrap().is_empty());
+    assert_eq!(
+        rt.block_on(e.get("request", "r1")).unwrap().mode,
+        "ephemeral"
+    );
+    assert!(
+        rt.block_on(e.history("request", "r1", 0))
+            .unwrap()
+            .is_empty()
+    );
     e.close(true);
     drop(e);
     let e = super::open(dir.path());
-    assert!(matches!(rt.block_on(e.get("request", "r1")), Err(LifecycleError::NotFound { .. })));
-    assert_eq!(rt.block_on(e.get("counter", "c1")).unwrap().state, "counting");
+    assert!(matches!(
+        rt.block_on(e.get("request", "r1")),
+        Err(LifecycleError::NotFound { .. })
+    ));
+    assert_eq!(
+        rt.block_on(e.get("counter", "c1")).unwrap().state,
+        "counting"
+    );
     // The definition itself is durable.
     assert_eq!(e.definition("request", None).unwrap().version, 1);
     e.close(false);
@@ -223,23 +286,42 @@ fn bad_input_is_rejected_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let rt = super::runtime();
     let e = super::open(dir.path());
-    let err = rt.block_on(e.apply_definition("lifecycle: x\ninitial: nowhere\nstates:\n  a: {on: {go: b}}\n")).unwrap_err();
-    let LifecycleError::Definition(d) = &err else { panic!("{err}") };
+    let err = rt
+        .block_on(
+            e.apply_definition("lifecycle: x\ninitial: nowhere\nstates:\n  a: {on: {go: b}}\n"),
+        )
+        .unwrap_err();
+    let LifecycleError::Definition(d) = &err else {
+        panic!("{err}")
+    };
     assert!(d.problems.len() >= 2, "{d}");
     rt.block_on(e.apply_definition(COUNTER)).unwrap();
-    rt.block_on(e.start("counter", "c", json!({"n": 0}), None)).unwrap();
+    rt.block_on(e.start("counter", "c", json!({"n": 0}), None))
+        .unwrap();
     let before = e.engine_stats().unwrap().inputs_applied;
-    assert!(matches!(send(&rt, &e, "counter", "c", "nope", Value::Null), Err(LifecycleError::Rejected(_))));
+    assert!(matches!(
+        send(&rt, &e, "counter", "c", "nope", Value::Null),
+        Err(LifecycleError::Rejected(_))
+    ));
     assert!(matches!(
         rt.block_on(e.start("counter", "", Value::Null, None)),
         Err(LifecycleError::Invalid { field: "key", .. })
     ));
     let big = json!({"x": "y".repeat(100_000)});
-    assert!(matches!(send(&rt, &e, "counter", "c", "tick", big), Err(LifecycleError::PayloadTooLarge { .. })));
-    assert!(matches!(send(&rt, &e, "nope", "c", "tick", Value::Null), Err(LifecycleError::NotFound { .. })));
+    assert!(matches!(
+        send(&rt, &e, "counter", "c", "tick", big),
+        Err(LifecycleError::PayloadTooLarge { .. })
+    ));
+    assert!(matches!(
+        send(&rt, &e, "nope", "c", "tick", Value::Null),
+        Err(LifecycleError::NotFound { .. })
+    ));
     send(&rt, &e, "counter", "c", "stop", Value::Null).unwrap();
     // Terminal: nothing moves it.
-    assert!(matches!(send(&rt, &e, "counter", "c", "tick", Value::Null), Err(LifecycleError::Rejected(_))));
+    assert!(matches!(
+        send(&rt, &e, "counter", "c", "tick", Value::Null),
+        Err(LifecycleError::Rejected(_))
+    ));
     assert_eq!(e.engine_stats().unwrap().inputs_applied, before + 1);
     e.close(false);
     drop(e);
@@ -255,7 +337,8 @@ fn idempotency_keys_hold_across_restarts() {
     let rt = super::runtime();
     let e = super::open(dir.path());
     rt.block_on(e.apply_definition(COUNTER)).unwrap();
-    rt.block_on(e.start("counter", "c", json!({"n": 0}), None)).unwrap();
+    rt.block_on(e.start("counter", "c", json!({"n": 0}), None))
+        .unwrap();
     let tick = |e: &Engine| {
         rt.block_on(e.send(SendRequest {
             event: "tick".into(),

@@ -41,13 +41,19 @@ impl Spec {
                 if *counts {
                     parts.push("assign: {c: \"context.c + 1\"}".into());
                 }
-                by_event.entry(*e).or_default().push(format!("{{{}}}", parts.join(", ")));
+                by_event
+                    .entry(*e)
+                    .or_default()
+                    .push(format!("{{{}}}", parts.join(", ")));
             }
             // Every non-terminal state can always leave by `reset` (no dead
             // ends), and `next` chains the states so all are reachable.
             by_event.entry(99).or_default().push("{target: s0}".into());
             if s + 1 < self.states {
-                by_event.entry(98).or_default().push(format!("{{target: s{}}}", s + 1));
+                by_event
+                    .entry(98)
+                    .or_default()
+                    .push(format!("{{target: s{}}}", s + 1));
             }
             for (e, mut alts) in by_event {
                 // Guarded alternatives first; one unguarded one at most, last.
@@ -70,21 +76,39 @@ impl Spec {
 
 fn spec() -> impl Strategy<Value = Spec> {
     (2usize..6).prop_flat_map(|n| {
-        let t = (0..n, 0usize..4, 0..n, proptest::option::weighted(0.3, 0i64..10), any::<bool>());
-        (Just(n), proptest::collection::vec(t, 1..16), any::<bool>()).prop_map(|(states, transitions, terminal_last)| Spec {
-            states,
-            transitions,
-            terminal_last,
-        })
+        let t = (
+            0..n,
+            0usize..4,
+            0..n,
+            proptest::option::weighted(0.3, 0i64..10),
+            any::<bool>(),
+        );
+        (Just(n), proptest::collection::vec(t, 1..16), any::<bool>()).prop_map(
+            |(states, transitions, terminal_last)| Spec {
+                states,
+                transitions,
+                terminal_last,
+            },
+        )
     })
 }
 
 #[derive(Debug, Clone)]
 enum Op {
     Start(u8),
-    Send { key: u8, event: u8, v: i64, idem: Option<u8> },
-    Broadcast { event: u8, prefix: bool },
-    Crash { torn: bool },
+    Send {
+        key: u8,
+        event: u8,
+        v: i64,
+        idem: Option<u8>,
+    },
+    Broadcast {
+        event: u8,
+        prefix: bool,
+    },
+    Crash {
+        torn: bool,
+    },
     Snapshot,
 }
 
@@ -118,14 +142,19 @@ struct Reference {
 
 impl Reference {
     fn send(&mut self, key: &str, event: &str, data: &Value, idem: Option<u8>) {
-        let Some((inst, hist)) = self.instances.get_mut(key) else { return };
+        let Some((inst, hist)) = self.instances.get_mut(key) else {
+            return;
+        };
         if let Some(i) = idem
             && self.seen_idem.contains(&(key.to_owned(), i))
         {
             return;
         }
         if let Ok(out) = self.machine.apply(inst, Input::Event(event), data, 0) {
-            hist.push((self.machine.state_name(out.from).to_owned(), self.machine.state_name(out.to).to_owned()));
+            hist.push((
+                self.machine.state_name(out.from).to_owned(),
+                self.machine.state_name(out.to).to_owned(),
+            ));
             if let Some(i) = idem {
                 self.seen_idem.insert((key.to_owned(), i));
             }
@@ -136,8 +165,10 @@ impl Reference {
 fn run_case(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
     let name = "model";
     let yaml = spec.yaml(name);
-    let def = parse_definition(&yaml, &["command", "emit", "http"]).map_err(|e| TestCaseError::fail(format!("{e}\n{yaml}")))?;
-    let machine = Machine::compile(def, 1, Arc::from(yaml.as_str())).map_err(TestCaseError::fail)?;
+    let def = parse_definition(&yaml, &["command", "emit", "http"])
+        .map_err(|e| TestCaseError::fail(format!("{e}\n{yaml}")))?;
+    let machine =
+        Machine::compile(def, 1, Arc::from(yaml.as_str())).map_err(TestCaseError::fail)?;
     let mut reference = Reference {
         machine,
         instances: BTreeMap::new(),
@@ -146,20 +177,29 @@ fn run_case(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
     let rt = super::runtime();
     let mut engine = super::open(dir.path());
-    rt.block_on(engine.apply_definition(&yaml)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    rt.block_on(engine.apply_definition(&yaml))
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     for op in ops {
         match op {
             Op::Start(k) => {
                 let key = format!("k{k}");
                 let data = json!({"c": 0});
-                rt.block_on(engine.start(name, &key, data.clone(), None)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                rt.block_on(engine.start(name, &key, data.clone(), None))
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 if !reference.instances.contains_key(&key) {
                     let (inst, out) = reference.machine.start(&data, 0);
                     let to = reference.machine.state_name(out.to).to_owned();
-                    reference.instances.insert(key, (inst, vec![(String::new(), to)]));
+                    reference
+                        .instances
+                        .insert(key, (inst, vec![(String::new(), to)]));
                 }
             }
-            Op::Send { key, event, v, idem } => {
+            Op::Send {
+                key,
+                event,
+                v,
+                idem,
+            } => {
                 let key = format!("k{key}");
                 let data = json!({"v": v});
                 let _ = rt.block_on(engine.send(SendRequest {
@@ -189,7 +229,9 @@ fn run_case(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
                 let keys: Vec<String> = reference
                     .instances
                     .iter()
-                    .filter(|(_, (inst, _))| *prefix || reference.machine.state_name(inst.state) == "s0")
+                    .filter(|(_, (inst, _))| {
+                        *prefix || reference.machine.state_name(inst.state) == "s0"
+                    })
                     .map(|(k, _)| k.clone())
                     .collect();
                 let r = rt.block_on(engine.send(SendRequest {
@@ -211,23 +253,36 @@ fn run_case(spec: &Spec, ops: &[Op]) -> Result<(), TestCaseError> {
                 if *torn {
                     // Half a frame at the end of the log: a write the crash tore.
                     let log = dir.path().join("log");
-                    let mut segs: Vec<_> = std::fs::read_dir(&log).unwrap().flatten().map(|e| e.path()).collect();
+                    let mut segs: Vec<_> = std::fs::read_dir(&log)
+                        .unwrap()
+                        .flatten()
+                        .map(|e| e.path())
+                        .collect();
                     segs.sort();
                     if let Some(last) = segs.last() {
                         let mut f = std::fs::OpenOptions::new().append(true).open(last).unwrap();
-                        f.write_all(&[0x4B, 0x4C, 0x46, 0x31, 200, 0, 0, 0, 1, 2, 3]).unwrap();
+                        f.write_all(&[0x4B, 0x4C, 0x46, 0x31, 200, 0, 0, 0, 1, 2, 3])
+                            .unwrap();
                     }
                 }
                 engine = super::open(dir.path());
             }
             Op::Snapshot => {
-                rt.block_on(engine.snapshot()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                rt.block_on(engine.snapshot())
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
             }
         }
     }
     for (key, (inst, hist)) in &reference.instances {
-        let view = rt.block_on(engine.get(name, key)).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        prop_assert_eq!(&view.state, reference.machine.state_name(inst.state), "state of {}", key);
+        let view = rt
+            .block_on(engine.get(name, key))
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(
+            &view.state,
+            reference.machine.state_name(inst.state),
+            "state of {}",
+            key
+        );
         prop_assert_eq!(&view.context, inst.context_value(), "context of {}", key);
         prop_assert_eq!(view.seq, inst.seq, "seq of {}", key);
         let engine_hist: Vec<(String, String)> = rt
