@@ -236,7 +236,7 @@ async fn call(
                 .context("reading the answer")?
                 .to_vec();
             if let Some(e) = engine {
-                e.shutdown();
+                e.shutdown().await;
             }
             Reply {
                 status,

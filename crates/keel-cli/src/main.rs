@@ -184,21 +184,70 @@ pub async fn open_tracking(settings: &Settings) -> Result<(Tracking, ArtifactSto
     Ok((Tracking::new(db), artifacts))
 }
 
-/// Opens the lifecycle engine in DATA_DIR/lifecycle.
-pub fn open_lifecycle(settings: &Settings, background: bool) -> Result<keel_lifecycle::Engine> {
+/// Opens the lifecycle engine: embedded in DATA_DIR/lifecycle, or, with a
+/// PostgreSQL database URL, a cluster node on that database. `owner` is
+/// false for command-line tools: they neither fire timers nor run actions
+/// (embedded) nor take partitions (cluster).
+pub async fn open_lifecycle(
+    settings: &Settings,
+    owner: bool,
+) -> Result<keel_lifecycle::Lifecycles> {
+    if let Some(url) = settings
+        .database_url
+        .as_deref()
+        .filter(|u| u.starts_with("postgres"))
+    {
+        let db = Db::open(
+            url,
+            keel_lifecycle::cluster::MIGRATIONS,
+            DbOptions::default(),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the lifecycle store at {}",
+                keel_store::redact_password(url)
+            )
+        })?;
+        let node = std::env::var("KEEL_NODE_ID").unwrap_or_else(|_| {
+            let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+            format!("{}-{}-{}", host.trim(), std::process::id(), &uuid_suffix())
+        });
+        let mut options = keel_lifecycle::cluster::ClusterOptions::new(node);
+        options.owner = owner;
+        options.runtime = tokio::runtime::Handle::try_current().ok();
+        if let Ok(lease) = std::env::var("KEEL_LIFECYCLE_LEASE") {
+            options.lease = keel_lifecycle::duration::parse_duration(&lease)
+                .map_err(|e| output::UsageError(format!("KEEL_LIFECYCLE_LEASE: {e}")))?;
+        }
+        let engine = keel_lifecycle::cluster::ClusterEngine::open(db, options)
+            .await
+            .context("cannot join the lifecycle cluster")?;
+        return Ok(keel_lifecycle::Lifecycles::Cluster(engine));
+    }
     let dir = settings.data_dir.join("lifecycle");
     let mut options = keel_lifecycle::EngineOptions::new(&dir);
-    options.background = background;
+    options.background = owner;
     options.runtime = tokio::runtime::Handle::try_current().ok();
     options.fsync = settings.lifecycle_fsync;
-    keel_lifecycle::Engine::open(options)
-        .with_context(|| format!("cannot open the lifecycle engine in {}", dir.display()))
+    let engine = keel_lifecycle::Engine::open(options)
+        .with_context(|| format!("cannot open the lifecycle engine in {}", dir.display()))?;
+    Ok(keel_lifecycle::Lifecycles::Embedded(engine))
+}
+
+fn uuid_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{nanos:08x}")
 }
 
 /// The application state for a command answered in this process.
 pub async fn local_state(settings: &Settings) -> Result<AppState> {
-    let engine =
-        open_lifecycle(settings, false).map_err(|e| output::UsageError(format!("{e:#}")))?;
+    let engine = open_lifecycle(settings, false)
+        .await
+        .map_err(|e| output::UsageError(format!("{e:#}")))?;
     let (tracking, artifacts) = open_tracking(settings).await?;
     Ok(AppState::new(tracking, artifacts).with_lifecycle(engine))
 }
@@ -208,7 +257,7 @@ async fn serve(settings: &Settings, host: Option<String>, port: Option<u16>) -> 
     let port = port.unwrap_or(settings.port);
     let (tracking, artifacts) = open_tracking(settings).await?;
     let metadata = tracking.db().display_url();
-    let engine = open_lifecycle(settings, true)?;
+    let engine = open_lifecycle(settings, true).await?;
     let state = AppState::new(tracking.clone(), artifacts.clone()).with_lifecycle(engine.clone());
     let addr: SocketAddr = format!("{host}:{port}")
         .parse()
@@ -235,9 +284,7 @@ async fn serve(settings: &Settings, host: Option<String>, port: Option<u16>) -> 
         .await
         .context("the HTTP server failed")?;
     tracking.db().close().await;
-    tokio::task::spawn_blocking(move || engine.shutdown())
-        .await
-        .ok();
+    engine.shutdown().await;
     tracing::info!("keel server stopped");
     Ok(())
 }

@@ -97,7 +97,7 @@ pub struct SendRequest {
 }
 
 /// One instance's move.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Moved {
     pub lifecycle: String,
     pub key: String,
@@ -106,7 +106,7 @@ pub struct Moved {
 }
 
 /// What a send did. Lists are capped at [`REPORT_LIMIT`] entries.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SendReport {
     pub matched: u64,
     pub applied: u64,
@@ -115,7 +115,7 @@ pub struct SendReport {
     pub rejected: Vec<RejectedSend>,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RejectedSend {
     pub lifecycle: String,
     pub key: String,
@@ -125,7 +125,7 @@ pub struct RejectedSend {
 pub const REPORT_LIMIT: usize = 100;
 
 /// A started (or already running) instance.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Started {
     pub created: bool,
     pub instance: InstanceView,
@@ -140,14 +140,14 @@ pub struct Applied {
     pub changed: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TimerView {
-    pub kind: &'static str,
+    pub kind: String,
     pub at: i64,
     pub state: String,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct InstanceView {
     pub lifecycle: String,
     pub key: String,
@@ -163,7 +163,7 @@ pub struct InstanceView {
     pub running_actions: Vec<String>,
     pub pending_children: u32,
     pub parent: Option<String>,
-    pub mode: &'static str,
+    pub mode: String,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -350,13 +350,81 @@ pub(crate) enum Effect {
 }
 
 /// One group commit in the making.
-struct Batch {
-    now: i64,
-    base: LogPos,
-    body: Vec<u8>,
-    effects: Vec<Effect>,
+pub(crate) struct Batch {
+    pub now: i64,
+    pub base: LogPos,
+    pub body: Vec<u8>,
+    pub effects: Vec<Effect>,
     internal: VecDeque<Internal>,
-    idem_ttl: i64,
+    pub idem_ttl: i64,
+    /// In a cluster: which keys this node owns. Inputs for other keys go
+    /// to `remote` (the owner's inbox) instead of being applied here.
+    pub routing: Option<Routing>,
+    pub remote: Vec<RemoteOp>,
+}
+
+/// The partitions a cluster node owns.
+#[derive(Debug, Clone)]
+pub(crate) struct Routing {
+    pub partitions: u32,
+    pub owned: std::collections::HashSet<u32>,
+}
+
+impl Routing {
+    pub fn is_local(&self, key: &str) -> bool {
+        self.owned.contains(&partition_of(key, self.partitions))
+    }
+}
+
+/// The partition of a key: every lifecycle of one key lives in the same
+/// partition, so an event sent to a key needs one owner.
+pub fn partition_of(key: &str, partitions: u32) -> u32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h % u64::from(partitions.max(1))) as u32
+}
+
+/// An input for an instance another node owns.
+#[derive(Debug, Clone)]
+pub(crate) enum RemoteOp {
+    Event {
+        lifecycle: String,
+        key: String,
+        event: String,
+        data: Value,
+    },
+    Start {
+        lifecycle: String,
+        key: String,
+        data: Value,
+        parent: ParentRef,
+    },
+    Child {
+        parent: ParentRef,
+        data: Value,
+    },
+}
+
+impl Batch {
+    pub(crate) fn new(now: i64, base: LogPos, idem_ttl: i64, routing: Option<Routing>) -> Batch {
+        Batch {
+            now,
+            base,
+            body: Vec::new(),
+            effects: Vec::new(),
+            internal: VecDeque::new(),
+            idem_ttl,
+            routing,
+            remote: Vec::new(),
+        }
+    }
+
+    fn is_remote(&self, key: &str) -> bool {
+        self.routing.as_ref().is_some_and(|r| !r.is_local(key))
+    }
 }
 
 impl Batch {
@@ -683,6 +751,15 @@ impl State {
                     data,
                     parent,
                 } => {
+                    if batch.is_remote(&key) {
+                        batch.remote.push(RemoteOp::Start {
+                            lifecycle,
+                            key,
+                            data,
+                            parent,
+                        });
+                        continue;
+                    }
                     let Some(def) = self.def_id(&lifecycle) else {
                         continue;
                     };
@@ -715,8 +792,12 @@ impl State {
                     child_key,
                     final_state,
                 } => {
+                    let data = json!({"child": child_key, "state": final_state});
+                    if batch.is_remote(&parent.key) {
+                        batch.remote.push(RemoteOp::Child { parent, data });
+                        continue;
+                    }
                     if let Some(p) = self.find(&parent.lifecycle, &parent.key) {
-                        let data = json!({"child": child_key, "state": final_state});
                         let _ = self.apply(
                             p,
                             Input::ChildFinished {
@@ -749,6 +830,17 @@ impl State {
             .and_then(Value::as_str)
             .map_or_else(|| slot.key.to_string(), str::to_owned);
         let data = config.get("data").cloned().unwrap_or(Value::Null);
+        if batch.is_remote(&key) {
+            // Another node owns the target: the event goes to its inbox in
+            // this batch's transaction and is applied there.
+            batch.remote.push(RemoteOp::Event {
+                lifecycle: lifecycle.clone(),
+                key: key.clone(),
+                event: event.clone(),
+                data,
+            });
+            return Ok(json!({"lifecycle": lifecycle, "key": key, "event": event, "queued": true}));
+        }
         let target = self
             .find(&lifecycle, &key)
             .ok_or_else(|| format!("no instance `{key}` of lifecycle `{lifecycle}`"))?;
@@ -763,14 +855,367 @@ impl State {
         }
     }
 
+    /// Applies an event to the instances a target names.
+    pub(crate) fn send(
+        &mut self,
+        req: &SendRequest,
+        batch: &mut Batch,
+    ) -> Result<SendReport, LifecycleError> {
+        self.send_filtered(req, batch, |_| true)
+    }
+
+    /// Like [`State::send`], only to instances whose key passes `keep`
+    /// (a cluster node applies a broadcast to its own partition).
+    pub(crate) fn send_filtered(
+        &mut self,
+        req: &SendRequest,
+        batch: &mut Batch,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<SendReport, LifecycleError> {
+        let state = self;
+        let slots: Vec<u32> = match &req.target {
+            Target::Key {
+                lifecycle: Some(l),
+                key,
+            } => {
+                if state.def_id(l).is_none() {
+                    return Err(LifecycleError::not_found("lifecycle", l));
+                }
+                let slot = state
+                    .find(l, key)
+                    .ok_or_else(|| LifecycleError::not_found("instance", &format!("{l}/{key}")))?;
+                vec![slot]
+            }
+            Target::Key {
+                lifecycle: None,
+                key,
+            } => {
+                let found: Vec<u32> = state
+                    .defs
+                    .iter()
+                    .filter_map(|d| d.keys.get(key.as_str()).copied())
+                    .filter(|&s| {
+                        state
+                            .machine(&state.slots[s as usize])
+                            .knows_event(&req.event)
+                    })
+                    .collect();
+                if found.is_empty() {
+                    return Err(LifecycleError::not_found(
+                        "instance",
+                        &format!(
+                            "with key `{key}` in a lifecycle that uses event `{}`",
+                            req.event
+                        ),
+                    ));
+                }
+                found
+            }
+            Target::Prefix { lifecycle, prefix } => {
+                let def = state
+                    .def_id(lifecycle)
+                    .ok_or_else(|| LifecycleError::not_found("lifecycle", lifecycle))?;
+                state.defs[def as usize]
+                    .keys
+                    .range::<str, _>((
+                        std::ops::Bound::Included(prefix.as_str()),
+                        std::ops::Bound::Unbounded,
+                    ))
+                    .take_while(|(k, _)| k.starts_with(prefix.as_str()))
+                    .map(|(_, &s)| s)
+                    .collect()
+            }
+            Target::State {
+                lifecycle,
+                state: wanted,
+            } => {
+                let def = state
+                    .def_id(lifecycle)
+                    .ok_or_else(|| LifecycleError::not_found("lifecycle", lifecycle))?;
+                let d = &state.defs[def as usize];
+                let ids: Vec<(u32, u16)> = d
+                    .versions
+                    .iter()
+                    .filter_map(|m| m.state_id(wanted).map(|id| (m.version, id)))
+                    .collect();
+                if ids.is_empty() {
+                    return Err(LifecycleError::invalid(
+                        "state",
+                        format!("lifecycle `{lifecycle}` has no state `{wanted}`"),
+                    ));
+                }
+                d.keys
+                    .values()
+                    .copied()
+                    .filter(|&s| {
+                        let sl = &state.slots[s as usize];
+                        ids.contains(&(sl.version, sl.inst.state))
+                    })
+                    .collect()
+            }
+        };
+        let mut report = SendReport::default();
+        for slot in slots {
+            if !keep(&state.slots[slot as usize].key) {
+                continue;
+            }
+            report.matched += 1;
+            let (lifecycle, key) = {
+                let s = &state.slots[slot as usize];
+                (
+                    state.defs[s.def as usize].name.to_string(),
+                    s.key.to_string(),
+                )
+            };
+            let idem = req
+                .idempotency_key
+                .as_deref()
+                .map(|k| idempotency_hash(&lifecycle, &key, k));
+            if let Some(h) = idem
+                && state.idem.seen.contains_key(&h)
+            {
+                report.duplicates += 1;
+                continue;
+            }
+            match state.apply(
+                slot,
+                Input::Event(&req.event),
+                &req.data,
+                idem,
+                Pass::Live,
+                batch,
+            ) {
+                Ok(out) => {
+                    report.applied += 1;
+                    if report.moved.len() < REPORT_LIMIT {
+                        let m = state.machine(&state.slots[slot as usize]);
+                        report.moved.push(Moved {
+                            lifecycle,
+                            key,
+                            from: m.state_name(out.from).to_owned(),
+                            to: m.state_name(out.to).to_owned(),
+                        });
+                    }
+                }
+                Err(r)
+                    if matches!(
+                        req.target,
+                        Target::Key {
+                            lifecycle: Some(_),
+                            ..
+                        }
+                    ) =>
+                {
+                    // One named instance: the caller gets the reason as an
+                    // error; nothing was written.
+                    return Err(LifecycleError::Rejected(r));
+                }
+                Err(r) => {
+                    if report.rejected.len() < REPORT_LIMIT {
+                        report.rejected.push(RejectedSend {
+                            lifecycle,
+                            key,
+                            reason: r.to_string(),
+                        });
+                    }
+                }
+            }
+            state.drain_internal(batch);
+        }
+        Ok(report)
+    }
+
+    /// Starts an instance for a client (the latest version).
+    pub(crate) fn start_op(
+        &mut self,
+        lifecycle: &str,
+        key: &str,
+        data: &Value,
+        idempotency_key: Option<&str>,
+        batch: &mut Batch,
+    ) -> Result<Started, LifecycleError> {
+        let def = self
+            .def_id(lifecycle)
+            .ok_or_else(|| LifecycleError::not_found("lifecycle", lifecycle))?;
+        let idem = idempotency_key.map(|k| idempotency_hash(lifecycle, key, k));
+        let (slot, created) = self.start(def, key, data, None, idem, Pass::Live, batch, None)?;
+        Ok(Started {
+            created,
+            instance: self.view(slot),
+        })
+    }
+
+    /// Starts a child for a parent on another node (cluster inbox).
+    pub(crate) fn start_child_op(
+        &mut self,
+        lifecycle: &str,
+        key: &str,
+        data: &Value,
+        parent: ParentRef,
+        batch: &mut Batch,
+    ) -> Result<(), LifecycleError> {
+        let def = self
+            .def_id(lifecycle)
+            .ok_or_else(|| LifecycleError::not_found("lifecycle", lifecycle))?;
+        let (slot, created) = self.start(
+            def,
+            key,
+            data,
+            Some(parent.clone()),
+            None,
+            Pass::Live,
+            batch,
+            None,
+        )?;
+        if !created {
+            let s = &self.slots[slot as usize];
+            let m = self.machine(s);
+            if m.is_terminal(s.inst.state) {
+                batch.internal.push_back(Internal::NotifyParent {
+                    parent,
+                    child_key: key.to_owned(),
+                    final_state: m.state_name(s.inst.state).to_owned(),
+                });
+            }
+        }
+        self.drain_internal(batch);
+        Ok(())
+    }
+
+    /// A child on another node finished (cluster inbox).
+    pub(crate) fn child_finished_op(
+        &mut self,
+        parent: &ParentRef,
+        data: &Value,
+        batch: &mut Batch,
+    ) {
+        if let Some(p) = self.find(&parent.lifecycle, &parent.key) {
+            let _ = self.apply(
+                p,
+                Input::ChildFinished {
+                    token: parent.token,
+                },
+                data,
+                None,
+                Pass::Live,
+                batch,
+            );
+            self.drain_internal(batch);
+        }
+    }
+
+    /// Applies a due timer or an action result to an instance by slot.
+    pub(crate) fn apply_internal(
+        &mut self,
+        slot: u32,
+        input: Input<'_>,
+        data: &Value,
+        batch: &mut Batch,
+    ) {
+        let _ = self.apply(slot, input, data, None, Pass::Live, batch);
+        self.drain_internal(batch);
+    }
+
+    /// Adds an instance read from a store (a cluster partition).
+    pub(crate) fn insert_loaded(
+        &mut self,
+        lifecycle: &str,
+        key: &str,
+        version: u32,
+        inst: Instance,
+    ) -> Result<u32, String> {
+        let def = self
+            .def_id(lifecycle)
+            .ok_or_else(|| format!("instance of unknown lifecycle `{lifecycle}`"))?;
+        let d = &mut self.defs[def as usize];
+        let counts = d
+            .counts
+            .get_mut((version as usize).wrapping_sub(1))
+            .ok_or_else(|| format!("`{lifecycle}` has no version {version}"))?;
+        *counts
+            .get_mut(inst.state as usize)
+            .ok_or("instance in an unknown state")? += 1;
+        let key: Arc<str> = Arc::from(key);
+        let id = self.slots.len() as u32;
+        d.keys.insert(key.clone(), id);
+        self.slots.push(Slot {
+            def,
+            version,
+            key,
+            last_pos: 0,
+            inst,
+        });
+        Ok(id)
+    }
+
+    /// What a loaded instance needs to continue: its timers armed again and
+    /// its unfinished actions started again.
+    pub(crate) fn resume_effects(&self, slot_id: u32) -> Vec<Effect> {
+        let slot = &self.slots[slot_id as usize];
+        let mut out: Vec<Effect> = slot
+            .inst
+            .timers()
+            .iter()
+            .map(|t| Effect::Arm {
+                slot: slot_id,
+                at: t.at,
+            })
+            .collect();
+        let m = self.machine(slot);
+        for run in slot.inst.running() {
+            if let Some(action) = m.action_of(run.state)
+                && action.kind != EMIT
+            {
+                out.push(Effect::Run {
+                    slot: slot_id,
+                    token: run.token,
+                    kind: action.kind.clone(),
+                    request: action_request(
+                        m,
+                        &self.defs[slot.def as usize].name,
+                        slot,
+                        *run,
+                        action,
+                    ),
+                });
+            }
+        }
+        out
+    }
+
+    pub(crate) fn remember_idempotency(&mut self, hash: u128, expires: i64) {
+        self.idem.insert(hash, expires);
+    }
+
+    /// Applies a definition text (cluster: the versions in the store).
+    pub(crate) fn define_version(
+        &mut self,
+        source: &str,
+        known_actions: &[&str],
+        version: u32,
+    ) -> Result<(), LifecycleError> {
+        self.define(source, known_actions, None, Some(version))
+            .map(|_| ())
+    }
+
     pub(crate) fn view(&self, slot_id: u32) -> InstanceView {
         let slot = &self.slots[slot_id as usize];
-        let m = self.machine(slot);
-        let inst = &slot.inst;
+        view_of(
+            self.machine(slot),
+            &self.defs[slot.def as usize].name,
+            &slot.key,
+            &slot.inst,
+        )
+    }
+}
+
+/// What a client sees of an instance.
+pub(crate) fn view_of(m: &Machine, lifecycle: &str, key: &str, inst: &Instance) -> InstanceView {
+    {
         InstanceView {
-            lifecycle: self.defs[slot.def as usize].name.to_string(),
-            key: slot.key.to_string(),
-            version: slot.version,
+            lifecycle: lifecycle.to_owned(),
+            key: key.to_owned(),
+            version: m.version,
             state: m.state_name(inst.state).to_owned(),
             terminal: m.is_terminal(inst.state),
             branches: inst
@@ -789,7 +1234,8 @@ impl State {
                         crate::machine::TimerKind::Timeout => "timeout",
                         crate::machine::TimerKind::Schedule => "schedule",
                         crate::machine::TimerKind::Retry { .. } => "retry",
-                    },
+                    }
+                    .to_owned(),
                     at: t.at,
                     state: m.state_name(scope_state(inst, t.scope)).to_owned(),
                 })
@@ -801,7 +1247,7 @@ impl State {
                 .collect(),
             pending_children: inst.pending_children(),
             parent: inst.parent().map(|p| format!("{}/{}", p.lifecycle, p.key)),
-            mode: mode_name(m.mode()),
+            mode: mode_name(m.mode()).to_owned(),
         }
     }
 }
@@ -982,14 +1428,7 @@ impl Engine {
             None => (State::default(), 0),
         };
         let mut replayed = 0u64;
-        let mut batch = Batch {
-            now: 0,
-            base: 0,
-            body: Vec::new(),
-            effects: Vec::new(),
-            internal: VecDeque::new(),
-            idem_ttl: options.idempotency_ttl.as_millis() as i64,
-        };
+        let mut batch = Batch::new(0, 0, options.idempotency_ttl.as_millis() as i64, None);
         let end = log::scan(&log_dir, from, |p, record| {
             replayed += 1;
             batch.now = record.time;
@@ -1017,39 +1456,8 @@ impl Engine {
         });
         // Re-arm timers and collect actions to restart.
         let mut effects = Vec::new();
-        {
-            let mut heap = timers
-                .heap
-                .lock()
-                .map_err(|_| LifecycleError::Unavailable("timer queue poisoned".into()))?;
-            for (i, slot) in state.slots.iter().enumerate() {
-                for t in slot.inst.timers() {
-                    heap.push(Reverse((t.at, i as u32)));
-                }
-                if slot.inst.running().is_empty() {
-                    continue;
-                }
-                let m = state.machine(slot);
-                for run in slot.inst.running() {
-                    if let Some(action) = m.action_of(run.state) {
-                        if action.kind == EMIT {
-                            continue;
-                        }
-                        effects.push(Effect::Run {
-                            slot: i as u32,
-                            token: run.token,
-                            kind: action.kind.clone(),
-                            request: action_request(
-                                m,
-                                &state.defs[slot.def as usize].name,
-                                slot,
-                                *run,
-                                action,
-                            ),
-                        });
-                    }
-                }
-            }
+        for i in 0..state.slots.len() as u32 {
+            effects.extend(state.resume_effects(i));
         }
         let (tx, rx) = std::sync::mpsc::channel();
         let end_pos = writer.end_pos();
@@ -1399,29 +1807,7 @@ impl Engine {
             };
             let r = log::decode(&body)
                 .map_err(|e| LifecycleError::Replay(format!("history record at {pos:x}: {e}")))?;
-            let (kind, event) = match &r.input {
-                RecordInput::Define { .. } => ("define", String::new()),
-                RecordInput::Start { .. } => ("start", "start".to_owned()),
-                RecordInput::Event { name } => ("event", (*name).to_owned()),
-                RecordInput::Timer(t) => (
-                    match t.kind {
-                        crate::machine::TimerKind::Timeout => "timeout",
-                        crate::machine::TimerKind::Schedule => "schedule",
-                        crate::machine::TimerKind::Retry { .. } => "retry",
-                    },
-                    String::new(),
-                ),
-                RecordInput::Action { ok, .. } => (
-                    "action",
-                    if *ok {
-                        "action_succeeded"
-                    } else {
-                        "action_failed"
-                    }
-                    .to_owned(),
-                ),
-                RecordInput::Child { .. } => ("child", "child_finished".to_owned()),
-            };
+            let (kind, event) = history_kind(&r.input);
             out.push(HistoryEntry {
                 time: r.time,
                 kind,
@@ -1487,14 +1873,12 @@ impl Engine {
                 _ => None,
             });
             let want_snapshot = ops.iter().any(|o| matches!(o, Op::Snapshot { .. }));
-            let mut batch = Batch {
-                now: keel_core::time::now_millis(),
-                base: writer.next_record_pos(),
-                body: Vec::new(),
-                effects: Vec::new(),
-                internal: VecDeque::new(),
-                idem_ttl: self.shared.options.idempotency_ttl.as_millis() as i64,
-            };
+            let mut batch = Batch::new(
+                keel_core::time::now_millis(),
+                writer.next_record_pos(),
+                self.shared.options.idempotency_ttl.as_millis() as i64,
+                None,
+            );
             let mut replies = Vec::with_capacity(ops.len());
             let mut snapshot_replies = Vec::new();
             {
@@ -1577,22 +1961,11 @@ impl Engine {
                 idempotency_key,
                 reply,
             } => {
-                let r = match state.def_id(&lifecycle) {
-                    None => Err(LifecycleError::not_found("lifecycle", &lifecycle)),
-                    Some(def) => {
-                        let idem = idempotency_key.map(|k| idempotency_hash(&lifecycle, &key, &k));
-                        state
-                            .start(def, &key, &data, None, idem, Pass::Live, batch, None)
-                            .map(|(slot, created)| Started {
-                                created,
-                                instance: state.view(slot),
-                            })
-                    }
-                };
+                let r = state.start_op(&lifecycle, &key, &data, idempotency_key.as_deref(), batch);
                 replies.push(Reply::Start(reply, r));
             }
             Op::Send { request, reply } => {
-                let r = self.send_now(state, &request, batch);
+                let r = state.send(&request, batch);
                 replies.push(Reply::Send(reply, r));
             }
             Op::TimersDue(slots) => {
@@ -1639,161 +2012,6 @@ impl Engine {
             Op::Snapshot { reply } => replies.push(Reply::Snapshot(reply)),
             Op::Stop { .. } => {}
         }
-    }
-
-    fn send_now(
-        &self,
-        state: &mut State,
-        req: &SendRequest,
-        batch: &mut Batch,
-    ) -> Result<SendReport, LifecycleError> {
-        let slots: Vec<u32> = match &req.target {
-            Target::Key {
-                lifecycle: Some(l),
-                key,
-            } => {
-                if state.def_id(l).is_none() {
-                    return Err(LifecycleError::not_found("lifecycle", l));
-                }
-                let slot = state
-                    .find(l, key)
-                    .ok_or_else(|| LifecycleError::not_found("instance", &format!("{l}/{key}")))?;
-                vec![slot]
-            }
-            Target::Key {
-                lifecycle: None,
-                key,
-            } => {
-                let found: Vec<u32> = state
-                    .defs
-                    .iter()
-                    .filter_map(|d| d.keys.get(key.as_str()).copied())
-                    .filter(|&s| {
-                        state
-                            .machine(&state.slots[s as usize])
-                            .knows_event(&req.event)
-                    })
-                    .collect();
-                if found.is_empty() {
-                    return Err(LifecycleError::not_found(
-                        "instance",
-                        &format!(
-                            "with key `{key}` in a lifecycle that uses event `{}`",
-                            req.event
-                        ),
-                    ));
-                }
-                found
-            }
-            Target::Prefix { lifecycle, prefix } => {
-                let def = state
-                    .def_id(lifecycle)
-                    .ok_or_else(|| LifecycleError::not_found("lifecycle", lifecycle))?;
-                state.defs[def as usize]
-                    .keys
-                    .range::<str, _>((
-                        std::ops::Bound::Included(prefix.as_str()),
-                        std::ops::Bound::Unbounded,
-                    ))
-                    .take_while(|(k, _)| k.starts_with(prefix.as_str()))
-                    .map(|(_, &s)| s)
-                    .collect()
-            }
-            Target::State {
-                lifecycle,
-                state: wanted,
-            } => {
-                let def = state
-                    .def_id(lifecycle)
-                    .ok_or_else(|| LifecycleError::not_found("lifecycle", lifecycle))?;
-                let d = &state.defs[def as usize];
-                let ids: Vec<(u32, u16)> = d
-                    .versions
-                    .iter()
-                    .filter_map(|m| m.state_id(wanted).map(|id| (m.version, id)))
-                    .collect();
-                if ids.is_empty() {
-                    return Err(LifecycleError::invalid(
-                        "state",
-                        format!("lifecycle `{lifecycle}` has no state `{wanted}`"),
-                    ));
-                }
-                d.keys
-                    .values()
-                    .copied()
-                    .filter(|&s| {
-                        let sl = &state.slots[s as usize];
-                        ids.contains(&(sl.version, sl.inst.state))
-                    })
-                    .collect()
-            }
-        };
-        let mut report = SendReport::default();
-        for slot in slots {
-            report.matched += 1;
-            let (lifecycle, key) = {
-                let s = &state.slots[slot as usize];
-                (
-                    state.defs[s.def as usize].name.to_string(),
-                    s.key.to_string(),
-                )
-            };
-            let idem = req
-                .idempotency_key
-                .as_deref()
-                .map(|k| idempotency_hash(&lifecycle, &key, k));
-            if let Some(h) = idem
-                && state.idem.seen.contains_key(&h)
-            {
-                report.duplicates += 1;
-                continue;
-            }
-            match state.apply(
-                slot,
-                Input::Event(&req.event),
-                &req.data,
-                idem,
-                Pass::Live,
-                batch,
-            ) {
-                Ok(out) => {
-                    report.applied += 1;
-                    if report.moved.len() < REPORT_LIMIT {
-                        let m = state.machine(&state.slots[slot as usize]);
-                        report.moved.push(Moved {
-                            lifecycle,
-                            key,
-                            from: m.state_name(out.from).to_owned(),
-                            to: m.state_name(out.to).to_owned(),
-                        });
-                    }
-                }
-                Err(r)
-                    if matches!(
-                        req.target,
-                        Target::Key {
-                            lifecycle: Some(_),
-                            ..
-                        }
-                    ) =>
-                {
-                    // One named instance: the caller gets the reason as an
-                    // error; nothing was written.
-                    return Err(LifecycleError::Rejected(r));
-                }
-                Err(r) => {
-                    if report.rejected.len() < REPORT_LIMIT {
-                        report.rejected.push(RejectedSend {
-                            lifecycle,
-                            key,
-                            reason: r.to_string(),
-                        });
-                    }
-                }
-            }
-            state.drain_internal(batch);
-        }
-        Ok(report)
     }
 
     fn run_effects(&self, effects: Vec<Effect>) {
@@ -2034,6 +2252,43 @@ fn take_lock(dir: &Path) -> Result<std::fs::File, LifecycleError> {
         ))),
         Err(std::fs::TryLockError::Error(e)) => Err(LifecycleError::io(&path, e)),
     }
+}
+
+/// A history entry's kind and event name for a logged input.
+pub(crate) fn history_kind(input: &RecordInput<'_>) -> (&'static str, String) {
+    match input {
+        RecordInput::Define { .. } => ("define", String::new()),
+        RecordInput::Start { .. } => ("start", "start".to_owned()),
+        RecordInput::Event { name } => ("event", (*name).to_owned()),
+        RecordInput::Timer(t) => (
+            match t.kind {
+                crate::machine::TimerKind::Timeout => "timeout",
+                crate::machine::TimerKind::Schedule => "schedule",
+                crate::machine::TimerKind::Retry { .. } => "retry",
+            },
+            String::new(),
+        ),
+        RecordInput::Action { ok, .. } => (
+            "action",
+            if *ok {
+                "action_succeeded"
+            } else {
+                "action_failed"
+            }
+            .to_owned(),
+        ),
+        RecordInput::Child { .. } => ("child", "child_finished".to_owned()),
+    }
+}
+
+/// The static name of a history kind read back from a store.
+pub(crate) fn static_kind(kind: &str) -> &'static str {
+    [
+        "define", "start", "event", "timeout", "schedule", "retry", "action", "child",
+    ]
+    .into_iter()
+    .find(|k| *k == kind)
+    .unwrap_or("event")
 }
 
 pub(crate) fn validate_key(key: &str) -> Result<(), LifecycleError> {

@@ -34,6 +34,13 @@ pub enum LifecycleError {
     /// 500
     #[error(transparent)]
     Log(#[from] LogError),
+    /// 500: the cluster's PostgreSQL store.
+    #[error(transparent)]
+    Store(#[from] keel_store::StoreError),
+    /// An error another cluster node gave for an inbox row, with the HTTP
+    /// status it maps to.
+    #[error("{message}")]
+    Remote { status: u16, message: String },
     /// 500: the log and the definitions disagree during recovery.
     #[error("lifecycle log replay: {0}")]
     Replay(String),

@@ -11,6 +11,7 @@
 //! through the [`actions::Action`] trait and report back with events.
 
 pub mod actions;
+pub mod cluster;
 mod codec;
 pub mod cron;
 pub mod definition;
@@ -22,8 +23,10 @@ pub mod graph;
 pub mod log;
 pub mod machine;
 pub mod parse;
+pub mod service;
 mod snapshot;
 
 pub use actions::{Action, ActionFailure, ActionRegistry, ActionRequest};
 pub use engine::{Engine, EngineOptions, SendRequest, Target};
 pub use error::LifecycleError;
+pub use service::Lifecycles;

@@ -274,6 +274,17 @@ pub(crate) fn decode(body: &[u8]) -> Result<Record<'_>, DecodeError> {
     })
 }
 
+/// The records of one frame body, in order.
+pub(crate) fn records(body: &[u8]) -> impl Iterator<Item = Result<Record<'_>, DecodeError>> {
+    let mut r = Reader::new(body);
+    std::iter::from_fn(move || {
+        if r.done() {
+            return None;
+        }
+        Some(r.bytes().and_then(decode))
+    })
+}
+
 fn segment_path(dir: &Path, segment: u32) -> PathBuf {
     dir.join(format!("{segment:08x}.log"))
 }

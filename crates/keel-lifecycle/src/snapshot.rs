@@ -109,6 +109,18 @@ fn encode_instance(w: &mut Writer<'_>, inst: &Instance) {
     }
 }
 
+/// An instance alone, as a cluster stores it in a row.
+pub(crate) fn encode_instance_bytes(inst: &Instance) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(48);
+    encode_instance(&mut Writer { buf: &mut buf }, inst);
+    buf
+}
+
+pub(crate) fn decode_instance_bytes(bytes: &[u8]) -> Result<Instance, DecodeError> {
+    let mut r = Reader::new(bytes);
+    decode_instance(&mut r)
+}
+
 fn small<T: TryFrom<u64>>(v: u64) -> Result<T, DecodeError> {
     T::try_from(v).map_err(|_| DecodeError("number out of range"))
 }

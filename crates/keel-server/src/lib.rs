@@ -29,7 +29,7 @@ pub struct AppState {
     pub artifacts: ArtifactStore,
     pub metrics: Arc<HttpMetrics>,
     /// The lifecycle engine (absent in tools that serve tracking only).
-    pub lifecycle: Option<keel_lifecycle::Engine>,
+    pub lifecycle: Option<keel_lifecycle::Lifecycles>,
 }
 
 impl AppState {
@@ -42,7 +42,7 @@ impl AppState {
         }
     }
 
-    pub fn with_lifecycle(mut self, engine: keel_lifecycle::Engine) -> Self {
+    pub fn with_lifecycle(mut self, engine: keel_lifecycle::Lifecycles) -> Self {
         self.lifecycle = Some(engine);
         self
     }

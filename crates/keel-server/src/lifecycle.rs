@@ -12,7 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use keel_lifecycle::engine::{ListQuery, SendRequest, Target};
-use keel_lifecycle::{Engine, LifecycleError};
+use keel_lifecycle::{LifecycleError, Lifecycles};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -107,6 +107,19 @@ impl From<LifecycleError> for V1Error {
             LifecycleError::Unavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", None, None)
             }
+            // An error the owning cluster node gave for the request.
+            LifecycleError::Remote { status, message } => match status {
+                404 => (StatusCode::NOT_FOUND, "NOT_FOUND", None, None),
+                409 => (StatusCode::CONFLICT, "EVENT_REJECTED", None, None),
+                400..=499 if message.starts_with("event `") => (
+                    StatusCode::BAD_REQUEST,
+                    "UNKNOWN_EVENT",
+                    Some("event".to_owned()),
+                    None,
+                ),
+                400..=499 => (StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", None, None),
+                _ => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", None, None),
+            },
             _ => {
                 tracing::error!(error = %e, "lifecycle engine failure");
                 (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", None, None)
@@ -124,7 +137,7 @@ impl From<LifecycleError> for V1Error {
 
 type V1Result = Result<Response, V1Error>;
 
-fn engine(s: &AppState) -> Result<&Engine, V1Error> {
+fn engine(s: &AppState) -> Result<&Lifecycles, V1Error> {
     s.lifecycle.as_ref().ok_or(V1Error {
         status: StatusCode::SERVICE_UNAVAILABLE,
         code: "UNAVAILABLE",
@@ -162,7 +175,7 @@ fn opt_str(m: &serde_json::Map<String, Value>, field: &str) -> Result<Option<Str
 }
 
 async fn list_definitions(State(s): State<AppState>) -> V1Result {
-    ok(json!({"lifecycles": engine(&s)?.definitions()?}))
+    ok(json!({"lifecycles": engine(&s)?.definitions().await?}))
 }
 
 /// The body is the definition's YAML, or JSON `{"definition": "YAML"}`.
@@ -200,7 +213,7 @@ async fn get_definition(
     Path(name): Path<String>,
     Query(q): Query<VersionQuery>,
 ) -> V1Result {
-    let m = engine(&s)?.definition(&name, q.version)?;
+    let m = engine(&s)?.definition(&name, q.version).await?;
     ok(json!({
         "lifecycle": &*m.name,
         "version": m.version,
@@ -217,7 +230,7 @@ async fn graph_json(
     Path(name): Path<String>,
     Query(q): Query<VersionQuery>,
 ) -> V1Result {
-    let m = engine(&s)?.definition(&name, q.version)?;
+    let m = engine(&s)?.definition(&name, q.version).await?;
     ok(keel_lifecycle::graph::graph_json(&m.definition))
 }
 
@@ -234,8 +247,8 @@ async fn graph_svg(
     Query(q): Query<SvgQuery>,
 ) -> V1Result {
     let e = engine(&s)?;
-    let m = e.definition(&name, q.version)?;
-    let stats = e.stats(&name)?;
+    let m = e.definition(&name, q.version).await?;
+    let stats = e.stats(&name).await?;
     let counts: std::collections::BTreeMap<String, u64> = stats
         .states
         .into_iter()
@@ -261,7 +274,7 @@ async fn graph_svg(
 }
 
 async fn stats(State(s): State<AppState>, Path(name): Path<String>) -> V1Result {
-    ok(engine(&s)?.stats(&name)?)
+    ok(engine(&s)?.stats(&name).await?)
 }
 
 async fn start(State(s): State<AppState>, Path(name): Path<String>, body: Bytes) -> V1Result {
@@ -291,15 +304,17 @@ async fn list_instances(
     Path(name): Path<String>,
     Query(q): Query<ListParams>,
 ) -> V1Result {
-    let page = engine(&s)?.list(
-        &name,
-        &ListQuery {
-            state: q.state,
-            prefix: q.prefix,
-            limit: q.limit.unwrap_or(100),
-            after: q.after,
-        },
-    )?;
+    let page = engine(&s)?
+        .list(
+            &name,
+            &ListQuery {
+                state: q.state,
+                prefix: q.prefix,
+                limit: q.limit.unwrap_or(100),
+                after: q.after,
+            },
+        )
+        .await?;
     ok(page)
 }
 
@@ -393,10 +408,10 @@ async fn send_map(s: &AppState, m: serde_json::Map<String, Value>) -> V1Result {
 }
 
 async fn engine_stats(State(s): State<AppState>) -> V1Result {
-    ok(engine(&s)?.engine_stats()?)
+    ok(engine(&s)?.engine_stats().await?)
 }
 
 async fn snapshot(State(s): State<AppState>) -> V1Result {
     let pos = engine(&s)?.snapshot().await?;
-    ok(json!({"position": format!("{pos:016x}")}))
+    ok(json!({ "position": pos }))
 }
