@@ -234,6 +234,11 @@ states:
     # map_done → notify, whose emit moves the watcher, in the same commit.
     wait_state(v1, parent, "p1", "finished")
     wait_state(v1, watcher, "w", "notified")
+    # Each history says what caused its entries.
+    whist = requests.get(f"{v1}/lifecycles/{watcher}/history/w", timeout=10).json()["history"]
+    assert whist[0]["note"] == f"emitted by {parent}/p1", whist[0]
+    khist = requests.get(f"{v1}/lifecycles/{child}/history/p1/eu", timeout=10).json()["history"]
+    assert khist[-1]["note"] == f"started by the map of {parent}/p1", khist
     hist = requests.get(f"{v1}/lifecycles/{parent}/history/p1", timeout=10).json()["history"]
     kinds = [h["kind"] for h in reversed(hist)]
     assert kinds.count("child") == 2

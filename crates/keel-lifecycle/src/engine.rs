@@ -361,6 +361,9 @@ pub(crate) struct Batch {
     /// to `remote` (the owner's inbox) instead of being applied here.
     pub routing: Option<Routing>,
     pub remote: Vec<RemoteOp>,
+    /// Why the input being applied happened, when another lifecycle caused
+    /// it (an emit, a map, a child): kept in the history note.
+    cause: Option<String>,
 }
 
 /// The partitions a cluster node owns.
@@ -419,6 +422,7 @@ impl Batch {
             idem_ttl,
             routing,
             remote: Vec::new(),
+            cause: None,
         }
     }
 
@@ -430,7 +434,23 @@ impl Batch {
 impl Batch {
     fn record(&mut self, r: &Record<'_>) -> LogPos {
         let p = self.base + self.body.len() as u64;
-        log::encode(&mut self.body, r);
+        match self.cause.as_deref() {
+            Some(cause) => {
+                let note = if r.note.is_empty() {
+                    cause.to_owned()
+                } else {
+                    format!("{cause}; {}", r.note)
+                };
+                log::encode(
+                    &mut self.body,
+                    &Record {
+                        note: &note,
+                        ..r.clone()
+                    },
+                );
+            }
+            None => log::encode(&mut self.body, r),
+        }
         p
     }
 }
@@ -763,7 +783,11 @@ impl State {
                     let Some(def) = self.def_id(&lifecycle) else {
                         continue;
                     };
-                    if let Ok((slot, created)) = self.start(
+                    let previous = batch.cause.replace(format!(
+                        "started by the map of {}/{}",
+                        parent.lifecycle, parent.key
+                    ));
+                    let started = self.start(
                         def,
                         &key,
                         &data,
@@ -772,7 +796,10 @@ impl State {
                         Pass::Live,
                         batch,
                         None,
-                    ) && !created
+                    );
+                    batch.cause = previous;
+                    if let Ok((slot, created)) = started
+                        && !created
                     {
                         // Already there (a repeated item or a restart of the
                         // map): if it finished, tell the parent now.
@@ -844,7 +871,15 @@ impl State {
         let target = self
             .find(&lifecycle, &key)
             .ok_or_else(|| format!("no instance `{key}` of lifecycle `{lifecycle}`"))?;
-        match self.apply(target, Input::Event(&event), &data, None, Pass::Live, batch) {
+        let cause = format!(
+            "emitted by {}/{}",
+            self.defs[self.slots[source as usize].def as usize].name,
+            self.slots[source as usize].key
+        );
+        let previous = batch.cause.replace(cause);
+        let applied = self.apply(target, Input::Event(&event), &data, None, Pass::Live, batch);
+        batch.cause = previous;
+        match applied {
             Ok(out) => {
                 let m = self.machine(&self.slots[target as usize]);
                 Ok(
