@@ -388,3 +388,31 @@ states:
         assert acked[k] <= n <= sent[k], (k, acked[k], n, sent[k])
         hist = requests.get(f"{v1}/lifecycles/{name}/history/{k}", params={"limit": 0}, timeout=10).json()["history"]
         assert len(hist) == n + 1  # the start and one record per applied tick
+
+
+def test_event_batches_apply_each_event_on_its_own(v1, unique):
+    name = f"batch-{unique}"
+    text = f"""
+lifecycle: {name}
+initial: counting
+states:
+  counting:
+    on:
+      tick: {{target: counting, assign: {{n: "context.n + 1"}}}}
+"""
+    assert apply(v1, text).status_code == 201
+    for k in ("a", "b"):
+        requests.post(f"{v1}/lifecycles/{name}/instances", json={"key": k, "data": {"n": 0}}, timeout=10)
+    events = [{"event": "tick", "lifecycle": name, "key": k} for k in ("a", "b", "a")]
+    events.append({"event": "tick", "lifecycle": name, "key": "nobody"})
+    events.append({"event": "tick"})
+    events.append({"event": "boom", "lifecycle": name, "key": "a"})
+    r = requests.post(v1 + "/events/batch", json={"events": events}, timeout=30)
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [("ok" in x) for x in results] == [True, True, True, False, False, False]
+    assert [x["error"]["status"] for x in results[3:]] == [404, 400, 400]
+    assert requests.get(f"{v1}/lifecycles/{name}/instances/a", timeout=10).json()["context"]["n"] == 2
+    assert requests.get(f"{v1}/lifecycles/{name}/instances/b", timeout=10).json()["context"]["n"] == 1
+    r = requests.post(v1 + "/events/batch", json={"events": "nope"}, timeout=10)
+    assert r.status_code == 400 and r.json()["error"]["field"] == "events"

@@ -618,7 +618,7 @@ impl State {
         }
         self.inputs_applied += 1;
         if matches!(pass, Pass::Live) {
-            self.follow_up(slot_id, &machine, out, batch);
+            self.follow_up(slot_id, &machine, out.commands, batch);
         }
         Ok((slot_id, true))
     }
@@ -672,19 +672,25 @@ impl State {
             self.idem.insert(h, batch.now + batch.idem_ttl);
         }
         self.inputs_applied += 1;
+        let mut out = out;
         if matches!(pass, Pass::Live) {
-            let result = out.clone();
-            self.follow_up(slot_id, &machine, out, batch);
-            return Ok(result);
+            let commands = std::mem::take(&mut out.commands);
+            self.follow_up(slot_id, &machine, commands, batch);
         }
         Ok(out)
     }
 
     /// Turns an outcome's commands into effects (after the commit) and
     /// internal inputs (in this batch).
-    fn follow_up(&mut self, slot_id: u32, machine: &Machine, out: Outcome, batch: &mut Batch) {
+    fn follow_up(
+        &mut self,
+        slot_id: u32,
+        machine: &Machine,
+        commands: Vec<Command>,
+        batch: &mut Batch,
+    ) {
         let slot = &self.slots[slot_id as usize];
-        for cmd in out.commands {
+        for cmd in commands {
             match cmd {
                 Command::ArmTimer(t) => batch.effects.push(Effect::Arm {
                     slot: slot_id,
@@ -1357,6 +1363,10 @@ enum Op {
         request: SendRequest,
         reply: oneshot::Sender<Result<SendReport, LifecycleError>>,
     },
+    SendBatch {
+        requests: Vec<SendRequest>,
+        reply: oneshot::Sender<Result<Vec<Result<SendReport, LifecycleError>>, LifecycleError>>,
+    },
     TimersDue(Vec<u32>),
     ActionDone {
         slot: u32,
@@ -1384,6 +1394,10 @@ enum Reply {
     Send(
         oneshot::Sender<Result<SendReport, LifecycleError>>,
         Result<SendReport, LifecycleError>,
+    ),
+    SendBatch(
+        oneshot::Sender<Result<Vec<Result<SendReport, LifecycleError>>, LifecycleError>>,
+        Vec<Result<SendReport, LifecycleError>>,
     ),
     Snapshot(oneshot::Sender<Result<LogPos, LifecycleError>>),
 }
@@ -1620,6 +1634,56 @@ impl Engine {
             .map_err(|m| LifecycleError::invalid("event", m))?;
         self.check_payload(&request.data)?;
         self.ask(|reply| Op::Send { request, reply }).await
+    }
+
+    /// Sends many events in one operation: one queue entry and one answer
+    /// for the lot, so a client feeding a stream of events does not pay a
+    /// round trip per event. Each event succeeds or fails on its own.
+    pub async fn send_batch(
+        &self,
+        requests: Vec<SendRequest>,
+    ) -> Result<Vec<Result<SendReport, LifecycleError>>, LifecycleError> {
+        let mut checked = Vec::with_capacity(requests.len());
+        let mut early: Vec<Option<LifecycleError>> = Vec::with_capacity(requests.len());
+        for r in requests {
+            let problem = match &r.target {
+                Target::Key { key, .. } => validate_key(key).err(),
+                _ => None,
+            }
+            .or_else(|| {
+                crate::parse::check_event_name(&r.event)
+                    .err()
+                    .map(|m| LifecycleError::invalid("event", m))
+            })
+            .or_else(|| self.check_payload(&r.data).err());
+            early.push(problem);
+            checked.push(r);
+        }
+        let to_send: Vec<SendRequest> = checked
+            .iter()
+            .zip(&early)
+            .filter(|(_, e)| e.is_none())
+            .map(|(r, _)| r.clone())
+            .collect();
+        let mut sent = if to_send.is_empty() {
+            Vec::new()
+        } else {
+            self.ask(|reply| Op::SendBatch {
+                requests: to_send,
+                reply,
+            })
+            .await?
+        }
+        .into_iter();
+        Ok(early
+            .into_iter()
+            .map(|e| match e {
+                Some(err) => Err(err),
+                None => sent.next().unwrap_or_else(|| {
+                    Err(LifecycleError::Unavailable("missing batch result".into()))
+                }),
+            })
+            .collect())
     }
 
     /// Writes a snapshot now and archives the segments it covers.
@@ -1954,6 +2018,9 @@ impl Engine {
                     Reply::Send(tx, v) => {
                         let _ = tx.send(v);
                     }
+                    Reply::SendBatch(tx, v) => {
+                        let _ = tx.send(Ok(v));
+                    }
                     Reply::Snapshot(tx) => snapshot_replies.push(tx),
                 }
             }
@@ -2002,6 +2069,14 @@ impl Engine {
             Op::Send { request, reply } => {
                 let r = state.send(&request, batch);
                 replies.push(Reply::Send(reply, r));
+            }
+            Op::SendBatch { requests, reply } => {
+                let mut results = Vec::with_capacity(requests.len());
+                for request in &requests {
+                    results.push(state.send(request, batch));
+                    state.drain_internal(batch);
+                }
+                replies.push(Reply::SendBatch(reply, results));
             }
             Op::TimersDue(slots) => {
                 for slot in slots {

@@ -47,6 +47,23 @@ impl Lifecycles {
         }
     }
 
+    /// Many events at once; each succeeds or fails on its own.
+    pub async fn send_batch(
+        &self,
+        requests: Vec<SendRequest>,
+    ) -> Result<Vec<Result<SendReport, LifecycleError>>, LifecycleError> {
+        match self {
+            Lifecycles::Embedded(e) => e.send_batch(requests).await,
+            Lifecycles::Cluster(c) => {
+                let mut out = Vec::with_capacity(requests.len());
+                for r in requests {
+                    out.push(c.send(r).await);
+                }
+                Ok(out)
+            }
+        }
+    }
+
     pub async fn get(&self, lifecycle: &str, key: &str) -> Result<InstanceView, LifecycleError> {
         match self {
             Lifecycles::Embedded(e) => e.get(lifecycle, key).await,

@@ -33,6 +33,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/lifecycles/{name}/history/{*key}", get(history))
         .route("/lifecycles/{name}/events", post(send_to_lifecycle))
         .route("/events", post(send))
+        .route("/events/batch", post(send_batch))
         .route("/lifecycle-engine/stats", get(engine_stats))
         .route("/lifecycle-engine/snapshot", post(snapshot))
 }
@@ -365,12 +366,13 @@ async fn send(State(s): State<AppState>, body: Bytes) -> V1Result {
     send_map(&s, m).await
 }
 
-async fn send_map(s: &AppState, m: serde_json::Map<String, Value>) -> V1Result {
-    let event = opt_str(&m, "event")?.ok_or_else(|| V1Error::invalid("event", "is required"))?;
-    let lifecycle = opt_str(&m, "lifecycle")?;
-    let key = opt_str(&m, "key")?;
-    let prefix = opt_str(&m, "prefix")?;
-    let state = opt_str(&m, "state")?;
+/// Reads one event request: `{"event", "key" | "prefix" | "state", "lifecycle"?, "data"?, "idempotency_key"?}`.
+fn send_request(m: &serde_json::Map<String, Value>) -> Result<SendRequest, V1Error> {
+    let event = opt_str(m, "event")?.ok_or_else(|| V1Error::invalid("event", "is required"))?;
+    let lifecycle = opt_str(m, "lifecycle")?;
+    let key = opt_str(m, "key")?;
+    let prefix = opt_str(m, "prefix")?;
+    let state = opt_str(m, "state")?;
     let target = match (key, prefix, state) {
         (Some(key), None, None) => Target::Key { lifecycle, key },
         (None, Some(prefix), None) => Target::Prefix {
@@ -396,15 +398,55 @@ async fn send_map(s: &AppState, m: serde_json::Map<String, Value>) -> V1Result {
             ));
         }
     };
-    let report = engine(s)?
-        .send(SendRequest {
-            event,
-            target,
-            data: m.get("data").cloned().unwrap_or(Value::Null),
-            idempotency_key: opt_str(&m, "idempotency_key")?,
+    Ok(SendRequest {
+        event,
+        target,
+        data: m.get("data").cloned().unwrap_or(Value::Null),
+        idempotency_key: opt_str(m, "idempotency_key")?,
+    })
+}
+
+async fn send_map(s: &AppState, m: serde_json::Map<String, Value>) -> V1Result {
+    let request = send_request(&m)?;
+    ok(engine(s)?.send(request).await?)
+}
+
+/// `{"events": [EVENT, …]}` → `{"results": [{"ok": REPORT} | {"error": {…}}, …]}`
+/// in the same order; each event succeeds or fails on its own.
+async fn send_batch(State(s): State<AppState>, body: Bytes) -> V1Result {
+    let m = json_body(&body)?;
+    let Some(Value::Array(items)) = m.get("events") else {
+        return Err(V1Error::invalid("events", "must be a list of events"));
+    };
+    if items.len() > 10_000 {
+        return Err(V1Error::invalid(
+            "events",
+            format!("{} events; send at most 10,000 per batch", items.len()),
+        ));
+    }
+    let mut parsed: Vec<Result<SendRequest, V1Error>> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        parsed.push(match item {
+            Value::Object(o) => send_request(o),
+            _ => Err(V1Error::invalid(
+                &format!("events[{i}]"),
+                "must be an object",
+            )),
+        });
+    }
+    let requests: Vec<SendRequest> = parsed
+        .iter()
+        .filter_map(|p| p.as_ref().ok().cloned())
+        .collect();
+    let mut sent = engine(&s)?.send_batch(requests).await?.into_iter();
+    let results: Vec<Value> = parsed
+        .into_iter()
+        .map(|p| match p.and_then(|_| sent.next().unwrap_or_else(|| Err(LifecycleError::Unavailable("missing result".into()))).map_err(V1Error::from)) {
+            Ok(report) => json!({ "ok": report }),
+            Err(e) => json!({"error": {"code": e.code, "status": e.status.as_u16(), "message": e.message}}),
         })
-        .await?;
-    ok(report)
+        .collect();
+    ok(json!({ "results": results }))
 }
 
 async fn engine_stats(State(s): State<AppState>) -> V1Result {
