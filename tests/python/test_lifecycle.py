@@ -121,6 +121,8 @@ def test_contract_definition_end_to_end(v1, unique):
 
     stats = requests.get(f"{v1}/lifecycles/{name}/stats", timeout=10).json()
     assert stats["instances"] == 1
+    metrics = requests.get(v1.rsplit("/v1", 1)[0] + "/metrics", timeout=10).text
+    assert "keel_lifecycle_" in metrics
     assert {s["state"]: s["count"] for s in stats["states"]}["testing"] == 1
 
 

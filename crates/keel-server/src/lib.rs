@@ -91,13 +91,80 @@ async fn server_info() -> impl IntoResponse {
 }
 
 async fn render_metrics(State(s): State<AppState>) -> impl IntoResponse {
+    let mut text = s.metrics.render();
+    if let Some(engine) = &s.lifecycle
+        && let Ok(stats) = engine.engine_stats().await
+    {
+        lifecycle_metrics(&mut text, &stats);
+    }
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        s.metrics.render(),
+        text,
     )
+}
+
+/// The lifecycle engine's figures in the exposition format.
+fn lifecycle_metrics(out: &mut String, stats: &serde_json::Value) {
+    use std::fmt::Write;
+    let series = [
+        (
+            "keel_lifecycle_instances",
+            "gauge",
+            "Lifecycle instances held by this node.",
+            "instances",
+        ),
+        (
+            "keel_lifecycle_pending_timers",
+            "gauge",
+            "Timers waiting in the queue (stale ones included until they come due).",
+            "pending_timers",
+        ),
+        (
+            "keel_lifecycle_inputs_applied_total",
+            "counter",
+            "Inputs (events, timers, action results) applied.",
+            "inputs_applied",
+        ),
+        (
+            "keel_lifecycle_snapshots_total",
+            "counter",
+            "Snapshots written since start.",
+            "snapshots_written",
+        ),
+        (
+            "keel_lifecycle_recovery_seconds",
+            "gauge",
+            "Time the last start took to recover the log.",
+            "recovery_ms",
+        ),
+    ];
+    for (name, kind, help, field) in series {
+        let Some(v) = stats.get(field).and_then(serde_json::Value::as_f64) else {
+            continue;
+        };
+        let v = if field == "recovery_ms" {
+            v / 1000.0
+        } else {
+            v
+        };
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+        );
+    }
+    if let Some(parts) = stats
+        .get("owned_partitions")
+        .and_then(serde_json::Value::as_array)
+    {
+        let _ = write!(
+            out,
+            "# HELP keel_lifecycle_owned_partitions Lifecycle partitions this cluster node owns.\n# TYPE keel_lifecycle_owned_partitions gauge\nkeel_lifecycle_owned_partitions {}\n",
+            parts.len()
+        );
+    }
 }
 
 async fn method_not_allowed(req: Request) -> impl IntoResponse {
