@@ -86,6 +86,9 @@ impl ClusterOptions {
 /// state), op, event, data, idempotency key.
 type InboxRow = (i64, String, String, i64, String, Value, Option<String>);
 
+/// How long an applied inbox row (and its result) is kept.
+const INBOX_RETENTION_MS: i64 = 3_600_000;
+
 const OP_START: i64 = 1;
 const OP_EVENT: i64 = 2;
 const OP_PREFIX: i64 = 3;
@@ -281,6 +284,12 @@ impl ClusterEngine {
             .try_get(0)
             .map_err(store)?;
         let share = (o.partitions as usize).div_ceil(live.max(1) as usize);
+        // Answered inbox rows are kept an hour for callers still polling.
+        sqlx::query("DELETE FROM lifecycle_inbox WHERE done = 1 AND created_at < $1")
+            .bind(now - INBOX_RETENTION_MS)
+            .execute(db)
+            .await
+            .map_err(store)?;
         let mut node = self.shared.node.lock().await;
         self.refresh_definitions(&mut node).await?;
         // Renew.

@@ -1048,3 +1048,219 @@ pub(crate) fn kind_of(v: &Value) -> &'static str {
         Value::Object(_) => "an object",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn machine(yaml: &str) -> Machine {
+        let def = crate::parse::parse_definition(yaml, &["command", "http", "emit"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        Machine::compile(def, 1, Arc::from(yaml)).unwrap()
+    }
+
+    fn name(m: &Machine, i: &Instance) -> String {
+        m.state_name(i.state).to_owned()
+    }
+
+    const T0: i64 = 1_764_360_000_000; // 2025-11-28T20:00:00Z, a Friday
+
+    #[test]
+    fn a_rejected_event_leaves_the_instance_as_it_was() {
+        let m = machine(
+            "lifecycle: g\ninitial: a\nstates:\n  a:\n    on:\n      go: {target: b, guard: \"event.x > 1\"}\n  b: {terminal: true}\n",
+        );
+        let (mut i, _) = m.start(&Value::Null, T0);
+        let before = i.clone();
+        let r = m.apply(&mut i, Input::Event("go"), &json!({"x": 0}), T0);
+        assert!(matches!(r, Err(Rejection::GuardFalse { .. })), "{r:?}");
+        let r = m.apply(&mut i, Input::Event("go"), &json!({}), T0);
+        assert!(matches!(r, Err(Rejection::GuardError { .. })), "{r:?}");
+        assert!(matches!(
+            m.apply(&mut i, Input::Event("nope"), &Value::Null, T0),
+            Err(Rejection::UnknownEvent { .. })
+        ));
+        assert_eq!(i, before);
+        m.apply(&mut i, Input::Event("go"), &json!({"x": 2}), T0)
+            .unwrap();
+        assert_eq!(name(&m, &i), "b");
+        assert!(matches!(
+            m.apply(&mut i, Input::Event("go"), &json!({"x": 2}), T0),
+            Err(Rejection::Terminal { .. })
+        ));
+    }
+
+    #[test]
+    fn timeouts_fire_once_and_leaving_the_state_makes_them_stale() {
+        let m = machine(
+            "lifecycle: t\ninitial: wait\nstates:\n  wait:\n    timeout: {after: 1m, event: late}\n    on: {late: gone, ok: done}\n  gone: {terminal: true}\n  done: {terminal: true}\n",
+        );
+        let (mut i, out) = m.start(&Value::Null, T0);
+        let Command::ArmTimer(t) = out.commands[0] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(t.at, T0 + 60_000);
+        let mut other = i.clone();
+        m.apply(&mut other, Input::Event("ok"), &Value::Null, T0 + 1)
+            .unwrap();
+        assert!(other.timers().is_empty());
+        assert_eq!(
+            m.apply(&mut other, Input::TimerFired(t), &Value::Null, t.at),
+            Err(Rejection::Stale)
+        );
+        let out = m
+            .apply(&mut i, Input::TimerFired(t), &Value::Null, t.at)
+            .unwrap();
+        assert_eq!(
+            (out.event.as_str(), name(&m, &i).as_str()),
+            ("late", "gone")
+        );
+        assert_eq!(
+            m.apply(&mut i, Input::TimerFired(t), &Value::Null, t.at),
+            Err(Rejection::Stale)
+        );
+    }
+
+    #[test]
+    fn a_schedule_rearms_from_its_own_fire_time() {
+        let m = machine(
+            "lifecycle: s\ninitial: live\nstates:\n  live:\n    schedule: {cron: \"0 3 * * 1\", event: due}\n    on:\n      due: {target: live, guard: \"context.retrain == true\"}\n      stop: done\n  done: {terminal: true}\n",
+        );
+        let (mut i, out) = m.start(&Value::Null, T0);
+        let Command::ArmTimer(t) = out.commands[0] else {
+            panic!()
+        };
+        // Monday 2025-12-01 03:00 UTC.
+        assert_eq!(t.at, 1_764_558_000_000);
+        // The guard is false: the schedule still fires and re-arms a week on.
+        let out = m
+            .apply(&mut i, Input::TimerFired(t), &Value::Null, t.at + 5)
+            .unwrap();
+        assert_eq!(name(&m, &i), "live");
+        assert_eq!(i.timers().len(), 1);
+        assert_eq!(i.timers()[0].at, t.at + 7 * 86_400_000);
+        assert!(out.note.as_deref().unwrap_or("").contains("guard false"));
+    }
+
+    #[test]
+    fn retries_wait_with_backoff_then_fail_or_catch() {
+        let y = "lifecycle: r\ninitial: work\nstates:\n  work:\n    action: {command: x}\n    retry: {max_attempts: 3, backoff: 10s, multiplier: 3, max_backoff: 20s}\n    on: {action_succeeded: ok, action_failed: bad}\n  ok: {terminal: true}\n  bad: {terminal: true}\n";
+        let m = machine(y);
+        let (mut i, out) = m.start(&Value::Null, T0);
+        let Command::RunAction(run) = out.commands[0] else {
+            panic!()
+        };
+        let mut now = T0;
+        let mut waits = Vec::new();
+        let mut token = run.token;
+        for attempt in 1..=3u16 {
+            let out = m
+                .apply(
+                    &mut i,
+                    Input::ActionFinished { token, ok: false },
+                    &Value::Null,
+                    now,
+                )
+                .unwrap();
+            if attempt == 3 {
+                assert_eq!(
+                    (out.event.as_str(), name(&m, &i).as_str()),
+                    ("action_failed", "bad")
+                );
+                break;
+            }
+            let Command::ArmTimer(t) = out.commands[0] else {
+                panic!("{out:?}")
+            };
+            waits.push(t.at - now);
+            now = t.at;
+            let out = m
+                .apply(&mut i, Input::TimerFired(t), &Value::Null, now)
+                .unwrap();
+            let Command::RunAction(run) = out.commands[0] else {
+                panic!("{out:?}")
+            };
+            assert_eq!(run.attempt, attempt + 1);
+            token = run.token;
+        }
+        // 10 s, then 30 s capped at 20 s.
+        assert_eq!(waits, [10_000, 20_000]);
+        // With catch, the last failure moves to the catch state instead.
+        let m = machine(
+            &y.replace(
+                "    on: {action_succeeded: ok, action_failed: bad}",
+                "    catch: bad\n    on: {action_succeeded: ok}",
+            )
+            .replace("max_attempts: 3", "max_attempts: 1"),
+        );
+        let (mut i, out) = m.start(&Value::Null, T0);
+        let Command::RunAction(run) = out.commands[0] else {
+            panic!()
+        };
+        m.apply(
+            &mut i,
+            Input::ActionFinished {
+                token: run.token,
+                ok: false,
+            },
+            &Value::Null,
+            T0,
+        )
+        .unwrap();
+        assert_eq!(name(&m, &i), "bad");
+    }
+
+    #[test]
+    fn parallel_branches_join_and_an_empty_map_finishes_at_once() {
+        let m = machine(
+            "lifecycle: p\ninitial: go\nstates:\n  go:\n    parallel:\n      a:\n        initial: a1\n        states:\n          a1: {on: {x: a2}}\n          a2: {terminal: true}\n      b:\n        initial: b1\n        states:\n          b1: {on: {x: b2, y: b2}}\n          b2: {terminal: true}\n    on: {parallel_done: fan}\n  fan:\n    map: {items: \"context.items\", lifecycle: p}\n    on: {map_done: end}\n  end: {terminal: true}\n",
+        );
+        let (mut i, _) = m.start(&json!({"items": []}), T0);
+        assert_eq!(i.branches().len(), 2);
+        let out = m
+            .apply(&mut i, Input::Event("y"), &Value::Null, T0)
+            .unwrap();
+        assert_eq!(out.branch_moves.len(), 1);
+        assert_eq!(name(&m, &i), "go");
+        // `x` moves branch a (b has already finished): both done → join →
+        // the map has no item → map_done → end, all on one input.
+        m.apply(&mut i, Input::Event("x"), &Value::Null, T0)
+            .unwrap();
+        assert_eq!(name(&m, &i), "end");
+        assert!(i.extra.is_none(), "{i:?}");
+    }
+
+    #[test]
+    fn a_map_waits_for_every_child_and_ignores_strangers() {
+        let m = machine(
+            "lifecycle: p\ninitial: fan\nstates:\n  fan:\n    map: {items: \"context.items\", lifecycle: p, key: \"item.id\"}\n    on: {map_done: end}\n  end: {terminal: true}\n",
+        );
+        let (mut i, out) = m.start(&json!({"items": [{"id": "eu"}, {"id": "us"}]}), T0);
+        let keys: Vec<&str> = out
+            .commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::StartChild { key, .. } => Some(key.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(keys, ["eu", "us"]);
+        let token = i.extra.as_ref().unwrap().map_token;
+        assert_eq!(
+            m.apply(
+                &mut i,
+                Input::ChildFinished { token: token + 7 },
+                &Value::Null,
+                T0
+            ),
+            Err(Rejection::Stale)
+        );
+        m.apply(&mut i, Input::ChildFinished { token }, &Value::Null, T0)
+            .unwrap();
+        assert_eq!(name(&m, &i), "fan");
+        m.apply(&mut i, Input::ChildFinished { token }, &Value::Null, T0)
+            .unwrap();
+        assert_eq!(name(&m, &i), "end");
+    }
+}
