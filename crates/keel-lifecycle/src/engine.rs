@@ -13,7 +13,7 @@
 //! same frame as their cause: all durable or none.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
@@ -236,12 +236,27 @@ pub struct DefinitionSummary {
 pub(crate) struct DefSlot {
     pub name: Arc<str>,
     pub versions: Vec<Arc<Machine>>,
-    pub keys: BTreeMap<Arc<str>, u32>,
+    /// key → slot. A hash map: point lookups are the hot path (every
+    /// event); ordered listings scan and sort the matching keys instead.
+    pub keys: HashMap<Arc<str>, u32>,
     /// counts[version - 1][state id]
     pub counts: Vec<Vec<u64>>,
 }
 
 impl DefSlot {
+    /// Slots whose key starts with `prefix` (and sorts after `after`), in
+    /// key order.
+    pub(crate) fn keys_with_prefix(&self, prefix: &str, after: Option<&str>) -> Vec<(&str, u32)> {
+        let mut found: Vec<(&str, u32)> = self
+            .keys
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix) && after.is_none_or(|a| &***k > a))
+            .map(|(k, &s)| (&**k, s))
+            .collect();
+        found.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        found
+    }
+
     pub fn latest(&self) -> &Arc<Machine> {
         // A slot is only created with its first version.
         &self.versions[self.versions.len() - 1]
@@ -522,7 +537,7 @@ impl State {
                 self.defs.push(DefSlot {
                     name: name.clone(),
                     versions: Vec::new(),
-                    keys: BTreeMap::new(),
+                    keys: HashMap::new(),
                     counts: Vec::new(),
                 });
                 self.def_ids.insert(name.clone(), id);
@@ -579,7 +594,7 @@ impl State {
         };
         let (mut inst, out) = machine.start(data, batch.now);
         if let Some(p) = parent.clone() {
-            inst.extra.get_or_insert_with(Default::default).parent = Some(p);
+            inst.extra.get_or_insert_with(Default::default).parent = Some(Box::new(p));
         }
         let key: Arc<str> = Arc::from(key);
         let slot_id = self.slots.len() as u32;
@@ -957,13 +972,9 @@ impl State {
                     .def_id(lifecycle)
                     .ok_or_else(|| LifecycleError::not_found("lifecycle", lifecycle))?;
                 state.defs[def as usize]
-                    .keys
-                    .range::<str, _>((
-                        std::ops::Bound::Included(prefix.as_str()),
-                        std::ops::Bound::Unbounded,
-                    ))
-                    .take_while(|(k, _)| k.starts_with(prefix.as_str()))
-                    .map(|(_, &s)| s)
+                    .keys_with_prefix(prefix, None)
+                    .into_iter()
+                    .map(|(_, s)| s)
                     .collect()
             }
             Target::State {
@@ -1402,6 +1413,15 @@ enum Reply {
     Snapshot(oneshot::Sender<Result<LogPos, LifecycleError>>),
 }
 
+/// A written batch on its way to the disk.
+struct SyncJob {
+    /// None when the batch wrote nothing durable (or fsync is off).
+    sync: Option<crate::log::SyncHandle>,
+    end: LogPos,
+    replies: Vec<Reply>,
+    effects: Vec<Effect>,
+}
+
 /// Pending timers: a min-heap of (due time, instance slot). Leaving a
 /// state does not remove its entries; a due entry is checked against the
 /// instance's armed timers and dropped if stale.
@@ -1433,6 +1453,10 @@ struct Shared {
     /// End of the durable log: readers wait on it so they never show a
     /// transition a crash could still undo.
     durable: tokio::sync::watch::Sender<LogPos>,
+    /// The same position for threads that block (the writer before a
+    /// snapshot).
+    durable_mark: Mutex<LogPos>,
+    durable_cv: Condvar,
     timers: Arc<TimerQueue>,
     failed: Mutex<Option<String>>,
     options: EngineOptions,
@@ -1514,6 +1538,8 @@ impl Engine {
             state: RwLock::new(state),
             ops: Mutex::new(tx),
             durable: tokio::sync::watch::Sender::new(end_pos),
+            durable_mark: Mutex::new(end_pos),
+            durable_cv: Condvar::new(),
             timers,
             failed: Mutex::new(None),
             known_actions,
@@ -1769,19 +1795,9 @@ impl Engine {
             q.limit.min(10_000)
         };
         let prefix = q.prefix.as_deref().unwrap_or("");
-        let lower = match &q.after {
-            Some(a) if a.as_str() >= prefix => std::ops::Bound::Excluded(a.as_str()),
-            _ => std::ops::Bound::Included(prefix),
-        };
         let mut out = Vec::new();
         let mut next = None;
-        for (key, &slot) in dslot
-            .keys
-            .range::<str, _>((lower, std::ops::Bound::Unbounded))
-        {
-            if !key.starts_with(prefix) {
-                break;
-            }
+        for (_, slot) in dslot.keys_with_prefix(prefix, q.after.as_deref()) {
             let s = &state.slots[slot as usize];
             if let Some(w) = &wanted
                 && !w.contains(&(s.version, s.inst.state))
@@ -1953,6 +1969,20 @@ impl Engine {
     fn writer_loop(self, rx: Receiver<Op>, mut writer: LogWriter) {
         // Log bytes written since the last snapshot.
         let mut since_snapshot: u64 = 0;
+        let (syncer, sync_rx) = std::sync::mpsc::channel::<SyncJob>();
+        let sync_thread = {
+            let engine = self.clone();
+            match std::thread::Builder::new()
+                .name("keel-lifecycle-sync".into())
+                .spawn(move || engine.sync_loop(sync_rx))
+            {
+                Ok(h) => h,
+                Err(e) => {
+                    self.fail(format!("cannot start the log syncer thread: {e}"));
+                    return;
+                }
+            }
+        };
         let mut ops = Vec::with_capacity(1024);
         loop {
             let Ok(first) = rx.recv() else { return };
@@ -1979,7 +2009,6 @@ impl Engine {
                 None,
             );
             let mut replies = Vec::with_capacity(ops.len());
-            let mut snapshot_replies = Vec::new();
             {
                 let Ok(mut state) = self.shared.state.write() else {
                     self.fail("the lifecycle state lock is poisoned".into());
@@ -1991,12 +2020,20 @@ impl Engine {
                     state.drain_internal(&mut batch);
                 }
             }
+            let mut snapshot_replies: Vec<_> = Vec::new();
+            replies.retain_mut(|r| match r {
+                Reply::Snapshot(tx) => {
+                    let (dummy, _) = oneshot::channel();
+                    snapshot_replies.push(std::mem::replace(tx, dummy));
+                    false
+                }
+                _ => true,
+            });
+            let mut end = writer.end_pos();
             if !batch.body.is_empty() {
                 since_snapshot += batch.body.len() as u64;
-                match writer.append(&batch.body) {
-                    Ok(end) => {
-                        self.shared.durable.send_replace(end);
-                    }
+                match writer.write(&batch.body) {
+                    Ok(e) => end = e,
                     Err(e) => {
                         // The in-memory state is ahead of the log: refuse
                         // everything until a restart replays the log.
@@ -2007,36 +2044,39 @@ impl Engine {
                     }
                 }
             }
-            for r in replies {
-                match r {
-                    Reply::Define(tx, v) => {
-                        let _ = tx.send(v);
-                    }
-                    Reply::Start(tx, v) => {
-                        let _ = tx.send(v);
-                    }
-                    Reply::Send(tx, v) => {
-                        let _ = tx.send(v);
-                    }
-                    Reply::SendBatch(tx, v) => {
-                        let _ = tx.send(Ok(v));
-                    }
-                    Reply::Snapshot(tx) => snapshot_replies.push(tx),
+            let sync = match writer.sync_handle() {
+                Ok(h) => h.filter(|_| !batch.body.is_empty()),
+                Err(e) => {
+                    self.fail(format!(
+                        "the lifecycle log cannot be synced ({e}); restart the server"
+                    ));
+                    return;
                 }
+            };
+            // The fsync, the answers and the effects happen on the syncer
+            // thread while this one builds the next batch.
+            let job = SyncJob {
+                sync,
+                end,
+                replies,
+                effects: std::mem::take(&mut batch.effects),
+            };
+            if syncer.send(job).is_err() {
+                return;
             }
-            self.run_effects(std::mem::take(&mut batch.effects));
-            let end = writer.end_pos();
             if want_snapshot
                 || stop == Some(true)
                 || since_snapshot >= self.shared.options.snapshot_bytes
             {
+                // A snapshot may only cover what the log has made durable.
+                self.wait_durable_blocking(end);
                 let result = self.write_snapshot(end);
                 if let Err(e) = &result {
                     tracing::warn!(error = %e, "lifecycle snapshot failed; the log still has everything");
                 } else {
                     since_snapshot = 0;
                 }
-                for tx in snapshot_replies {
+                for tx in snapshot_replies.drain(..) {
                     let _ = tx.send(match &result {
                         Ok(()) => Ok(end),
                         Err(e) => Err(LifecycleError::Unavailable(format!("snapshot failed: {e}"))),
@@ -2045,7 +2085,92 @@ impl Engine {
             }
             if stop.is_some() {
                 // Later operations get "stopped" from their dropped reply.
+                drop(syncer);
+                let _ = sync_thread.join();
                 return;
+            }
+        }
+    }
+
+    /// The syncer: fsyncs what the writer wrote (one fsync for every job
+    /// waiting), publishes the durable position, then answers and starts
+    /// effects, in the writer's order.
+    fn sync_loop(self, rx: Receiver<SyncJob>) {
+        let mut jobs: Vec<SyncJob> = Vec::new();
+        while let Ok(first) = rx.recv() {
+            jobs.push(first);
+            while let Ok(job) = rx.try_recv() {
+                jobs.push(job);
+            }
+            // One fsync per segment touched, oldest first.
+            let mut handles: Vec<&crate::log::SyncHandle> = Vec::new();
+            for j in &jobs {
+                if let Some(h) = &j.sync
+                    && handles.last().is_none_or(|l| l.segment != h.segment)
+                {
+                    handles.push(h);
+                }
+            }
+            for h in handles {
+                if let Err(e) = h.sync() {
+                    self.fail(format!(
+                        "fsync of the lifecycle log failed ({e}); restart the server"
+                    ));
+                    return;
+                }
+            }
+            let end = jobs.iter().map(|j| j.end).max().unwrap_or(0);
+            self.publish_durable(end);
+            for job in jobs.drain(..) {
+                for r in job.replies {
+                    match r {
+                        Reply::Define(tx, v) => {
+                            let _ = tx.send(v);
+                        }
+                        Reply::Start(tx, v) => {
+                            let _ = tx.send(v);
+                        }
+                        Reply::Send(tx, v) => {
+                            let _ = tx.send(v);
+                        }
+                        Reply::SendBatch(tx, v) => {
+                            let _ = tx.send(Ok(v));
+                        }
+                        Reply::Snapshot(_) => {}
+                    }
+                }
+                self.run_effects(job.effects);
+            }
+        }
+    }
+
+    fn publish_durable(&self, end: LogPos) {
+        self.shared.durable.send_if_modified(|d| {
+            if end > *d {
+                *d = end;
+                true
+            } else {
+                false
+            }
+        });
+        if let Ok(mut d) = self.shared.durable_mark.lock() {
+            *d = (*d).max(end);
+        }
+        self.shared.durable_cv.notify_all();
+    }
+
+    fn wait_durable_blocking(&self, pos: LogPos) {
+        let Ok(mut d) = self.shared.durable_mark.lock() else {
+            return;
+        };
+        while *d < pos && self.failure().is_none() {
+            match self
+                .shared
+                .durable_cv
+                .wait_timeout(d, Duration::from_millis(100))
+            {
+                Ok((g, _)) => d = g,
+                Err(_) => return,
             }
         }
     }

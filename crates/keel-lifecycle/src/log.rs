@@ -525,8 +525,32 @@ impl LogWriter {
         Ok(())
     }
 
+    /// Writes one frame without waiting for the disk; [`LogWriter::sync_handle`]
+    /// makes it durable (from another thread while the next frame is built).
+    pub fn write(&mut self, body: &[u8]) -> Result<LogPos, LogError> {
+        self.write_frame(body, false)
+    }
+
+    /// A handle that fsyncs the current segment (`None` with fsync off).
+    pub fn sync_handle(&self) -> Result<Option<SyncHandle>, LogError> {
+        if !self.fsync {
+            return Ok(None);
+        }
+        let path = segment_path(&self.dir, self.segment);
+        let file = self.file.try_clone().map_err(io_err(&path))?;
+        Ok(Some(SyncHandle {
+            segment: self.segment,
+            file: std::sync::Arc::new(file),
+            path,
+        }))
+    }
+
     /// Writes one frame and, unless fsync is off, waits until it is on disk.
     pub fn append(&mut self, body: &[u8]) -> Result<LogPos, LogError> {
+        self.write_frame(body, self.fsync)
+    }
+
+    fn write_frame(&mut self, body: &[u8], sync: bool) -> Result<LogPos, LogError> {
         let path = segment_path(&self.dir, self.segment);
         let len = u32::try_from(body.len()).map_err(|_| LogError::Io {
             path: path.clone(),
@@ -538,11 +562,25 @@ impl LogWriter {
         frame.extend_from_slice(&crc32c(body).to_le_bytes());
         frame.extend_from_slice(body);
         self.file.write_all(&frame).map_err(io_err(&path))?;
-        if self.fsync {
+        if sync {
             self.file.sync_data().map_err(io_err(&path))?;
         }
         self.offset += frame.len() as u64;
         Ok(self.end_pos())
+    }
+}
+
+/// Makes the frames written to one segment durable.
+#[derive(Clone)]
+pub struct SyncHandle {
+    pub segment: u32,
+    file: std::sync::Arc<File>,
+    path: PathBuf,
+}
+
+impl SyncHandle {
+    pub fn sync(&self) -> Result<(), LogError> {
+        self.file.sync_data().map_err(io_err(&self.path))
     }
 }
 

@@ -79,13 +79,15 @@ pub struct Instance {
     pub extra: Option<Box<Extra>>,
 }
 
+/// Sized for the common case: one timer or one running action is stored
+/// inline, so a waiting instance with a timeout costs one small allocation.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Extra {
     /// Current state of each branch while in a parallel state.
     pub branches: Vec<StateId>,
-    pub timers: Vec<Timer>,
-    pub running: Vec<RunningAction>,
-    pub parent: Option<ParentRef>,
+    pub timers: smallvec::SmallVec<[Timer; 1]>,
+    pub running: smallvec::SmallVec<[RunningAction; 1]>,
+    pub parent: Option<Box<ParentRef>>,
     /// Children of the current map state that have not finished.
     pub pending_children: u32,
     /// The seq at which the current map state was entered.
@@ -113,7 +115,7 @@ impl Instance {
         self.extra.as_deref().map_or(&[], |e| &e.branches)
     }
     pub fn parent(&self) -> Option<&ParentRef> {
-        self.extra.as_deref().and_then(|e| e.parent.as_ref())
+        self.extra.as_deref().and_then(|e| e.parent.as_deref())
     }
     pub fn pending_children(&self) -> u32 {
         self.extra.as_deref().map_or(0, |e| e.pending_children)
@@ -713,7 +715,6 @@ impl Machine {
             None
         };
         if let Some(Some(t)) = top_result {
-            let t = t.clone();
             self.take(inst, ScopeRef::Top, t.target, data, &t.assign, now, out);
             return Ok(());
         }
@@ -734,7 +735,6 @@ impl Machine {
             match self.choose(inst, cur, ev, data) {
                 Ok(Some(t)) => {
                     moved = true;
-                    let t = t.clone();
                     self.take(
                         inst,
                         ScopeRef::Branch(b as u16),

@@ -13,7 +13,6 @@
 //! previous snapshot intact. Definitions are stored as text and compiled
 //! again on load: the compiled form is never persisted.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -153,11 +152,11 @@ fn decode_instance(r: &mut Reader<'_>) -> Result<Instance, DecodeError> {
                 });
             }
             if r.u8()? != 0 {
-                e.parent = Some(ParentRef {
+                e.parent = Some(Box::new(ParentRef {
                     lifecycle: r.str()?.to_owned(),
                     key: r.str()?.to_owned(),
                     token: r.varint()?,
-                });
+                }));
             }
             e.pending_children = small(r.varint()?)?;
             e.map_token = r.varint()?;
@@ -200,7 +199,7 @@ fn decode(bytes: &[u8], known_actions: &[&str]) -> Result<(State, LogPos), Strin
         let mut slot = DefSlot {
             name: name.clone(),
             versions: Vec::new(),
-            keys: BTreeMap::new(),
+            keys: std::collections::HashMap::new(),
             counts: Vec::new(),
         };
         let versions = r.varint().map_err(e)?;
