@@ -13,29 +13,7 @@ use keel_lifecycle::machine::{Input, Machine};
 use keel_lifecycle::parse::parse_definition;
 use serde_json::{Value, json};
 
-const CONTRACT: &str = r#"lifecycle: churn-model
-mode: durable
-initial: waiting_for_data
-states:
-  waiting_for_data:
-    on: {data_arrived: training}
-  training:
-    action: {command: "python train.py"}
-    retry: {max_attempts: 3, backoff: 10s}
-    on: {action_succeeded: testing, action_failed: failed}
-  testing:
-    on:
-      suite_passed: {target: staging, guard: "event.auc > 0.8"}
-      suite_failed: rejected
-  staging:
-    timeout: {after: 7d, event: canary_expired}
-    on: {canary_won: production, canary_lost: rejected, canary_expired: rejected}
-  production:
-    schedule: {cron: "0 3 * * 1", event: retrain_due}
-    on: {drift_detected: training, retrain_due: training}
-  rejected: {terminal: true}
-  failed: {terminal: true}
-"#;
+const CONTRACT: &str = include_str!("../../../examples/lifecycles/churn-model.yaml");
 
 const PING_PONG: &str =
     "lifecycle: pp\ninitial: ping\nstates:\n  ping: {on: {hit: pong}}\n  pong: {on: {hit: ping}}\n";

@@ -86,7 +86,8 @@ use tokio::task::JoinSet;
 
 const USAGE: &str = "usage: lifecycle_bench WORKLOAD [--instances N] [--events M] [--seconds S] \
 [--concurrency C] [--rate R] [--timer-instances T] [--samples S] [--tail-events E] [--json]
-WORKLOAD: memory | transitions | recovery | timers | latency | all";
+WORKLOAD: memory | transitions | recovery | timers | latency | cluster | all
+(cluster needs KEEL_BENCH_POSTGRES_URL, an admin URL of a PostgreSQL server; `all` skips it without one)";
 
 /// What a child process prints before its result (one JSON line).
 const CHILD_RESULT: &str = "CHILD-RESULT ";
@@ -1733,6 +1734,183 @@ fn latency(opts: &Opts, rt: &Runtime) -> Result<Report> {
     Ok(r.finish())
 }
 
+/// `cluster`: the durable tick workload on the PostgreSQL cluster engine
+/// (one node owning every partition; an event is acknowledged once its
+/// inbox row is committed and the owner has applied it), against the peer
+/// done by hand: `UPDATE … SET n = n + 1` on a PostgreSQL table, one
+/// autocommitted statement per tick, the same number of connections.
+async fn cluster(opts: &Opts, admin_url: &str) -> Result<Report> {
+    use keel_lifecycle::cluster::{ClusterEngine, ClusterOptions, MIGRATIONS};
+    use keel_store::{Db, DbOptions};
+    let n = opts.instances.min(5_000);
+    let c = opts.concurrency.min(64);
+    let mut r = Report::new("cluster", opts);
+    r.param("instances", n);
+    r.param("concurrency", c as u64);
+    r.param("engine_seconds", opts.seconds);
+    r.param("event", "tick: idle → idle, n = context.n + 1");
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(admin_url)
+        .await
+        .context("connect to KEEL_BENCH_POSTGRES_URL")?;
+    let dbname = format!("keel_bench_{}", keel_core::time::now_millis());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {dbname}")))
+        .execute(&admin)
+        .await?;
+    let url = match admin_url.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{dbname}"),
+        None => bail!("KEEL_BENCH_POSTGRES_URL has no database part"),
+    };
+    let db = Db::open(
+        &url,
+        MIGRATIONS,
+        DbOptions {
+            max_connections: 48,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let mut o = ClusterOptions::new("bench-node");
+    o.poll = Duration::from_millis(2);
+    let engine = ClusterEngine::open(db, o).await?;
+    let t0 = Instant::now();
+    while engine.owned_partitions().await.len() < 16 {
+        if t0.elapsed() > Duration::from_secs(30) {
+            bail!("the node did not take the partitions");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let src = job_def("job", "durable", None);
+    engine.apply_definition(&src).await?;
+    let progress = Progress::new("cluster start", n);
+    let done = progress.counter();
+    let mut set = JoinSet::new();
+    for w in 0..c as u64 {
+        let (engine, done) = (engine.clone(), done.clone());
+        set.spawn(async move {
+            let mut i = w;
+            while i < n {
+                engine.start("job", &key(i), json!({"n": 0}), None).await?;
+                done.fetch_add(1, Ordering::Relaxed);
+                i += c as u64;
+            }
+            Ok::<(), anyhow::Error>(())
+        });
+    }
+    while let Some(x) = set.join_next().await {
+        x??;
+    }
+    drop(progress);
+    let deadline = Instant::now() + Duration::from_secs_f64(opts.seconds);
+    let t0 = Instant::now();
+    let mut set = JoinSet::new();
+    for w in 0..c {
+        let engine = engine.clone();
+        set.spawn(async move {
+            let mut rng = Rng::new(w as u64);
+            let mut sent = 0u64;
+            while Instant::now() < deadline {
+                let report = engine
+                    .send(SendRequest {
+                        event: "tick".into(),
+                        target: Target::Key {
+                            lifecycle: Some("job".into()),
+                            key: key(rng.below(n)),
+                        },
+                        data: Value::Null,
+                        idempotency_key: None,
+                    })
+                    .await?;
+                if report.applied != 1 {
+                    bail!("a tick was not applied: {report:?}");
+                }
+                sent += 1;
+            }
+            Ok::<u64, anyhow::Error>(sent)
+        });
+    }
+    let mut keel_events = 0;
+    while let Some(x) = set.join_next().await {
+        keel_events += x??;
+    }
+    let keel_rate = keel_events as f64 / t0.elapsed().as_secs_f64();
+    engine.shutdown().await;
+    r.figure(
+        "cluster_transitions_per_sec",
+        "Keel cluster on PostgreSQL, acknowledged ticks",
+        keel_rate,
+        "/s",
+    );
+
+    // The peer: a row per instance, one UPDATE per tick.
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(c as u32)
+        .connect(&url)
+        .await?;
+    sqlx::query("CREATE TABLE peer_instances (key TEXT PRIMARY KEY, state TEXT NOT NULL, n BIGINT NOT NULL)")
+        .execute(&pool)
+        .await?;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|i| format!("('{}', 'idle', 0)", key(*i)))
+            .collect();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO peer_instances VALUES {}",
+            values.join(", ")
+        )))
+        .execute(&pool)
+        .await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs_f64(opts.seconds);
+    let t0 = Instant::now();
+    let mut set = JoinSet::new();
+    for w in 0..c {
+        let pool = pool.clone();
+        set.spawn(async move {
+            let mut rng = Rng::new(w as u64);
+            let mut sent = 0u64;
+            while Instant::now() < deadline {
+                let done = sqlx::query(
+                    "UPDATE peer_instances SET state = 'idle', n = n + 1 WHERE key = $1",
+                )
+                .bind(key(rng.below(n)))
+                .execute(&pool)
+                .await?;
+                if done.rows_affected() != 1 {
+                    bail!("peer update missed");
+                }
+                sent += 1;
+            }
+            Ok::<u64, anyhow::Error>(sent)
+        });
+    }
+    let mut peer_events = 0;
+    while let Some(x) = set.join_next().await {
+        peer_events += x??;
+    }
+    let peer_rate = peer_events as f64 / t0.elapsed().as_secs_f64();
+    pool.close().await;
+    r.figure(
+        "peer_postgres_updates_per_sec",
+        "peer: UPDATE per tick on PostgreSQL, autocommit",
+        peer_rate,
+        "/s",
+    );
+    r.figure(
+        "cluster_vs_peer",
+        "Keel cluster ÷ peer",
+        keel_rate / peer_rate,
+        "×",
+    );
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {dbname} WITH (FORCE)"
+    )))
+    .execute(&admin)
+    .await;
+    Ok(r.finish())
+}
+
 fn summary(reports: &[Report], json: bool) {
     let mut s = String::from("\n== summary\n");
     for r in reports {
@@ -1771,8 +1949,15 @@ fn main() -> Result<()> {
         selected
     };
     if !all
-        && !["memory", "transitions", "recovery", "timers", "latency"]
-            .contains(&opts.workload.as_str())
+        && ![
+            "memory",
+            "transitions",
+            "recovery",
+            "timers",
+            "latency",
+            "cluster",
+        ]
+        .contains(&opts.workload.as_str())
     {
         bail!("unknown workload `{}`\n{USAGE}", opts.workload);
     }
@@ -1795,6 +1980,13 @@ fn main() -> Result<()> {
     }
     if run("latency") {
         reports.push(latency(&opts, &rt)?);
+    }
+    let pg = std::env::var("KEEL_BENCH_POSTGRES_URL").ok();
+    if opts.workload == "cluster" || (all && pg.is_some()) {
+        let url =
+            pg.ok_or_else(|| anyhow!("the cluster workload needs KEEL_BENCH_POSTGRES_URL"))?;
+        settle_disk();
+        reports.push(rt.block_on(cluster(&opts, &url))?);
     }
     if all {
         summary(&reports, opts.json);

@@ -1905,29 +1905,8 @@ mod tests {
 
     const ACTIONS: &[&str] = &["command", "http", "emit", "notify"];
 
-    const CONTRACT: &str = r#"lifecycle: churn-model
-mode: durable
-initial: waiting_for_data
-states:
-  waiting_for_data:
-    on: {data_arrived: training}
-  training:
-    action: {command: "python train.py"}
-    retry: {max_attempts: 3, backoff: 10s}
-    on: {action_succeeded: testing, action_failed: failed}
-  testing:
-    on:
-      suite_passed: {target: staging, guard: "event.auc > 0.8"}
-      suite_failed: rejected
-  staging:
-    timeout: {after: 7d, event: canary_expired}
-    on: {canary_won: production, canary_lost: rejected, canary_expired: rejected}
-  production:
-    schedule: {cron: "0 3 * * 1", event: retrain_due}
-    on: {drift_detected: training, retrain_due: training}
-  rejected: {terminal: true}
-  failed: {terminal: true}
-"#;
+    /// The contract example, as shipped in `examples/lifecycles`.
+    const CONTRACT: &str = include_str!("../../../examples/lifecycles/churn-model.yaml");
 
     /// Removes the common indentation of the lines and the first newline,
     /// so test documents can be indented with the code.

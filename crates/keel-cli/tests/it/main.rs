@@ -206,29 +206,7 @@ fn help_teaches_with_examples() {
     assert!(text.contains("Example"), "{text}");
 }
 
-const CONTRACT: &str = r#"lifecycle: churn-model
-mode: durable
-initial: waiting_for_data
-states:
-  waiting_for_data:
-    on: {data_arrived: training}
-  training:
-    action: {command: "python train.py"}
-    retry: {max_attempts: 3, backoff: 10s}
-    on: {action_succeeded: testing, action_failed: failed}
-  testing:
-    on:
-      suite_passed: {target: staging, guard: "event.auc > 0.8"}
-      suite_failed: rejected
-  staging:
-    timeout: {after: 7d, event: canary_expired}
-    on: {canary_won: production, canary_lost: rejected, canary_expired: rejected}
-  production:
-    schedule: {cron: "0 3 * * 1", event: retrain_due}
-    on: {drift_detected: training, retrain_due: training}
-  rejected: {terminal: true}
-  failed: {terminal: true}
-"#;
+const CONTRACT: &str = include_str!("../../../../examples/lifecycles/churn-model.yaml");
 
 /// The contract's CLI forms, on the data directory and through a server,
 /// give the same JSON.
