@@ -62,7 +62,7 @@ impl EngineOptions {
         EngineOptions {
             dir: dir.into(),
             fsync: true,
-            snapshot_bytes: 256 << 20,
+            snapshot_bytes: 64 << 20,
             segment_bytes: log::SEGMENT_BYTES,
             max_payload_bytes: 64 * 1024,
             idempotency_ttl: Duration::from_secs(24 * 3600),
