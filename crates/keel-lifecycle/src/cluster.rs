@@ -511,7 +511,11 @@ impl ClusterEngine {
                         Ok(report) => {
                             if let Some(i) = &idem {
                                 for m in &report.moved {
-                                    idem_rows.push((m.lifecycle.clone(), m.key.clone(), i.clone()));
+                                    idem_rows.push((
+                                        m.lifecycle.to_string(),
+                                        m.key.to_string(),
+                                        i.clone(),
+                                    ));
                                 }
                             }
                             json!({"ok": report})

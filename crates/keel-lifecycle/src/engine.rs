@@ -99,10 +99,10 @@ pub struct SendRequest {
 /// One instance's move.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Moved {
-    pub lifecycle: String,
-    pub key: String,
-    pub from: String,
-    pub to: String,
+    pub lifecycle: Arc<str>,
+    pub key: Arc<str>,
+    pub from: Arc<str>,
+    pub to: Arc<str>,
 }
 
 /// What a send did. Lists are capped at [`REPORT_LIMIT`] entries.
@@ -1014,10 +1014,7 @@ impl State {
             report.matched += 1;
             let (lifecycle, key) = {
                 let s = &state.slots[slot as usize];
-                (
-                    state.defs[s.def as usize].name.to_string(),
-                    s.key.to_string(),
-                )
+                (state.defs[s.def as usize].name.clone(), s.key.clone())
             };
             let idem = req
                 .idempotency_key
@@ -1044,8 +1041,8 @@ impl State {
                         report.moved.push(Moved {
                             lifecycle,
                             key,
-                            from: m.state_name(out.from).to_owned(),
-                            to: m.state_name(out.to).to_owned(),
+                            from: m.state_name_shared(out.from),
+                            to: m.state_name_shared(out.to),
                         });
                     }
                 }
@@ -1065,8 +1062,8 @@ impl State {
                 Err(r) => {
                     if report.rejected.len() < REPORT_LIMIT {
                         report.rejected.push(RejectedSend {
-                            lifecycle,
-                            key,
+                            lifecycle: lifecycle.to_string(),
+                            key: key.to_string(),
                             reason: r.to_string(),
                         });
                     }
@@ -1449,7 +1446,7 @@ impl TimerQueue {
 
 struct Shared {
     state: RwLock<State>,
-    ops: Mutex<Sender<Op>>,
+    ops: Sender<Op>,
     /// End of the durable log: readers wait on it so they never show a
     /// transition a crash could still undo.
     durable: tokio::sync::watch::Sender<LogPos>,
@@ -1459,6 +1456,8 @@ struct Shared {
     durable_cv: Condvar,
     timers: Arc<TimerQueue>,
     failed: Mutex<Option<String>>,
+    /// Set with `failed`, read without a lock on every submission.
+    has_failed: AtomicBool,
     options: EngineOptions,
     known_actions: Vec<&'static str>,
     snapshots_written: AtomicU64,
@@ -1536,12 +1535,13 @@ impl Engine {
         let end_pos = writer.end_pos();
         let shared = Arc::new(Shared {
             state: RwLock::new(state),
-            ops: Mutex::new(tx),
+            ops: tx,
             durable: tokio::sync::watch::Sender::new(end_pos),
             durable_mark: Mutex::new(end_pos),
             durable_cv: Condvar::new(),
             timers,
             failed: Mutex::new(None),
+            has_failed: AtomicBool::new(false),
             known_actions,
             snapshots_written: AtomicU64::new(0),
             recovered_records: replayed,
@@ -1590,17 +1590,14 @@ impl Engine {
     }
 
     fn submit(&self, op: Op) -> Result<(), LifecycleError> {
-        if let Ok(f) = self.shared.failed.lock()
-            && let Some(msg) = f.as_ref()
+        if self.shared.has_failed.load(Ordering::Acquire)
+            && let Some(msg) = self.failure()
         {
-            return Err(LifecycleError::Unavailable(msg.clone()));
+            return Err(LifecycleError::Unavailable(msg));
         }
-        let tx = self
-            .shared
+        self.shared
             .ops
-            .lock()
-            .map_err(|_| LifecycleError::Unavailable("engine stopped".into()))?;
-        tx.send(op)
+            .send(op)
             .map_err(|_| LifecycleError::Unavailable("the lifecycle engine has stopped".into()))
     }
 
@@ -1964,6 +1961,7 @@ impl Engine {
         if let Ok(mut f) = self.shared.failed.lock() {
             f.get_or_insert(message);
         }
+        self.shared.has_failed.store(true, Ordering::Release);
     }
 
     fn writer_loop(self, rx: Receiver<Op>, mut writer: LogWriter) {

@@ -228,7 +228,7 @@ struct Transition {
 #[derive(Debug, Clone)]
 struct CompiledState {
     /// Name as written; branch states are shown as `PARALLEL.BRANCH.NAME`.
-    path: String,
+    path: Arc<str>,
     terminal: bool,
     on: Vec<(u16, Vec<Transition>)>,
     has_action: bool,
@@ -312,7 +312,7 @@ impl Machine {
                 .map_err(|_| "a definition may have at most 65,535 states".to_owned())?;
             ids.insert(s.name.clone(), id);
             self.states.push(CompiledState {
-                path: format!("{prefix}{}", s.name),
+                path: Arc::from(format!("{prefix}{}", s.name)),
                 terminal: s.terminal,
                 on: Vec::new(),
                 has_action: s.action.is_some(),
@@ -402,14 +402,20 @@ impl Machine {
     }
     /// Display name of a state (`training`, or `fit.gbdt.running` in a branch).
     pub fn state_name(&self, id: StateId) -> &str {
+        self.states.get(id as usize).map_or("?", |s| &*s.path)
+    }
+
+    /// The same name, shared (no copy) for reports.
+    pub fn state_name_shared(&self, id: StateId) -> Arc<str> {
         self.states
             .get(id as usize)
-            .map_or("?", |s| s.path.as_str())
+            .map_or_else(|| Arc::from("?"), |s| s.path.clone())
     }
+
     pub fn state_id(&self, path: &str) -> Option<StateId> {
         self.states
             .iter()
-            .position(|s| s.path == path)
+            .position(|s| &*s.path == path)
             .map(|i| i as StateId)
     }
     pub fn is_terminal(&self, id: StateId) -> bool {
@@ -678,7 +684,7 @@ impl Machine {
     fn not_handled(&self, inst: &Instance, event: &str) -> Rejection {
         let st = &self.states[inst.state as usize];
         Rejection::NotHandled {
-            state: st.path.clone(),
+            state: st.path.to_string(),
             event: event.to_owned(),
             handled: self.handled_events(inst.state).join(", "),
         }
@@ -791,14 +797,14 @@ impl Machine {
                     Ok(true) => return Ok(Some(t)),
                     Ok(false) => {
                         rejection.get_or_insert(Rejection::GuardFalse {
-                            state: st.path.clone(),
+                            state: st.path.to_string(),
                             event: self.event_names[ev as usize].clone(),
                             guard: source.clone(),
                         });
                     }
                     Err(e) => {
                         rejection.get_or_insert(Rejection::GuardError {
-                            state: st.path.clone(),
+                            state: st.path.to_string(),
                             event: self.event_names[ev as usize].clone(),
                             message: e.to_string(),
                         });
