@@ -1666,8 +1666,8 @@ impl Engine {
         &self,
         requests: Vec<SendRequest>,
     ) -> Result<Vec<Result<SendReport, LifecycleError>>, LifecycleError> {
-        let mut checked = Vec::with_capacity(requests.len());
         let mut early: Vec<Option<LifecycleError>> = Vec::with_capacity(requests.len());
+        let mut to_send: Vec<SendRequest> = Vec::with_capacity(requests.len());
         for r in requests {
             let problem = match &r.target {
                 Target::Key { key, .. } => validate_key(key).err(),
@@ -1679,15 +1679,11 @@ impl Engine {
                     .map(|m| LifecycleError::invalid("event", m))
             })
             .or_else(|| self.check_payload(&r.data).err());
+            if problem.is_none() {
+                to_send.push(r);
+            }
             early.push(problem);
-            checked.push(r);
         }
-        let to_send: Vec<SendRequest> = checked
-            .iter()
-            .zip(&early)
-            .filter(|(_, e)| e.is_none())
-            .map(|(r, _)| r.clone())
-            .collect();
         let mut sent = if to_send.is_empty() {
             Vec::new()
         } else {

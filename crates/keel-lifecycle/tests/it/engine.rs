@@ -365,3 +365,79 @@ fn idempotency_keys_hold_across_restarts() {
     assert_eq!(rt.block_on(e.get("counter", "c")).unwrap().context["n"], 1);
     e.close(false);
 }
+
+/// A webhook on a real socket: the `http` action posts the instance and the
+/// answer's JSON body becomes the event's output; a 5xx fails the attempt.
+#[test]
+fn http_actions_call_a_webhook_and_carry_its_answer() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let server_seen = seen.clone();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { return };
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut got = 0;
+            // Read until the JSON body is complete (headers, blank line, body).
+            while let Ok(k) = stream.read(&mut buf[got..]) {
+                got += k;
+                let text = String::from_utf8_lossy(&buf[..got]).to_string();
+                if k == 0 || (text.contains("\r\n\r\n") && text.trim_end().ends_with('}')) {
+                    break;
+                }
+            }
+            server_seen
+                .lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&buf[..got]).to_string());
+            let (status, body) = if n == 0 {
+                ("503 Service Unavailable", "{}")
+            } else {
+                ("200 OK", "{\"model\": \"v7\"}")
+            };
+            let reply = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let rt = super::runtime();
+    let mut o = EngineOptions::new(dir.path());
+    o.fsync = false;
+    o.runtime = Some(rt.handle().clone());
+    let e = Engine::open(o).unwrap();
+    let def = format!(
+        "
+lifecycle: hooked
+initial: calling
+states:
+  calling:
+    action: {{http: {{url: \"{url}\", headers: {{x-team: growth}}}}, timeout: 5s}}
+    retry: {{max_attempts: 2, backoff: 10ms}}
+    on:
+      action_succeeded: {{target: done, assign: {{model: event.body.model}}}}
+      action_failed: failed
+  done: {{terminal: true}}
+  failed: {{terminal: true}}
+"
+    );
+    rt.block_on(e.apply_definition(&def)).unwrap();
+    rt.block_on(e.start("hooked", "k1", json!({"team": "growth"}), None))
+        .unwrap();
+    let v = wait_state(&rt, &e, "hooked", "k1", "done");
+    assert_eq!(v.context["model"], "v7");
+    let requests = seen.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2, "one failed attempt, one retry");
+    assert!(requests[1].starts_with("POST /hook"), "{}", requests[1]);
+    assert!(requests[1].to_ascii_lowercase().contains("x-team: growth"));
+    assert!(
+        requests[1].contains("\"key\":\"k1\"") && requests[1].contains("\"attempt\":2"),
+        "{}",
+        requests[1]
+    );
+    e.close(false);
+}
