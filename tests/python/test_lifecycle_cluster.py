@@ -19,7 +19,7 @@ import requests
 from conftest import ServerProcess, _run_psql, _with_database
 
 KEYS = 24
-EVENTS_PER_KEY = 40
+EVENTS_PER_KEY = 80
 LEASE = "2s"
 
 COUNTER = """
@@ -143,7 +143,9 @@ def test_a_killed_node_s_partitions_are_taken_over_exactly_once(cluster):
     threads = [threading.Thread(target=sender, args=(g, i), daemon=True) for i, g in enumerate(groups)]
     for t in threads:
         t.start()
-    time.sleep(1.5)
+    # Kill node A mid-stream: once a third of the events are acknowledged.
+    wait_for(lambda: sum(acked.values()) >= KEYS * EVENTS_PER_KEY // 3, timeout=120,
+             what="a third of the events to be acknowledged")
     a.kill9()
     killed.set()
     for t in threads:

@@ -115,7 +115,14 @@ struct Shared {
     wake: tokio::sync::Notify,
     committed: tokio::sync::Notify,
     stop: std::sync::atomic::AtomicBool,
+    /// Requests for partitions this node owns, taken without the inbox.
+    local: std::sync::Mutex<Vec<LocalOp>>,
+    /// The partitions owned, readable without the node lock.
+    owned_now: std::sync::RwLock<HashSet<u32>>,
 }
+
+/// A request this node applies itself, answered when its round commits.
+type LocalOp = (InboxRow, tokio::sync::oneshot::Sender<Value>);
 
 /// A lifecycle engine node on PostgreSQL. Cheap to clone.
 #[derive(Clone)]
@@ -173,6 +180,8 @@ impl ClusterEngine {
                 wake: tokio::sync::Notify::new(),
                 committed: tokio::sync::Notify::new(),
                 stop: std::sync::atomic::AtomicBool::new(false),
+                local: std::sync::Mutex::new(Vec::new()),
+                owned_now: std::sync::RwLock::new(HashSet::new()),
             }),
         };
         {
@@ -362,7 +371,14 @@ impl ClusterEngine {
                 self.reload(&mut node).await?;
             }
         }
+        self.mirror_owned(&node);
         Ok(())
+    }
+
+    fn mirror_owned(&self, node: &Node) {
+        if let Ok(mut o) = self.shared.owned_now.write() {
+            *o = node.owned.keys().copied().collect();
+        }
     }
 
     /// Rebuilds the node's state from the store for the partitions it owns:
@@ -441,7 +457,13 @@ impl ClusterEngine {
             due.push(slot);
         }
         let results = std::mem::take(&mut node.results);
-        if rows.is_empty() && due.is_empty() && results.is_empty() {
+        let local: Vec<LocalOp> = self
+            .shared
+            .local
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default();
+        if rows.is_empty() && due.is_empty() && results.is_empty() && local.is_empty() {
             return Ok(false);
         }
         if rows.iter().any(|r| {
@@ -471,99 +493,20 @@ impl ClusterEngine {
                 .as_deref()
                 .and_then(|t| serde_json::from_str(t).ok())
                 .unwrap_or(Value::Null);
-            let lc = (!lifecycle.is_empty()).then(|| lifecycle.clone());
-            let result = match op {
-                OP_START => {
-                    match node
-                        .state
-                        .start_op(&lifecycle, &key, &data, idem.as_deref(), &mut batch)
-                    {
-                        Ok(s) => json!({"ok": s}),
-                        Err(e) => error_json(&e),
-                    }
-                }
-                OP_EVENT | OP_PREFIX | OP_STATE => {
-                    let target = match op {
-                        OP_EVENT => Target::Key {
-                            lifecycle: lc,
-                            key: key.clone(),
-                        },
-                        OP_PREFIX => Target::Prefix {
-                            lifecycle: lifecycle.clone(),
-                            prefix: key.clone(),
-                        },
-                        _ => Target::State {
-                            lifecycle: lifecycle.clone(),
-                            state: key.clone(),
-                        },
-                    };
-                    let req = SendRequest {
-                        event: event.clone(),
-                        target,
-                        data: data.clone(),
-                        idempotency_key: idem.clone(),
-                    };
-                    // A broadcast only reaches this partition's instances.
-                    let r = node.state.send_filtered(&req, &mut batch, |k| {
-                        partition_of(k, self.shared.options.partitions) as i64 == row_partition(row)
-                    });
-                    match r {
-                        Ok(report) => {
-                            if let Some(i) = &idem {
-                                for m in &report.moved {
-                                    idem_rows.push((
-                                        m.lifecycle.to_string(),
-                                        m.key.to_string(),
-                                        i.clone(),
-                                    ));
-                                }
-                            }
-                            json!({"ok": report})
-                        }
-                        Err(LifecycleError::NotFound { .. }) if op != OP_EVENT => {
-                            json!({"ok": SendReport::default()})
-                        }
-                        Err(e) => error_json(&e),
-                    }
-                }
-                OP_CHILD_START => {
-                    let parent: Option<ParentRef> = data.get("parent").and_then(parent_from_json);
-                    match parent {
-                        Some(p) => match node.state.start_child_op(
-                            &lifecycle,
-                            &key,
-                            data.get("data").unwrap_or(&Value::Null),
-                            p,
-                            &mut batch,
-                        ) {
-                            Ok(()) => json!({"ok": true}),
-                            Err(e) => error_json(&e),
-                        },
-                        None => {
-                            json!({"error": {"kind": "invalid", "message": "child start without parent"}})
-                        }
-                    }
-                }
-                OP_CHILD_DONE => {
-                    if let Some(p) = data.get("parent").and_then(parent_from_json) {
-                        node.state.child_finished_op(
-                            &p,
-                            data.get("data").unwrap_or(&Value::Null),
-                            &mut batch,
-                        );
-                    }
-                    json!({"ok": true})
-                }
-                _ => {
-                    json!({"error": {"kind": "invalid", "message": format!("unknown inbox op {op}")}})
-                }
-            };
-            if op == OP_START
-                && let Some(i) = &idem
-            {
-                idem_rows.push((lifecycle.clone(), key.clone(), i.clone()));
-            }
+            let inbox_row = (row_partition(row), lifecycle, key, op, event, data, idem);
+            let result = self.apply_op(&mut node, &mut batch, &inbox_row, &mut idem_rows);
             done.push((id, result.to_string()));
+        }
+        // Requests this node took itself (it owns their partition): applied
+        // in this round and answered once it commits.
+        let mut local_replies = Vec::with_capacity(local.len());
+        for (row, reply) in local {
+            if node.owned.contains_key(&(row.0 as u32)) {
+                let result = self.apply_op(&mut node, &mut batch, &row, &mut idem_rows);
+                local_replies.push((reply, result));
+            } else {
+                let _ = reply.send(json!({"retry": true}));
+            }
         }
         for slot in due {
             let timers: Vec<_> = match node.state.slots.get(slot as usize) {
@@ -777,19 +720,134 @@ impl ClusterEngine {
                 let effects = std::mem::take(&mut batch.effects);
                 self.run_effects(&mut node, effects);
                 drop(node);
+                for (reply, result) in local_replies {
+                    let _ = reply.send(result);
+                }
                 self.shared.committed.notify_waiters();
                 Ok(more)
             }
             Err(e) => {
+                // Requests taken locally were not kept: their callers go
+                // through the inbox instead.
+                for (reply, _) in local_replies {
+                    let _ = reply.send(json!({"retry": true}));
+                }
                 // The memory is ahead of the store: forget it and let the
                 // lease round take the partitions again from the store.
                 node.owned.clear();
+                self.mirror_owned(&node);
                 node.state = State::default();
                 node.defs_loaded = 0;
                 node.timers.clear();
                 Err(e)
             }
         }
+    }
+
+    /// Applies one inbox row (or a request this node took itself) and
+    /// returns its result as the inbox stores it.
+    fn apply_op(
+        &self,
+        node: &mut Node,
+        batch: &mut Batch,
+        row: &InboxRow,
+        idem_rows: &mut Vec<(String, String, String)>,
+    ) -> Value {
+        let (partition, lifecycle, key, op, event, data, idem) = row;
+        let op = *op;
+        let lc = (!lifecycle.is_empty()).then(|| lifecycle.clone());
+        let result = match op {
+            OP_START => {
+                match node
+                    .state
+                    .start_op(lifecycle, key, data, idem.as_deref(), batch)
+                {
+                    Ok(s) => json!({"ok": s}),
+                    Err(e) => error_json(&e),
+                }
+            }
+            OP_EVENT | OP_PREFIX | OP_STATE => {
+                let target = match op {
+                    OP_EVENT => Target::Key {
+                        lifecycle: lc,
+                        key: key.clone(),
+                    },
+                    OP_PREFIX => Target::Prefix {
+                        lifecycle: lifecycle.clone(),
+                        prefix: key.clone(),
+                    },
+                    _ => Target::State {
+                        lifecycle: lifecycle.clone(),
+                        state: key.clone(),
+                    },
+                };
+                let req = SendRequest {
+                    event: event.clone(),
+                    target,
+                    data: data.clone(),
+                    idempotency_key: idem.clone(),
+                };
+                // A broadcast only reaches this partition's instances.
+                let r = node.state.send_filtered(&req, batch, |k| {
+                    partition_of(k, self.shared.options.partitions) as i64 == *partition
+                });
+                match r {
+                    Ok(report) => {
+                        if let Some(i) = &idem {
+                            for m in &report.moved {
+                                idem_rows.push((
+                                    m.lifecycle.to_string(),
+                                    m.key.to_string(),
+                                    i.clone(),
+                                ));
+                            }
+                        }
+                        json!({"ok": report})
+                    }
+                    Err(LifecycleError::NotFound { .. }) if op != OP_EVENT => {
+                        json!({"ok": SendReport::default()})
+                    }
+                    Err(e) => error_json(&e),
+                }
+            }
+            OP_CHILD_START => {
+                let parent: Option<ParentRef> = data.get("parent").and_then(parent_from_json);
+                match parent {
+                    Some(p) => match node.state.start_child_op(
+                        lifecycle,
+                        key,
+                        data.get("data").unwrap_or(&Value::Null),
+                        p,
+                        batch,
+                    ) {
+                        Ok(()) => json!({"ok": true}),
+                        Err(e) => error_json(&e),
+                    },
+                    None => {
+                        json!({"error": {"kind": "invalid", "message": "child start without parent"}})
+                    }
+                }
+            }
+            OP_CHILD_DONE => {
+                if let Some(p) = data.get("parent").and_then(parent_from_json) {
+                    node.state.child_finished_op(
+                        &p,
+                        data.get("data").unwrap_or(&Value::Null),
+                        batch,
+                    );
+                }
+                json!({"ok": true})
+            }
+            _ => {
+                json!({"error": {"kind": "invalid", "message": format!("unknown inbox op {op}")}})
+            }
+        };
+        if op == OP_START
+            && let Some(i) = &idem
+        {
+            idem_rows.push((lifecycle.clone(), key.clone(), i.clone()));
+        }
+        result
     }
 
     fn run_effects(&self, node: &mut Node, effects: Vec<Effect>) {
@@ -940,6 +998,28 @@ impl ClusterEngine {
     /// Inserts inbox rows (the acknowledgement: committed = durable) and
     /// waits for their owners to apply them.
     async fn submit(&self, rows: Vec<InboxRow>) -> Result<Vec<Value>, LifecycleError> {
+        // One request for a partition this node owns: apply it here in the
+        // next round, acknowledged when that round commits.
+        if self.shared.options.owner
+            && rows.len() == 1
+            && self
+                .shared
+                .owned_now
+                .read()
+                .is_ok_and(|o| o.contains(&(rows[0].0 as u32)))
+        {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let row = rows[0].clone();
+            if let Ok(mut l) = self.shared.local.lock() {
+                l.push((row, tx));
+            }
+            self.shared.wake.notify_one();
+            if let Ok(Ok(result)) = tokio::time::timeout(Duration::from_secs(30), rx).await
+                && result.get("retry").is_none()
+            {
+                return Ok(vec![result]);
+            }
+        }
         let now = keel_core::time::now_millis();
         let ids = self
             .shared
