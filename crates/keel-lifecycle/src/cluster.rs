@@ -23,8 +23,9 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use SqlValue::{Int as I, Text as T};
 use base64::Engine as _;
-use keel_store::{AnyConnection, Db, Migration, Row, StoreError, WriteFuture};
+use keel_store::{AnyConnection, Db, Migration, Row, SqlValue, StoreError, WriteFuture};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
@@ -638,79 +639,72 @@ impl ClusterEngine {
                             return Err(LifecycleError::Unavailable(format!("lease of partition {p} lost")));
                         }
                     }
-                    for (l, k, p, v, st, body) in instances {
-                        sqlx::query(
-                            "INSERT INTO lifecycle_instances (lifecycle, instance_key, partition_id, version, state, body, updated_at) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (lifecycle, instance_key) DO UPDATE SET \
-                             version = EXCLUDED.version, state = EXCLUDED.state, body = EXCLUDED.body, updated_at = EXCLUDED.updated_at",
-                        )
-                        .bind(l)
-                        .bind(k)
-                        .bind(p)
-                        .bind(v)
-                        .bind(st)
-                        .bind(body)
-                        .bind(now)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(store)?;
+                    // Multi-row statements: a round costs a handful of
+                    // round trips to PostgreSQL, not one per row.
+                    let rows: Vec<Vec<SqlValue>> = instances
+                        .into_iter()
+                        .map(|(l, k, p, v, st, body)| vec![T(l), T(k), I(p), I(v), T(st), T(body), I(now)])
+                        .collect();
+                    insert_rows(
+                        conn,
+                        "INSERT INTO lifecycle_instances (lifecycle, instance_key, partition_id, version, state, body, updated_at) VALUES ",
+                        " ON CONFLICT (lifecycle, instance_key) DO UPDATE SET version = EXCLUDED.version, state = EXCLUDED.state, \
+                         body = EXCLUDED.body, updated_at = EXCLUDED.updated_at",
+                        rows,
+                    )
+                    .await?;
+                    let rows: Vec<Vec<SqlValue>> = history
+                        .into_iter()
+                        .map(|(l, k, time, kind, ev, from, to, data, note)| {
+                            vec![T(l), T(k), I(time), T(kind.to_owned()), T(ev), T(from), T(to), T(data), T(note)]
+                        })
+                        .collect();
+                    insert_rows(
+                        conn,
+                        "INSERT INTO lifecycle_history (lifecycle, instance_key, time, kind, event, from_state, to_state, data, note) VALUES ",
+                        "",
+                        rows,
+                    )
+                    .await?;
+                    let rows: Vec<Vec<SqlValue>> = idem_rows
+                        .into_iter()
+                        .map(|(l, k, i)| {
+                            let p = i64::from(partition_of(&k, partitions));
+                            vec![T(l), T(k), T(i), I(p), I(expires)]
+                        })
+                        .collect();
+                    insert_rows(
+                        conn,
+                        "INSERT INTO lifecycle_idempotency (lifecycle, instance_key, idempotency_key, partition_id, expires_at) VALUES ",
+                        " ON CONFLICT DO NOTHING",
+                        rows,
+                    )
+                    .await?;
+                    for chunk in done.chunks(ROWS_PER_STATEMENT) {
+                        let mut sql = String::from("UPDATE lifecycle_inbox AS i SET done = 1, result = v.result FROM (VALUES ");
+                        let mut binds = Vec::with_capacity(chunk.len() * 2);
+                        for (n, (id, result)) in chunk.iter().enumerate() {
+                            if n > 0 {
+                                sql.push_str(", ");
+                            }
+                            sql.push_str(&format!("(CAST(${} AS BIGINT), CAST(${} AS TEXT))", 2 * n + 1, 2 * n + 2));
+                            binds.push(I(*id));
+                            binds.push(T(result.clone()));
+                        }
+                        sql.push_str(") AS v(id, result) WHERE i.id = v.id");
+                        keel_store::bind_all(sql, &binds).execute(&mut *conn).await.map_err(store)?;
                     }
-                    for (l, k, time, kind, ev, from, to, data, note) in history {
-                        sqlx::query(
-                            "INSERT INTO lifecycle_history (lifecycle, instance_key, time, kind, event, from_state, to_state, data, note) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                        )
-                        .bind(l)
-                        .bind(k)
-                        .bind(time)
-                        .bind(kind.to_owned())
-                        .bind(ev)
-                        .bind(from)
-                        .bind(to)
-                        .bind(data)
-                        .bind(note)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(store)?;
-                    }
-                    for (l, k, i) in idem_rows {
-                        sqlx::query(
-                            "INSERT INTO lifecycle_idempotency (lifecycle, instance_key, idempotency_key, partition_id, expires_at) \
-                             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                        )
-                        .bind(l)
-                        .bind(k.clone())
-                        .bind(i)
-                        .bind(i64::from(partition_of(&k, partitions)))
-                        .bind(expires)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(store)?;
-                    }
-                    for (id, result) in done {
-                        sqlx::query("UPDATE lifecycle_inbox SET done = 1, result = $1 WHERE id = $2")
-                            .bind(result)
-                            .bind(id)
-                            .execute(&mut *conn)
-                            .await
-                            .map_err(store)?;
-                    }
-                    for (p, l, k, op, ev, data) in remote {
-                        sqlx::query(
-                            "INSERT INTO lifecycle_inbox (partition_id, lifecycle, instance_key, op, event, data, created_at, done) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, 0)",
-                        )
-                        .bind(p)
-                        .bind(l)
-                        .bind(k)
-                        .bind(op)
-                        .bind(ev)
-                        .bind(data)
-                        .bind(now)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(store)?;
-                    }
+                    let rows: Vec<Vec<SqlValue>> = remote
+                        .into_iter()
+                        .map(|(p, l, k, op, ev, data)| vec![I(p), T(l), T(k), I(op), T(ev), T(data), I(now), I(0)])
+                        .collect();
+                    insert_rows(
+                        conn,
+                        "INSERT INTO lifecycle_inbox (partition_id, lifecycle, instance_key, op, event, data, created_at, done) VALUES ",
+                        "",
+                        rows,
+                    )
+                    .await?;
                     Ok(())
                 })
             })
@@ -1420,6 +1414,39 @@ impl ClusterEngine {
         v.sort_unstable();
         v
     }
+}
+
+/// Rows per multi-row statement (PostgreSQL takes at most 65,535 binds).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// `head` + `($1, …), (…)` + `tail`, in chunks of [`ROWS_PER_STATEMENT`].
+async fn insert_rows(
+    conn: &mut AnyConnection,
+    head: &str,
+    tail: &str,
+    rows: Vec<Vec<SqlValue>>,
+) -> Result<(), LifecycleError> {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut sql = String::from(head);
+        let mut binds = Vec::new();
+        for (n, row) in chunk.iter().enumerate() {
+            sql.push_str(if n == 0 { "(" } else { ", (" });
+            for (c, v) in row.iter().enumerate() {
+                if c > 0 {
+                    sql.push_str(", ");
+                }
+                binds.push(v.clone());
+                sql.push_str(&format!("${}", binds.len()));
+            }
+            sql.push(')');
+        }
+        sql.push_str(tail);
+        keel_store::bind_all(sql, &binds)
+            .execute(&mut *conn)
+            .await
+            .map_err(store)?;
+    }
+    Ok(())
 }
 
 fn row_partition(row: &keel_store::AnyRow) -> i64 {
