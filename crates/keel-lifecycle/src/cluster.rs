@@ -960,18 +960,7 @@ impl ClusterEngine {
     }
 
     fn check_payload(&self, data: &Value) -> Result<(), LifecycleError> {
-        let limit = self.shared.options.max_payload_bytes;
-        let size = if data.is_null() {
-            0
-        } else {
-            serde_json::to_vec(data)
-                .map(|v| v.len())
-                .unwrap_or(usize::MAX)
-        };
-        if size > limit {
-            return Err(LifecycleError::PayloadTooLarge { size, limit });
-        }
-        Ok(())
+        crate::engine::check_payload(data, self.shared.options.max_payload_bytes)
     }
 
     async fn known_lifecycle(&self, name: &str) -> Result<(), LifecycleError> {

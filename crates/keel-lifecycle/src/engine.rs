@@ -1711,17 +1711,7 @@ impl Engine {
     }
 
     fn check_payload(&self, data: &Value) -> Result<(), LifecycleError> {
-        let limit = self.shared.options.max_payload_bytes;
-        if data.is_null() {
-            return Ok(());
-        }
-        let size = serde_json::to_vec(data)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
-        if size > limit {
-            return Err(LifecycleError::PayloadTooLarge { size, limit });
-        }
-        Ok(())
+        check_payload(data, self.shared.options.max_payload_bytes)
     }
 
     fn read(&self) -> Result<std::sync::RwLockReadGuard<'_, State>, LifecycleError> {
@@ -2518,6 +2508,21 @@ pub(crate) fn static_kind(kind: &str) -> &'static str {
     .into_iter()
     .find(|k| *k == kind)
     .unwrap_or("event")
+}
+
+/// Event and start data are bounded: large payloads go by reference (an
+/// artifact URI), never inline in the log.
+pub(crate) fn check_payload(data: &Value, limit: usize) -> Result<(), LifecycleError> {
+    if data.is_null() {
+        return Ok(());
+    }
+    let size = serde_json::to_vec(data)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    if size > limit {
+        return Err(LifecycleError::PayloadTooLarge { size, limit });
+    }
+    Ok(())
 }
 
 pub(crate) fn validate_key(key: &str) -> Result<(), LifecycleError> {
