@@ -44,6 +44,10 @@ pub struct EngineOptions {
     pub snapshot_bytes: u64,
     /// Start a new log segment past this size.
     pub segment_bytes: u64,
+    /// Timer-queue entries (stale ones included) tolerated before the
+    /// queue is rebuilt from the instances' timers; then twice the live
+    /// count, at least this.
+    pub timer_compaction: usize,
     /// Largest `data` of one event or start, in bytes of JSON.
     pub max_payload_bytes: usize,
     /// How long an idempotency key is remembered.
@@ -64,6 +68,7 @@ impl EngineOptions {
             fsync: true,
             snapshot_bytes: 64 << 20,
             segment_bytes: log::SEGMENT_BYTES,
+            timer_compaction: 1 << 20,
             max_payload_bytes: 64 * 1024,
             idempotency_ttl: Duration::from_secs(24 * 3600),
             actions: ActionRegistry::default(),
@@ -1425,6 +1430,9 @@ struct SyncJob {
 pub(crate) struct TimerQueue {
     heap: Mutex<BinaryHeap<Reverse<(i64, u32)>>>,
     wake: Condvar,
+    /// Heap size above which [`TimerQueue::compact_if_needed`] rebuilds.
+    compact_at: std::sync::atomic::AtomicUsize,
+    floor: usize,
     stop: AtomicBool,
 }
 
@@ -1441,6 +1449,37 @@ impl TimerQueue {
     }
     fn len(&self) -> usize {
         self.heap.lock().map(|h| h.len()).unwrap_or(0)
+    }
+
+    /// Leaving a state leaves its timer's entry in the heap until it comes
+    /// due. When entries pile up (long timeouts cancelled often), the heap
+    /// is rebuilt from the timers the instances actually hold.
+    fn compact_if_needed(&self, state: &RwLock<State>) {
+        let threshold = self.compact_at.load(Ordering::Relaxed);
+        if self.len() <= threshold {
+            return;
+        }
+        let live: Vec<Reverse<(i64, u32)>> = match state.read() {
+            Ok(st) => st
+                .slots
+                .iter()
+                .enumerate()
+                .flat_map(|(i, s)| {
+                    s.inst
+                        .timers()
+                        .iter()
+                        .map(move |t| Reverse((t.at, i as u32)))
+                })
+                .collect(),
+            Err(_) => return,
+        };
+        let kept = live.len();
+        if let Ok(mut heap) = self.heap.lock() {
+            *heap = BinaryHeap::from(live);
+        }
+        self.compact_at
+            .store((2 * kept).max(self.floor), Ordering::Relaxed);
+        self.wake.notify_one();
     }
 }
 
@@ -1524,6 +1563,8 @@ impl Engine {
         let timers = Arc::new(TimerQueue {
             heap: Mutex::new(BinaryHeap::new()),
             wake: Condvar::new(),
+            compact_at: std::sync::atomic::AtomicUsize::new(options.timer_compaction),
+            floor: options.timer_compaction,
             stop: AtomicBool::new(false),
         });
         // Re-arm timers and collect actions to restart.
@@ -2048,6 +2089,7 @@ impl Engine {
             if syncer.send(job).is_err() {
                 return;
             }
+            self.shared.timers.compact_if_needed(&self.shared.state);
             if want_snapshot
                 || stop == Some(true)
                 || since_snapshot >= self.shared.options.snapshot_bytes

@@ -441,3 +441,51 @@ states:
     );
     e.close(false);
 }
+
+/// Timeouts cancelled by leaving their state leave entries in the timer
+/// queue; the queue is rebuilt from the instances once they pile up.
+#[test]
+fn the_timer_queue_sheds_cancelled_timers() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = super::runtime();
+    let mut o = EngineOptions::new(dir.path());
+    o.fsync = false;
+    o.timer_compaction = 64;
+    let e = Engine::open(o).unwrap();
+    rt.block_on(e.apply_definition(
+        "
+lifecycle: flip
+initial: a
+states:
+  a:
+    timeout: {after: 1h, event: late}
+    on: {go: b, late: a}
+  b:
+    timeout: {after: 1h, event: late}
+    on: {go: a, late: b}
+",
+    ))
+    .unwrap();
+    for k in 0..10 {
+        rt.block_on(e.start("flip", &format!("k{k}"), Value::Null, None))
+            .unwrap();
+    }
+    for _ in 0..40 {
+        for k in 0..10 {
+            send(&rt, &e, "flip", &format!("k{k}"), "go", Value::Null).unwrap();
+        }
+    }
+    // 410 timers were armed; 10 are live.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let pending = e.engine_stats().unwrap().pending_timers;
+        if pending <= 128 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{pending} timers still queued");
+        send(&rt, &e, "flip", "k0", "go", Value::Null).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(rt.block_on(e.get("flip", "k3")).unwrap().timers.len(), 1);
+    e.close(false);
+}
