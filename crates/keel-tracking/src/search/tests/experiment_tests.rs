@@ -529,8 +529,9 @@ fn user_text_never_reaches_the_sql() {
 
 // --- end to end (SQLite) ---------------------------------------------------
 
-/// (filter, order_by, expected experiment ids in order) over the dataset in
-/// `/tmp/keel-search-scratch/run_experiment_cases.py`-style runners:
+/// (filter, order_by, expected experiment ids in order) over this dataset
+/// (the expectations were checked against MLflow's own store on the same
+/// data):
 ///
 /// | id | name      | creation | update | tags                         |
 /// |----|-----------|----------|--------|------------------------------|

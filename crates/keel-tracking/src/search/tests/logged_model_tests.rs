@@ -819,9 +819,9 @@ fn user_text_never_reaches_the_sql() {
 
 // --- end to end (SQLite) ---------------------------------------------------
 
-/// (filter, order_by, expected model ids in order) over the dataset of
-/// `/tmp/keel-search-scratch/run_logged_model_cases.py` (experiment 1;
-/// m6 is deleted and m7 in experiment 2, so neither is ever returned):
+/// (filter, order_by, expected model ids in order) over this dataset, as
+/// checked against MLflow's own store (experiment 1; m6 is deleted and m7
+/// in experiment 2, so neither is ever returned):
 ///
 /// | id | name    | created | updated | status        | type    | run | params   | tags        |
 /// |----|---------|---------|---------|---------------|---------|-----|----------|-------------|
