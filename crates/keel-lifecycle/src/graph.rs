@@ -163,7 +163,7 @@ const ITALIC: &str = r#" font-style="italic""#;
 
 const STYLE: &str = "text{font-family:system-ui,-apple-system,\"Segoe UI\",Helvetica,Arial,\
 sans-serif}.n,.p{fill:#1a202c}.n{font-size:13.5px;font-weight:600}.s{font-size:11px;fill:#4a5568}\
-.p{font-size:10.5px}.l{font-size:11px;paint-order:stroke;stroke:#fff;stroke-width:3px;\
+.p{font-size:10.5px}.l,.lh{font-size:11px}.lh{fill:#fff;stroke:#fff;stroke-width:3px;\
 stroke-linejoin:round}.box{fill:#fff;stroke:#4a5568;stroke-width:1.4}.par{fill:#f7fafc}\
 .in{fill:none;stroke:#4a5568;stroke-width:1.2}.hl{fill:#fde68a;stroke:#b45309;stroke-width:2.2}\
 .hlc{stroke:#b45309;stroke-width:2.2}.e{fill:none;stroke-width:1.4}.badge{fill:#2563eb}\
@@ -567,6 +567,9 @@ pub fn graph_svg(def: &Definition, overlay: &Overlay<'_>) -> String {
         draw_state(&mut svg, s, b, overlay);
     }
     for (x, y, text, color) in labels {
+        // A white halo under the label keeps it readable over edges; drawn
+        // as its own element, since not every renderer knows paint-order.
+        svg.text("lh", (x, y), MID, &text);
         let attrs = format!(r#"{MID} fill="{color}""#);
         svg.text("l", (x, y), &attrs, &text);
     }
