@@ -34,6 +34,7 @@ pub enum LifecycleCmd {
     /// Example: keel lifecycle apply churn.yaml
     #[command(verbatim_doc_comment)]
     Apply {
+        /// The definition's YAML file.
         file: PathBuf,
         #[command(flatten)]
         common: Common,
@@ -43,7 +44,9 @@ pub enum LifecycleCmd {
     /// Example: keel lifecycle start churn-model customer-42 --data '{"model": "churn"}'
     #[command(verbatim_doc_comment)]
     Start {
+        /// The lifecycle (definition name).
         lifecycle: String,
+        /// Your key for the instance; starting it again changes nothing.
         key: String,
         /// The instance's initial context (JSON object).
         #[arg(long)]
@@ -64,13 +67,18 @@ pub enum LifecycleCmd {
     /// instance with that key and uses the event.
     #[command(verbatim_doc_comment)]
     Send {
+        /// The event's name, as the definition's `on:` uses it.
         event: String,
+        /// The instance's key (yours: a customer id, a model name).
         #[arg(long, conflicts_with_all = ["prefix", "state"])]
         key: Option<String>,
+        /// Every instance of --lifecycle whose key starts with this.
         #[arg(long, conflicts_with = "state", requires = "lifecycle")]
         prefix: Option<String>,
+        /// Every instance of --lifecycle in this state.
         #[arg(long, requires = "lifecycle")]
         state: Option<String>,
+        /// The lifecycle (definition name) the event is for.
         #[arg(long)]
         lifecycle: Option<String>,
         /// The event's data (JSON).
