@@ -152,6 +152,11 @@ fn init_logging(settings: &Settings, serving: bool) {
     }
 }
 
+/// Every domain's schema steps on the metadata store.
+fn migrations() -> Vec<keel_store::Migration> {
+    [keel_tracking::MIGRATIONS, keel_registry::MIGRATIONS].concat()
+}
+
 /// Opens the metadata and artifact stores the settings name.
 pub async fn open_tracking(settings: &Settings) -> Result<(Tracking, ArtifactStore)> {
     let options = DbOptions {
@@ -159,7 +164,7 @@ pub async fn open_tracking(settings: &Settings) -> Result<(Tracking, ArtifactSto
         ..Default::default()
     };
     let db = match &settings.database_url {
-        Some(url) => Db::open(url, keel_tracking::MIGRATIONS, options)
+        Some(url) => Db::open(url, &migrations(), options)
             .await
             .with_context(|| {
                 format!(
@@ -167,7 +172,7 @@ pub async fn open_tracking(settings: &Settings) -> Result<(Tracking, ArtifactSto
                     keel_store::redact_password(url)
                 )
             })?,
-        None => Db::open_in_dir(&settings.data_dir, keel_tracking::MIGRATIONS, options)
+        None => Db::open_in_dir(&settings.data_dir, &migrations(), options)
             .await
             .with_context(|| {
                 format!(
@@ -249,7 +254,10 @@ pub async fn local_state(settings: &Settings) -> Result<AppState> {
         .await
         .map_err(|e| output::UsageError(format!("{e:#}")))?;
     let (tracking, artifacts) = open_tracking(settings).await?;
-    Ok(AppState::new(tracking, artifacts).with_lifecycle(engine))
+    let registry = keel_registry::Registry::new(tracking.db().clone());
+    Ok(AppState::new(tracking, artifacts)
+        .with_lifecycle(engine)
+        .with_registry(registry))
 }
 
 async fn serve(settings: &Settings, host: Option<String>, port: Option<u16>) -> Result<()> {
@@ -258,7 +266,10 @@ async fn serve(settings: &Settings, host: Option<String>, port: Option<u16>) -> 
     let (tracking, artifacts) = open_tracking(settings).await?;
     let metadata = tracking.db().display_url();
     let engine = open_lifecycle(settings, true).await?;
-    let state = AppState::new(tracking.clone(), artifacts.clone()).with_lifecycle(engine.clone());
+    let registry = keel_registry::Registry::new(tracking.db().clone());
+    let state = AppState::new(tracking.clone(), artifacts.clone())
+        .with_lifecycle(engine.clone())
+        .with_registry(registry);
     let addr: SocketAddr = format!("{host}:{port}")
         .parse()
         .or_else(|_| {

@@ -30,6 +30,8 @@ pub struct AppState {
     pub metrics: Arc<HttpMetrics>,
     /// The lifecycle engine (absent in tools that serve tracking only).
     pub lifecycle: Option<keel_lifecycle::Lifecycles>,
+    /// The model registry (on the same metadata store as tracking).
+    pub registry: Option<keel_registry::Registry>,
 }
 
 impl AppState {
@@ -39,7 +41,13 @@ impl AppState {
             artifacts,
             metrics: Arc::new(HttpMetrics::default()),
             lifecycle: None,
+            registry: None,
         }
+    }
+
+    pub fn with_registry(mut self, registry: keel_registry::Registry) -> Self {
+        self.registry = Some(registry);
+        self
     }
 
     pub fn with_lifecycle(mut self, engine: keel_lifecycle::Lifecycles) -> Self {

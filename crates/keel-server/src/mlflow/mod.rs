@@ -5,6 +5,7 @@
 
 pub mod error;
 mod logged_models;
+pub mod registry;
 pub mod request;
 pub mod wire;
 
@@ -29,6 +30,7 @@ pub(crate) type ApiResult = Result<Json<Value>, ApiError>;
 /// `/ajax-api/2.0/mlflow`.
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .merge(registry::routes())
         .route("/experiments/create", post(create_experiment))
         .route("/experiments/get", get(get_experiment))
         .route("/experiments/get-by-name", get(get_experiment_by_name))

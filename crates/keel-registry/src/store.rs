@@ -1,0 +1,840 @@
+//! The registry service over the metadata store. Every change is one
+//! `Db::write`, so a failed request leaves nothing behind.
+
+use keel_core::sql::SqlValue;
+use keel_core::time::now_millis;
+use keel_store::{AnyConnection, Db, Row, bind_all};
+
+use crate::filter::{Condition, parse_filter};
+use crate::{
+    ModelVersion, NewModelVersion, Page, RegisteredModel, RegistryError, STAGES, Search, Tag,
+};
+
+type Result<T> = std::result::Result<T, RegistryError>;
+
+/// The registry service. Cheap to clone.
+#[derive(Clone)]
+pub struct Registry {
+    db: Db,
+}
+
+fn not_found_model(name: &str) -> RegistryError {
+    RegistryError::NotFound(format!("Registered Model with name={name} not found"))
+}
+
+fn not_found_version(name: &str, version: i64) -> RegistryError {
+    RegistryError::NotFound(format!(
+        "Model Version (name={name}, version={version}) not found"
+    ))
+}
+
+/// MLflow's rule: names are non-empty; aliases are names that are not
+/// `latest` and do not look like a version (`v3`).
+pub fn check_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() {
+        return Err(RegistryError::Invalid(
+            "Registered model name cannot be empty.".into(),
+        ));
+    }
+    Ok(())
+}
+
+pub fn check_alias(alias: &str) -> Result<()> {
+    let lower = alias.to_ascii_lowercase();
+    let versionish = lower
+        .strip_prefix('v')
+        .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+    if alias.is_empty()
+        || lower == "latest"
+        || versionish
+        || !alias
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(RegistryError::Invalid(format!(
+            "Invalid alias name: '{alias}'. Aliases may only contain alphanumerics, '_' and '-', and cannot be 'latest' or a version such as 'v1'."
+        )));
+    }
+    Ok(())
+}
+
+const MODEL_KEYS: &[&str] = &["name"];
+const VERSION_KEYS: &[&str] = &["name", "run_id", "source_path", "version_number"];
+
+impl Registry {
+    pub fn new(db: Db) -> Self {
+        Registry { db }
+    }
+
+    pub async fn create_registered_model(
+        &self,
+        name: String,
+        tags: Vec<Tag>,
+        description: Option<String>,
+    ) -> Result<RegisteredModel> {
+        check_name(&name)?;
+        let n = name.clone();
+        self.db
+            .write::<_, RegistryError, _>(move |conn| {
+                Box::pin(async move {
+                    if sqlx::query("SELECT 1 FROM registered_models WHERE name = $1").bind(n.as_str()).fetch_optional(&mut *conn).await?.is_some() {
+                        return Err(RegistryError::AlreadyExists(format!("Registered Model (name={n}) already exists.")));
+                    }
+                    let now = now_millis();
+                    sqlx::query("INSERT INTO registered_models (name, creation_timestamp, last_updated_timestamp, description) VALUES ($1, $2, $2, $3)")
+                        .bind(n.as_str())
+                        .bind(now)
+                        .bind(description)
+                        .execute(&mut *conn)
+                        .await?;
+                    for t in tags {
+                        sqlx::query("INSERT INTO registered_model_tags (name, key, value) VALUES ($1, $2, $3)")
+                            .bind(n.as_str())
+                            .bind(t.key)
+                            .bind(t.value)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
+        self.get_registered_model(&name).await
+    }
+
+    pub async fn get_registered_model(&self, name: &str) -> Result<RegisteredModel> {
+        let conn = &mut *self.db.reader().acquire().await?;
+        load_model(conn, name)
+            .await?
+            .ok_or_else(|| not_found_model(name))
+    }
+
+    pub async fn update_registered_model(
+        &self,
+        name: &str,
+        description: Option<String>,
+    ) -> Result<RegisteredModel> {
+        let n = name.to_owned();
+        self.db
+            .write::<_, RegistryError, _>(move |conn| {
+                Box::pin(async move {
+                    let done = sqlx::query("UPDATE registered_models SET description = $1, last_updated_timestamp = $2 WHERE name = $3")
+                        .bind(description)
+                        .bind(now_millis())
+                        .bind(n.as_str())
+                        .execute(&mut *conn)
+                        .await?;
+                    if done.rows_affected() == 0 {
+                        return Err(not_found_model(&n));
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
+        self.get_registered_model(name).await
+    }
+
+    pub async fn rename_registered_model(
+        &self,
+        name: &str,
+        new_name: String,
+    ) -> Result<RegisteredModel> {
+        check_name(&new_name)?;
+        let (n, nn) = (name.to_owned(), new_name.clone());
+        self.db
+            .write::<_, RegistryError, _>(move |conn| {
+                Box::pin(async move {
+                    if sqlx::query("SELECT 1 FROM registered_models WHERE name = $1")
+                        .bind(n.as_str())
+                        .fetch_optional(&mut *conn)
+                        .await?
+                        .is_none()
+                    {
+                        return Err(not_found_model(&n));
+                    }
+                    if sqlx::query("SELECT 1 FROM registered_models WHERE name = $1")
+                        .bind(nn.as_str())
+                        .fetch_optional(&mut *conn)
+                        .await?
+                        .is_some()
+                    {
+                        return Err(RegistryError::AlreadyExists(format!(
+                            "Registered Model (name={nn}) already exists."
+                        )));
+                    }
+                    for table in [
+                        "registered_models",
+                        "registered_model_tags",
+                        "registered_model_aliases",
+                        "model_versions",
+                        "model_version_tags",
+                    ] {
+                        sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "UPDATE {table} SET name = $1 WHERE name = $2"
+                        )))
+                        .bind(nn.as_str())
+                        .bind(n.as_str())
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                    sqlx::query(
+                        "UPDATE registered_models SET last_updated_timestamp = $1 WHERE name = $2",
+                    )
+                    .bind(now_millis())
+                    .bind(nn.as_str())
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await?;
+        self.get_registered_model(&new_name).await
+    }
+
+    pub async fn delete_registered_model(&self, name: &str) -> Result<()> {
+        let n = name.to_owned();
+        self.db
+            .write::<_, RegistryError, _>(move |conn| {
+                Box::pin(async move {
+                    let done = sqlx::query("DELETE FROM registered_models WHERE name = $1")
+                        .bind(n.as_str())
+                        .execute(&mut *conn)
+                        .await?;
+                    if done.rows_affected() == 0 {
+                        return Err(not_found_model(&n));
+                    }
+                    for table in [
+                        "registered_model_tags",
+                        "registered_model_aliases",
+                        "model_versions",
+                        "model_version_tags",
+                    ] {
+                        sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DELETE FROM {table} WHERE name = $1"
+                        )))
+                        .bind(n.as_str())
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    pub async fn search_registered_models(&self, search: Search) -> Result<Page<RegisteredModel>> {
+        let conditions = parse_filter(&search.filter, MODEL_KEYS)?;
+        let (offset, limit) = paging(&search)?;
+        let order = order_clause(
+            &search.order_by,
+            &[
+                ("name", "name"),
+                ("timestamp", "last_updated_timestamp"),
+                ("last_updated_timestamp", "last_updated_timestamp"),
+                ("creation_timestamp", "creation_timestamp"),
+            ],
+            "name ASC",
+        )?;
+        let mut sql = String::from("SELECT name FROM registered_models m WHERE 1 = 1");
+        let mut binds = Vec::new();
+        push_conditions(
+            &mut sql,
+            &mut binds,
+            &conditions,
+            "registered_model_tags t WHERE t.name = m.name",
+            |k| match k {
+                "name" => Some("m.name"),
+                _ => None,
+            },
+        );
+        sql.push_str(&format!(
+            " ORDER BY {order}, name ASC LIMIT {} OFFSET {offset}",
+            limit + 1
+        ));
+        let conn = &mut *self.db.reader().acquire().await?;
+        let rows = bind_all(sql, &binds).fetch_all(&mut *conn).await?;
+        let mut items = Vec::new();
+        for row in rows.iter().take(limit as usize) {
+            let name: String = row.try_get(0)?;
+            if let Some(m) = load_model(conn, &name).await? {
+                items.push(m);
+            }
+        }
+        let next_page_token = (rows.len() as i64 > limit).then(|| (offset + limit).to_string());
+        Ok(Page {
+            items,
+            next_page_token,
+        })
+    }
+
+    pub async fn set_registered_model_tag(&self, name: &str, tag: Tag) -> Result<()> {
+        let n = name.to_owned();
+        self.db
+            .write::<_, RegistryError, _>(move |conn| {
+                Box::pin(async move {
+                    require_model(conn, &n).await?;
+                    sqlx::query("DELETE FROM registered_model_tags WHERE name = $1 AND key = $2")
+                        .bind(n.as_str())
+                        .bind(tag.key.as_str())
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query(
+                        "INSERT INTO registered_model_tags (name, key, value) VALUES ($1, $2, $3)",
+                    )
+                    .bind(n.as_str())
+                    .bind(tag.key)
+                    .bind(tag.value)
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    pub async fn delete_registered_model_tag(&self, name: &str, key: &str) -> Result<()> {
+        let (n, k) = (name.to_owned(), key.to_owned());
+        self.db
+            .write::<_, RegistryError, _>(move |conn| {
+                Box::pin(async move {
+                    require_model(conn, &n).await?;
+                    sqlx::query("DELETE FROM registered_model_tags WHERE name = $1 AND key = $2")
+                        .bind(n.as_str())
+                        .bind(k.as_str())
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    pub async fn set_alias(&self, name: &str, alias: &str, version: i64) -> Result<()> {
+        check_alias(alias)?;
+        let (n, a) = (name.to_owned(), alias.to_owned());
+        self.db
+            .write::<_, RegistryError, _>(move |conn| {
+                Box::pin(async move {
+                    require_model(conn, &n).await?;
+                    require_version(conn, &n, version).await?;
+                    sqlx::query("DELETE FROM registered_model_aliases WHERE name = $1 AND alias = $2").bind(n.as_str()).bind(a.as_str()).execute(&mut *conn).await?;
+                    sqlx::query("INSERT INTO registered_model_aliases (name, alias, version) VALUES ($1, $2, $3)")
+                        .bind(n.as_str())
+                        .bind(a.as_str())
+                        .bind(version)
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    pub async fn delete_alias(&self, name: &str, alias: &str) -> Result<()> {
+        let (n, a) = (name.to_owned(), alias.to_owned());
+        self.db
+            .write::<_, RegistryError, _>(move |conn| {
+                Box::pin(async move {
+                    require_model(conn, &n).await?;
+                    sqlx::query(
+                        "DELETE FROM registered_model_aliases WHERE name = $1 AND alias = $2",
+                    )
+                    .bind(n.as_str())
+                    .bind(a.as_str())
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    pub async fn get_model_version_by_alias(
+        &self,
+        name: &str,
+        alias: &str,
+    ) -> Result<ModelVersion> {
+        let conn = &mut *self.db.reader().acquire().await?;
+        require_model(conn, name).await?;
+        let row = sqlx::query(
+            "SELECT version FROM registered_model_aliases WHERE name = $1 AND alias = $2",
+        )
+        .bind(name)
+        .bind(alias)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| {
+            RegistryError::NotFound(format!("Registered model alias {alias} not found."))
+        })?;
+        let version: i64 = row.try_get(0)?;
+        load_version(conn, name, version)
+            .await?
+            .ok_or_else(|| not_found_version(name, version))
+    }
+
+    pub async fn create_model_version(&self, new: NewModelVersion) -> Result<ModelVersion> {
+        check_name(&new.name)?;
+        let name = new.name.clone();
+        let version = self
+            .db
+            .write::<_, RegistryError, _>(move |conn| {
+                Box::pin(async move {
+                    require_model(conn, &new.name).await?;
+                    let row = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM model_versions WHERE name = $1")
+                        .bind(new.name.as_str())
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    let version: i64 = row.try_get::<i64, _>(0)? + 1;
+                    let now = now_millis();
+                    sqlx::query(
+                        "INSERT INTO model_versions (name, version, creation_timestamp, last_updated_timestamp, description, current_stage, \
+                         source, run_id, run_link, status, storage_location, model_id) VALUES ($1, $2, $3, $3, $4, 'None', $5, $6, $7, 'READY', $8, $9)",
+                    )
+                    .bind(new.name.as_str())
+                    .bind(version)
+                    .bind(now)
+                    .bind(new.description)
+                    .bind(new.source)
+                    .bind(new.run_id)
+                    .bind(new.run_link)
+                    .bind(new.storage_location)
+                    .bind(new.model_id)
+                    .execute(&mut *conn)
+                    .await?;
+                    for t in new.tags {
+                        sqlx::query("INSERT INTO model_version_tags (name, version, key, value) VALUES ($1, $2, $3, $4)")
+                            .bind(new.name.as_str())
+                            .bind(version)
+                            .bind(t.key)
+                            .bind(t.value)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    sqlx::query("UPDATE registered_models SET last_updated_timestamp = $1 WHERE name = $2").bind(now).bind(new.name.as_str()).execute(&mut *conn).await?;
+                    Ok(version)
+                })
+            })
+            .await?;
+        self.get_model_version(&name, version).await
+    }
+
+    pub async fn get_model_version(&self, name: &str, version: i64) -> Result<ModelVersion> {
+        let conn = &mut *self.db.reader().acquire().await?;
+        load_version(conn, name, version)
+            .await?
+            .ok_or_else(|| not_found_version(name, version))
+    }
+
+    pub async fn update_model_version(
+        &self,
+        name: &str,
+        version: i64,
+        description: Option<String>,
+    ) -> Result<ModelVersion> {
+        let n = name.to_owned();
+        self.db
+            .write::<_, RegistryError, _>(move |conn| {
+                Box::pin(async move {
+                    let done = sqlx::query("UPDATE model_versions SET description = $1, last_updated_timestamp = $2 WHERE name = $3 AND version = $4")
+                        .bind(description)
+                        .bind(now_millis())
+                        .bind(n.as_str())
+                        .bind(version)
+                        .execute(&mut *conn)
+                        .await?;
+                    if done.rows_affected() == 0 {
+                        return Err(not_found_version(&n, version));
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
+        self.get_model_version(name, version).await
+    }
+
+    pub async fn transition_stage(
+        &self,
+        name: &str,
+        version: i64,
+        stage: &str,
+        archive_existing: bool,
+    ) -> Result<ModelVersion> {
+        let stage = STAGES
+            .iter()
+            .find(|s| s.eq_ignore_ascii_case(stage))
+            .copied()
+            .ok_or_else(|| {
+                RegistryError::Invalid(format!(
+                    "Invalid Model Version stage: {stage}. Value must be one of {}.",
+                    STAGES.join(", ")
+                ))
+            })?;
+        let n = name.to_owned();
+        self.db
+            .write::<_, RegistryError, _>(move |conn| {
+                Box::pin(async move {
+                    require_version(conn, &n, version).await?;
+                    let now = now_millis();
+                    if archive_existing && (stage == "Staging" || stage == "Production") {
+                        sqlx::query("UPDATE model_versions SET current_stage = 'Archived', last_updated_timestamp = $1 WHERE name = $2 AND current_stage = $3 AND version <> $4")
+                            .bind(now)
+                            .bind(n.as_str())
+                            .bind(stage)
+                            .bind(version)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    sqlx::query("UPDATE model_versions SET current_stage = $1, last_updated_timestamp = $2 WHERE name = $3 AND version = $4")
+                        .bind(stage)
+                        .bind(now)
+                        .bind(n.as_str())
+                        .bind(version)
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .await?;
+        self.get_model_version(name, version).await
+    }
+
+    pub async fn delete_model_version(&self, name: &str, version: i64) -> Result<()> {
+        let n = name.to_owned();
+        self.db
+            .write::<_, RegistryError, _>(move |conn| {
+                Box::pin(async move {
+                    let done =
+                        sqlx::query("DELETE FROM model_versions WHERE name = $1 AND version = $2")
+                            .bind(n.as_str())
+                            .bind(version)
+                            .execute(&mut *conn)
+                            .await?;
+                    if done.rows_affected() == 0 {
+                        return Err(not_found_version(&n, version));
+                    }
+                    sqlx::query("DELETE FROM model_version_tags WHERE name = $1 AND version = $2")
+                        .bind(n.as_str())
+                        .bind(version)
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query(
+                        "DELETE FROM registered_model_aliases WHERE name = $1 AND version = $2",
+                    )
+                    .bind(n.as_str())
+                    .bind(version)
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    pub async fn set_model_version_tag(&self, name: &str, version: i64, tag: Tag) -> Result<()> {
+        let n = name.to_owned();
+        self.db
+            .write::<_, RegistryError, _>(move |conn| {
+                Box::pin(async move {
+                    require_version(conn, &n, version).await?;
+                    sqlx::query("DELETE FROM model_version_tags WHERE name = $1 AND version = $2 AND key = $3")
+                        .bind(n.as_str())
+                        .bind(version)
+                        .bind(tag.key.as_str())
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("INSERT INTO model_version_tags (name, version, key, value) VALUES ($1, $2, $3, $4)")
+                        .bind(n.as_str())
+                        .bind(version)
+                        .bind(tag.key)
+                        .bind(tag.value)
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    pub async fn delete_model_version_tag(
+        &self,
+        name: &str,
+        version: i64,
+        key: &str,
+    ) -> Result<()> {
+        let (n, k) = (name.to_owned(), key.to_owned());
+        self.db
+            .write::<_, RegistryError, _>(move |conn| {
+                Box::pin(async move {
+                    require_version(conn, &n, version).await?;
+                    sqlx::query("DELETE FROM model_version_tags WHERE name = $1 AND version = $2 AND key = $3")
+                        .bind(n.as_str())
+                        .bind(version)
+                        .bind(k.as_str())
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    pub async fn search_model_versions(&self, search: Search) -> Result<Page<ModelVersion>> {
+        let conditions = parse_filter(&search.filter, VERSION_KEYS)?;
+        let (offset, limit) = paging(&search)?;
+        let order = order_clause(
+            &search.order_by,
+            &[
+                ("name", "name"),
+                ("version_number", "version"),
+                ("creation_timestamp", "creation_timestamp"),
+                ("last_updated_timestamp", "last_updated_timestamp"),
+            ],
+            "name ASC, version DESC",
+        )?;
+        let mut sql = String::from("SELECT name, version FROM model_versions v WHERE 1 = 1");
+        let mut binds = Vec::new();
+        push_conditions(
+            &mut sql,
+            &mut binds,
+            &conditions,
+            "model_version_tags t WHERE t.name = v.name AND t.version = v.version",
+            |k| match k {
+                "name" => Some("v.name"),
+                "run_id" => Some("v.run_id"),
+                "source_path" => Some("v.source"),
+                "version_number" => Some("CAST(v.version AS TEXT)"),
+                _ => None,
+            },
+        );
+        sql.push_str(&format!(
+            " ORDER BY {order}, name ASC, version DESC LIMIT {} OFFSET {offset}",
+            limit + 1
+        ));
+        let conn = &mut *self.db.reader().acquire().await?;
+        let rows = bind_all(sql, &binds).fetch_all(&mut *conn).await?;
+        let mut items = Vec::new();
+        for row in rows.iter().take(limit as usize) {
+            let name: String = row.try_get(0)?;
+            let version: i64 = row.try_get(1)?;
+            if let Some(v) = load_version(conn, &name, version).await? {
+                items.push(v);
+            }
+        }
+        let next_page_token = (rows.len() as i64 > limit).then(|| (offset + limit).to_string());
+        Ok(Page {
+            items,
+            next_page_token,
+        })
+    }
+}
+
+fn paging(search: &Search) -> Result<(i64, i64)> {
+    let limit = search.max_results.unwrap_or(100);
+    if !(1..=50_000).contains(&limit) {
+        return Err(RegistryError::Invalid(format!(
+            "Invalid value for max_results: {limit}; it must be between 1 and 50000."
+        )));
+    }
+    let offset = match &search.page_token {
+        None => 0,
+        Some(t) if t.is_empty() => 0,
+        Some(t) => t
+            .parse::<i64>()
+            .ok()
+            .filter(|o| *o >= 0)
+            .ok_or_else(|| RegistryError::Invalid(format!("Invalid page token '{t}'.")))?,
+    };
+    Ok((offset, limit))
+}
+
+fn order_clause(order_by: &[String], columns: &[(&str, &str)], default: &str) -> Result<String> {
+    if order_by.is_empty() {
+        return Ok(default.to_owned());
+    }
+    let mut parts = Vec::new();
+    for o in order_by {
+        let mut words = o.split_whitespace();
+        let key = words.next().unwrap_or("");
+        let dir = match words.next().map(str::to_ascii_uppercase).as_deref() {
+            None | Some("ASC") => "ASC",
+            Some("DESC") => "DESC",
+            Some(other) => {
+                return Err(RegistryError::Invalid(format!(
+                    "Invalid order_by clause '{o}': '{other}' is not ASC or DESC."
+                )));
+            }
+        };
+        let col = columns
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, c)| *c)
+            .ok_or_else(|| RegistryError::Invalid(format!("Invalid order_by key '{key}'.")))?;
+        parts.push(format!("{col} {dir}"));
+    }
+    Ok(parts.join(", "))
+}
+
+fn push_conditions(
+    sql: &mut String,
+    binds: &mut Vec<SqlValue>,
+    conditions: &[Condition],
+    tag_from: &str,
+    column: impl Fn(&str) -> Option<&'static str>,
+) {
+    for c in conditions {
+        let arg = |v: &str, binds: &mut Vec<SqlValue>| {
+            binds.push(SqlValue::Text(v.to_owned()));
+            format!("${}", binds.len())
+        };
+        let (lhs, prefix) = match c.key.strip_prefix("tags.") {
+            Some(k) => {
+                let key = arg(k, binds);
+                (
+                    String::from("t.value"),
+                    format!(" AND EXISTS (SELECT 1 FROM {tag_from} AND t.key = {key} AND "),
+                )
+            }
+            None => (
+                column(&c.key).unwrap_or("NULL").to_owned(),
+                String::from(" AND ("),
+            ),
+        };
+        let cond = match c.op.as_str() {
+            "IN" => {
+                let list: Vec<String> = c.values.iter().map(|v| arg(v, binds)).collect();
+                format!("{lhs} IN ({})", list.join(", "))
+            }
+            "LIKE" => format!("{lhs} LIKE {}", arg(&c.values[0], binds)),
+            "ILIKE" => format!("LOWER({lhs}) LIKE LOWER({})", arg(&c.values[0], binds)),
+            op => format!("{lhs} {op} {}", arg(&c.values[0], binds)),
+        };
+        sql.push_str(&prefix);
+        sql.push_str(&cond);
+        sql.push(')');
+    }
+}
+
+async fn require_model(conn: &mut AnyConnection, name: &str) -> Result<()> {
+    sqlx::query("SELECT 1 FROM registered_models WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|_| ())
+        .ok_or_else(|| not_found_model(name))
+}
+
+async fn require_version(conn: &mut AnyConnection, name: &str, version: i64) -> Result<()> {
+    sqlx::query("SELECT 1 FROM model_versions WHERE name = $1 AND version = $2")
+        .bind(name)
+        .bind(version)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|_| ())
+        .ok_or_else(|| not_found_version(name, version))
+}
+
+async fn load_model(conn: &mut AnyConnection, name: &str) -> Result<Option<RegisteredModel>> {
+    let Some(row) = sqlx::query("SELECT name, creation_timestamp, last_updated_timestamp, description FROM registered_models WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let mut m = RegisteredModel {
+        name: row.try_get(0)?,
+        creation_timestamp: row.try_get(1)?,
+        last_updated_timestamp: row.try_get(2)?,
+        description: row.try_get(3)?,
+        tags: Vec::new(),
+        aliases: Vec::new(),
+        latest_versions: Vec::new(),
+    };
+    for r in
+        sqlx::query("SELECT key, value FROM registered_model_tags WHERE name = $1 ORDER BY key")
+            .bind(name)
+            .fetch_all(&mut *conn)
+            .await?
+    {
+        m.tags.push(Tag {
+            key: r.try_get(0)?,
+            value: r.try_get::<Option<String>, _>(1)?.unwrap_or_default(),
+        });
+    }
+    for r in sqlx::query(
+        "SELECT alias, version FROM registered_model_aliases WHERE name = $1 ORDER BY alias",
+    )
+    .bind(name)
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        m.aliases.push((r.try_get(0)?, r.try_get(1)?));
+    }
+    let latest = sqlx::query("SELECT current_stage, MAX(version) FROM model_versions WHERE name = $1 GROUP BY current_stage ORDER BY current_stage")
+        .bind(name)
+        .fetch_all(&mut *conn)
+        .await?;
+    for r in latest {
+        let v: i64 = r.try_get(1)?;
+        if let Some(mv) = load_version(conn, name, v).await? {
+            m.latest_versions.push(mv);
+        }
+    }
+    Ok(Some(m))
+}
+
+async fn load_version(
+    conn: &mut AnyConnection,
+    name: &str,
+    version: i64,
+) -> Result<Option<ModelVersion>> {
+    let Some(row) = sqlx::query(
+        "SELECT name, version, creation_timestamp, last_updated_timestamp, description, current_stage, source, run_id, run_link, status, \
+         storage_location, model_id FROM model_versions WHERE name = $1 AND version = $2",
+    )
+    .bind(name)
+    .bind(version)
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let mut v = ModelVersion {
+        name: row.try_get(0)?,
+        version: row.try_get(1)?,
+        creation_timestamp: row.try_get(2)?,
+        last_updated_timestamp: row.try_get(3)?,
+        description: row.try_get(4)?,
+        current_stage: row.try_get(5)?,
+        source: row.try_get(6)?,
+        run_id: row.try_get(7)?,
+        run_link: row.try_get(8)?,
+        status: row.try_get(9)?,
+        storage_location: row.try_get(10)?,
+        model_id: row.try_get(11)?,
+        tags: Vec::new(),
+        aliases: Vec::new(),
+    };
+    for r in sqlx::query(
+        "SELECT key, value FROM model_version_tags WHERE name = $1 AND version = $2 ORDER BY key",
+    )
+    .bind(name)
+    .bind(version)
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        v.tags.push(Tag {
+            key: r.try_get(0)?,
+            value: r.try_get::<Option<String>, _>(1)?.unwrap_or_default(),
+        });
+    }
+    for r in sqlx::query("SELECT alias FROM registered_model_aliases WHERE name = $1 AND version = $2 ORDER BY alias")
+        .bind(name)
+        .bind(version)
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        v.aliases.push(r.try_get(0)?);
+    }
+    Ok(Some(v))
+}

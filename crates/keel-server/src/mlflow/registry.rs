@@ -1,0 +1,436 @@
+//! MLflow's model registry REST API (`registered-models/*`,
+//! `model-versions/*`), mapped onto `keel-registry`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::routing::{get, post};
+use keel_registry::{ModelVersion, NewModelVersion, RegisteredModel, RegistryError, Search, Tag};
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::request::Fields;
+use crate::AppState;
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/registered-models/create", post(create_model))
+        .route("/registered-models/get", get(get_model))
+        .route("/registered-models/rename", post(rename_model))
+        .route(
+            "/registered-models/update",
+            axum::routing::patch(update_model),
+        )
+        .route(
+            "/registered-models/delete",
+            axum::routing::delete(delete_model),
+        )
+        .route(
+            "/registered-models/search",
+            get(search_models).post(search_models),
+        )
+        .route("/registered-models/set-tag", post(set_model_tag))
+        .route(
+            "/registered-models/delete-tag",
+            axum::routing::delete(delete_model_tag),
+        )
+        .route(
+            "/registered-models/alias",
+            post(set_alias).delete(delete_alias).get(get_by_alias),
+        )
+        .route(
+            "/registered-models/get-latest-versions",
+            post(latest_versions).get(latest_versions),
+        )
+        .route("/model-versions/create", post(create_version))
+        .route("/model-versions/get", get(get_version))
+        .route(
+            "/model-versions/update",
+            axum::routing::patch(update_version),
+        )
+        .route(
+            "/model-versions/delete",
+            axum::routing::delete(delete_version),
+        )
+        .route(
+            "/model-versions/search",
+            get(search_versions).post(search_versions),
+        )
+        .route("/model-versions/set-tag", post(set_version_tag))
+        .route(
+            "/model-versions/delete-tag",
+            axum::routing::delete(delete_version_tag),
+        )
+        .route("/model-versions/get-download-uri", get(download_uri))
+        .route("/model-versions/transition-stage", post(transition_stage))
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::NotFound(m) => ApiError::not_found(m),
+            RegistryError::AlreadyExists(m) => ApiError {
+                status: axum::http::StatusCode::BAD_REQUEST,
+                code: "RESOURCE_ALREADY_EXISTS",
+                message: m,
+            },
+            RegistryError::Invalid(m) => ApiError::invalid(m),
+            RegistryError::Filter(f) => ApiError::invalid(f.to_string()),
+            RegistryError::Store(s) => s.into(),
+        }
+    }
+}
+
+fn registry(s: &AppState) -> Result<&keel_registry::Registry, ApiError> {
+    s.registry
+        .as_ref()
+        .ok_or_else(|| ApiError::internal("the model registry is not running on this server"))
+}
+
+fn tags(f: &Fields, field: &str) -> Result<Vec<Tag>, ApiError> {
+    Ok(super::tag_list(f, field)?
+        .into_iter()
+        .map(|t| Tag {
+            key: t.key,
+            value: t.value,
+        })
+        .collect())
+}
+
+fn version_of(f: &Fields) -> Result<i64, ApiError> {
+    let v = f.str_req("version")?;
+    v.parse::<i64>().map_err(|_| {
+        ApiError::invalid(format!(
+            "Parameter 'version' must be an integer, got '{v}'."
+        ))
+    })
+}
+
+pub fn model_version_json(v: &ModelVersion) -> Value {
+    let mut o = json!({
+        "name": v.name,
+        "version": v.version.to_string(),
+        "creation_timestamp": v.creation_timestamp,
+        "last_updated_timestamp": v.last_updated_timestamp,
+        "current_stage": v.current_stage,
+        "source": v.source,
+        "status": v.status,
+    });
+    if let Some(d) = &v.description {
+        o["description"] = json!(d);
+    }
+    if let Some(r) = &v.run_id {
+        o["run_id"] = json!(r);
+    }
+    if let Some(r) = &v.run_link {
+        o["run_link"] = json!(r);
+    }
+    if let Some(m) = &v.model_id {
+        o["model_id"] = json!(m);
+    }
+    if !v.tags.is_empty() {
+        o["tags"] = json!(
+            v.tags
+                .iter()
+                .map(|t| json!({"key": t.key, "value": t.value}))
+                .collect::<Vec<_>>()
+        );
+    }
+    if !v.aliases.is_empty() {
+        o["aliases"] = json!(v.aliases);
+    }
+    o
+}
+
+pub fn registered_model_json(m: &RegisteredModel) -> Value {
+    let mut o = json!({
+        "name": m.name,
+        "creation_timestamp": m.creation_timestamp,
+        "last_updated_timestamp": m.last_updated_timestamp,
+    });
+    if let Some(d) = &m.description {
+        o["description"] = json!(d);
+    }
+    if !m.latest_versions.is_empty() {
+        o["latest_versions"] = json!(
+            m.latest_versions
+                .iter()
+                .map(model_version_json)
+                .collect::<Vec<_>>()
+        );
+    }
+    if !m.tags.is_empty() {
+        o["tags"] = json!(
+            m.tags
+                .iter()
+                .map(|t| json!({"key": t.key, "value": t.value}))
+                .collect::<Vec<_>>()
+        );
+    }
+    if !m.aliases.is_empty() {
+        o["aliases"] = json!(
+            m.aliases
+                .iter()
+                .map(|(a, v)| json!({"alias": a, "version": v.to_string()}))
+                .collect::<Vec<_>>()
+        );
+    }
+    o
+}
+
+async fn create_model(State(s): State<AppState>, f: Fields) -> ApiResult {
+    let m = registry(&s)?
+        .create_registered_model(
+            f.str_req("name")?,
+            tags(&f, "tags")?,
+            f.str_opt("description")?,
+        )
+        .await?;
+    Ok(Json(json!({"registered_model": registered_model_json(&m)})))
+}
+
+async fn get_model(State(s): State<AppState>, f: Fields) -> ApiResult {
+    let m = registry(&s)?
+        .get_registered_model(&f.str_req("name")?)
+        .await?;
+    Ok(Json(json!({"registered_model": registered_model_json(&m)})))
+}
+
+async fn rename_model(State(s): State<AppState>, f: Fields) -> ApiResult {
+    let m = registry(&s)?
+        .rename_registered_model(&f.str_req("name")?, f.str_req("new_name")?)
+        .await?;
+    Ok(Json(json!({"registered_model": registered_model_json(&m)})))
+}
+
+async fn update_model(State(s): State<AppState>, f: Fields) -> ApiResult {
+    let m = registry(&s)?
+        .update_registered_model(&f.str_req("name")?, f.str_opt("description")?)
+        .await?;
+    Ok(Json(json!({"registered_model": registered_model_json(&m)})))
+}
+
+async fn delete_model(State(s): State<AppState>, f: Fields) -> ApiResult {
+    registry(&s)?
+        .delete_registered_model(&f.str_req("name")?)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+fn search_args(f: &Fields) -> Result<Search, ApiError> {
+    Ok(Search {
+        filter: f.str_opt("filter")?.unwrap_or_default(),
+        max_results: f.i64_opt("max_results")?,
+        order_by: f.str_list("order_by")?,
+        page_token: f.str_opt("page_token")?,
+    })
+}
+
+async fn search_models(State(s): State<AppState>, f: Fields) -> ApiResult {
+    let page = registry(&s)?
+        .search_registered_models(search_args(&f)?)
+        .await?;
+    let mut body = json!({});
+    if !page.items.is_empty() {
+        body["registered_models"] = json!(
+            page.items
+                .iter()
+                .map(registered_model_json)
+                .collect::<Vec<_>>()
+        );
+    }
+    if let Some(t) = page.next_page_token {
+        body["next_page_token"] = json!(t);
+    }
+    Ok(Json(body))
+}
+
+async fn set_model_tag(State(s): State<AppState>, f: Fields) -> ApiResult {
+    let tag = Tag {
+        key: f.str_req("key")?,
+        value: f.str_opt("value")?.unwrap_or_default(),
+    };
+    registry(&s)?
+        .set_registered_model_tag(&f.str_req("name")?, tag)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+async fn delete_model_tag(State(s): State<AppState>, f: Fields) -> ApiResult {
+    registry(&s)?
+        .delete_registered_model_tag(&f.str_req("name")?, &f.str_req("key")?)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+async fn set_alias(State(s): State<AppState>, f: Fields) -> ApiResult {
+    registry(&s)?
+        .set_alias(&f.str_req("name")?, &f.str_req("alias")?, version_of(&f)?)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+async fn delete_alias(State(s): State<AppState>, f: Fields) -> ApiResult {
+    registry(&s)?
+        .delete_alias(&f.str_req("name")?, &f.str_req("alias")?)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+async fn get_by_alias(State(s): State<AppState>, f: Fields) -> ApiResult {
+    let v = registry(&s)?
+        .get_model_version_by_alias(&f.str_req("name")?, &f.str_req("alias")?)
+        .await?;
+    Ok(Json(json!({"model_version": model_version_json(&v)})))
+}
+
+async fn latest_versions(State(s): State<AppState>, f: Fields) -> ApiResult {
+    let m = registry(&s)?
+        .get_registered_model(&f.str_req("name")?)
+        .await?;
+    let stages = f.str_list("stages")?;
+    let versions: Vec<Value> = m
+        .latest_versions
+        .iter()
+        .filter(|v| {
+            stages.is_empty()
+                || stages
+                    .iter()
+                    .any(|st| st.eq_ignore_ascii_case(&v.current_stage))
+        })
+        .map(model_version_json)
+        .collect();
+    Ok(Json(json!({ "model_versions": versions })))
+}
+
+/// Where a version's files are: a logged model's location for
+/// `models:/m-…`, a run's artifact directory for `runs:/RUN/PATH`, else
+/// the source itself.
+async fn storage_location(
+    s: &AppState,
+    source: &str,
+) -> Result<(Option<String>, Option<String>), ApiError> {
+    if let Some(id) = source
+        .strip_prefix("models:/")
+        .filter(|r| r.starts_with("m-") && !r.contains('/'))
+    {
+        let m = s.tracking.get_logged_model(id, false).await?;
+        return Ok((Some(m.artifact_location), Some(id.to_owned())));
+    }
+    if let Some(rest) = source.strip_prefix("runs:/") {
+        let (run_id, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let run = s.tracking.get_run(run_id).await?;
+        let base = run.info.artifact_uri.trim_end_matches('/').to_owned();
+        let loc = if path.is_empty() {
+            base
+        } else {
+            format!("{base}/{}", path.trim_start_matches('/'))
+        };
+        return Ok((Some(loc), None));
+    }
+    Ok((Some(source.to_owned()), None))
+}
+
+async fn create_version(State(s): State<AppState>, f: Fields) -> ApiResult {
+    let source = f.str_req("source")?;
+    let (location, logged_id) = storage_location(&s, &source).await?;
+    let v = registry(&s)?
+        .create_model_version(NewModelVersion {
+            name: f.str_req("name")?,
+            source,
+            run_id: f.str_opt("run_id")?.filter(|r| !r.is_empty()),
+            run_link: f.str_opt("run_link")?.filter(|r| !r.is_empty()),
+            description: f.str_opt("description")?,
+            tags: tags(&f, "tags")?,
+            storage_location: location,
+            model_id: f
+                .str_opt("model_id")?
+                .filter(|m| !m.is_empty())
+                .or(logged_id),
+        })
+        .await?;
+    Ok(Json(json!({"model_version": model_version_json(&v)})))
+}
+
+async fn get_version(State(s): State<AppState>, f: Fields) -> ApiResult {
+    let v = registry(&s)?
+        .get_model_version(&f.str_req("name")?, version_of(&f)?)
+        .await?;
+    Ok(Json(json!({"model_version": model_version_json(&v)})))
+}
+
+async fn update_version(State(s): State<AppState>, f: Fields) -> ApiResult {
+    let v = registry(&s)?
+        .update_model_version(
+            &f.str_req("name")?,
+            version_of(&f)?,
+            f.str_opt("description")?,
+        )
+        .await?;
+    Ok(Json(json!({"model_version": model_version_json(&v)})))
+}
+
+async fn delete_version(State(s): State<AppState>, f: Fields) -> ApiResult {
+    registry(&s)?
+        .delete_model_version(&f.str_req("name")?, version_of(&f)?)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+async fn search_versions(State(s): State<AppState>, f: Fields) -> ApiResult {
+    let page = registry(&s)?
+        .search_model_versions(search_args(&f)?)
+        .await?;
+    let mut body = json!({});
+    if !page.items.is_empty() {
+        body["model_versions"] = json!(
+            page.items
+                .iter()
+                .map(model_version_json)
+                .collect::<Vec<_>>()
+        );
+    }
+    if let Some(t) = page.next_page_token {
+        body["next_page_token"] = json!(t);
+    }
+    Ok(Json(body))
+}
+
+async fn set_version_tag(State(s): State<AppState>, f: Fields) -> ApiResult {
+    let tag = Tag {
+        key: f.str_req("key")?,
+        value: f.str_opt("value")?.unwrap_or_default(),
+    };
+    registry(&s)?
+        .set_model_version_tag(&f.str_req("name")?, version_of(&f)?, tag)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+async fn delete_version_tag(State(s): State<AppState>, f: Fields) -> ApiResult {
+    registry(&s)?
+        .delete_model_version_tag(&f.str_req("name")?, version_of(&f)?, &f.str_req("key")?)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+async fn download_uri(State(s): State<AppState>, f: Fields) -> ApiResult {
+    let v = registry(&s)?
+        .get_model_version(&f.str_req("name")?, version_of(&f)?)
+        .await?;
+    let uri = v.storage_location.unwrap_or(v.source);
+    Ok(Json(json!({ "artifact_uri": uri })))
+}
+
+async fn transition_stage(State(s): State<AppState>, f: Fields) -> ApiResult {
+    let v = registry(&s)?
+        .transition_stage(
+            &f.str_req("name")?,
+            version_of(&f)?,
+            &f.str_req("stage")?,
+            f.bool_opt("archive_existing_versions")?.unwrap_or(false),
+        )
+        .await?;
+    Ok(Json(json!({"model_version": model_version_json(&v)})))
+}
