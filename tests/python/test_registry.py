@@ -33,10 +33,13 @@ numbers; ``version`` is always a JSON *string*)::
          "status": "READY",
          "tags": [{"key": "a", "value": "b"}],   # omitted when empty
          "run_link": "",                   # always sent
-         "aliases": ["b", "champion"],     # omitted when empty
-         "model_id": "m-..."}              # only when registered from a logged
-                                           # model (mlflow.register_model / log_model)
+         "aliases": ["b", "champion"]}     # omitted when empty
     latest_versions entries inside RM never carry "aliases".
+    MLflow 3's mlflow.register_model / log_model(registered_model_name=...)
+    send {"name", "source": "models:/m-<id>", "run_id"?, "model_id": "m-<id>"}
+    to model-versions/create (log_model omits run_id). The response MV has
+    source "models:/m-<id>", NO model_id key, and run_id filled in from the
+    logged model's source_run_id even when the request had none.
 
   GET /registered-models/search  ->
     {"registered_models": [RM, ...], "next_page_token": "eyJvZmZzZXQiOiAyfQ=="}
@@ -47,6 +50,8 @@ numbers; ``version`` is always a JSON *string*)::
     default order: version DESC; MVs here carry no "aliases").
   POST /registered-models/get-latest-versions -> {"model_versions": [MV...]} or {}
   GET /model-versions/get-download-uri -> {"artifact_uri": "<the version's source>"}
+    except for a "models:/m-<id>" source, which resolves to the logged model's
+    artifact_uri: {"artifact_uri": "mlflow-artifacts:/1/models/m-<id>/artifacts"}
   POST/DELETE registered-models/alias, set-tag, delete-tag, delete,
   model-versions/set-tag, delete-tag, delete  ->  {}
   Both search endpoints are GET only (POST -> 405).
@@ -139,7 +144,7 @@ def test_register_model_alias_and_load_predicts_identically(tracking_uri, client
     name = f"e2e-{unique}"
     mlflow.set_experiment(f"registry-e2e-{unique}")
     with mlflow.start_run() as run:
-        mlflow.sklearn.log_model(model, name="model")
+        info = mlflow.sklearn.log_model(model, name="model")
     run_id = run.info.run_id
 
     mv = mlflow.register_model(f"runs:/{run_id}/model", name)
@@ -148,6 +153,10 @@ def test_register_model_alias_and_load_predicts_identically(tracking_uri, client
     assert mv.run_id == run_id
     assert mv.status == "READY"
     assert mv.current_stage == "None"
+    # MLflow 3 registers the logged model, not the run's artifact path.
+    assert mv.source == f"models:/{info.model_id}"
+    logged = client.get_logged_model(info.model_id)
+    assert client.get_model_version_download_uri(name, "1") == logged.artifact_location
 
     client.set_registered_model_alias(name, "champion", mv.version)
     by_alias = client.get_model_version_by_alias(name, "champion")
@@ -160,10 +169,15 @@ def test_register_model_alias_and_load_predicts_identically(tracking_uri, client
 
     # Wire shapes, for the record (run with -s to see them).
     print("\nregistered_model:", json.dumps(_rest_get(api, "registered-models/get", name=name)))
-    print("model_version:", json.dumps(_rest_get(api, "model-versions/get", name=name, version="1")))
+    mv_json = _rest_get(api, "model-versions/get", name=name, version="1")
+    print("model_version:", json.dumps(mv_json))
     print(
         "by alias:",
         json.dumps(_rest_get(api, "registered-models/alias", name=name, alias="champion")),
+    )
+    print(
+        "download uri:",
+        json.dumps(_rest_get(api, "model-versions/get-download-uri", name=name, version="1")),
     )
 
     want_labels = model.predict(x[:25])
@@ -182,7 +196,7 @@ def test_register_model_alias_and_load_predicts_identically(tracking_uri, client
     assert client.get_model_version_by_alias(name, "champion").version == "1"
 
 
-def test_log_model_with_registered_model_name(tracking_uri, client, unique):
+def test_log_model_with_registered_model_name(tracking_uri, client, api, unique):
     model, x = _fit()
     name = f"logreg-{unique}"
     mlflow.set_experiment(f"registry-logreg-{unique}")
@@ -192,8 +206,14 @@ def test_log_model_with_registered_model_name(tracking_uri, client, unique):
 
     versions = client.search_model_versions(f"name='{name}'")
     assert [v.version for v in versions] == ["1"]
+    # log_model sends no run_id to model-versions/create, only source
+    # "models:/<model_id>" and model_id: the server fills run_id in from the
+    # logged model's source run.
     assert versions[0].run_id == run.info.run_id
+    assert versions[0].source == f"models:/{info.model_id}"
     assert versions[0].status == "READY"
+    wire = _rest_get(api, "model-versions/get", name=name, version="1")["model_version"]
+    assert wire["run_id"] == run.info.run_id
 
     loaded = mlflow.pyfunc.load_model(f"models:/{name}/1")
     np.testing.assert_array_equal(np.asarray(loaded.predict(x[:25])), model.predict(x[:25]))
@@ -497,7 +517,12 @@ def test_model_version_lifecycle(tracking_uri, client, api, unique):
     ]
     r = requests.post(
         f"{api}/model-versions/transition-stage",
-        json={"name": name, "version": "2", "stage": "Nonsense", "archive_existing_versions": False},
+        json={
+            "name": name,
+            "version": "2",
+            "stage": "Nonsense",
+            "archive_existing_versions": False,
+        },
         timeout=TIMEOUT,
     )
     _error(r, 400, "INVALID_PARAMETER_VALUE")
@@ -671,7 +696,11 @@ def test_unknown_model_version_is_404(tracking_uri, client, api, unique):
         ("GET", "model-versions/get", {"name": name, "version": "7"}),
         ("GET", "model-versions/get-download-uri", {"name": name, "version": "7"}),
         ("PATCH", "model-versions/update", {"name": name, "version": "7", "description": "x"}),
-        ("POST", "model-versions/set-tag", {"name": name, "version": "7", "key": "k", "value": "v"}),
+        (
+            "POST",
+            "model-versions/set-tag",
+            {"name": name, "version": "7", "key": "k", "value": "v"},
+        ),
         ("DELETE", "model-versions/delete", {"name": name, "version": "7"}),
         (
             "POST",

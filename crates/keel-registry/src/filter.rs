@@ -123,7 +123,8 @@ fn split_and(s: &str) -> Vec<String> {
 }
 
 fn take_identifier(s: &str) -> Option<(String, &str)> {
-    if let Some(rest) = s.strip_prefix("tags.") {
+    // MLflow accepts `tags.k` and `tag.k`, the key optionally in backticks.
+    if let Some(rest) = s.strip_prefix("tags.").or_else(|| s.strip_prefix("tag.")) {
         if let Some(r) = rest.strip_prefix('`') {
             let end = r.find('`')?;
             return Some((format!("tags.{}", &r[..end]), &r[end + 1..]));

@@ -33,8 +33,13 @@ fn not_found_version(name: &str, version: i64) -> RegistryError {
 pub fn check_name(name: &str) -> Result<()> {
     if name.trim().is_empty() {
         return Err(RegistryError::Invalid(
-            "Registered model name cannot be empty.".into(),
+            "Missing value for required parameter 'name'. See the API docs for more information about request parameters.".into(),
         ));
+    }
+    if name.contains('/') || name.contains(':') {
+        return Err(RegistryError::Invalid(format!(
+            "Invalid model name '{name}'. Names cannot contain '/' or ':'."
+        )));
     }
     Ok(())
 }
@@ -44,15 +49,23 @@ pub fn check_alias(alias: &str) -> Result<()> {
     let versionish = lower
         .strip_prefix('v')
         .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+    if lower == "latest" {
+        return Err(RegistryError::Invalid(
+            "'latest' alias name (case insensitive) is reserved.".into(),
+        ));
+    }
+    if versionish {
+        return Err(RegistryError::Invalid(format!(
+            "Version alias name '{alias}' is reserved."
+        )));
+    }
     if alias.is_empty()
-        || lower == "latest"
-        || versionish
         || !alias
             .chars()
             .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
     {
         return Err(RegistryError::Invalid(format!(
-            "Invalid alias name: '{alias}'. Aliases may only contain alphanumerics, '_' and '-', and cannot be 'latest' or a version such as 'v1'."
+            "Invalid alias name: '{alias}'. Aliases may only contain alphanumerics, '_' and '-'."
         )));
     }
     Ok(())
@@ -364,7 +377,7 @@ impl Registry {
         .fetch_optional(&mut *conn)
         .await?
         .ok_or_else(|| {
-            RegistryError::NotFound(format!("Registered model alias {alias} not found."))
+            RegistryError::Invalid(format!("Registered model alias {alias} not found."))
         })?;
         let version: i64 = row.try_get(0)?;
         load_version(conn, name, version)
@@ -380,11 +393,16 @@ impl Registry {
             .write::<_, RegistryError, _>(move |conn| {
                 Box::pin(async move {
                     require_model(conn, &new.name).await?;
-                    let row = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM model_versions WHERE name = $1")
+                    let row = sqlx::query("SELECT last_version FROM registered_models WHERE name = $1")
                         .bind(new.name.as_str())
                         .fetch_one(&mut *conn)
                         .await?;
                     let version: i64 = row.try_get::<i64, _>(0)? + 1;
+                    sqlx::query("UPDATE registered_models SET last_version = $1 WHERE name = $2")
+                        .bind(version)
+                        .bind(new.name.as_str())
+                        .execute(&mut *conn)
+                        .await?;
                     let now = now_millis();
                     sqlx::query(
                         "INSERT INTO model_versions (name, version, creation_timestamp, last_updated_timestamp, description, current_stage, \
@@ -687,6 +705,15 @@ fn push_conditions(
             format!("${}", binds.len())
         };
         let (lhs, prefix) = match c.key.strip_prefix("tags.") {
+            // `tags.k != 'v'`: no tag k with value v (untagged ones match).
+            Some(k) if c.op == "!=" => {
+                let key = arg(k, binds);
+                let value = arg(&c.values[0], binds);
+                sql.push_str(&format!(
+                    " AND NOT EXISTS (SELECT 1 FROM {tag_from} AND t.key = {key} AND t.value = {value})"
+                ));
+                continue;
+            }
             Some(k) => {
                 let key = arg(k, binds);
                 (

@@ -3,7 +3,9 @@ CREATE TABLE registered_models (
     name TEXT PRIMARY KEY,
     creation_timestamp BIGINT NOT NULL,
     last_updated_timestamp BIGINT NOT NULL,
-    description TEXT
+    description TEXT,
+    -- Version numbers are never reused, even after a delete.
+    last_version BIGINT NOT NULL DEFAULT 0
 );
 CREATE TABLE registered_model_tags (
     name TEXT NOT NULL,

@@ -107,28 +107,26 @@ fn version_of(f: &Fields) -> Result<i64, ApiError> {
     })
 }
 
+/// A model version as MLflow sends it: `description`, `run_id` and
+/// `run_link` always (empty when unset), `tags` and `aliases` only when
+/// there are some; search results and `latest_versions` carry no aliases.
 pub fn model_version_json(v: &ModelVersion) -> Value {
+    version_json(v, true)
+}
+
+fn version_json(v: &ModelVersion, with_aliases: bool) -> Value {
     let mut o = json!({
         "name": v.name,
         "version": v.version.to_string(),
         "creation_timestamp": v.creation_timestamp,
         "last_updated_timestamp": v.last_updated_timestamp,
         "current_stage": v.current_stage,
+        "description": v.description.clone().unwrap_or_default(),
         "source": v.source,
+        "run_id": v.run_id.clone().unwrap_or_default(),
         "status": v.status,
+        "run_link": v.run_link.clone().unwrap_or_default(),
     });
-    if let Some(d) = &v.description {
-        o["description"] = json!(d);
-    }
-    if let Some(r) = &v.run_id {
-        o["run_id"] = json!(r);
-    }
-    if let Some(r) = &v.run_link {
-        o["run_link"] = json!(r);
-    }
-    if let Some(m) = &v.model_id {
-        o["model_id"] = json!(m);
-    }
     if !v.tags.is_empty() {
         o["tags"] = json!(
             v.tags
@@ -137,7 +135,7 @@ pub fn model_version_json(v: &ModelVersion) -> Value {
                 .collect::<Vec<_>>()
         );
     }
-    if !v.aliases.is_empty() {
+    if with_aliases && !v.aliases.is_empty() {
         o["aliases"] = json!(v.aliases);
     }
     o
@@ -299,7 +297,7 @@ async fn latest_versions(State(s): State<AppState>, f: Fields) -> ApiResult {
                     .iter()
                     .any(|st| st.eq_ignore_ascii_case(&v.current_stage))
         })
-        .map(model_version_json)
+        .map(|v| version_json(v, false))
         .collect();
     Ok(Json(json!({ "model_versions": versions })))
 }
@@ -307,16 +305,22 @@ async fn latest_versions(State(s): State<AppState>, f: Fields) -> ApiResult {
 /// Where a version's files are: a logged model's location for
 /// `models:/m-…`, a run's artifact directory for `runs:/RUN/PATH`, else
 /// the source itself.
+/// Also the run that made a logged model, which fills `run_id` when the
+/// client leaves it out (as `log_model(registered_model_name=…)` does).
 async fn storage_location(
     s: &AppState,
     source: &str,
-) -> Result<(Option<String>, Option<String>), ApiError> {
+) -> Result<(Option<String>, Option<String>, Option<String>), ApiError> {
     if let Some(id) = source
         .strip_prefix("models:/")
         .filter(|r| r.starts_with("m-") && !r.contains('/'))
     {
         let m = s.tracking.get_logged_model(id, false).await?;
-        return Ok((Some(m.artifact_location), Some(id.to_owned())));
+        return Ok((
+            Some(m.artifact_location),
+            Some(id.to_owned()),
+            m.source_run_id,
+        ));
     }
     if let Some(rest) = source.strip_prefix("runs:/") {
         let (run_id, path) = rest.split_once('/').unwrap_or((rest, ""));
@@ -327,19 +331,22 @@ async fn storage_location(
         } else {
             format!("{base}/{}", path.trim_start_matches('/'))
         };
-        return Ok((Some(loc), None));
+        return Ok((Some(loc), None, Some(run_id.to_owned())));
     }
-    Ok((Some(source.to_owned()), None))
+    Ok((Some(source.to_owned()), None, None))
 }
 
 async fn create_version(State(s): State<AppState>, f: Fields) -> ApiResult {
     let source = f.str_req("source")?;
-    let (location, logged_id) = storage_location(&s, &source).await?;
+    let (location, logged_id, source_run) = storage_location(&s, &source).await?;
     let v = registry(&s)?
         .create_model_version(NewModelVersion {
             name: f.str_req("name")?,
             source,
-            run_id: f.str_opt("run_id")?.filter(|r| !r.is_empty()),
+            run_id: f
+                .str_opt("run_id")?
+                .filter(|r| !r.is_empty())
+                .or(source_run),
             run_link: f.str_opt("run_link")?.filter(|r| !r.is_empty()),
             description: f.str_opt("description")?,
             tags: tags(&f, "tags")?,
