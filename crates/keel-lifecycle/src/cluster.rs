@@ -33,7 +33,7 @@ use crate::actions::ActionRegistry;
 use crate::engine::{
     Applied, Batch, DefinitionSummary, Effect, HistoryEntry, InstanceView, LifecycleStats,
     ListPage, ListQuery, RemoteOp, Routing, SendReport, SendRequest, Started, State, StateCount,
-    Target, lifecycle_stats, mode_name, partition_of, validate_key, view_of,
+    Target, mode_name, partition_of, validate_key, view_of,
 };
 use crate::error::LifecycleError;
 use crate::log::RecordInput;
@@ -102,7 +102,6 @@ struct Node {
     state: State,
     /// partition → lease epoch.
     owned: HashMap<u32, i64>,
-    defs_loaded: usize,
     timers: BinaryHeap<Reverse<(i64, u32)>>,
     /// Action results waiting to be applied: (lifecycle, key, token, ok, data).
     results: Vec<(String, String, u64, bool, Value)>,
@@ -173,7 +172,6 @@ impl ClusterEngine {
                 node: Mutex::new(Node {
                     state: State::default(),
                     owned: HashMap::new(),
-                    defs_loaded: 0,
                     timers: BinaryHeap::new(),
                     results: Vec::new(),
                 }),
@@ -245,31 +243,41 @@ impl ClusterEngine {
         }
     }
 
+    /// Loads definition versions other nodes applied: the latest version
+    /// per name is compared with what this node has, and only the missing
+    /// versions' texts are read, in version order.
     async fn refresh_definitions(&self, node: &mut Node) -> Result<(), LifecycleError> {
-        let rows = sqlx::query(
-            "SELECT name, version, source FROM lifecycle_definitions ORDER BY created_seq",
-        )
-        .fetch_all(self.shared.db.reader())
-        .await
-        .map_err(store)?;
-        if rows.len() == node.defs_loaded {
-            return Ok(());
-        }
-        for row in rows.iter().skip(node.defs_loaded) {
+        let latest =
+            sqlx::query("SELECT name, MAX(version) FROM lifecycle_definitions GROUP BY name")
+                .fetch_all(self.shared.db.reader())
+                .await
+                .map_err(store)?;
+        for row in latest {
             let name: String = row.try_get(0).map_err(store)?;
-            let version: i64 = row.try_get(1).map_err(store)?;
-            let source: String = row.try_get(2).map_err(store)?;
+            let max: i64 = row.try_get(1).map_err(store)?;
             let have = node
                 .state
                 .def_ids
                 .get(name.as_str())
-                .map_or(0, |&id| node.state.defs[id as usize].versions.len());
-            if (version as usize) == have + 1 {
+                .map_or(0, |&id| node.state.defs[id as usize].versions.len() as i64);
+            if max <= have {
+                continue;
+            }
+            let missing = sqlx::query(
+                "SELECT version, source FROM lifecycle_definitions WHERE name = $1 AND version > $2 ORDER BY version",
+            )
+            .bind(name.as_str())
+            .bind(have)
+            .fetch_all(self.shared.db.reader())
+            .await
+            .map_err(store)?;
+            for r in missing {
+                let version: i64 = r.try_get(0).map_err(store)?;
+                let source: String = r.try_get(1).map_err(store)?;
                 node.state
                     .define_version(&source, &self.shared.known_actions, version as u32)?;
             }
         }
-        node.defs_loaded = rows.len();
         Ok(())
     }
 
@@ -387,7 +395,6 @@ impl ClusterEngine {
     /// restarts unfinished actions.
     async fn reload(&self, node: &mut Node) -> Result<(), LifecycleError> {
         node.state = State::default();
-        node.defs_loaded = 0;
         node.timers.clear();
         self.refresh_definitions(node).await?;
         if node.owned.is_empty() {
@@ -731,7 +738,6 @@ impl ClusterEngine {
                 node.owned.clear();
                 self.mirror_owned(&node);
                 node.state = State::default();
-                node.defs_loaded = 0;
                 node.timers.clear();
                 Err(e)
             }
@@ -1349,7 +1355,6 @@ impl ClusterEngine {
             rest.into_iter()
                 .map(|(state, count)| StateCount { state, count }),
         );
-        let _ = lifecycle_stats;
         Ok(LifecycleStats {
             lifecycle: lifecycle.to_owned(),
             latest_version: m.version,

@@ -249,6 +249,27 @@ pub(crate) struct DefSlot {
 }
 
 impl DefSlot {
+    /// The (version, state id) pairs a state name has across this
+    /// lifecycle's versions; an error naming the states when none has it.
+    pub(crate) fn state_ids(&self, state: &str) -> Result<Vec<(u32, u16)>, LifecycleError> {
+        let ids: Vec<(u32, u16)> = self
+            .versions
+            .iter()
+            .filter_map(|m| m.state_id(state).map(|id| (m.version, id)))
+            .collect();
+        if ids.is_empty() {
+            return Err(LifecycleError::invalid(
+                "state",
+                format!(
+                    "lifecycle `{}` has no state `{state}`; its states are: {}",
+                    self.name,
+                    self.latest().top_states().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        Ok(ids)
+    }
+
     /// Slots whose key starts with `prefix` (and sorts after `after`), in
     /// key order.
     pub(crate) fn keys_with_prefix(&self, prefix: &str, after: Option<&str>) -> Vec<(&str, u32)> {
@@ -990,17 +1011,7 @@ impl State {
                     .def_id(lifecycle)
                     .ok_or_else(|| LifecycleError::not_found("lifecycle", lifecycle))?;
                 let d = &state.defs[def as usize];
-                let ids: Vec<(u32, u16)> = d
-                    .versions
-                    .iter()
-                    .filter_map(|m| m.state_id(wanted).map(|id| (m.version, id)))
-                    .collect();
-                if ids.is_empty() {
-                    return Err(LifecycleError::invalid(
-                        "state",
-                        format!("lifecycle `{lifecycle}` has no state `{wanted}`"),
-                    ));
-                }
+                let ids = d.state_ids(wanted)?;
                 d.keys
                     .values()
                     .copied()
@@ -1412,7 +1423,6 @@ enum Reply {
         oneshot::Sender<Result<Vec<Result<SendReport, LifecycleError>>, LifecycleError>>,
         Vec<Result<SendReport, LifecycleError>>,
     ),
-    Snapshot(oneshot::Sender<Result<LogPos, LifecycleError>>),
 }
 
 /// A written batch on its way to the disk.
@@ -1793,26 +1803,7 @@ impl Engine {
             .def_id(lifecycle)
             .ok_or_else(|| LifecycleError::not_found("lifecycle", lifecycle))?;
         let dslot = &state.defs[def as usize];
-        let wanted: Option<Vec<(u32, u16)>> = match &q.state {
-            None => None,
-            Some(s) => {
-                let ids: Vec<(u32, u16)> = dslot
-                    .versions
-                    .iter()
-                    .filter_map(|m| m.state_id(s).map(|id| (m.version, id)))
-                    .collect();
-                if ids.is_empty() {
-                    return Err(LifecycleError::invalid(
-                        "state",
-                        format!(
-                            "lifecycle `{lifecycle}` has no state `{s}`; its states are: {}",
-                            dslot.latest().top_states().collect::<Vec<_>>().join(", ")
-                        ),
-                    ));
-                }
-                Some(ids)
-            }
-        };
+        let wanted = q.state.as_deref().map(|s| dslot.state_ids(s)).transpose()?;
         let limit = if q.limit == 0 {
             100
         } else {
@@ -2026,34 +2017,34 @@ impl Engine {
                 Op::Stop { snapshot } => Some(*snapshot),
                 _ => None,
             });
-            let want_snapshot = ops.iter().any(|o| matches!(o, Op::Snapshot { .. }));
+            // Snapshot requests are answered after this batch is durable.
+            let mut snapshot_replies = Vec::new();
+            let mut work = Vec::with_capacity(ops.len());
+            for op in ops.drain(..) {
+                match op {
+                    Op::Snapshot { reply } => snapshot_replies.push(reply),
+                    other => work.push(other),
+                }
+            }
+            let want_snapshot = !snapshot_replies.is_empty();
             let mut batch = Batch::new(
                 keel_core::time::now_millis(),
                 writer.next_record_pos(),
                 self.shared.options.idempotency_ttl.as_millis() as i64,
                 None,
             );
-            let mut replies = Vec::with_capacity(ops.len());
+            let mut replies = Vec::with_capacity(work.len());
             {
                 let Ok(mut state) = self.shared.state.write() else {
                     self.fail("the lifecycle state lock is poisoned".into());
                     return;
                 };
                 state.idem.expire(batch.now);
-                for op in ops.drain(..) {
+                for op in work {
                     self.process(&mut state, op, &mut batch, &mut replies);
                     state.drain_internal(&mut batch);
                 }
             }
-            let mut snapshot_replies: Vec<_> = Vec::new();
-            replies.retain_mut(|r| match r {
-                Reply::Snapshot(tx) => {
-                    let (dummy, _) = oneshot::channel();
-                    snapshot_replies.push(std::mem::replace(tx, dummy));
-                    false
-                }
-                _ => true,
-            });
             let mut end = writer.end_pos();
             if !batch.body.is_empty() {
                 since_snapshot += batch.body.len() as u64;
@@ -2069,15 +2060,7 @@ impl Engine {
                     }
                 }
             }
-            let sync = match writer.sync_handle() {
-                Ok(h) => h.filter(|_| !batch.body.is_empty()),
-                Err(e) => {
-                    self.fail(format!(
-                        "the lifecycle log cannot be synced ({e}); restart the server"
-                    ));
-                    return;
-                }
-            };
+            let sync = writer.sync_handle().filter(|_| !batch.body.is_empty());
             // The fsync, the answers and the effects happen on the syncer
             // thread while this one builds the next batch.
             let job = SyncJob {
@@ -2162,7 +2145,6 @@ impl Engine {
                         Reply::SendBatch(tx, v) => {
                             let _ = tx.send(Ok(v));
                         }
-                        Reply::Snapshot(_) => {}
                     }
                 }
                 self.run_effects(job.effects);
@@ -2270,8 +2252,8 @@ impl Engine {
                     batch,
                 );
             }
-            Op::Snapshot { reply } => replies.push(Reply::Snapshot(reply)),
-            Op::Stop { .. } => {}
+            // Taken out of the batch by the writer loop.
+            Op::Snapshot { .. } | Op::Stop { .. } => {}
         }
     }
 

@@ -463,7 +463,8 @@ pub struct LogWriter {
     dir: PathBuf,
     segment: u32,
     offset: u64,
-    file: File,
+    /// Shared with the [`SyncHandle`]s of this segment.
+    file: std::sync::Arc<File>,
     fsync: bool,
     segment_bytes: u64,
 }
@@ -494,7 +495,7 @@ impl LogWriter {
             dir: dir.to_owned(),
             segment,
             offset,
-            file,
+            file: std::sync::Arc::new(file),
             fsync,
             segment_bytes: segment_bytes.clamp(4096, u64::from(u32::MAX) / 2),
         })
@@ -532,17 +533,12 @@ impl LogWriter {
     }
 
     /// A handle that fsyncs the current segment (`None` with fsync off).
-    pub fn sync_handle(&self) -> Result<Option<SyncHandle>, LogError> {
-        if !self.fsync {
-            return Ok(None);
-        }
-        let path = segment_path(&self.dir, self.segment);
-        let file = self.file.try_clone().map_err(io_err(&path))?;
-        Ok(Some(SyncHandle {
+    pub fn sync_handle(&self) -> Option<SyncHandle> {
+        self.fsync.then(|| SyncHandle {
             segment: self.segment,
-            file: std::sync::Arc::new(file),
-            path,
-        }))
+            file: self.file.clone(),
+            path: segment_path(&self.dir, self.segment),
+        })
     }
 
     /// Writes one frame and, unless fsync is off, waits until it is on disk.
@@ -561,7 +557,7 @@ impl LogWriter {
         frame.extend_from_slice(&len.to_le_bytes());
         frame.extend_from_slice(&crc32c(body).to_le_bytes());
         frame.extend_from_slice(body);
-        self.file.write_all(&frame).map_err(io_err(&path))?;
+        (&*self.file).write_all(&frame).map_err(io_err(&path))?;
         if sync {
             self.file.sync_data().map_err(io_err(&path))?;
         }

@@ -231,7 +231,7 @@ struct CompiledState {
     path: Arc<str>,
     terminal: bool,
     on: Vec<(u16, Vec<Transition>)>,
-    has_action: bool,
+    action: Option<crate::definition::ActionDef>,
     retry: Option<RetryPolicy>,
     catch: Option<StateId>,
     timeout: Option<(i64, u16)>,
@@ -283,9 +283,13 @@ impl Machine {
             action_failed: None,
             parallel_done: None,
             map_done: None,
+            // Filled in once compilation no longer borrows the definition.
             definition: Definition {
+                name: String::new(),
+                mode: definition.mode,
+                description: None,
+                initial: String::new(),
                 states: Vec::new(),
-                ..definition.clone()
             },
         };
         let top = m.add_states(&definition.states, "")?;
@@ -315,7 +319,7 @@ impl Machine {
                 path: Arc::from(format!("{prefix}{}", s.name)),
                 terminal: s.terminal,
                 on: Vec::new(),
-                has_action: s.action.is_some(),
+                action: s.action.clone(),
                 retry: s.retry.clone(),
                 catch: None,
                 timeout: None,
@@ -431,8 +435,7 @@ impl Machine {
     }
     /// The action definition of a state, for the engine to run.
     pub fn action_of(&self, state: StateId) -> Option<&crate::definition::ActionDef> {
-        let path = &self.states.get(state as usize)?.path;
-        find_state_def(&self.definition.states, path).and_then(|s| s.action.as_ref())
+        self.states.get(state as usize)?.action.as_ref()
     }
 
     /// A new instance in the initial state, with `data` as its context.
@@ -917,7 +920,7 @@ impl Machine {
         out: &mut Outcome,
     ) {
         let st = &self.states[target as usize];
-        if st.has_action {
+        if st.action.is_some() {
             let action = RunningAction {
                 scope,
                 state: target,
@@ -1002,26 +1005,6 @@ fn lookup(ids: &HashMap<String, StateId>, name: &str) -> Result<StateId, String>
     ids.get(name)
         .copied()
         .ok_or_else(|| format!("unknown state `{name}`"))
-}
-
-fn find_state_def<'a>(states: &'a [StateDef], path: &str) -> Option<&'a StateDef> {
-    for s in states {
-        if s.name == path {
-            return Some(s);
-        }
-        if let Some(rest) = path.strip_prefix(&format!("{}.", s.name))
-            && let Some(branches) = &s.parallel
-        {
-            for b in branches {
-                if let Some(inner) = rest.strip_prefix(&format!("{}.", b.name))
-                    && let Some(found) = find_state_def(&b.states, inner)
-                {
-                    return Some(found);
-                }
-            }
-        }
-    }
-    None
 }
 
 /// Wait before attempt `failed_attempt + 1`: backoff × multiplier^(n-1),

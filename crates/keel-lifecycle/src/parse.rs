@@ -162,6 +162,17 @@ const PARALLEL_DONE: &str = builtin_events::PARALLEL_DONE;
 const MAP_DONE: &str = builtin_events::MAP_DONE;
 
 /// A string-keyed entry of a mapping.
+/// How an action kind with a one-string shorthand is written.
+struct Shorthand {
+    kind: &'static str,
+    /// The key the shorthand string stands for (`run`, `url`).
+    key: &'static str,
+    keys: &'static [&'static str],
+    hint: &'static str,
+    missing: &'static str,
+    expected: &'static str,
+}
+
 struct Entry<'n> {
     name: &'n str,
     key: &'n Node,
@@ -1374,104 +1385,87 @@ impl Checker<'_> {
     }
 
     fn command(&mut self, node: &Node, path: &str) -> Option<serde_json::Value> {
-        let run_hint = "write the command line, e.g. `command: \"python train.py\"`";
-        match &node.value {
-            Value::Str(_) => {
-                let run = self.non_empty_string(node, path, run_hint)?;
-                Some(serde_json::json!({ "run": run }))
+        let shape = Shorthand {
+            kind: "command",
+            key: "run",
+            keys: COMMAND_KEYS,
+            hint: "write the command line, e.g. `command: \"python train.py\"`",
+            missing: "give the command line, e.g. `run: \"python train.py\"`",
+            expected: "a command line or a mapping `{run, env, cwd}`",
+        };
+        self.shorthand(node, path, &shape, |p, entries| {
+            let mut ok = true;
+            if let Some(e) = find(entries, "env") {
+                ok &= p.scalar_map(e.value, &join(path, "env"), "env: {MODE: fast}");
             }
-            Value::Map(_) => {
-                let entries = self.mapping(node, path, Some(COMMAND_KEYS), "`command`", "")?;
-                let mut ok = true;
-                match find(&entries, "run") {
-                    Some(e) => {
-                        ok &= self
-                            .non_empty_string(e.value, &join(path, "run"), run_hint)
-                            .is_some()
-                    }
-                    None => {
-                        self.missing(
-                            node.span,
-                            path,
-                            "run",
-                            "give the command line, e.g. `run: \"python train.py\"`",
-                        );
-                        ok = false;
-                    }
-                }
-                if let Some(e) = find(&entries, "env") {
-                    ok &= self.scalar_map(e.value, &join(path, "env"), "env: {MODE: fast}");
-                }
-                if let Some(e) = find(&entries, "cwd") {
-                    ok &= self
-                        .string(e.value, &join(path, "cwd"), "give a directory path")
-                        .is_some();
-                }
-                ok.then(|| node.to_json())
+            if let Some(e) = find(entries, "cwd") {
+                ok &= p
+                    .string(e.value, &join(path, "cwd"), "give a directory path")
+                    .is_some();
             }
-            _ => {
-                self.type_error(
-                    node,
-                    path,
-                    "a command line or a mapping `{run, env, cwd}`",
-                    run_hint,
-                );
-                None
-            }
-        }
+            ok
+        })
     }
 
     fn http(&mut self, node: &Node, path: &str) -> Option<serde_json::Value> {
-        let url_hint = "write the URL, e.g. `http: \"https://example.com/hook\"`";
+        let shape = Shorthand {
+            kind: "http",
+            key: "url",
+            keys: HTTP_KEYS,
+            hint: "write the URL, e.g. `http: \"https://example.com/hook\"`",
+            missing: "give the URL to call, e.g. `url: \"https://example.com/hook\"`",
+            expected: "a URL or a mapping `{url, method, headers, body}`",
+        };
+        self.shorthand(node, path, &shape, |p, entries| {
+            let mut ok = true;
+            if let Some(e) = find(entries, "method") {
+                ok &= p
+                    .non_empty_string(e.value, &join(path, "method"), "write e.g. `method: POST`")
+                    .is_some();
+            }
+            if let Some(e) = find(entries, "headers") {
+                ok &= p.scalar_map(
+                    e.value,
+                    &join(path, "headers"),
+                    "headers: {Authorization: \"Bearer …\"}",
+                );
+            }
+            ok
+        })
+    }
+
+    /// An action written either as one string (`command: "…"`, the value
+    /// of `shape.key`) or as a mapping that must have `shape.key`; `more`
+    /// checks the mapping's other keys.
+    fn shorthand(
+        &mut self,
+        node: &Node,
+        path: &str,
+        shape: &Shorthand,
+        more: impl FnOnce(&mut Self, &[Entry<'_>]) -> bool,
+    ) -> Option<serde_json::Value> {
         match &node.value {
             Value::Str(_) => {
-                let url = self.non_empty_string(node, path, url_hint)?;
-                Some(serde_json::json!({ "url": url }))
+                let text = self.non_empty_string(node, path, shape.hint)?;
+                Some(serde_json::json!({ shape.key: text }))
             }
             Value::Map(_) => {
-                let entries = self.mapping(node, path, Some(HTTP_KEYS), "`http`", "")?;
-                let mut ok = true;
-                match find(&entries, "url") {
-                    Some(e) => {
-                        ok &= self
-                            .non_empty_string(e.value, &join(path, "url"), url_hint)
-                            .is_some()
-                    }
+                let owner = format!("`{}`", shape.kind);
+                let entries = self.mapping(node, path, Some(shape.keys), &owner, "")?;
+                let mut ok = match find(&entries, shape.key) {
+                    Some(e) => self
+                        .non_empty_string(e.value, &join(path, shape.key), shape.hint)
+                        .is_some(),
                     None => {
-                        self.missing(
-                            node.span,
-                            path,
-                            "url",
-                            "give the URL to call, e.g. `url: \"https://example.com/hook\"`",
-                        );
-                        ok = false;
+                        self.missing(node.span, path, shape.key, shape.missing);
+                        false
                     }
-                }
-                if let Some(e) = find(&entries, "method") {
-                    ok &= self
-                        .non_empty_string(
-                            e.value,
-                            &join(path, "method"),
-                            "write e.g. `method: POST`",
-                        )
-                        .is_some();
-                }
-                if let Some(e) = find(&entries, "headers") {
-                    ok &= self.scalar_map(
-                        e.value,
-                        &join(path, "headers"),
-                        "headers: {Authorization: \"Bearer …\"}",
-                    );
-                }
+                };
+                ok &= more(self, &entries);
                 ok.then(|| node.to_json())
             }
             _ => {
-                self.type_error(
-                    node,
-                    path,
-                    "a URL or a mapping `{url, method, headers, body}`",
-                    url_hint,
-                );
+                self.type_error(node, path, shape.expected, shape.hint);
                 None
             }
         }

@@ -71,9 +71,6 @@ pub fn check_alias(alias: &str) -> Result<()> {
     Ok(())
 }
 
-const MODEL_KEYS: &[&str] = &["name"];
-const VERSION_KEYS: &[&str] = &["name", "run_id", "source_path", "version_number"];
-
 impl Registry {
     pub fn new(db: Db) -> Self {
         Registry { db }
@@ -236,34 +233,7 @@ impl Registry {
     }
 
     pub async fn search_registered_models(&self, search: Search) -> Result<Page<RegisteredModel>> {
-        let conditions = parse_filter(&search.filter, MODEL_KEYS)?;
-        let (offset, limit) = paging(&search)?;
-        let order = order_clause(
-            &search.order_by,
-            &[
-                ("name", "name"),
-                ("timestamp", "last_updated_timestamp"),
-                ("last_updated_timestamp", "last_updated_timestamp"),
-                ("creation_timestamp", "creation_timestamp"),
-            ],
-            "name ASC",
-        )?;
-        let mut sql = String::from("SELECT name FROM registered_models m WHERE 1 = 1");
-        let mut binds = Vec::new();
-        push_conditions(
-            &mut sql,
-            &mut binds,
-            &conditions,
-            "registered_model_tags t WHERE t.name = m.name",
-            |k| match k {
-                "name" => Some("m.name"),
-                _ => None,
-            },
-        );
-        sql.push_str(&format!(
-            " ORDER BY {order}, name ASC LIMIT {} OFFSET {offset}",
-            limit + 1
-        ));
+        let (sql, binds, offset, limit) = MODEL_SEARCH.query(&search)?;
         let conn = &mut *self.db.reader().acquire().await?;
         let rows = bind_all(sql, &binds).fetch_all(&mut *conn).await?;
         let mut items = Vec::new();
@@ -273,10 +243,9 @@ impl Registry {
                 items.push(m);
             }
         }
-        let next_page_token = (rows.len() as i64 > limit).then(|| (offset + limit).to_string());
         Ok(Page {
             items,
-            next_page_token,
+            next_page_token: next_token(rows.len(), offset, limit),
         })
     }
 
@@ -597,37 +566,7 @@ impl Registry {
     }
 
     pub async fn search_model_versions(&self, search: Search) -> Result<Page<ModelVersion>> {
-        let conditions = parse_filter(&search.filter, VERSION_KEYS)?;
-        let (offset, limit) = paging(&search)?;
-        let order = order_clause(
-            &search.order_by,
-            &[
-                ("name", "name"),
-                ("version_number", "version"),
-                ("creation_timestamp", "creation_timestamp"),
-                ("last_updated_timestamp", "last_updated_timestamp"),
-            ],
-            "name ASC, version DESC",
-        )?;
-        let mut sql = String::from("SELECT name, version FROM model_versions v WHERE 1 = 1");
-        let mut binds = Vec::new();
-        push_conditions(
-            &mut sql,
-            &mut binds,
-            &conditions,
-            "model_version_tags t WHERE t.name = v.name AND t.version = v.version",
-            |k| match k {
-                "name" => Some("v.name"),
-                "run_id" => Some("v.run_id"),
-                "source_path" => Some("v.source"),
-                "version_number" => Some("CAST(v.version AS TEXT)"),
-                _ => None,
-            },
-        );
-        sql.push_str(&format!(
-            " ORDER BY {order}, name ASC, version DESC LIMIT {} OFFSET {offset}",
-            limit + 1
-        ));
+        let (sql, binds, offset, limit) = VERSION_SEARCH.query(&search)?;
         let conn = &mut *self.db.reader().acquire().await?;
         let rows = bind_all(sql, &binds).fetch_all(&mut *conn).await?;
         let mut items = Vec::new();
@@ -638,12 +577,83 @@ impl Registry {
                 items.push(v);
             }
         }
-        let next_page_token = (rows.len() as i64 > limit).then(|| (offset + limit).to_string());
         Ok(Page {
             items,
-            next_page_token,
+            next_page_token: next_token(rows.len(), offset, limit),
         })
     }
+}
+
+/// What differs between the two searches: the table, the filter keys and
+/// their columns, the orderings, and where tags live.
+struct SearchSpec {
+    select: &'static str,
+    keys: &'static [&'static str],
+    columns: &'static [(&'static str, &'static str)],
+    order_keys: &'static [(&'static str, &'static str)],
+    default_order: &'static str,
+    tags: &'static str,
+}
+
+const MODEL_SEARCH: SearchSpec = SearchSpec {
+    select: "SELECT name FROM registered_models m WHERE 1 = 1",
+    keys: &["name"],
+    columns: &[("name", "m.name")],
+    order_keys: &[
+        ("name", "name"),
+        ("timestamp", "last_updated_timestamp"),
+        ("last_updated_timestamp", "last_updated_timestamp"),
+        ("creation_timestamp", "creation_timestamp"),
+    ],
+    default_order: "name ASC",
+    tags: "registered_model_tags t WHERE t.name = m.name",
+};
+
+const VERSION_SEARCH: SearchSpec = SearchSpec {
+    select: "SELECT name, version FROM model_versions v WHERE 1 = 1",
+    keys: &["name", "run_id", "source_path", "version_number"],
+    columns: &[
+        ("name", "v.name"),
+        ("run_id", "v.run_id"),
+        ("source_path", "v.source"),
+        ("version_number", "CAST(v.version AS TEXT)"),
+    ],
+    order_keys: &[
+        ("name", "name"),
+        ("version_number", "version"),
+        ("creation_timestamp", "creation_timestamp"),
+        ("last_updated_timestamp", "last_updated_timestamp"),
+    ],
+    default_order: "name ASC, version DESC",
+    tags: "model_version_tags t WHERE t.name = v.name AND t.version = v.version",
+};
+
+impl SearchSpec {
+    /// The page's SQL (one row more than the page, to know whether another
+    /// follows), its binds, the offset and the page size.
+    fn query(&self, search: &Search) -> Result<(String, Vec<SqlValue>, i64, i64)> {
+        let conditions = parse_filter(&search.filter, self.keys)?;
+        let (offset, limit) = paging(search)?;
+        let order = order_clause(&search.order_by, self.order_keys, self.default_order)?;
+        let mut sql = String::from(self.select);
+        let mut binds = Vec::new();
+        push_conditions(&mut sql, &mut binds, &conditions, self.tags, |k| {
+            self.columns
+                .iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, c)| *c)
+        });
+        sql.push_str(&format!(
+            " ORDER BY {order}, {} LIMIT {} OFFSET {offset}",
+            self.default_order,
+            limit + 1
+        ));
+        Ok((sql, binds, offset, limit))
+    }
+}
+
+fn next_token(rows: usize, offset: i64, limit: i64) -> Option<String> {
+    (rows as i64 > limit).then(|| (offset + limit).to_string())
 }
 
 fn paging(search: &Search) -> Result<(i64, i64)> {

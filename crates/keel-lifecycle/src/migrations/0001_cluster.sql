@@ -1,7 +1,6 @@
 -- The lifecycle engine's cluster store (PostgreSQL): definitions, partition
 -- leases, the inbox every node writes events to, instance rows and history.
 CREATE TABLE lifecycle_definitions (
-    created_seq BIGSERIAL,
     name TEXT NOT NULL,
     version BIGINT NOT NULL,
     source TEXT NOT NULL,
