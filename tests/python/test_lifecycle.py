@@ -343,6 +343,36 @@ def test_graph_json_and_svg(v1, unique):
     assert r.text.lstrip().startswith("<svg") and "waiting_for_data" in r.text
 
 
+def test_restart_loads_a_parent_before_its_map_child(v1, unique, server_proc):
+    """A node loads stored definitions in whatever order the database returns
+    them; a parent that maps over a child defined later must still load."""
+    child = f"zz-child-{unique}"
+    parent = f"aa-parent-{unique}"
+    assert apply(v1, f"""
+lifecycle: {child}
+initial: scoring
+states:
+  scoring: {{on: {{scored: done}}}}
+  done: {{terminal: true}}
+""").status_code == 201
+    assert apply(v1, f"""
+lifecycle: {parent}
+initial: fan_out
+states:
+  fan_out:
+    map: {{items: "context.segments", lifecycle: {child}, key: "item"}}
+    on: {{map_done: finished}}
+  finished: {{terminal: true}}
+""").status_code == 201
+    server_proc.kill9()
+    server_proc.start()
+    r = requests.post(f"{v1}/lifecycles/{parent}/instances", json={"key": "p", "data": {"segments": ["eu"]}}, timeout=10)
+    assert r.status_code == 201, r.text
+    wait_state(v1, child, "p/eu", "scoring")
+    send(v1, "scored", lifecycle=child, key="p/eu")
+    wait_state(v1, parent, "p", "finished")
+
+
 def test_acknowledged_events_survive_kill_9(v1, unique, server_proc):
     """Senders count every acknowledged tick; after kill -9 and restart each
     instance's counter is at least its acknowledged ticks and at most the ticks

@@ -519,7 +519,12 @@ impl State {
         replay_version: Option<u32>,
     ) -> Result<Applied, LifecycleError> {
         let def = crate::parse::parse_definition(source, known_actions)?;
-        if let Some(map_child) = first_unknown_map_child(&def, |n| self.def_ids.contains_key(n)) {
+        // A replayed version was checked when it was applied; replay order
+        // (a cluster node loading definitions by name) need not be the
+        // order they were applied in.
+        if replay_version.is_none()
+            && let Some(map_child) = first_unknown_map_child(&def, |n| self.def_ids.contains_key(n))
+        {
             return Err(LifecycleError::invalid(
                 "definition",
                 format!(
@@ -1104,10 +1109,10 @@ impl State {
             .ok_or_else(|| LifecycleError::not_found("lifecycle", lifecycle))?;
         let idem = idempotency_key.map(|k| idempotency_hash(lifecycle, key, k));
         let (slot, created) = self.start(def, key, data, None, idem, Pass::Live, batch, None)?;
-        Ok(Started {
-            created,
-            instance: self.view(slot),
-        })
+        let instance = self.view(slot);
+        // What entering the initial state caused (map children, emits).
+        self.drain_internal(batch);
+        Ok(Started { created, instance })
     }
 
     /// Starts a child for a parent on another node (cluster inbox).
