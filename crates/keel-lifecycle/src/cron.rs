@@ -10,6 +10,7 @@
 //! restricted (neither field starts with `*`), a day fires when *either*
 //! matches; otherwise both must match.
 
+use keel_core::time::{civil_from_days, days_from_civil};
 use std::fmt;
 
 /// A 5-field cron line (minute hour day-of-month month day-of-week), UTC. Clone + Debug + PartialEq.
@@ -370,31 +371,6 @@ fn parse_value(text: &str, spec: &FieldSpec) -> Result<u32, String> {
 /// Day of the week for a day number counted from 1970-01-01 (a Thursday); 0 = Sunday.
 fn weekday(day: i64) -> u32 {
     (day + 4).rem_euclid(7) as u32
-}
-
-/// Days since 1970-01-01 for a proleptic Gregorian date (Hinnant's days_from_civil).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400; // [0, 399]
-    let mp = i64::from((m + 9) % 12); // March = 0
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1; // [0, 365]
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy; // [0, 146096]
-    era * 146_097 + doe - 719_468
-}
-
-/// Proleptic Gregorian (year, month, day) for days since 1970-01-01 (Hinnant's civil_from_days).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097; // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11]
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32; // [1, 31]
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32; // [1, 12]
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]
