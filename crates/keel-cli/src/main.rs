@@ -154,7 +154,12 @@ fn init_logging(settings: &Settings, serving: bool) {
 
 /// Every domain's schema steps on the metadata store.
 fn migrations() -> Vec<keel_store::Migration> {
-    [keel_tracking::MIGRATIONS, keel_registry::MIGRATIONS].concat()
+    [
+        keel_tracking::MIGRATIONS,
+        keel_registry::MIGRATIONS,
+        keel_lineage::MIGRATIONS,
+    ]
+    .concat()
 }
 
 /// Opens the metadata and artifact stores the settings name.
@@ -255,9 +260,11 @@ pub async fn local_state(settings: &Settings) -> Result<AppState> {
         .map_err(|e| output::UsageError(format!("{e:#}")))?;
     let (tracking, artifacts) = open_tracking(settings).await?;
     let registry = keel_registry::Registry::new(tracking.db().clone());
+    let lineage = keel_lineage::Lineage::new(tracking.db().clone());
     Ok(AppState::new(tracking, artifacts)
         .with_lifecycle(engine)
-        .with_registry(registry))
+        .with_registry(registry)
+        .with_lineage(lineage))
 }
 
 async fn serve(settings: &Settings, host: Option<String>, port: Option<u16>) -> Result<()> {
@@ -267,9 +274,15 @@ async fn serve(settings: &Settings, host: Option<String>, port: Option<u16>) -> 
     let metadata = tracking.db().display_url();
     let engine = open_lifecycle(settings, true).await?;
     let registry = keel_registry::Registry::new(tracking.db().clone());
+    let lineage = keel_lineage::Lineage::new(tracking.db().clone());
     let state = AppState::new(tracking.clone(), artifacts.clone())
         .with_lifecycle(engine.clone())
-        .with_registry(registry);
+        .with_registry(registry)
+        .with_lineage(lineage);
+    let scheduler = tokio::spawn(keel_server::models::run_retraining_scheduler(
+        state.clone(),
+        retraining_tick(),
+    ));
     let addr: SocketAddr = format!("{host}:{port}")
         .parse()
         .or_else(|_| {
@@ -294,10 +307,22 @@ async fn serve(settings: &Settings, host: Option<String>, port: Option<u16>) -> 
     keel_server::serve(listener, state, shutdown_signal())
         .await
         .context("the HTTP server failed")?;
+    scheduler.abort();
     tracking.db().close().await;
     engine.shutdown().await;
     tracing::info!("keel server stopped");
     Ok(())
+}
+
+/// How often due retraining schedules are looked for
+/// (`KEEL_RETRAINING_TICK_MS`, default 10 s; cron has minute resolution).
+fn retraining_tick() -> std::time::Duration {
+    let ms = std::env::var("KEEL_RETRAINING_TICK_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&ms| ms >= 10)
+        .unwrap_or(10_000);
+    std::time::Duration::from_millis(ms)
 }
 
 async fn shutdown_signal() {

@@ -3,22 +3,37 @@
 //! store's registry tables. It knows nothing about HTTP or MLflow's JSON;
 //! the server maps its types to the wire.
 
+pub mod card;
 mod filter;
+mod model_store;
 mod store;
 
 pub use filter::{Condition, FilterError, parse_filter};
+pub use model_store::{
+    AliasChange, Checkpoint, ModelCardRecord, RegisteredFile, RetrainingPolicy, RetrainingTrigger,
+    TRIGGER_KINDS, VersionExtras,
+};
 pub use store::Registry;
 
 use keel_store::{Migration, StoreError};
 
 /// The registry domain's schema steps.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    domain: "registry",
-    version: 1,
-    description: "registered models, model versions, tags, aliases",
-    sqlite: include_str!("migrations/0001_registry.sql"),
-    postgres: include_str!("migrations/0001_registry.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        domain: "registry",
+        version: 1,
+        description: "registered models, model versions, tags, aliases",
+        sqlite: include_str!("migrations/0001_registry.sql"),
+        postgres: include_str!("migrations/0001_registry.sql"),
+    },
+    Migration {
+        domain: "registry",
+        version: 2,
+        description: "artifact digests, signatures, dependencies, checkpoints, model cards, alias history, retraining",
+        sqlite: include_str!("migrations/0002_model_store.sql"),
+        postgres: include_str!("migrations/0002_model_store.sql"),
+    },
+];
 
 /// A tag (key, value).
 #[derive(Debug, Clone, PartialEq)]
@@ -71,6 +86,27 @@ pub struct NewModelVersion {
     /// `models:/` source); `get-download-uri` answers with it.
     pub storage_location: Option<String>,
     pub model_id: Option<String>,
+    /// The artifact-store directory of the version's files, when Keel's
+    /// artifact store holds them; nothing below it may change afterwards.
+    pub artifact_root: Option<String>,
+    /// Every file below `artifact_root` with its digest.
+    pub files: Vec<VersionFile>,
+    /// Input/output schemas (JSON), from `MLmodel`, an ONNX graph or given.
+    pub signature: Option<serde_json::Value>,
+    /// Frameworks, requirements, code and image the version needs (JSON).
+    pub dependencies: Option<serde_json::Value>,
+}
+
+/// One artifact file of a version as it was at registration.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct VersionFile {
+    /// Relative to the version's artifact root.
+    pub path: String,
+    /// Where the artifact store keeps it.
+    pub store_path: String,
+    pub size: i64,
+    /// Lowercase hex SHA-256 of the content.
+    pub sha256: String,
 }
 
 /// A search's arguments.

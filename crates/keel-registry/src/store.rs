@@ -15,7 +15,7 @@ type Result<T> = std::result::Result<T, RegistryError>;
 /// The registry service. Cheap to clone.
 #[derive(Clone)]
 pub struct Registry {
-    db: Db,
+    pub(crate) db: Db,
 }
 
 fn not_found_model(name: &str) -> RegistryError {
@@ -178,6 +178,11 @@ impl Registry {
                         "registered_model_aliases",
                         "model_versions",
                         "model_version_tags",
+                        "model_version_files",
+                        "model_checkpoints",
+                        "model_cards",
+                        "model_alias_history",
+                        "retraining_policies",
                     ] {
                         sqlx::query(sqlx::AssertSqlSafe(format!(
                             "UPDATE {table} SET name = $1 WHERE name = $2"
@@ -218,6 +223,11 @@ impl Registry {
                         "registered_model_aliases",
                         "model_versions",
                         "model_version_tags",
+                        "model_version_files",
+                        "model_checkpoints",
+                        "model_cards",
+                        "model_alias_history",
+                        "retraining_policies",
                     ] {
                         sqlx::query(sqlx::AssertSqlSafe(format!(
                             "DELETE FROM {table} WHERE name = $1"
@@ -291,14 +301,26 @@ impl Registry {
             .await
     }
 
-    pub async fn set_alias(&self, name: &str, alias: &str, version: i64) -> Result<()> {
+    /// Points `alias` at `version`; the move is kept in the alias history
+    /// with who made it.
+    pub async fn set_alias(
+        &self,
+        name: &str,
+        alias: &str,
+        version: i64,
+        actor: &str,
+    ) -> Result<()> {
         check_alias(alias)?;
-        let (n, a) = (name.to_owned(), alias.to_owned());
+        let (n, a, who) = (name.to_owned(), alias.to_owned(), actor.to_owned());
         self.db
             .write::<_, RegistryError, _>(move |conn| {
                 Box::pin(async move {
                     require_model(conn, &n).await?;
                     require_version(conn, &n, version).await?;
+                    let previous = alias_target(conn, &n, &a).await?;
+                    if previous != Some(version) {
+                        record_alias_change(conn, &n, &a, Some(version), previous, &who).await?;
+                    }
                     sqlx::query("DELETE FROM registered_model_aliases WHERE name = $1 AND alias = $2").bind(n.as_str()).bind(a.as_str()).execute(&mut *conn).await?;
                     sqlx::query("INSERT INTO registered_model_aliases (name, alias, version) VALUES ($1, $2, $3)")
                         .bind(n.as_str())
@@ -312,12 +334,15 @@ impl Registry {
             .await
     }
 
-    pub async fn delete_alias(&self, name: &str, alias: &str) -> Result<()> {
-        let (n, a) = (name.to_owned(), alias.to_owned());
+    pub async fn delete_alias(&self, name: &str, alias: &str, actor: &str) -> Result<()> {
+        let (n, a, who) = (name.to_owned(), alias.to_owned(), actor.to_owned());
         self.db
             .write::<_, RegistryError, _>(move |conn| {
                 Box::pin(async move {
                     require_model(conn, &n).await?;
+                    if let Some(previous) = alias_target(conn, &n, &a).await? {
+                        record_alias_change(conn, &n, &a, None, Some(previous), &who).await?;
+                    }
                     sqlx::query(
                         "DELETE FROM registered_model_aliases WHERE name = $1 AND alias = $2",
                     )
@@ -375,7 +400,8 @@ impl Registry {
                     let now = now_millis();
                     sqlx::query(
                         "INSERT INTO model_versions (name, version, creation_timestamp, last_updated_timestamp, description, current_stage, \
-                         source, run_id, run_link, status, storage_location, model_id) VALUES ($1, $2, $3, $3, $4, 'None', $5, $6, $7, 'READY', $8, $9)",
+                         source, run_id, run_link, status, storage_location, model_id, artifact_root, signature, dependencies) \
+                         VALUES ($1, $2, $3, $3, $4, 'None', $5, $6, $7, 'READY', $8, $9, $10, $11, $12)",
                     )
                     .bind(new.name.as_str())
                     .bind(version)
@@ -386,8 +412,22 @@ impl Registry {
                     .bind(new.run_link)
                     .bind(new.storage_location)
                     .bind(new.model_id)
+                    .bind(new.artifact_root)
+                    .bind(new.signature.map(|v| v.to_string()))
+                    .bind(new.dependencies.map(|v| v.to_string()))
                     .execute(&mut *conn)
                     .await?;
+                    for f in new.files {
+                        sqlx::query("INSERT INTO model_version_files (name, version, path, store_path, size, sha256) VALUES ($1, $2, $3, $4, $5, $6)")
+                            .bind(new.name.as_str())
+                            .bind(version)
+                            .bind(f.path)
+                            .bind(f.store_path)
+                            .bind(f.size)
+                            .bind(f.sha256)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
                     for t in new.tags {
                         sqlx::query("INSERT INTO model_version_tags (name, version, key, value) VALUES ($1, $2, $3, $4)")
                             .bind(new.name.as_str())
@@ -485,11 +525,21 @@ impl Registry {
         self.get_model_version(name, version).await
     }
 
-    pub async fn delete_model_version(&self, name: &str, version: i64) -> Result<()> {
-        let n = name.to_owned();
+    pub async fn delete_model_version(&self, name: &str, version: i64, actor: &str) -> Result<()> {
+        let (n, who) = (name.to_owned(), actor.to_owned());
         self.db
             .write::<_, RegistryError, _>(move |conn| {
                 Box::pin(async move {
+                    // Aliases on the version go with it; the history says so.
+                    let aliases = sqlx::query("SELECT alias FROM registered_model_aliases WHERE name = $1 AND version = $2")
+                        .bind(n.as_str())
+                        .bind(version)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                    for row in aliases {
+                        let alias: String = row.try_get(0)?;
+                        record_alias_change(conn, &n, &alias, None, Some(version), &who).await?;
+                    }
                     let done =
                         sqlx::query("DELETE FROM model_versions WHERE name = $1 AND version = $2")
                             .bind(n.as_str())
@@ -499,11 +549,13 @@ impl Registry {
                     if done.rows_affected() == 0 {
                         return Err(not_found_version(&n, version));
                     }
-                    sqlx::query("DELETE FROM model_version_tags WHERE name = $1 AND version = $2")
-                        .bind(n.as_str())
-                        .bind(version)
-                        .execute(&mut *conn)
-                        .await?;
+                    for table in ["model_version_tags", "model_version_files", "model_checkpoints", "model_cards"] {
+                        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE name = $1 AND version = $2")))
+                            .bind(n.as_str())
+                            .bind(version)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
                     sqlx::query(
                         "DELETE FROM registered_model_aliases WHERE name = $1 AND version = $2",
                     )
@@ -751,7 +803,48 @@ fn push_conditions(
     }
 }
 
-async fn require_model(conn: &mut AnyConnection, name: &str) -> Result<()> {
+async fn alias_target(conn: &mut AnyConnection, name: &str, alias: &str) -> Result<Option<i64>> {
+    Ok(
+        sqlx::query("SELECT version FROM registered_model_aliases WHERE name = $1 AND alias = $2")
+            .bind(name)
+            .bind(alias)
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|r| r.try_get::<i64, _>(0))
+            .transpose()?,
+    )
+}
+
+async fn record_alias_change(
+    conn: &mut AnyConnection,
+    name: &str,
+    alias: &str,
+    version: Option<i64>,
+    previous: Option<i64>,
+    actor: &str,
+) -> Result<()> {
+    let seq: i64 =
+        sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 FROM model_alias_history WHERE name = $1")
+            .bind(name)
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
+    sqlx::query(
+        "INSERT INTO model_alias_history (name, seq, alias, version, previous_version, actor, time) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(name)
+    .bind(seq)
+    .bind(alias)
+    .bind(version)
+    .bind(previous)
+    .bind(actor)
+    .bind(now_millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn require_model(conn: &mut AnyConnection, name: &str) -> Result<()> {
     sqlx::query("SELECT 1 FROM registered_models WHERE name = $1")
         .bind(name)
         .fetch_optional(&mut *conn)
@@ -760,7 +853,11 @@ async fn require_model(conn: &mut AnyConnection, name: &str) -> Result<()> {
         .ok_or_else(|| not_found_model(name))
 }
 
-async fn require_version(conn: &mut AnyConnection, name: &str, version: i64) -> Result<()> {
+pub(crate) async fn require_version(
+    conn: &mut AnyConnection,
+    name: &str,
+    version: i64,
+) -> Result<()> {
     sqlx::query("SELECT 1 FROM model_versions WHERE name = $1 AND version = $2")
         .bind(name)
         .bind(version)

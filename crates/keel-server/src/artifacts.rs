@@ -81,6 +81,7 @@ async fn download(
     State(s): State<AppState>,
     Path(path): Path<String>,
 ) -> Result<Response, ApiError> {
+    verify_registered(&s, &path).await?;
     let (size, stream) = s.artifacts.get_stream(&path).await?;
     let name = path.rsplit('/').next().unwrap_or(&path).replace('"', "");
     let mut response = Body::from_stream(stream).into_response();
@@ -96,11 +97,66 @@ async fn download(
     Ok(response)
 }
 
+/// A file of a registered model version is checked against the digest
+/// recorded at registration before any byte is sent: a changed file is
+/// refused with `DATA_LOSS` rather than served. The status is 409, not a
+/// 5xx: clients retry 5xx answers and then report only "too many 500
+/// error responses", while a 409 shows them this message at once.
+async fn verify_registered(s: &AppState, path: &str) -> Result<(), ApiError> {
+    let Some(registry) = &s.registry else {
+        return Ok(());
+    };
+    let Some(rf) = registry.registered_file(path.trim_matches('/')).await? else {
+        return Ok(());
+    };
+    let actual = s.artifacts.digest(&rf.file.store_path).await?;
+    if actual.sha256 != rf.file.sha256 || actual.size as i64 != rf.file.size {
+        tracing::error!(model = %rf.name, version = rf.version, path = %rf.file.path, "registered artifact changed");
+        return Err(ApiError {
+            status: axum::http::StatusCode::CONFLICT,
+            code: "DATA_LOSS",
+            message: format!(
+                "artifact '{}' of registered model version {}/{} is corrupted: its sha256 at registration was {} ({} bytes), it is now {} ({} bytes). \
+                 Restore the file from a backup, or register a new version from a good copy; `keel models verify {}/{}` lists every changed file.",
+                rf.file.path,
+                rf.name,
+                rf.version,
+                rf.file.sha256,
+                rf.file.size,
+                actual.sha256,
+                actual.size,
+                rf.name,
+                rf.version
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Files of a registered version are immutable: no write or delete below
+/// its artifact root.
+async fn refuse_if_registered(s: &AppState, path: &str) -> Result<(), ApiError> {
+    let Some(registry) = &s.registry else {
+        return Ok(());
+    };
+    if let Some((name, version)) = registry.immutable_owner(path).await? {
+        return Err(ApiError {
+            status: axum::http::StatusCode::CONFLICT,
+            code: "INVALID_STATE",
+            message: format!(
+                "artifact '{path}' belongs to registered model version {name}/{version}, whose files are immutable; log a new model and register it as a new version"
+            ),
+        });
+    }
+    Ok(())
+}
+
 async fn upload(
     State(s): State<AppState>,
     Path(path): Path<String>,
     req: Request,
 ) -> Result<Json<Value>, ApiError> {
+    refuse_if_registered(&s, &path).await?;
     let stream = req
         .into_body()
         .into_data_stream()
@@ -113,6 +169,7 @@ async fn remove(
     State(s): State<AppState>,
     Path(path): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    refuse_if_registered(&s, &path).await?;
     s.artifacts.delete(&path).await?;
     Ok(Json(json!({})))
 }

@@ -7,6 +7,7 @@ pub mod artifacts;
 pub mod lifecycle;
 pub mod metrics;
 pub mod mlflow;
+pub mod models;
 
 use std::sync::Arc;
 
@@ -32,6 +33,8 @@ pub struct AppState {
     pub lifecycle: Option<keel_lifecycle::Lifecycles>,
     /// The model registry (on the same metadata store as tracking).
     pub registry: Option<keel_registry::Registry>,
+    /// The lineage graph (on the same metadata store).
+    pub lineage: Option<keel_lineage::Lineage>,
 }
 
 impl AppState {
@@ -42,12 +45,33 @@ impl AppState {
             metrics: Arc::new(HttpMetrics::default()),
             lifecycle: None,
             registry: None,
+            lineage: None,
         }
     }
 
     pub fn with_registry(mut self, registry: keel_registry::Registry) -> Self {
         self.registry = Some(registry);
         self
+    }
+
+    pub fn with_lineage(mut self, lineage: keel_lineage::Lineage) -> Self {
+        self.lineage = Some(lineage);
+        self
+    }
+
+    /// Records lineage after the write it describes has committed. A
+    /// failure is logged, not returned: the client's write did happen, and
+    /// an error would invite a retry that writes it twice.
+    pub async fn record_lineage(
+        &self,
+        nodes: Vec<keel_lineage::NewNode>,
+        edges: Vec<keel_lineage::Edge>,
+    ) {
+        if let Some(l) = &self.lineage
+            && let Err(e) = l.record(nodes, edges).await
+        {
+            tracing::warn!(error = %e, "lineage not recorded");
+        }
     }
 
     pub fn with_lifecycle(mut self, engine: keel_lifecycle::Lifecycles) -> Self {
@@ -67,7 +91,9 @@ pub fn app(state: AppState) -> Router {
         .nest("/ajax-api/2.0/mlflow-artifacts", artifacts)
         .nest(
             "/v1",
-            lifecycle::routes().layer(DefaultBodyLimit::max(4 * 1024 * 1024)),
+            lifecycle::routes()
+                .merge(models::routes())
+                .layer(DefaultBodyLimit::max(4 * 1024 * 1024)),
         )
         .route("/api/3.0/mlflow/server-info", get(server_info))
         .route("/ajax-api/3.0/mlflow/server-info", get(server_info))

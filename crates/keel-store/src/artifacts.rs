@@ -47,6 +47,21 @@ pub struct ArtifactEntry {
     pub size: Option<u64>,
 }
 
+/// What a file's content was: its size and SHA-256 (lowercase hex).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileDigest {
+    pub size: u64,
+    pub sha256: String,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
 /// A handle to the artifact store; cheap to clone.
 #[derive(Clone)]
 pub struct ArtifactStore {
@@ -287,6 +302,50 @@ impl ArtifactStore {
         Ok(entries)
     }
 
+    /// Every file below directory `rel`, at any depth, sorted by path.
+    /// Paths in the answer are relative to the store root.
+    pub async fn list_files(&self, rel: &str) -> Result<Vec<ArtifactEntry>, ArtifactError> {
+        let path = self.resolve(rel)?;
+        let prefix = (!path.as_ref().is_empty()).then_some(&path);
+        let mut entries = Vec::new();
+        let mut listing = self.store.list(prefix);
+        while let Some(item) = listing.next().await {
+            match item {
+                Ok(o) => entries.push(ArtifactEntry {
+                    path: o.location.to_string(),
+                    is_dir: false,
+                    size: Some(o.size),
+                }),
+                Err(object_store::Error::NotFound { .. }) => break,
+                Err(source) => {
+                    return Err(ArtifactError::Backend {
+                        path: rel.to_owned(),
+                        source,
+                    });
+                }
+            }
+        }
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(entries)
+    }
+
+    /// The size and SHA-256 of `rel`'s content, read as a stream.
+    pub async fn digest(&self, rel: &str) -> Result<FileDigest, ArtifactError> {
+        use sha2::Digest;
+        let (_, mut stream) = self.get_stream(rel).await?;
+        let mut hasher = sha2::Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            size += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        Ok(FileDigest {
+            size,
+            sha256: hex(&hasher.finalize()),
+        })
+    }
+
     /// Deletes `rel` and, if it is a directory, everything below it.
     pub async fn delete(&self, rel: &str) -> Result<(), ArtifactError> {
         let path = self.resolve(rel)?;
@@ -374,6 +433,18 @@ mod tests {
                     size: Some(1)
                 },
             ]
+        );
+        let files = store.list_files("1/run").await.unwrap();
+        let paths: Vec<&str> = files.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["1/run/artifacts/a/b.txt", "1/run/artifacts/c.txt"]);
+        assert!(store.list_files("9/none").await.unwrap().is_empty());
+        // `printf 'hello world' | sha256sum`
+        assert_eq!(
+            store.digest("1/run/artifacts/a/b.txt").await.unwrap(),
+            FileDigest {
+                size: 11,
+                sha256: "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9".into()
+            }
         );
         store.delete("1/run").await.unwrap();
         assert!(store.list("1/run/artifacts").await.unwrap().is_empty());

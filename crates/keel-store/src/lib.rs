@@ -10,7 +10,7 @@ pub mod artifacts;
 pub mod metadata;
 mod migrate;
 
-pub use artifacts::{ArtifactEntry, ArtifactError, ArtifactStore};
+pub use artifacts::{ArtifactEntry, ArtifactError, ArtifactStore, FileDigest};
 pub use keel_core::sql::{Dialect, QueryBuilder, SqlValue};
 pub use metadata::{Db, DbOptions, Durability, StoreError, WriteFuture, redact_password};
 pub use migrate::Migration;

@@ -46,6 +46,17 @@ async fn create(State(s): State<AppState>, f: Fields) -> ApiResult {
         tags: tag_list(&f, "tags")?,
     };
     let model = s.tracking.create_logged_model(new).await?;
+    if let Some(run_id) = &model.source_run_id {
+        let run = keel_lineage::NewNode::new("run", run_id.clone());
+        let logged = keel_lineage::NewNode::new("logged_model", model.model_id.clone())
+            .named(model.name.clone());
+        let edge = keel_lineage::Edge {
+            from: run.key(),
+            to: logged.key(),
+            relation: "produced".into(),
+        };
+        s.record_lineage(vec![run, logged], vec![edge]).await;
+    }
     Ok(Json(json!({"model": wire::logged_model(&model)})))
 }
 

@@ -327,7 +327,31 @@ async fn log_inputs(State(s): State<AppState>, f: Fields) -> ApiResult {
             tags: tag_list(&input, "tags")?,
         });
     }
-    s.tracking.log_inputs(run_id, inputs).await?;
+    let lineage: Vec<(keel_lineage::NewNode, keel_lineage::Edge)> = inputs
+        .iter()
+        .map(|i| {
+            let d = &i.dataset;
+            let node = keel_lineage::NewNode::new("dataset", format!("{}@{}", d.name, d.digest))
+                .named(d.name.clone())
+                .with_attrs(crate::models::attrs(&[
+                    ("digest", json!(d.digest)),
+                    ("source_type", json!(d.source_type)),
+                    ("source", json!(d.source)),
+                ]));
+            let edge = keel_lineage::Edge {
+                from: node.key(),
+                to: keel_lineage::key("run", &run_id),
+                relation: "input".into(),
+            };
+            (node, edge)
+        })
+        .collect();
+    s.tracking.log_inputs(run_id.clone(), inputs).await?;
+    if !lineage.is_empty() {
+        let (mut nodes, edges): (Vec<_>, Vec<_>) = lineage.into_iter().unzip();
+        nodes.push(keel_lineage::NewNode::new("run", run_id));
+        s.record_lineage(nodes, edges).await;
+    }
     ok()
 }
 

@@ -3,6 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use keel_registry::{ModelVersion, NewModelVersion, RegisteredModel, RegistryError, Search, Tag};
 use serde_json::{Value, json};
@@ -196,9 +197,17 @@ async fn get_model(State(s): State<AppState>, f: Fields) -> ApiResult {
 }
 
 async fn rename_model(State(s): State<AppState>, f: Fields) -> ApiResult {
+    let old = f.str_req("name")?;
     let m = registry(&s)?
-        .rename_registered_model(&f.str_req("name")?, f.str_req("new_name")?)
+        .rename_registered_model(&old, f.str_req("new_name")?)
         .await?;
+    if let Some(l) = &s.lineage
+        && let Err(e) = l
+            .rename("model_version", &format!("{old}/"), &format!("{}/", m.name))
+            .await
+    {
+        tracing::warn!(error = %e, "lineage of renamed model not updated");
+    }
     Ok(Json(json!({"registered_model": registered_model_json(&m)})))
 }
 
@@ -262,16 +271,25 @@ async fn delete_model_tag(State(s): State<AppState>, f: Fields) -> ApiResult {
     Ok(Json(json!({})))
 }
 
-async fn set_alias(State(s): State<AppState>, f: Fields) -> ApiResult {
+async fn set_alias(State(s): State<AppState>, headers: HeaderMap, f: Fields) -> ApiResult {
     registry(&s)?
-        .set_alias(&f.str_req("name")?, &f.str_req("alias")?, version_of(&f)?)
+        .set_alias(
+            &f.str_req("name")?,
+            &f.str_req("alias")?,
+            version_of(&f)?,
+            &crate::models::actor(&headers),
+        )
         .await?;
     Ok(Json(json!({})))
 }
 
-async fn delete_alias(State(s): State<AppState>, f: Fields) -> ApiResult {
+async fn delete_alias(State(s): State<AppState>, headers: HeaderMap, f: Fields) -> ApiResult {
     registry(&s)?
-        .delete_alias(&f.str_req("name")?, &f.str_req("alias")?)
+        .delete_alias(
+            &f.str_req("name")?,
+            &f.str_req("alias")?,
+            &crate::models::actor(&headers),
+        )
         .await?;
     Ok(Json(json!({})))
 }
@@ -338,26 +356,114 @@ async fn storage_location(
 
 async fn create_version(State(s): State<AppState>, f: Fields) -> ApiResult {
     let source = f.str_req("source")?;
+    let name = f.str_req("name")?;
     let (location, logged_id, source_run) = storage_location(&s, &source).await?;
+    let artifact_root = location
+        .as_deref()
+        .and_then(crate::artifacts::store_path_of);
+    let files = match &artifact_root {
+        Some(root) => digest_files(&s, root).await?,
+        None => Vec::new(),
+    };
+    let model_id = f
+        .str_opt("model_id")?
+        .filter(|m| !m.is_empty())
+        .or(logged_id);
+    let run_id = f
+        .str_opt("run_id")?
+        .filter(|r| !r.is_empty())
+        .or(source_run);
     let v = registry(&s)?
         .create_model_version(NewModelVersion {
-            name: f.str_req("name")?,
+            name,
             source,
-            run_id: f
-                .str_opt("run_id")?
-                .filter(|r| !r.is_empty())
-                .or(source_run),
+            run_id: run_id.clone(),
             run_link: f.str_opt("run_link")?.filter(|r| !r.is_empty()),
             description: f.str_opt("description")?,
             tags: tags(&f, "tags")?,
             storage_location: location,
-            model_id: f
-                .str_opt("model_id")?
-                .filter(|m| !m.is_empty())
-                .or(logged_id),
+            model_id: model_id.clone(),
+            artifact_root,
+            files,
+            signature: None,
+            dependencies: None,
         })
         .await?;
+    record_version_lineage(&s, &v, run_id.as_deref(), model_id.as_deref()).await;
     Ok(Json(json!({"model_version": model_version_json(&v)})))
+}
+
+/// The size and SHA-256 of every file below a version's artifact root,
+/// read once at registration.
+async fn digest_files(
+    s: &AppState,
+    root: &str,
+) -> Result<Vec<keel_registry::VersionFile>, ApiError> {
+    let mut out = Vec::new();
+    for e in s.artifacts.list_files(root).await? {
+        let d = s.artifacts.digest(&e.path).await?;
+        let path = e
+            .path
+            .strip_prefix(root)
+            .map(|p| p.trim_start_matches('/'))
+            .unwrap_or(&e.path)
+            .to_owned();
+        out.push(keel_registry::VersionFile {
+            path,
+            store_path: e.path,
+            size: d.size as i64,
+            sha256: d.sha256,
+        });
+    }
+    Ok(out)
+}
+
+/// run → logged model → model version (or run → model version).
+async fn record_version_lineage(
+    s: &AppState,
+    v: &ModelVersion,
+    run_id: Option<&str>,
+    model_id: Option<&str>,
+) {
+    use keel_lineage::{Edge, NewNode};
+    let node = NewNode::new("model_version", format!("{}/{}", v.name, v.version)).with_attrs(
+        crate::models::attrs(&[
+            ("source", json!(v.source)),
+            ("storage_location", json!(v.storage_location)),
+        ]),
+    );
+    let to = node.key();
+    let mut nodes = vec![node];
+    let mut edges = Vec::new();
+    let upstream = match (model_id, run_id) {
+        (Some(m), _) => Some(NewNode::new("logged_model", m)),
+        (None, Some(r)) => Some(NewNode::new("run", r)),
+        _ => None,
+    };
+    if let Some(up) = upstream {
+        edges.push(Edge {
+            from: up.key(),
+            to,
+            relation: "registered_as".into(),
+        });
+        nodes.push(up);
+    }
+    if let Some(r) = run_id
+        && let Ok(run) = s.tracking.get_run(r).await
+        && !run.info.run_name.is_empty()
+    {
+        nodes.push(NewNode::new("run", r).named(run.info.run_name));
+    }
+    if let (Some(m), Some(r)) = (model_id, run_id) {
+        let run = NewNode::new("run", r);
+        edges.push(Edge {
+            from: run.key(),
+            to: keel_lineage::key("logged_model", m),
+            relation: "produced".into(),
+        });
+        nodes.push(run);
+    }
+    s.record_lineage(nodes, edges).await;
 }
 
 async fn get_version(State(s): State<AppState>, f: Fields) -> ApiResult {
@@ -378,9 +484,13 @@ async fn update_version(State(s): State<AppState>, f: Fields) -> ApiResult {
     Ok(Json(json!({"model_version": model_version_json(&v)})))
 }
 
-async fn delete_version(State(s): State<AppState>, f: Fields) -> ApiResult {
+async fn delete_version(State(s): State<AppState>, headers: HeaderMap, f: Fields) -> ApiResult {
     registry(&s)?
-        .delete_model_version(&f.str_req("name")?, version_of(&f)?)
+        .delete_model_version(
+            &f.str_req("name")?,
+            version_of(&f)?,
+            &crate::models::actor(&headers),
+        )
         .await?;
     Ok(Json(json!({})))
 }
