@@ -1,10 +1,14 @@
 //! `keel-registry` owns the model registry: registered models, their
 //! versions, tags, aliases and (for older clients) stages, in the metadata
-//! store's registry tables. It knows nothing about HTTP or MLflow's JSON;
-//! the server maps its types to the wire.
+//! store's registry tables, and what a model store adds: artifact
+//! digests, signatures and dependencies read from a model's files
+//! ([`inspect`]), checkpoints, model cards ([`card`]), alias history and
+//! retraining policies. It knows nothing about HTTP; the server maps its
+//! types to MLflow's wire and to Keel's `/v1` JSON.
 
 pub mod card;
 mod filter;
+pub mod inspect;
 mod model_store;
 mod store;
 

@@ -4,6 +4,8 @@
 use keel_registry::{MIGRATIONS, NewModelVersion, Registry, RegistryError, Search, Tag};
 use keel_store::{Db, DbOptions};
 
+mod inspect;
+
 async fn registries() -> Vec<(Registry, Option<tempfile::TempDir>)> {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open_in_dir(dir.path(), MIGRATIONS, DbOptions::default())
