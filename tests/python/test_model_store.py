@@ -309,3 +309,65 @@ def test_retraining_policy_triggers_lifecycle_events(tracking_uri, client, uniqu
     assert r.status_code == 400 and r.json()["error"]["field"] == "kind"
     assert requests.delete(f"{v1}/models/{name}/retraining", timeout=TIMEOUT).status_code == 200
     assert requests.get(f"{v1}/models/{name}/retraining", timeout=TIMEOUT).status_code == 404
+
+
+ONNX_FIXTURE = __import__("pathlib").Path(__file__).resolve().parents[2] / "crates/keel-registry/tests/fixtures/onnx/dynamic_batch.onnx"
+
+
+def test_signature_and_dependencies_are_captured_at_registration(tracking_uri, client, unique):
+    name = f"sig-{unique}"
+    _train_and_register(client, unique, name)
+    v1 = _v1(tracking_uri)
+    detail = requests.get(f"{v1}/models/{name}/versions/1", timeout=TIMEOUT).json()
+    sig = detail["signature"]
+    assert sig["source"] == "mlmodel"
+    # infer_signature on a float ndarray gives one tensor input.
+    assert sig["inputs"][0]["kind"] == "tensor" and sig["inputs"][0]["type"] == "float64"
+    assert sig["inputs"][0]["shape"] == [-1, 3]
+    deps = detail["dependencies"]
+    assert deps["mlflow_version"] == mlflow.__version__
+    sk = next(f for f in deps["flavors"] if f["name"] == "sklearn")
+    import sklearn
+
+    assert sk["version"] == sklearn.__version__
+    assert any(r.startswith("scikit-learn") for r in deps["requirements"]), deps["requirements"]
+    assert deps["python_env"]["python"].startswith("3.")
+
+    # An explicit signature replaces it; a malformed one names the field.
+    good = {"inputs": [{"name": "tenure", "type": "double"}, {"name": "plan", "type": "string", "required": False}],
+            "outputs": [{"type": "long"}]}
+    r = requests.put(f"{v1}/models/{name}/versions/1/signature", json=good, timeout=TIMEOUT)
+    assert r.status_code == 200, r.text
+    assert r.json()["signature"]["source"] == "explicit"
+    got = requests.get(f"{v1}/models/{name}/versions/1/signature", timeout=TIMEOUT).json()["signature"]
+    assert [c["name"] for c in got["inputs"]] == ["tenure", "plan"] and got["inputs"][1]["required"] is False
+    bad = {"inputs": [{"name": "tenure", "type": "doubel"}, {"name": "tenure", "type": "double"}]}
+    r = requests.put(f"{v1}/models/{name}/versions/1/signature", json=bad, timeout=TIMEOUT)
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["field"] == "inputs[0].type" and "doubel" in err["message"]
+    assert len(err["problems"]) == 2
+    assert requests.get(f"{v1}/models/{name}/versions/1/signature", timeout=TIMEOUT).json()["signature"]["source"] == "explicit"
+
+
+def test_onnx_graph_gives_the_signature_and_bad_metadata_refuses_registration(tracking_uri, client, unique):
+    api = tracking_uri + "/api/2.0/mlflow"
+    run = client.create_run(client.create_experiment(f"onnx-{unique}"))
+    base = f"{tracking_uri}/api/2.0/mlflow-artifacts/artifacts/{run.info.artifact_uri.split('mlflow-artifacts:/', 1)[1]}"
+    assert requests.put(f"{base}/onnx_model/model.onnx", data=ONNX_FIXTURE.read_bytes(), timeout=TIMEOUT).status_code == 200
+    name = f"onnx-{unique}"
+    client.create_registered_model(name)
+    mv = client.create_model_version(name, f"runs:/{run.info.run_id}/onnx_model", run_id=run.info.run_id)
+    sig = requests.get(f"{tracking_uri}/v1/models/{name}/versions/{mv.version}/signature", timeout=TIMEOUT).json()["signature"]
+    assert sig["source"] == "onnx"
+    assert [(c["name"], c["type"], c.get("shape")) for c in sig["inputs"]] == [
+        ("X", "float32", [-1, 4]), ("ids", "int64", [-1, 3]), ("flag", "bool", []),
+    ]
+
+    # A malformed MLmodel is refused with the file and field named, and
+    # nothing is registered.
+    assert requests.put(f"{base}/broken/MLmodel", data=b"flavors: [1, 2\n", timeout=TIMEOUT).status_code == 200
+    r = requests.post(f"{api}/model-versions/create", json={"name": name, "source": f"runs:/{run.info.run_id}/broken"}, timeout=TIMEOUT)
+    assert r.status_code == 400, r.text
+    assert r.json()["error_code"] == "INVALID_PARAMETER_VALUE" and "MLmodel" in r.json()["message"]
+    assert [v.version for v in client.search_model_versions(f"name = '{name}'")] == [mv.version]

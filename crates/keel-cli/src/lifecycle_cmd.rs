@@ -20,10 +20,10 @@ use crate::output::{UsageError, print_json, table, time};
 pub struct Common {
     /// Talk to a running Keel server instead of the data directory.
     #[arg(long, env = "KEEL_SERVER")]
-    server: Option<String>,
+    pub server: Option<String>,
     /// Print the API's JSON instead of a table.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -157,16 +157,16 @@ pub enum LifecycleCmd {
     },
 }
 
-fn enc(s: &str) -> String {
+pub fn enc(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// Path segments keep `/` (keys may contain it) but escape the rest.
-fn enc_path(s: &str) -> String {
+pub fn enc_path(s: &str) -> String {
     s.split('/').map(enc).collect::<Vec<_>>().join("/")
 }
 
-fn parse_json(field: &str, text: Option<&str>) -> Result<Value> {
+pub fn parse_json(field: &str, text: Option<&str>) -> Result<Value> {
     match text {
         None => Ok(Value::Null),
         Some(t) => serde_json::from_str(t)
@@ -174,13 +174,22 @@ fn parse_json(field: &str, text: Option<&str>) -> Result<Value> {
     }
 }
 
-struct Reply {
-    status: u16,
-    body: Vec<u8>,
-    content_type: String,
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub content_type: String,
 }
 
-async fn call(
+/// Who the changes are made by: `KEEL_USER`, else `USER`.
+fn user() -> Option<String> {
+    std::env::var("KEEL_USER")
+        .or_else(|_| std::env::var("USER"))
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// One API request, to `--server` or answered in this process.
+pub async fn call(
     settings: &Settings,
     common: &Common,
     method: Method,
@@ -192,6 +201,9 @@ async fn call(
         Some(base) => {
             let base = base.trim_end_matches('/');
             let mut req = reqwest::Client::new().request(method, format!("{base}{path}"));
+            if let Some(u) = user() {
+                req = req.header("x-keel-user", u);
+            }
             if let Some(b) = body {
                 req = req.header("content-type", "application/json").body(b);
             }
@@ -226,6 +238,7 @@ async fn call(
                 )
                 .uri(path)
                 .header("content-type", "application/json")
+                .header("x-keel-user", user().unwrap_or_else(|| "anonymous".into()))
                 .body(Body::from(body.unwrap_or_default()))
                 .context("building the request")?;
             let resp = keel_server::app(state)
@@ -256,8 +269,10 @@ async fn call(
     if reply.status >= 400 {
         let v: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
         let err = &v["error"];
+        // Keel's `{"error": {"message"}}` or MLflow's `{"message"}`.
         let mut msg = err["message"]
             .as_str()
+            .or(v["message"].as_str())
             .unwrap_or("request failed")
             .to_owned();
         if let Some(problems) = err["problems"].as_array() {
@@ -284,7 +299,7 @@ async fn call(
     Ok(reply)
 }
 
-async fn call_json(
+pub async fn call_json(
     settings: &Settings,
     common: &Common,
     method: Method,

@@ -4,6 +4,7 @@
 
 mod config;
 mod lifecycle_cmd;
+mod models_cmd;
 mod output;
 mod tracking_cmd;
 
@@ -88,6 +89,15 @@ enum Command {
     ///   keel lifecycle get churn-model customer-42 --json
     #[command(subcommand, verbatim_doc_comment)]
     Lifecycle(lifecycle_cmd::LifecycleCmd),
+    /// The model store: versions, aliases, integrity, lineage, model
+    /// cards, checkpoints and retraining cadence.
+    ///
+    ///   keel models show churn@champion
+    ///   keel models verify churn/3
+    ///   keel models lineage churn/3 --upstream
+    ///   keel models card churn/3 --format html -o card.html
+    #[command(subcommand, verbatim_doc_comment)]
+    Models(models_cmd::ModelsCmd),
 }
 
 fn main() -> ExitCode {
@@ -120,6 +130,7 @@ fn main() -> ExitCode {
             Command::Experiments(cmd) => tracking_cmd::experiments(&settings, cmd).await,
             Command::Runs(cmd) => tracking_cmd::runs(&settings, cmd).await,
             Command::Lifecycle(cmd) => lifecycle_cmd::run(&settings, cmd).await,
+            Command::Models(cmd) => models_cmd::run(&settings, cmd).await,
         }
     });
     match result {

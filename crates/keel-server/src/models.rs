@@ -240,8 +240,7 @@ async fn put_signature(
 ) -> V1Result {
     let r = registry(&s)?;
     let v = resolve_version(r, &name, &version).await?;
-    let given = json_body(&body)?;
-    let signature = explicit_signature(&given)?;
+    let signature = explicit_signature(&body)?;
     r.set_signature(&name, v, signature.clone()).await?;
     Ok(Json(json!({"signature": signature})).into_response())
 }
@@ -290,6 +289,8 @@ async fn verify(
             }
         }
     }
+    // Intact means checked: a version whose files Keel never hashed is not.
+    ok &= extras.artifact_root.is_some();
     Ok(Json(json!({
         "name": name,
         "version": v,
@@ -749,23 +750,33 @@ async fn record_lineage(State(s): State<AppState>, body: axum::body::Bytes) -> V
     Ok((StatusCode::CREATED, Json(json!({"nodes": n, "edges": e}))).into_response())
 }
 
-/// Checks a signature given by hand and returns it as stored.
-fn explicit_signature(given: &Value) -> Result<Value, V1Error> {
-    let Some(obj) = given.as_object() else {
-        return Err(V1Error::invalid(
-            "body",
-            "a signature is an object with `inputs` and/or `outputs`",
-        ));
-    };
-    if !obj.contains_key("inputs") && !obj.contains_key("outputs") {
-        return Err(V1Error::invalid(
-            "inputs",
-            "give `inputs`, `outputs` or both",
-        ));
+/// Checks a signature given by hand (MLflow's shape) and returns it as
+/// stored; every problem is reported, the first one's field named.
+fn explicit_signature(body: &[u8]) -> Result<Value, V1Error> {
+    let text =
+        std::str::from_utf8(body).map_err(|_| V1Error::invalid("body", "must be UTF-8 JSON"))?;
+    match keel_registry::inspect::validate_signature(text) {
+        Ok(sig) => serde_json::to_value(sig).map_err(|e| V1Error::invalid("body", e.to_string())),
+        Err(e) => {
+            let first = e.problems.first();
+            let field = first
+                .map(|p| p.field.clone())
+                .filter(|f| !f.is_empty())
+                .unwrap_or_else(|| "body".into());
+            Err(V1Error {
+                status: StatusCode::BAD_REQUEST,
+                code: "INVALID_ARGUMENT",
+                message: e.to_string(),
+                field: Some(field),
+                problems: Some(json!(
+                    e.problems
+                        .iter()
+                        .map(|p| json!({"field": p.field, "message": p.message}))
+                        .collect::<Vec<_>>()
+                )),
+            })
+        }
     }
-    let mut out = obj.clone();
-    out.insert("source".into(), json!("explicit"));
-    Ok(Value::Object(out))
 }
 
 /// Turns a map into a JSON object value (for callers building nodes).
@@ -795,6 +806,69 @@ mod tests {
         assert_eq!(actor(&h), "ana");
         h.insert("x-keel-user", "bo".parse().unwrap());
         assert_eq!(actor(&h), "bo");
+    }
+
+    /// A due schedule reaches the lifecycle once, even when the scheduler
+    /// finds it again before its bookkeeping is written.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_due_schedule_sends_its_event_and_moves_to_the_next_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let migrations = [keel_tracking::MIGRATIONS, keel_registry::MIGRATIONS].concat();
+        let db = keel_store::Db::open_in_dir(dir.path(), &migrations, Default::default())
+            .await
+            .unwrap();
+        let artifacts = keel_store::ArtifactStore::local(&dir.path().join("artifacts")).unwrap();
+        let mut options = keel_lifecycle::EngineOptions::new(dir.path().join("lifecycle"));
+        options.runtime = tokio::runtime::Handle::try_current().ok();
+        let engine =
+            keel_lifecycle::Lifecycles::Embedded(keel_lifecycle::Engine::open(options).unwrap());
+        engine
+            .apply_definition("lifecycle: retrain\ninitial: serving\nstates:\n  serving:\n    on: {retrain: retraining}\n  retraining:\n    on: {trained: serving}\n")
+            .await
+            .unwrap();
+        let registry = Registry::new(db.clone());
+        registry
+            .create_registered_model("churn".into(), vec![], None)
+            .await
+            .unwrap();
+        let policy: RetrainingPolicy =
+            serde_json::from_value(json!({"schedule": "0 3 * * *", "lifecycle": "retrain"}))
+                .unwrap();
+        let due = keel_core::time::now_millis() - 1;
+        registry
+            .set_retraining("churn", &policy, Some(due))
+            .await
+            .unwrap();
+        let state = AppState::new(keel_tracking::Tracking::new(db), artifacts)
+            .with_lifecycle(engine.clone())
+            .with_registry(registry.clone());
+        let task = tokio::spawn(run_retraining_scheduler(
+            state,
+            std::time::Duration::from_millis(20),
+        ));
+        let mut fired = None;
+        for _ in 0..200 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            if let Some((_, next, Some(at))) = registry.retraining("churn").await.unwrap() {
+                fired = Some((next, at));
+                break;
+            }
+        }
+        task.abort();
+        let (next, _) = fired.expect("the schedule fired");
+        let next = next.expect("a next time");
+        assert!(next > due);
+        assert_eq!(
+            keel_core::time::rfc3339_millis(next)[11..],
+            *"03:00:00.000Z"
+        );
+        let inst = engine.get("retrain", "churn").await.unwrap();
+        assert_eq!(inst.state, "retraining");
+        let history = engine.history("retrain", "churn", 10).await.unwrap();
+        let sent: Vec<_> = history.iter().filter(|h| h.event == "retrain").collect();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].data["reason"], "schedule");
+        engine.shutdown().await;
     }
 
     #[test]

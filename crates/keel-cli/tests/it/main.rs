@@ -293,3 +293,171 @@ fn lifecycle_contract_commands_on_the_data_directory_and_a_server() {
     let svg = remote(&["graph", "churn-model", "--svg"]);
     assert!(String::from_utf8_lossy(&svg.stdout).contains("<svg"));
 }
+
+/// `keel models …` against a server holding a registered model with a
+/// lineage chain: show, aliases and their history, lineage both ways and as
+/// SVG, cards, checkpoints, retraining, and pointed errors.
+#[test]
+fn models_commands_through_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path());
+    let http = reqwest::blocking::Client::new();
+    let api = format!("{}/api/2.0/mlflow", server.url);
+    let post = |path: &str, body: Value| {
+        let r = http
+            .post(format!("{api}/{path}"))
+            .json(&body)
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.text().unwrap());
+    };
+    post(
+        "registered-models/create",
+        serde_json::json!({"name": "churn"}),
+    );
+    for _ in 0..2 {
+        post(
+            "model-versions/create",
+            serde_json::json!({"name": "churn", "source": "s3://bucket/churn"}),
+        );
+    }
+    let r = http
+        .post(format!("{}/v1/lineage", server.url))
+        .json(&serde_json::json!({
+            "nodes": [{"kind": "dataset", "id": "events@d1", "name": "events"}, {"kind": "run", "id": "r1"}],
+            "edges": [{"from": "dataset:events@d1", "to": "run:r1", "relation": "input"},
+                      {"from": "run:r1", "to": "model_version:churn/2", "relation": "registered_as"}]
+        }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().unwrap());
+    let s = server.url.as_str();
+    let run = |args: &[&str]| {
+        let mut all = vec!["models"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--server", s]);
+        keel(dir.path(), &all)
+    };
+    let text = |out: &Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    assert!(
+        text(&run(&["alias", "churn", "champion", "1"])).contains("churn@champion → version 1")
+    );
+    text(&run(&["alias", "churn", "champion", "2"]));
+    let shown = json(&run(&["show", "churn@champion", "--json"]));
+    assert_eq!(shown["model_version"]["version"], "2");
+    let listed = text(&run(&["list"]));
+    assert!(
+        listed.contains("churn") && listed.contains("@champion→2"),
+        "{listed}"
+    );
+    let hist = json(&run(&["alias-history", "churn", "--json"]));
+    assert_eq!(hist["history"].as_array().unwrap().len(), 2);
+    assert!(
+        hist["history"][1]["actor"]
+            .as_str()
+            .is_some_and(|a| !a.is_empty())
+    );
+
+    let up = text(&run(&["lineage", "churn@champion", "--upstream"]));
+    assert!(
+        up.contains("3 node(s)") && up.contains("dataset:events@d1"),
+        "{up}"
+    );
+    let down = json(&run(&[
+        "lineage",
+        "dataset:events@d1",
+        "--downstream",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(down["nodes"].as_array().unwrap().len(), 3);
+    run(&[
+        "lineage",
+        "churn/2",
+        "--both",
+        "--format",
+        "svg",
+        "-o",
+        "lineage.svg",
+    ]);
+    let svg = std::fs::read_to_string(dir.path().join("lineage.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("events"));
+
+    text(&run(&[
+        "card-edit",
+        "churn/2",
+        "--set",
+        "intended_use=Weekly call list",
+        "--set",
+        "owners=ana,bo",
+    ]));
+    let card = text(&run(&["card", "churn@champion"]));
+    assert!(
+        card.starts_with("# Model card: churn v2") && card.contains("Weekly call list"),
+        "{card}"
+    );
+    assert!(
+        card.contains("ana, bo") && card.contains("**events**"),
+        "{card}"
+    );
+
+    text(&run(&[
+        "checkpoints",
+        "churn/2",
+        "--add",
+        "100",
+        "--metric",
+        "val_loss=0.4",
+    ]));
+    let cps = json(&run(&["checkpoints", "churn/2", "--json"]));
+    assert_eq!(cps["checkpoints"][0]["metrics"]["val_loss"], 0.4);
+
+    // Verify: a version whose files are elsewhere cannot be checked, and says so.
+    let out = run(&["verify", "churn/1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not in Keel's artifact store"));
+
+    // Retraining needs a lifecycle that exists.
+    let out = run(&[
+        "retrain",
+        "churn",
+        "--lifecycle",
+        "nope",
+        "--schedule",
+        "0 3 * * 1",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("apply its definition first"));
+
+    // Pointed errors, exit code 2.
+    for (args, needle) in [
+        (vec!["show", "churn/x"], "names no version"),
+        (vec!["card", "churn/9"], "not found"),
+        (
+            vec!["card-edit", "churn/2", "--set", "purpose=x"],
+            "not an editable model-card field",
+        ),
+        (vec!["lineage", "nope/1"], "does not exist"),
+    ] {
+        let out = run(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(needle),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

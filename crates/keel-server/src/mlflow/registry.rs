@@ -365,6 +365,7 @@ async fn create_version(State(s): State<AppState>, f: Fields) -> ApiResult {
         Some(root) => digest_files(&s, root).await?,
         None => Vec::new(),
     };
+    let inspection = inspect_files(&s, &files).await?;
     let model_id = f
         .str_opt("model_id")?
         .filter(|m| !m.is_empty())
@@ -373,6 +374,21 @@ async fn create_version(State(s): State<AppState>, f: Fields) -> ApiResult {
         .str_opt("run_id")?
         .filter(|r| !r.is_empty())
         .or(source_run);
+    let (signature, dependencies) = match inspection {
+        Some(i) => {
+            let mut deps = serde_json::to_value(&i.dependencies).unwrap_or(Value::Null);
+            if let (Some(code), Some(obj)) =
+                (code_of(&s, run_id.as_deref()).await, deps.as_object_mut())
+            {
+                obj.extend(code);
+            }
+            (
+                i.signature.and_then(|sig| serde_json::to_value(sig).ok()),
+                Some(deps),
+            )
+        }
+        None => (None, None),
+    };
     let v = registry(&s)?
         .create_model_version(NewModelVersion {
             name,
@@ -385,8 +401,8 @@ async fn create_version(State(s): State<AppState>, f: Fields) -> ApiResult {
             model_id: model_id.clone(),
             artifact_root,
             files,
-            signature: None,
-            dependencies: None,
+            signature,
+            dependencies,
         })
         .await?;
     record_version_lineage(&s, &v, run_id.as_deref(), model_id.as_deref()).await;
@@ -416,6 +432,69 @@ async fn digest_files(
         });
     }
     Ok(out)
+}
+
+/// Files `inspect` reads: text metadata up to 4 MiB, ONNX graphs up to
+/// 512 MiB (weights usually sit beside them in external data files).
+fn worth_inspecting(path: &str, size: i64) -> bool {
+    let base = path.rsplit('/').next().unwrap_or(path);
+    match base {
+        "MLmodel" | "requirements.txt" | "conda.yaml" | "python_env.yaml" => size <= 4 << 20,
+        _ => base.ends_with(".onnx") && size <= 512 << 20,
+    }
+}
+
+/// Reads a version's signature and dependencies from its files; a
+/// malformed `MLmodel`, environment file or ONNX graph refuses the
+/// registration with the file and field named.
+async fn inspect_files(
+    s: &AppState,
+    files: &[keel_registry::VersionFile],
+) -> Result<Option<keel_registry::inspect::Inspection>, ApiError> {
+    let mut read: Vec<(String, Vec<u8>)> = Vec::new();
+    for f in files.iter().filter(|f| worth_inspecting(&f.path, f.size)) {
+        let (_, mut stream) = s.artifacts.get_stream(&f.store_path).await?;
+        let mut bytes = Vec::with_capacity(f.size as usize);
+        while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+            bytes.extend_from_slice(&chunk?);
+        }
+        read.push((f.path.clone(), bytes));
+    }
+    if read.is_empty() {
+        return Ok(None);
+    }
+    let view: Vec<(&str, &[u8])> = read
+        .iter()
+        .map(|(p, b)| (p.as_str(), b.as_slice()))
+        .collect();
+    keel_registry::inspect::inspect(&view)
+        .map(Some)
+        .map_err(|e| ApiError::invalid(format!("the model's files cannot be registered: {e}")))
+}
+
+/// The code a version came from: the run's git commit, repository and
+/// entry point, and a container image when the run names one.
+async fn code_of(s: &AppState, run_id: Option<&str>) -> Option<serde_json::Map<String, Value>> {
+    let run = s.tracking.get_run(run_id?).await.ok()?;
+    let tags = run.data.map(|d| d.tags).unwrap_or_default();
+    let tag = |k: &str| tags.iter().find(|t| t.key == k).map(|t| t.value.clone());
+    let mut out = serde_json::Map::new();
+    for (field, key) in [
+        ("git_commit", "mlflow.source.git.commit"),
+        ("repository", "mlflow.source.git.repoURL"),
+        ("entry_point", "mlflow.source.name"),
+        ("container_image", "mlflow.docker.image.uri"),
+    ] {
+        if let Some(v) = tag(key).filter(|v| !v.is_empty()) {
+            out.insert(field.into(), json!(v));
+        }
+    }
+    if let Some(img) =
+        tag("mlflow.docker.image.name").filter(|_| !out.contains_key("container_image"))
+    {
+        out.insert("container_image".into(), json!(img));
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 /// run → logged model → model version (or run → model version).
