@@ -339,11 +339,11 @@ pub async fn run(settings: &Settings, cmd: ModelsCmd) -> Result<ExitCode> {
                             .into_iter()
                             .flatten()
                             .filter_map(|f| {
-                                Some(format!(
-                                    "{} {}",
-                                    f["name"].as_str()?,
-                                    f["version"].as_str().unwrap_or("")
-                                ))
+                                let name = f["name"].as_str()?;
+                                Some(match f["version"].as_str() {
+                                    Some(v) => format!("{name} {v}"),
+                                    None => name.to_owned(),
+                                })
                             })
                             .collect();
                         println!(

@@ -395,24 +395,54 @@ pub fn markdown(card: &Value) -> String {
     let _ = writeln!(s, "## Dependencies\n");
     match card["dependencies"].as_object() {
         Some(d) => {
-            for (k, v) in d {
-                if v.is_null() || v.as_array().is_some_and(Vec::is_empty) {
-                    continue;
+            let str_of = |k: &str| d.get(k).and_then(Value::as_str).filter(|x| !x.is_empty());
+            if let Some(p) = str_of("python_version") {
+                let _ = writeln!(s, "- Python {p}");
+            }
+            if let Some(m) = str_of("mlflow_version") {
+                let _ = writeln!(s, "- MLflow {m}");
+            }
+            let flavors: Vec<String> = d
+                .get("flavors")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|f| {
+                    let name = f["name"].as_str().unwrap_or("");
+                    match (f["version"].as_str(), f["loader_module"].as_str()) {
+                        (Some(v), _) => format!("{name} {v}"),
+                        (None, Some(l)) => format!("{name} (via {l})"),
+                        _ => name.to_owned(),
+                    }
+                })
+                .collect();
+            if !flavors.is_empty() {
+                let _ = writeln!(s, "- flavors: {}", flavors.join(", "));
+            }
+            let reqs: Vec<&str> = d
+                .get("requirements")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if !reqs.is_empty() {
+                let _ = writeln!(s, "- requirements: `{}`", reqs.join("`, `"));
+            }
+            match (str_of("git_commit"), str_of("repository")) {
+                (Some(c), Some(r)) => {
+                    let _ = writeln!(s, "- code: `{r}` at `{c}`");
                 }
-                let shown = match v {
-                    Value::String(x) => x.clone(),
-                    Value::Array(items) => items
-                        .iter()
-                        .map(|i| {
-                            i.as_str()
-                                .map(str::to_owned)
-                                .unwrap_or_else(|| i.to_string())
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    other => other.to_string(),
-                };
-                let _ = writeln!(s, "- {k}: {shown}");
+                (Some(c), None) => {
+                    let _ = writeln!(s, "- code: commit `{c}`");
+                }
+                _ => {}
+            }
+            if let Some(e) = str_of("entry_point") {
+                let _ = writeln!(s, "- entry point: `{e}`");
+            }
+            if let Some(i) = str_of("container_image") {
+                let _ = writeln!(s, "- container image: `{i}`");
             }
             s.push('\n');
         }

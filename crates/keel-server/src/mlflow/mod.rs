@@ -336,7 +336,19 @@ async fn log_inputs(State(s): State<AppState>, f: Fields) -> ApiResult {
                 .with_attrs(crate::models::attrs(&[
                     ("digest", json!(d.digest)),
                     ("source_type", json!(d.source_type)),
-                    ("source", json!(d.source)),
+                    // MLflow sends a dataset source as JSON, e.g. {"uri": "s3://…"}.
+                    (
+                        "source",
+                        json!(
+                            serde_json::from_str::<Value>(&d.source)
+                                .ok()
+                                .and_then(|v| v
+                                    .get("uri")
+                                    .and_then(Value::as_str)
+                                    .map(str::to_owned))
+                                .unwrap_or_else(|| d.source.clone())
+                        ),
+                    ),
                 ]));
             let edge = keel_lineage::Edge {
                 from: node.key(),
