@@ -238,10 +238,18 @@ def test_checkpoints_and_alias_history(tracking_uri, client, unique):
     requests.post(f"{api}/registered-models/alias", json={"name": name, "alias": "champion", "version": "2"}, timeout=TIMEOUT)
     requests.delete(f"{api}/registered-models/alias", json={"name": name, "alias": "champion"}, auth=("cy", "pw"), timeout=TIMEOUT)
     hist = requests.get(f"{v1}/models/{name}/aliases/history", timeout=TIMEOUT).json()["history"]
-    assert [(h["alias"], h["previous_version"], h["version"], h["actor"]) for h in hist] == [
-        ("champion", None, 1, "ana"),
-        ("champion", 1, 2, "bo"),
-        ("champion", 2, None, "cy"),
+    assert [(h["kind"], h["alias"], h["previous_version"], h["version"], h["actor"]) for h in hist] == [
+        ("alias", "champion", None, 1, "ana"),
+        ("alias", "champion", 1, 2, "bo"),
+        ("alias", "champion", 2, None, "cy"),
+    ]
+    # Older clients' stage transitions are recorded too, with what they archived.
+    client.transition_model_version_stage(name, "1", "Production")
+    client.transition_model_version_stage(name, "2", "Production", archive_existing_versions=True)
+    hist = requests.get(f"{v1}/models/{name}/aliases/history", timeout=TIMEOUT).json()["history"]
+    assert [(h["kind"], h["alias"], h["version"], h["note"]) for h in hist[3:]] == [
+        ("stage", "Production", 1, "from None"),
+        ("stage", "Production", 2, "from None; archived version(s) 1"),
     ]
     assert requests.get(f"{v1}/models/nope-{unique}/aliases/history", timeout=TIMEOUT).status_code == 404
 

@@ -275,7 +275,12 @@ pub async fn call(
             .or(v["message"].as_str())
             .unwrap_or("request failed")
             .to_owned();
-        if let Some(problems) = err["problems"].as_array() {
+        // A definition's problems carry line and column; others (a
+        // signature's) are already listed in the message.
+        if let Some(problems) = err["problems"]
+            .as_array()
+            .filter(|p| p.iter().all(|x| x.get("line").is_some()))
+        {
             msg = problems
                 .iter()
                 .map(|p| {

@@ -54,9 +54,26 @@ pub enum ModelsCmd {
         #[command(flatten)]
         common: Common,
     },
-    /// Who moved which alias of a model, and when.
+    /// Who moved which alias of a model (or which version into which
+    /// stage), and when.
     AliasHistory {
         name: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// A version's signature (JSON), or replace it with one from a file in
+    /// MLflow's shape.
+    ///
+    /// Examples:
+    ///   keel models signature churn@champion
+    ///   keel models signature churn/3 --set signature.json
+    ///     where signature.json is {"inputs": [{"name": "tenure", "type": "double"}],
+    ///                              "outputs": [{"type": "long"}]}
+    #[command(verbatim_doc_comment)]
+    Signature {
+        version: String,
+        #[arg(long, value_name = "FILE")]
+        set: Option<PathBuf>,
         #[command(flatten)]
         common: Common,
     },
@@ -477,19 +494,46 @@ pub async fn run(settings: &Settings, cmd: ModelsCmd) -> Result<ExitCode> {
                             .as_i64()
                             .map(|x| x.to_string())
                             .unwrap_or_else(|| "removed".into());
+                        let (what, moved) = if h["kind"] == "stage" {
+                            (format!("stage {}", s(&h["alias"])), format!("version {to}"))
+                        } else {
+                            (format!("@{}", s(&h["alias"])), format!("{from} → {to}"))
+                        };
                         vec![
                             time(h["time"].as_i64()),
-                            format!("@{}", s(&h["alias"])),
-                            format!("{from} → {to}"),
+                            what,
+                            moved,
                             s(&h["actor"]),
+                            s(&h["note"]),
                         ]
                     })
                     .collect();
                 print!(
                     "{}",
-                    table(&["time (UTC)", "alias", "version", "by"], &rows)
+                    table(
+                        &["time (UTC)", "alias or stage", "version", "by", "note"],
+                        &rows
+                    )
                 );
             }
+        }
+        ModelsCmd::Signature {
+            version,
+            set,
+            common,
+        } => {
+            let (_, _, path) = version_path(&version)?;
+            let path = format!("{path}/signature");
+            let reply = match set {
+                Some(file) => {
+                    let body = std::fs::read(&file)
+                        .map_err(|e| UsageError(format!("cannot read {}: {e}", file.display())))?;
+                    call(settings, &common, Method::PUT, &path, Some(body)).await?
+                }
+                None => call(settings, &common, Method::GET, &path, None).await?,
+            };
+            let v: Value = serde_json::from_slice(&reply.body).context("the answer is not JSON")?;
+            print_json(&v["signature"]);
         }
         ModelsCmd::Verify { version, common } => {
             let (_, _, path) = version_path(&version)?;

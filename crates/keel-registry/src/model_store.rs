@@ -43,12 +43,16 @@ pub struct Checkpoint {
     pub created_at: i64,
 }
 
-/// One move of an alias: to `version` (absent when it was removed) from
-/// `previous_version` (absent when it was new).
+/// One move of an alias (`kind` `alias`): to `version` (absent when it was
+/// removed) from `previous_version` (absent when it was new); or of a
+/// version into a stage (`kind` `stage`, `alias` the stage, `note` where it
+/// came from and what it archived).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AliasChange {
     pub seq: i64,
+    pub kind: String,
     pub alias: String,
+    pub note: String,
     pub version: Option<i64>,
     pub previous_version: Option<i64>,
     pub actor: String,
@@ -347,12 +351,13 @@ impl Registry {
             .collect()
     }
 
-    /// Who moved which alias of a model when, oldest first.
+    /// Who moved which alias of a model, or which version into which
+    /// stage, when; oldest first.
     pub async fn alias_history(&self, name: &str) -> Result<Vec<AliasChange>> {
         let conn = &mut *self.db.reader().acquire().await?;
         require_model(conn, name).await?;
         let rows = sqlx::query(
-            "SELECT seq, alias, version, previous_version, actor, time FROM model_alias_history WHERE name = $1 ORDER BY seq",
+            "SELECT seq, kind, alias, note, version, previous_version, actor, time FROM model_alias_history WHERE name = $1 ORDER BY seq",
         )
         .bind(name)
         .fetch_all(&mut *conn)
@@ -361,11 +366,13 @@ impl Registry {
             .map(|r| {
                 Ok(AliasChange {
                     seq: r.try_get(0)?,
-                    alias: r.try_get(1)?,
-                    version: r.try_get(2)?,
-                    previous_version: r.try_get(3)?,
-                    actor: r.try_get(4)?,
-                    time: r.try_get(5)?,
+                    kind: r.try_get(1)?,
+                    alias: r.try_get(2)?,
+                    note: r.try_get(3)?,
+                    version: r.try_get(4)?,
+                    previous_version: r.try_get(5)?,
+                    actor: r.try_get(6)?,
+                    time: r.try_get(7)?,
                 })
             })
             .collect()

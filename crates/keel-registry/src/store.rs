@@ -319,7 +319,7 @@ impl Registry {
                     require_version(conn, &n, version).await?;
                     let previous = alias_target(conn, &n, &a).await?;
                     if previous != Some(version) {
-                        record_alias_change(conn, &n, &a, Some(version), previous, &who).await?;
+                        record_alias_change(conn, &n, alias_move(&a, Some(version), previous), &who).await?;
                     }
                     sqlx::query("DELETE FROM registered_model_aliases WHERE name = $1 AND alias = $2").bind(n.as_str()).bind(a.as_str()).execute(&mut *conn).await?;
                     sqlx::query("INSERT INTO registered_model_aliases (name, alias, version) VALUES ($1, $2, $3)")
@@ -341,7 +341,8 @@ impl Registry {
                 Box::pin(async move {
                     require_model(conn, &n).await?;
                     if let Some(previous) = alias_target(conn, &n, &a).await? {
-                        record_alias_change(conn, &n, &a, None, Some(previous), &who).await?;
+                        record_alias_change(conn, &n, alias_move(&a, None, Some(previous)), &who)
+                            .await?;
                     }
                     sqlx::query(
                         "DELETE FROM registered_model_aliases WHERE name = $1 AND alias = $2",
@@ -479,12 +480,15 @@ impl Registry {
         self.get_model_version(name, version).await
     }
 
+    /// Moves a version to a stage (older clients' workflow); the move, and
+    /// the versions it archived, are kept in the history with who made it.
     pub async fn transition_stage(
         &self,
         name: &str,
         version: i64,
         stage: &str,
         archive_existing: bool,
+        actor: &str,
     ) -> Result<ModelVersion> {
         let stage = STAGES
             .iter()
@@ -496,12 +500,38 @@ impl Registry {
                     STAGES.join(", ")
                 ))
             })?;
-        let n = name.to_owned();
+        let (n, who) = (name.to_owned(), actor.to_owned());
         self.db
             .write::<_, RegistryError, _>(move |conn| {
                 Box::pin(async move {
                     require_version(conn, &n, version).await?;
                     let now = now_millis();
+                    let from: String = sqlx::query("SELECT current_stage FROM model_versions WHERE name = $1 AND version = $2")
+                        .bind(n.as_str())
+                        .bind(version)
+                        .fetch_one(&mut *conn)
+                        .await?
+                        .try_get(0)?;
+                    let mut note = format!("from {from}");
+                    if archive_existing && (stage == "Staging" || stage == "Production") {
+                        let archived = sqlx::query("SELECT version FROM model_versions WHERE name = $1 AND current_stage = $2 AND version <> $3 ORDER BY version")
+                            .bind(n.as_str())
+                            .bind(stage)
+                            .bind(version)
+                            .fetch_all(&mut *conn)
+                            .await?;
+                        if !archived.is_empty() {
+                            let list: Vec<String> = archived
+                                .iter()
+                                .map(|r| r.try_get::<i64, _>(0).map(|v| v.to_string()))
+                                .collect::<std::result::Result<_, _>>()?;
+                            note.push_str(&format!("; archived version(s) {}", list.join(", ")));
+                        }
+                    }
+                    if from != stage {
+                        let m = Move { kind: "stage", alias: stage, version: Some(version), previous: None, note };
+                        record_alias_change(conn, &n, m, &who).await?;
+                    }
                     if archive_existing && (stage == "Staging" || stage == "Production") {
                         sqlx::query("UPDATE model_versions SET current_stage = 'Archived', last_updated_timestamp = $1 WHERE name = $2 AND current_stage = $3 AND version <> $4")
                             .bind(now)
@@ -538,7 +568,7 @@ impl Registry {
                         .await?;
                     for row in aliases {
                         let alias: String = row.try_get(0)?;
-                        record_alias_change(conn, &n, &alias, None, Some(version), &who).await?;
+                        record_alias_change(conn, &n, alias_move(&alias, None, Some(version)), &who).await?;
                     }
                     let done =
                         sqlx::query("DELETE FROM model_versions WHERE name = $1 AND version = $2")
@@ -815,12 +845,29 @@ async fn alias_target(conn: &mut AnyConnection, name: &str, alias: &str) -> Resu
     )
 }
 
+/// A move of an alias or a stage, for [`record_alias_change`].
+struct Move<'a> {
+    kind: &'a str,
+    alias: &'a str,
+    version: Option<i64>,
+    previous: Option<i64>,
+    note: String,
+}
+
+fn alias_move(alias: &str, version: Option<i64>, previous: Option<i64>) -> Move<'_> {
+    Move {
+        kind: "alias",
+        alias,
+        version,
+        previous,
+        note: String::new(),
+    }
+}
+
 async fn record_alias_change(
     conn: &mut AnyConnection,
     name: &str,
-    alias: &str,
-    version: Option<i64>,
-    previous: Option<i64>,
+    m: Move<'_>,
     actor: &str,
 ) -> Result<()> {
     let seq: i64 =
@@ -830,13 +877,15 @@ async fn record_alias_change(
             .await?
             .try_get(0)?;
     sqlx::query(
-        "INSERT INTO model_alias_history (name, seq, alias, version, previous_version, actor, time) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO model_alias_history (name, seq, kind, alias, note, version, previous_version, actor, time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(name)
     .bind(seq)
-    .bind(alias)
-    .bind(version)
-    .bind(previous)
+    .bind(m.kind)
+    .bind(m.alias)
+    .bind(m.note)
+    .bind(m.version)
+    .bind(m.previous)
     .bind(actor)
     .bind(now_millis())
     .execute(&mut *conn)

@@ -420,6 +420,26 @@ fn models_commands_through_a_server() {
     let cps = json(&run(&["checkpoints", "churn/2", "--json"]));
     assert_eq!(cps["checkpoints"][0]["metrics"]["val_loss"], 0.4);
 
+    std::fs::write(
+        dir.path().join("sig.json"),
+        r#"{"inputs": [{"name": "tenure", "type": "double"}], "outputs": [{"type": "long"}]}"#,
+    )
+    .unwrap();
+    let sig = json(&run(&["signature", "churn/2", "--set", "sig.json"]));
+    assert_eq!(sig["inputs"][0]["name"], "tenure");
+    assert_eq!(
+        json(&run(&["signature", "churn@champion"]))["source"],
+        "explicit"
+    );
+    std::fs::write(
+        dir.path().join("bad.json"),
+        r#"{"inputs": [{"name": "t", "type": "doubel"}]}"#,
+    )
+    .unwrap();
+    let out = run(&["signature", "churn/2", "--set", "bad.json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("inputs[0].type"));
+
     // Verify: a version whose files are elsewhere cannot be checked, and says so.
     let out = run(&["verify", "churn/1"]);
     assert_eq!(out.status.code(), Some(1));

@@ -34,10 +34,14 @@ CREATE TABLE model_cards (
     updated_by TEXT NOT NULL,
     PRIMARY KEY (name, version)
 );
+-- Moves of aliases (kind 'alias') and stage transitions (kind 'stage',
+-- `alias` holding the stage) with who made them.
 CREATE TABLE model_alias_history (
     name TEXT NOT NULL,
     seq BIGINT NOT NULL,
+    kind TEXT NOT NULL,
     alias TEXT NOT NULL,
+    note TEXT NOT NULL,
     version BIGINT,
     previous_version BIGINT,
     actor TEXT NOT NULL,

@@ -86,7 +86,7 @@ async fn models_versions_aliases_and_search() {
             2
         );
         let staged = r
-            .transition_stage("churn", 3, "staging", false)
+            .transition_stage("churn", 3, "staging", false, "ana")
             .await
             .unwrap();
         assert_eq!(staged.current_stage, "Staging");
@@ -329,11 +329,30 @@ async fn model_store_records_files_history_checkpoints_cards_and_retraining() {
         bad.triggers[0].threshold = None;
         assert!(r.set_retraining("fraud", &bad, None).await.is_err());
 
+        // Stage transitions go into the same history.
+        r.transition_stage("fraud", 1, "production", true, "dee")
+            .await
+            .unwrap();
+        r.transition_stage("fraud", 1, "Production", true, "dee")
+            .await
+            .unwrap();
+        let last = r.alias_history("fraud").await.unwrap().pop().unwrap();
+        assert_eq!(
+            (
+                last.kind.as_str(),
+                last.alias.as_str(),
+                last.version,
+                last.note.as_str(),
+                last.actor.as_str()
+            ),
+            ("stage", "Production", Some(1), "from None", "dee")
+        );
+
         // A rename carries everything along.
         r.rename_registered_model("fraud", "fraud-v2".into())
             .await
             .unwrap();
-        assert_eq!(r.alias_history("fraud-v2").await.unwrap().len(), 3);
+        assert_eq!(r.alias_history("fraud-v2").await.unwrap().len(), 4);
         assert_eq!(r.checkpoints("fraud-v2", 1).await.unwrap().len(), 2);
         assert!(r.retraining("fraud-v2").await.unwrap().is_some());
         r.delete_registered_model("fraud-v2").await.unwrap();

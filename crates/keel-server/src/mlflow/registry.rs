@@ -619,13 +619,14 @@ async fn download_uri(State(s): State<AppState>, f: Fields) -> ApiResult {
     Ok(Json(json!({ "artifact_uri": uri })))
 }
 
-async fn transition_stage(State(s): State<AppState>, f: Fields) -> ApiResult {
+async fn transition_stage(State(s): State<AppState>, headers: HeaderMap, f: Fields) -> ApiResult {
     let v = registry(&s)?
         .transition_stage(
             &f.str_req("name")?,
             version_of(&f)?,
             &f.str_req("stage")?,
             f.bool_opt("archive_existing_versions")?.unwrap_or(false),
+            &crate::models::actor(&headers),
         )
         .await?;
     Ok(Json(json!({"model_version": model_version_json(&v)})))
