@@ -71,6 +71,11 @@ def test_artifact_digests_are_recorded_and_a_corrupted_file_is_refused(tracking_
     assert f"{name}/1" in r.json()["message"]
     r = requests.delete(f"{tracking_uri}/api/2.0/mlflow-artifacts/artifacts/{root.rsplit('/', 1)[0]}", timeout=TIMEOUT)
     assert r.status_code == 409, r.text
+    # Nor a hard delete of the experiment that holds them.
+    exp_id = root.split("/", 1)[0]
+    r = requests.post(f"{tracking_uri}/api/2.0/mlflow/experiments/delete", json={"experiment_id": exp_id, "permanent": True}, timeout=TIMEOUT)
+    assert r.status_code == 409 and f"{name}/1" in r.json()["message"], r.text
+    assert client.get_experiment(exp_id).lifecycle_stage == "active"
 
     # Corrupt the weights behind Keel's back, on disk.
     pkl = [p for p in server_proc.data_dir.rglob(weights) if info.model_id in str(p)]

@@ -180,9 +180,15 @@ impl Registry {
         .transpose()
     }
 
-    /// The version whose artifact root is `store_path`, one of its
-    /// ancestors or below it: nothing there may be written or deleted.
-    pub async fn immutable_owner(&self, store_path: &str) -> Result<Option<(String, i64)>> {
+    /// The version whose artifact root is `store_path` or one of its
+    /// ancestors (nothing there may be written), or, with `below`, also a
+    /// directory under it (a delete of `store_path` would remove a version's
+    /// files). The `below` probe is a `LIKE` scan, so uploads skip it.
+    pub async fn immutable_owner(
+        &self,
+        store_path: &str,
+        below: bool,
+    ) -> Result<Option<(String, i64)>> {
         let trimmed = store_path.trim_matches('/');
         let mut candidates: Vec<&str> = Vec::new();
         let mut end = trimmed.len();
@@ -203,7 +209,7 @@ impl Registry {
             q = q.bind(c.to_owned());
         }
         let mut row = q.fetch_optional(self.db.reader()).await?;
-        if row.is_none() {
+        if row.is_none() && below {
             // A directory that holds a version's files.
             let like = format!(
                 "{}/%",

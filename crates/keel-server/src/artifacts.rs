@@ -133,13 +133,17 @@ async fn verify_registered(s: &AppState, path: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Files of a registered version are immutable: no write or delete below
-/// its artifact root.
-async fn refuse_if_registered(s: &AppState, path: &str) -> Result<(), ApiError> {
+/// Files of a registered version are immutable: no write below its
+/// artifact root, and no delete of anything that holds them.
+pub(crate) async fn refuse_if_registered(
+    s: &AppState,
+    path: &str,
+    delete: bool,
+) -> Result<(), ApiError> {
     let Some(registry) = &s.registry else {
         return Ok(());
     };
-    if let Some((name, version)) = registry.immutable_owner(path).await? {
+    if let Some((name, version)) = registry.immutable_owner(path, delete).await? {
         return Err(ApiError {
             status: axum::http::StatusCode::CONFLICT,
             code: "INVALID_STATE",
@@ -156,7 +160,7 @@ async fn upload(
     Path(path): Path<String>,
     req: Request,
 ) -> Result<Json<Value>, ApiError> {
-    refuse_if_registered(&s, &path).await?;
+    refuse_if_registered(&s, &path, false).await?;
     let stream = req
         .into_body()
         .into_data_stream()
@@ -169,7 +173,7 @@ async fn remove(
     State(s): State<AppState>,
     Path(path): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    refuse_if_registered(&s, &path).await?;
+    refuse_if_registered(&s, &path, true).await?;
     s.artifacts.delete(&path).await?;
     Ok(Json(json!({})))
 }

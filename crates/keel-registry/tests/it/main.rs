@@ -214,16 +214,18 @@ async fn model_store_records_files_history_checkpoints_cards_and_retraining() {
             "1/models",
         ] {
             assert_eq!(
-                r.immutable_owner(p).await.unwrap(),
+                r.immutable_owner(p, true).await.unwrap(),
                 Some(("fraud".to_string(), 1)),
                 "{p}"
             );
         }
         assert_eq!(
-            r.immutable_owner("1/models/m-2/artifacts/a").await.unwrap(),
+            r.immutable_owner("1/models/m-2/artifacts/a", true)
+                .await
+                .unwrap(),
             None
         );
-        assert_eq!(r.immutable_owner("1/models/m_1").await.unwrap(), None);
+        assert_eq!(r.immutable_owner("1/models/m_1", true).await.unwrap(), None);
         let extras = r.version_extras("fraud", 1).await.unwrap();
         assert_eq!(extras.files.len(), 2);
         assert_eq!(extras.signature.unwrap()["inputs"][0]["name"], "x");
@@ -357,7 +359,9 @@ async fn model_store_records_files_history_checkpoints_cards_and_retraining() {
         assert!(r.retraining("fraud-v2").await.unwrap().is_some());
         r.delete_registered_model("fraud-v2").await.unwrap();
         assert_eq!(
-            r.immutable_owner("1/models/m-1/artifacts").await.unwrap(),
+            r.immutable_owner("1/models/m-1/artifacts", true)
+                .await
+                .unwrap(),
             None
         );
     }

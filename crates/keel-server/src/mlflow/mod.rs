@@ -148,6 +148,11 @@ async fn search_experiments(State(s): State<AppState>, f: Fields) -> ApiResult {
 async fn delete_experiment(State(s): State<AppState>, f: Fields) -> ApiResult {
     let id = experiment_id(&f, "experiment_id")?;
     if f.bool_opt("permanent")?.unwrap_or(false) {
+        // Registered versions' files are immutable: refuse before purging.
+        let location = s.tracking.get_experiment(id).await?.artifact_location;
+        if let Some(prefix) = store_path_of(&location) {
+            crate::artifacts::refuse_if_registered(&s, &prefix, true).await?;
+        }
         let e = s.tracking.purge_experiment(id).await?;
         if let Some(prefix) = store_path_of(&e.artifact_location) {
             s.artifacts.delete(&prefix).await?;
@@ -236,6 +241,11 @@ async fn update_run(State(s): State<AppState>, f: Fields) -> ApiResult {
 async fn delete_run(State(s): State<AppState>, f: Fields) -> ApiResult {
     let run_id = f.run_id()?;
     if f.bool_opt("permanent")?.unwrap_or(false) {
+        let uri = s.tracking.get_run(&run_id).await?.info.artifact_uri;
+        if let Some(path) = store_path_of(&uri) {
+            let run_dir = path.strip_suffix("/artifacts").unwrap_or(&path);
+            crate::artifacts::refuse_if_registered(&s, run_dir, true).await?;
+        }
         let info = s.tracking.purge_run(run_id).await?;
         if let Some(path) = store_path_of(&info.artifact_uri) {
             let run_dir = path.strip_suffix("/artifacts").unwrap_or(&path).to_owned();
