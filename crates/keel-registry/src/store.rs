@@ -246,13 +246,12 @@ impl Registry {
         let (sql, binds, offset, limit) = MODEL_SEARCH.query(&search)?;
         let conn = &mut *self.db.reader().acquire().await?;
         let rows = bind_all(sql, &binds).fetch_all(&mut *conn).await?;
-        let mut items = Vec::new();
-        for row in rows.iter().take(limit as usize) {
-            let name: String = row.try_get(0)?;
-            if let Some(m) = load_model(conn, &name).await? {
-                items.push(m);
-            }
-        }
+        let names = rows
+            .iter()
+            .take(limit as usize)
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let items = load_models(conn, &names).await?;
         Ok(Page {
             items,
             next_page_token: next_token(rows.len(), offset, limit),
@@ -651,14 +650,13 @@ impl Registry {
         let (sql, binds, offset, limit) = VERSION_SEARCH.query(&search)?;
         let conn = &mut *self.db.reader().acquire().await?;
         let rows = bind_all(sql, &binds).fetch_all(&mut *conn).await?;
-        let mut items = Vec::new();
-        for row in rows.iter().take(limit as usize) {
-            let name: String = row.try_get(0)?;
-            let version: i64 = row.try_get(1)?;
-            if let Some(v) = load_version(conn, &name, version).await? {
-                items.push(v);
-            }
-        }
+        let keys = rows
+            .iter()
+            .take(limit as usize)
+            .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
+            .collect::<Result<Vec<_>>>()?;
+        // Search results carry no aliases (as MLflow's).
+        let items = load_versions(conn, &keys, false).await?;
         Ok(Page {
             items,
             next_page_token: next_token(rows.len(), offset, limit),
@@ -725,9 +723,15 @@ impl SearchSpec {
                 .find(|(key, _)| *key == k)
                 .map(|(_, c)| *c)
         });
+        // The default order breaks ties (once: a repeated key can keep a
+        // planner from walking an index that already has the order).
+        let order = if order == self.default_order {
+            order
+        } else {
+            format!("{order}, {}", self.default_order)
+        };
         sql.push_str(&format!(
-            " ORDER BY {order}, {} LIMIT {} OFFSET {offset}",
-            self.default_order,
+            " ORDER BY {order} LIMIT {} OFFSET {offset}",
             limit + 1
         ));
         Ok((sql, binds, offset, limit))
@@ -916,54 +920,106 @@ pub(crate) async fn require_version(
         .ok_or_else(|| not_found_version(name, version))
 }
 
-async fn load_model(conn: &mut AnyConnection, name: &str) -> Result<Option<RegisteredModel>> {
-    let Some(row) = sqlx::query("SELECT name, creation_timestamp, last_updated_timestamp, description FROM registered_models WHERE name = $1")
-        .bind(name)
-        .fetch_optional(&mut *conn)
-        .await?
-    else {
-        return Ok(None);
-    };
-    let mut m = RegisteredModel {
-        name: row.try_get(0)?,
-        creation_timestamp: row.try_get(1)?,
-        last_updated_timestamp: row.try_get(2)?,
-        description: row.try_get(3)?,
-        tags: Vec::new(),
-        aliases: Vec::new(),
-        latest_versions: Vec::new(),
-    };
-    for r in
-        sqlx::query("SELECT key, value FROM registered_model_tags WHERE name = $1 ORDER BY key")
-            .bind(name)
-            .fetch_all(&mut *conn)
-            .await?
-    {
-        m.tags.push(Tag {
-            key: r.try_get(0)?,
-            value: r.try_get::<Option<String>, _>(1)?.unwrap_or_default(),
-        });
+/// Keys per `IN (…)` list in the batch loaders.
+const BATCH: usize = 300;
+
+/// `($1, $2), ($3, $4), …` for `(name, version) IN (VALUES …)`.
+fn pairs_sql(keys: &[(String, i64)]) -> (String, Vec<SqlValue>) {
+    let mut sql = String::new();
+    let mut binds = Vec::with_capacity(keys.len() * 2);
+    for (i, (n, v)) in keys.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("(${}, CAST(${} AS BIGINT))", 2 * i + 1, 2 * i + 2));
+        binds.push(SqlValue::Text(n.clone()));
+        binds.push(SqlValue::Int(*v));
     }
-    for r in sqlx::query(
-        "SELECT alias, version FROM registered_model_aliases WHERE name = $1 ORDER BY alias",
+    (sql, binds)
+}
+
+fn names_sql(names: &[String]) -> (String, Vec<SqlValue>) {
+    let marks: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
+    (
+        marks.join(", "),
+        names.iter().map(|n| SqlValue::Text(n.clone())).collect(),
     )
-    .bind(name)
-    .fetch_all(&mut *conn)
-    .await?
-    {
-        m.aliases.push((r.try_get(0)?, r.try_get(1)?));
-    }
-    let latest = sqlx::query("SELECT current_stage, MAX(version) FROM model_versions WHERE name = $1 GROUP BY current_stage ORDER BY current_stage")
-        .bind(name)
+}
+
+async fn load_model(conn: &mut AnyConnection, name: &str) -> Result<Option<RegisteredModel>> {
+    Ok(load_models(conn, &[name.to_owned()]).await?.pop())
+}
+
+/// Registered models by name, in the order given (unknown names are
+/// skipped), with tags, aliases and the newest version per stage; a
+/// handful of queries per batch, not per model.
+async fn load_models(conn: &mut AnyConnection, names: &[String]) -> Result<Vec<RegisteredModel>> {
+    let mut by_name: std::collections::HashMap<String, RegisteredModel> =
+        std::collections::HashMap::new();
+    for chunk in names.chunks(BATCH) {
+        let (list, binds) = names_sql(chunk);
+        let rows = bind_all(
+            format!("SELECT name, creation_timestamp, last_updated_timestamp, description FROM registered_models WHERE name IN ({list})"),
+            &binds,
+        )
         .fetch_all(&mut *conn)
         .await?;
-    for r in latest {
-        let v: i64 = r.try_get(1)?;
-        if let Some(mv) = load_version(conn, name, v).await? {
-            m.latest_versions.push(mv);
+        for row in rows {
+            let m = RegisteredModel {
+                name: row.try_get(0)?,
+                creation_timestamp: row.try_get(1)?,
+                last_updated_timestamp: row.try_get(2)?,
+                description: row.try_get(3)?,
+                tags: Vec::new(),
+                aliases: Vec::new(),
+                latest_versions: Vec::new(),
+            };
+            by_name.insert(m.name.clone(), m);
+        }
+        for r in bind_all(
+            format!("SELECT name, key, value FROM registered_model_tags WHERE name IN ({list}) ORDER BY name, key"),
+            &binds,
+        )
+        .fetch_all(&mut *conn)
+        .await?
+        {
+            let n: String = r.try_get(0)?;
+            if let Some(m) = by_name.get_mut(&n) {
+                m.tags.push(Tag {
+                    key: r.try_get(1)?,
+                    value: r.try_get::<Option<String>, _>(2)?.unwrap_or_default(),
+                });
+            }
+        }
+        for r in bind_all(
+            format!("SELECT name, alias, version FROM registered_model_aliases WHERE name IN ({list}) ORDER BY name, alias"),
+            &binds,
+        )
+        .fetch_all(&mut *conn)
+        .await?
+        {
+            let n: String = r.try_get(0)?;
+            if let Some(m) = by_name.get_mut(&n) {
+                m.aliases.push((r.try_get(1)?, r.try_get(2)?));
+            }
+        }
+        let mut latest: Vec<(String, i64)> = Vec::new();
+        for r in bind_all(
+            format!("SELECT name, current_stage, MAX(version) FROM model_versions WHERE name IN ({list}) GROUP BY name, current_stage ORDER BY name, current_stage"),
+            &binds,
+        )
+        .fetch_all(&mut *conn)
+        .await?
+        {
+            latest.push((r.try_get(0)?, r.try_get(2)?));
+        }
+        for v in load_versions(conn, &latest, false).await? {
+            if let Some(m) = by_name.get_mut(&v.name) {
+                m.latest_versions.push(v);
+            }
         }
     }
-    Ok(Some(m))
+    Ok(names.iter().filter_map(|n| by_name.remove(n)).collect())
 }
 
 async fn load_version(
@@ -971,53 +1027,80 @@ async fn load_version(
     name: &str,
     version: i64,
 ) -> Result<Option<ModelVersion>> {
-    let Some(row) = sqlx::query(
-        "SELECT name, version, creation_timestamp, last_updated_timestamp, description, current_stage, source, run_id, run_link, status, \
-         storage_location, model_id FROM model_versions WHERE name = $1 AND version = $2",
-    )
-    .bind(name)
-    .bind(version)
-    .fetch_optional(&mut *conn)
-    .await?
-    else {
-        return Ok(None);
-    };
-    let mut v = ModelVersion {
-        name: row.try_get(0)?,
-        version: row.try_get(1)?,
-        creation_timestamp: row.try_get(2)?,
-        last_updated_timestamp: row.try_get(3)?,
-        description: row.try_get(4)?,
-        current_stage: row.try_get(5)?,
-        source: row.try_get(6)?,
-        run_id: row.try_get(7)?,
-        run_link: row.try_get(8)?,
-        status: row.try_get(9)?,
-        storage_location: row.try_get(10)?,
-        model_id: row.try_get(11)?,
-        tags: Vec::new(),
-        aliases: Vec::new(),
-    };
-    for r in sqlx::query(
-        "SELECT key, value FROM model_version_tags WHERE name = $1 AND version = $2 ORDER BY key",
-    )
-    .bind(name)
-    .bind(version)
-    .fetch_all(&mut *conn)
-    .await?
-    {
-        v.tags.push(Tag {
-            key: r.try_get(0)?,
-            value: r.try_get::<Option<String>, _>(1)?.unwrap_or_default(),
-        });
-    }
-    for r in sqlx::query("SELECT alias FROM registered_model_aliases WHERE name = $1 AND version = $2 ORDER BY alias")
-        .bind(name)
-        .bind(version)
+    Ok(load_versions(conn, &[(name.to_owned(), version)], true)
+        .await?
+        .pop())
+}
+
+/// Versions by (name, version), in the order given (unknown ones are
+/// skipped), with their tags and, when asked, their aliases; three queries
+/// per batch.
+async fn load_versions(
+    conn: &mut AnyConnection,
+    keys: &[(String, i64)],
+    with_aliases: bool,
+) -> Result<Vec<ModelVersion>> {
+    let mut found: std::collections::HashMap<(String, i64), ModelVersion> =
+        std::collections::HashMap::with_capacity(keys.len());
+    for chunk in keys.chunks(BATCH) {
+        let (pairs, binds) = pairs_sql(chunk);
+        let rows = bind_all(
+            format!(
+                "SELECT name, version, creation_timestamp, last_updated_timestamp, description, current_stage, source, run_id, run_link, status, \
+                 storage_location, model_id FROM model_versions WHERE (name, version) IN (VALUES {pairs})"
+            ),
+            &binds,
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in rows {
+            let v = ModelVersion {
+                name: row.try_get(0)?,
+                version: row.try_get(1)?,
+                creation_timestamp: row.try_get(2)?,
+                last_updated_timestamp: row.try_get(3)?,
+                description: row.try_get(4)?,
+                current_stage: row.try_get(5)?,
+                source: row.try_get(6)?,
+                run_id: row.try_get(7)?,
+                run_link: row.try_get(8)?,
+                status: row.try_get(9)?,
+                storage_location: row.try_get(10)?,
+                model_id: row.try_get(11)?,
+                tags: Vec::new(),
+                aliases: Vec::new(),
+            };
+            found.insert((v.name.clone(), v.version), v);
+        }
+        for r in bind_all(
+            format!("SELECT name, version, key, value FROM model_version_tags WHERE (name, version) IN (VALUES {pairs}) ORDER BY name, version, key"),
+            &binds,
+        )
         .fetch_all(&mut *conn)
         .await?
-    {
-        v.aliases.push(r.try_get(0)?);
+        {
+            let k: (String, i64) = (r.try_get(0)?, r.try_get(1)?);
+            if let Some(v) = found.get_mut(&k) {
+                v.tags.push(Tag {
+                    key: r.try_get(2)?,
+                    value: r.try_get::<Option<String>, _>(3)?.unwrap_or_default(),
+                });
+            }
+        }
+        if with_aliases {
+            for r in bind_all(
+                format!("SELECT name, version, alias FROM registered_model_aliases WHERE (name, version) IN (VALUES {pairs}) ORDER BY name, version, alias"),
+                &binds,
+            )
+            .fetch_all(&mut *conn)
+            .await?
+            {
+                let k: (String, i64) = (r.try_get(0)?, r.try_get(1)?);
+                if let Some(v) = found.get_mut(&k) {
+                    v.aliases.push(r.try_get(2)?);
+                }
+            }
+        }
     }
-    Ok(Some(v))
+    Ok(keys.iter().filter_map(|k| found.remove(k)).collect())
 }

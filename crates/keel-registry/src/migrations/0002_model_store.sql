@@ -5,6 +5,10 @@ ALTER TABLE model_versions ADD COLUMN artifact_root TEXT;
 ALTER TABLE model_versions ADD COLUMN signature TEXT;
 ALTER TABLE model_versions ADD COLUMN dependencies TEXT;
 CREATE INDEX model_versions_artifact_root ON model_versions (artifact_root);
+-- Version search's default order (name, newest version first), so a
+-- filtered search walks it and stops at the page instead of sorting.
+CREATE INDEX model_versions_newest ON model_versions (name ASC, version DESC);
+CREATE INDEX registered_models_updated ON registered_models (last_updated_timestamp);
 -- One row per artifact file of a version; store_path is where the artifact
 -- store keeps it, so a download can find the digest to check.
 CREATE TABLE model_version_files (
