@@ -812,3 +812,21 @@ def test_invalid_registered_model_name_and_filter_are_400(tracking_uri, api, uni
         f"{api}/registered-models/search", params={"filter": "foo = 'x'"}, timeout=TIMEOUT
     )
     _error(r, 400, "INVALID_PARAMETER_VALUE")
+
+
+def test_search_page_sizes_are_mlflows(tracking_uri, api, unique):
+    """Without max_results a version search answers up to 200,000 versions
+    in one page (MLflow's proto default), a model search 100; above the
+    thresholds (200,000 and 1,000) the request is refused."""
+    name = f"pages-{unique}"
+    s = requests.Session()
+    assert s.post(f"{api}/registered-models/create", json={"name": name}, timeout=TIMEOUT).status_code == 200
+    for _ in range(105):
+        r = s.post(f"{api}/model-versions/create", json={"name": name, "source": "s3://bucket/pages"}, timeout=TIMEOUT)
+        assert r.status_code == 200, r.text
+    body = _rest_get(api, "model-versions/search", filter=f"name = '{name}'")
+    assert len(body["model_versions"]) == 105
+    assert "next_page_token" not in body
+    assert [v["version"] for v in body["model_versions"][:2]] == ["105", "104"]
+    _error(s.get(f"{api}/registered-models/search", params={"max_results": 1001}, timeout=TIMEOUT), 400, "INVALID_PARAMETER_VALUE")
+    _error(s.get(f"{api}/model-versions/search", params={"max_results": 200001}, timeout=TIMEOUT), 400, "INVALID_PARAMETER_VALUE")

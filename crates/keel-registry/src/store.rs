@@ -668,6 +668,9 @@ impl Registry {
 /// their columns, the orderings, and where tags live.
 struct SearchSpec {
     select: &'static str,
+    /// MLflow's page size when none is asked for, and the largest allowed.
+    page_default: i64,
+    page_max: i64,
     keys: &'static [&'static str],
     columns: &'static [(&'static str, &'static str)],
     order_keys: &'static [(&'static str, &'static str)],
@@ -677,6 +680,8 @@ struct SearchSpec {
 
 const MODEL_SEARCH: SearchSpec = SearchSpec {
     select: "SELECT name FROM registered_models m WHERE 1 = 1",
+    page_default: 100,
+    page_max: 1_000,
     keys: &["name"],
     columns: &[("name", "m.name")],
     order_keys: &[
@@ -691,6 +696,8 @@ const MODEL_SEARCH: SearchSpec = SearchSpec {
 
 const VERSION_SEARCH: SearchSpec = SearchSpec {
     select: "SELECT name, version FROM model_versions v WHERE 1 = 1",
+    page_default: 200_000,
+    page_max: 200_000,
     keys: &["name", "run_id", "source_path", "version_number"],
     columns: &[
         ("name", "v.name"),
@@ -713,7 +720,7 @@ impl SearchSpec {
     /// follows), its binds, the offset and the page size.
     fn query(&self, search: &Search) -> Result<(String, Vec<SqlValue>, i64, i64)> {
         let conditions = parse_filter(&search.filter, self.keys)?;
-        let (offset, limit) = paging(search)?;
+        let (offset, limit) = paging(search, self.page_default, self.page_max)?;
         let order = order_clause(&search.order_by, self.order_keys, self.default_order)?;
         let mut sql = String::from(self.select);
         let mut binds = Vec::new();
@@ -742,11 +749,11 @@ fn next_token(rows: usize, offset: i64, limit: i64) -> Option<String> {
     (rows as i64 > limit).then(|| (offset + limit).to_string())
 }
 
-fn paging(search: &Search) -> Result<(i64, i64)> {
-    let limit = search.max_results.unwrap_or(100);
-    if !(1..=50_000).contains(&limit) {
+fn paging(search: &Search, default: i64, max: i64) -> Result<(i64, i64)> {
+    let limit = search.max_results.unwrap_or(default);
+    if !(1..=max).contains(&limit) {
         return Err(RegistryError::Invalid(format!(
-            "Invalid value for max_results: {limit}; it must be between 1 and 50000."
+            "Invalid value for max_results: {limit}; it must be between 1 and {max}."
         )));
     }
     let offset = match &search.page_token {
