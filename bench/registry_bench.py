@@ -68,7 +68,7 @@ QUICK = dict(
     populate_deadline_s=300.0, populate_workers=2, populate_threads=8,
 )
 PAGE_SIZE = 100
-ORDER = ["name ASC", "version_number DESC"]  # both servers' natural order, made explicit
+ORDER = ["name ASC", "version_number DESC"]  # explicit: the servers' default orders differ
 # mlflow's server caps model-version pages at 200,000, Keel's at 50,000.
 FULL_SET_MAX = 50_000
 STAGE_HINTS = ["candidate", "shadow", "production", "archived"]
