@@ -830,3 +830,20 @@ def test_search_page_sizes_are_mlflows(tracking_uri, api, unique):
     assert [v["version"] for v in body["model_versions"][:2]] == ["105", "104"]
     _error(s.get(f"{api}/registered-models/search", params={"max_results": 1001}, timeout=TIMEOUT), 400, "INVALID_PARAMETER_VALUE")
     _error(s.get(f"{api}/model-versions/search", params={"max_results": 200001}, timeout=TIMEOUT), 400, "INVALID_PARAMETER_VALUE")
+
+
+def test_version_search_default_order_is_mlflows(tracking_uri, client, api, unique):
+    """Without order_by, versions come newest change first, then by name and
+    newest version (MLflow's default), so an edited old version leads."""
+    name = f"order-{unique}"
+    client.create_registered_model(name)
+    for _ in range(3):
+        client.create_model_version(name, "s3://bucket/order")
+    import time as _time
+
+    _time.sleep(0.01)
+    client.update_model_version(name, "1", description="touched")
+    body = _rest_get(api, "model-versions/search", filter=f"name = '{name}'")
+    assert [v["version"] for v in body["model_versions"]] == ["1", "3", "2"]
+    body = _rest_get(api, "model-versions/search", filter=f"name = '{name}'", order_by="version_number ASC")
+    assert [v["version"] for v in body["model_versions"]] == ["1", "2", "3"]

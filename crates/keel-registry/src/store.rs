@@ -674,7 +674,11 @@ struct SearchSpec {
     keys: &'static [&'static str],
     columns: &'static [(&'static str, &'static str)],
     order_keys: &'static [(&'static str, &'static str)],
+    /// The order without `order_by`, before the tie-breakers.
     default_order: &'static str,
+    /// Appended, as MLflow does, for each key the order does not name:
+    /// (order key, SQL).
+    tie_breakers: &'static [(&'static str, &'static str)],
     tags: &'static str,
 }
 
@@ -690,7 +694,8 @@ const MODEL_SEARCH: SearchSpec = SearchSpec {
         ("last_updated_timestamp", "last_updated_timestamp"),
         ("creation_timestamp", "creation_timestamp"),
     ],
-    default_order: "name ASC",
+    default_order: "",
+    tie_breakers: &[("name", "name ASC")],
     tags: "registered_model_tags t WHERE t.name = m.name",
 };
 
@@ -711,7 +716,9 @@ const VERSION_SEARCH: SearchSpec = SearchSpec {
         ("creation_timestamp", "creation_timestamp"),
         ("last_updated_timestamp", "last_updated_timestamp"),
     ],
-    default_order: "name ASC, version DESC",
+    // MLflow's: the newest change first.
+    default_order: "last_updated_timestamp DESC",
+    tie_breakers: &[("name", "name ASC"), ("version_number", "version DESC")],
     tags: "model_version_tags t WHERE t.name = v.name AND t.version = v.version",
 };
 
@@ -721,7 +728,12 @@ impl SearchSpec {
     fn query(&self, search: &Search) -> Result<(String, Vec<SqlValue>, i64, i64)> {
         let conditions = parse_filter(&search.filter, self.keys)?;
         let (offset, limit) = paging(search, self.page_default, self.page_max)?;
-        let order = order_clause(&search.order_by, self.order_keys, self.default_order)?;
+        let order = order_clause(
+            &search.order_by,
+            self.order_keys,
+            self.default_order,
+            self.tie_breakers,
+        )?;
         let mut sql = String::from(self.select);
         let mut binds = Vec::new();
         push_conditions(&mut sql, &mut binds, &conditions, self.tags, |k| {
@@ -730,13 +742,6 @@ impl SearchSpec {
                 .find(|(key, _)| *key == k)
                 .map(|(_, c)| *c)
         });
-        // The default order breaks ties (once: a repeated key can keep a
-        // planner from walking an index that already has the order).
-        let order = if order == self.default_order {
-            order
-        } else {
-            format!("{order}, {}", self.default_order)
-        };
         sql.push_str(&format!(
             " ORDER BY {order} LIMIT {} OFFSET {offset}",
             limit + 1
@@ -768,11 +773,17 @@ fn paging(search: &Search, default: i64, max: i64) -> Result<(i64, i64)> {
     Ok((offset, limit))
 }
 
-fn order_clause(order_by: &[String], columns: &[(&str, &str)], default: &str) -> Result<String> {
-    if order_by.is_empty() {
-        return Ok(default.to_owned());
-    }
+fn order_clause(
+    order_by: &[String],
+    columns: &[(&str, &str)],
+    default: &str,
+    tie_breakers: &[(&str, &str)],
+) -> Result<String> {
     let mut parts = Vec::new();
+    let mut named = Vec::new();
+    if order_by.is_empty() && !default.is_empty() {
+        parts.push(default.to_owned());
+    }
     for o in order_by {
         let mut words = o.split_whitespace();
         let key = words.next().unwrap_or("");
@@ -791,6 +802,16 @@ fn order_clause(order_by: &[String], columns: &[(&str, &str)], default: &str) ->
             .map(|(_, c)| *c)
             .ok_or_else(|| RegistryError::Invalid(format!("Invalid order_by key '{key}'.")))?;
         parts.push(format!("{col} {dir}"));
+        named.push(col);
+    }
+    for (key, sql) in tie_breakers {
+        let col = columns
+            .iter()
+            .find(|(k, _)| k == key)
+            .map_or(*key, |(_, c)| *c);
+        if !named.contains(&col) {
+            parts.push((*sql).to_owned());
+        }
     }
     Ok(parts.join(", "))
 }
@@ -930,17 +951,33 @@ pub(crate) async fn require_version(
 /// Keys per `IN (…)` list in the batch loaders.
 const BATCH: usize = 300;
 
-/// `($1, $2), ($3, $4), …` for `(name, version) IN (VALUES …)`.
+/// `(name = $1 AND version IN ($2, $3)) OR (name = $4 AND …)`: keys
+/// grouped by name, so each group is one index range (a row-value IN list
+/// of pairs makes SQLite scan the table).
 fn pairs_sql(keys: &[(String, i64)]) -> (String, Vec<SqlValue>) {
-    let mut sql = String::new();
-    let mut binds = Vec::with_capacity(keys.len() * 2);
-    for (i, (n, v)) in keys.iter().enumerate() {
-        if i > 0 {
-            sql.push_str(", ");
+    let mut groups: Vec<(&str, Vec<i64>)> = Vec::new();
+    for (n, v) in keys {
+        match groups.iter_mut().find(|(g, _)| *g == n.as_str()) {
+            Some((_, vs)) => vs.push(*v),
+            None => groups.push((n.as_str(), vec![*v])),
         }
-        sql.push_str(&format!("(${}, CAST(${} AS BIGINT))", 2 * i + 1, 2 * i + 2));
-        binds.push(SqlValue::Text(n.clone()));
-        binds.push(SqlValue::Int(*v));
+    }
+    let mut sql = String::new();
+    let mut binds = Vec::with_capacity(keys.len() + groups.len());
+    for (i, (name, versions)) in groups.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(" OR ");
+        }
+        binds.push(SqlValue::Text((*name).to_owned()));
+        sql.push_str(&format!("(name = ${} AND version IN (", binds.len()));
+        for (j, v) in versions.iter().enumerate() {
+            if j > 0 {
+                sql.push_str(", ");
+            }
+            binds.push(SqlValue::Int(*v));
+            sql.push_str(&format!("CAST(${} AS BIGINT)", binds.len()));
+        }
+        sql.push_str("))");
     }
     (sql, binds)
 }
@@ -1054,7 +1091,7 @@ async fn load_versions(
         let rows = bind_all(
             format!(
                 "SELECT name, version, creation_timestamp, last_updated_timestamp, description, current_stage, source, run_id, run_link, status, \
-                 storage_location, model_id FROM model_versions WHERE (name, version) IN (VALUES {pairs})"
+                 storage_location, model_id FROM model_versions WHERE {pairs}"
             ),
             &binds,
         )
@@ -1080,7 +1117,7 @@ async fn load_versions(
             found.insert((v.name.clone(), v.version), v);
         }
         for r in bind_all(
-            format!("SELECT name, version, key, value FROM model_version_tags WHERE (name, version) IN (VALUES {pairs}) ORDER BY name, version, key"),
+            format!("SELECT name, version, key, value FROM model_version_tags WHERE {pairs} ORDER BY name, version, key"),
             &binds,
         )
         .fetch_all(&mut *conn)
@@ -1096,7 +1133,7 @@ async fn load_versions(
         }
         if with_aliases {
             for r in bind_all(
-                format!("SELECT name, version, alias FROM registered_model_aliases WHERE (name, version) IN (VALUES {pairs}) ORDER BY name, version, alias"),
+                format!("SELECT name, version, alias FROM registered_model_aliases WHERE {pairs} ORDER BY name, version, alias"),
                 &binds,
             )
             .fetch_all(&mut *conn)

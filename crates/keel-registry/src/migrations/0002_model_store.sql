@@ -5,9 +5,14 @@ ALTER TABLE model_versions ADD COLUMN artifact_root TEXT;
 ALTER TABLE model_versions ADD COLUMN signature TEXT;
 ALTER TABLE model_versions ADD COLUMN dependencies TEXT;
 CREATE INDEX model_versions_artifact_root ON model_versions (artifact_root);
--- Version search's default order (name, newest version first), so a
--- filtered search walks it and stops at the page instead of sorting.
-CREATE INDEX model_versions_newest ON model_versions (name ASC, version DESC);
+-- Version search's orders, so a filtered search walks an index and stops
+-- at the page instead of sorting every match: MLflow's default (newest
+-- change first) and by name. Each also carries `source`, so a filter on it
+-- is read from the index alone.
+CREATE INDEX model_versions_changed ON model_versions (last_updated_timestamp DESC, name ASC, version DESC, source);
+CREATE INDEX model_versions_newest ON model_versions (name ASC, version DESC, source);
+-- The newest version per stage of a page of registered models.
+CREATE INDEX model_versions_stage ON model_versions (name, current_stage, version);
 CREATE INDEX registered_models_updated ON registered_models (last_updated_timestamp);
 -- One row per artifact file of a version; store_path is where the artifact
 -- store keeps it, so a download can find the digest to check.
