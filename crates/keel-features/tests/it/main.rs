@@ -1,0 +1,4 @@
+//! Integration tests of `keel-features`: feature repos on disk.
+
+mod fuzz;
+mod repo;
