@@ -28,6 +28,7 @@ use crate::definition::{
 };
 use crate::duration::parse_duration;
 use crate::expr;
+use keel_core::suggest;
 use keel_core::yaml::{self, Node, Span, Value};
 
 /// One mistake in a definition.
@@ -106,7 +107,7 @@ pub fn parse_definition(src: &str, known_actions: &[&str]) -> Result<Definition,
         src,
         known_actions,
         problems: Vec::new(),
-        suggest_budget: SUGGEST_BUDGET,
+        suggest_budget: suggest::BUDGET,
     };
     let definition = checker.definition(&root);
     let mut problems = checker.problems;
@@ -299,65 +300,6 @@ fn list(names: &[&str]) -> String {
 /// Most names listed in one message.
 const LIST_MAX: usize = 30;
 
-/// Edit distance in characters (Levenshtein, with a swap of two
-/// neighbours counting as one edit).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = best;
-        }
-    }
-    d[a.len()][b.len()]
-}
-
-/// How much edit-distance work (in table cells) suggestions may take for a
-/// whole document, so that a huge document full of typos stays cheap.
-const SUGGEST_BUDGET: usize = 5_000_000;
-
-/// Picks the closest candidate to `word`, if one is close, spending at most
-/// `budget` table cells.
-fn closest<'c>(word: &str, candidates: &[&'c str], budget: &mut usize) -> Option<&'c str> {
-    let len = word.chars().count();
-    let limit = match len {
-        0..=3 => 1,
-        4..=8 => 2,
-        _ => 3,
-    };
-    let mut best: Option<(usize, &str)> = None;
-    for c in candidates {
-        let c_len = c.chars().count();
-        if *c == word || c_len.abs_diff(len) > limit {
-            continue;
-        }
-        let cost = (len + 1) * (c_len + 1);
-        if cost > *budget {
-            break;
-        }
-        *budget -= cost;
-        let d = edit_distance(word, c);
-        if d <= limit && d < len && d < c_len && best.is_none_or(|(b, _)| d < b) {
-            best = Some((d, c));
-        }
-    }
-    best.map(|(_, c)| c)
-}
-
 fn float_literal(f: f64) -> String {
     format!("{f:?}")
 }
@@ -366,14 +308,14 @@ struct Checker<'a> {
     src: &'a str,
     known_actions: &'a [&'a str],
     problems: Vec<Problem>,
-    /// What is left of [`SUGGEST_BUDGET`].
+    /// What is left of [`suggest::BUDGET`].
     suggest_budget: usize,
 }
 
 impl Checker<'_> {
     /// `; did you mean `x`?` for the closest candidate, if one is close.
     fn did_you_mean(&mut self, word: &str, candidates: &[&str]) -> String {
-        closest(word, candidates, &mut self.suggest_budget)
+        suggest::closest(word, candidates, &mut self.suggest_budget)
             .map(|c| format!("; did you mean `{c}`?"))
             .unwrap_or_default()
     }
@@ -2132,26 +2074,7 @@ mod tests {
     // ----- helpers ----------------------------------------------------------------
 
     #[test]
-    fn suggestions_and_lists() {
-        let mut budget = SUGGEST_BUDGET;
-        assert_eq!(edit_distance("staging", "stagin"), 1);
-        assert_eq!(edit_distance("strat", "start"), 1, "a swap is one edit");
-        assert_eq!(
-            closest("stagin", &["training", "staging"], &mut budget),
-            Some("staging")
-        );
-        assert_eq!(
-            closest("z", &["c"], &mut budget),
-            None,
-            "no guesses for tiny names"
-        );
-        assert_eq!(closest("deploy", &["training"], &mut budget), None);
-        let mut empty = 0;
-        assert_eq!(
-            closest("stagin", &["staging"], &mut empty),
-            None,
-            "budget spent"
-        );
+    fn lists() {
         let names: Vec<String> = (0..40).map(|i| format!("s{i}")).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         assert!(

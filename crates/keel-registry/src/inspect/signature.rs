@@ -420,31 +420,12 @@ fn json_kind(v: &Value) -> &'static str {
 fn suggestion(word: &str, known: &[&str]) -> String {
     let best = known
         .iter()
-        .map(|k| (edit_distance(word, k), *k))
+        .map(|k| (keel_core::suggest::distance(word, k), *k))
         .min_by_key(|(d, _)| *d);
     match best {
         Some((d, k)) if d > 0 && d <= 2 && d < k.len() => format!(" (did you mean \"{k}\"?)"),
         _ => String::new(),
     }
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                prev
-            } else {
-                1 + prev.min(cur).min(row[j])
-            };
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 /// A list given directly or as a JSON string; `None` for null or an empty
