@@ -9,6 +9,8 @@
 pub mod artifacts;
 pub mod metadata;
 mod migrate;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use artifacts::{ArtifactEntry, ArtifactError, ArtifactStore, FileDigest};
 pub use keel_core::sql::{Dialect, QueryBuilder, SqlValue};

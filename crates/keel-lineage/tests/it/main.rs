@@ -2,41 +2,14 @@
 //! `KEEL_TEST_POSTGRES_URL` is set (required when `CI=true`), on PostgreSQL.
 
 use keel_lineage::{Direction, Edge, Lineage, LineageError, MIGRATIONS, NewNode};
-use keel_store::{Db, DbOptions};
 use serde_json::json;
 
 async fn stores() -> Vec<(Lineage, Option<tempfile::TempDir>)> {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::open_in_dir(dir.path(), MIGRATIONS, DbOptions::default())
+    keel_store::testing::databases(MIGRATIONS)
         .await
-        .unwrap();
-    let mut out = vec![(Lineage::new(db), Some(dir))];
-    match std::env::var("KEEL_TEST_POSTGRES_URL") {
-        Ok(admin) => {
-            let name = format!("keel_lineage_{}", std::process::id());
-            sqlx::any::install_default_drivers();
-            let pool = sqlx::AnyPool::connect(&admin).await.unwrap();
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .execute(&pool)
-            .await;
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&pool)
-                .await
-                .unwrap();
-            let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
-            let db = Db::open(&url, MIGRATIONS, DbOptions::default())
-                .await
-                .unwrap();
-            out.push((Lineage::new(db), None));
-        }
-        Err(_) => assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "KEEL_TEST_POSTGRES_URL is required in CI"
-        ),
-    }
-    out
+        .into_iter()
+        .map(|(db, dir)| (Lineage::new(db), dir))
+        .collect()
 }
 
 fn edge(from: &str, to: &str, relation: &str) -> Edge {

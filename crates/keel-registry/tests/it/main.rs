@@ -2,42 +2,15 @@
 //! `KEEL_TEST_POSTGRES_URL` is set (required when `CI=true`), on PostgreSQL.
 
 use keel_registry::{MIGRATIONS, NewModelVersion, Registry, RegistryError, Search, Tag};
-use keel_store::{Db, DbOptions};
 
 mod inspect;
 
 async fn registries() -> Vec<(Registry, Option<tempfile::TempDir>)> {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::open_in_dir(dir.path(), MIGRATIONS, DbOptions::default())
+    keel_store::testing::databases(MIGRATIONS)
         .await
-        .unwrap();
-    let mut out = vec![(Registry::new(db), Some(dir))];
-    match std::env::var("KEEL_TEST_POSTGRES_URL") {
-        Ok(admin) => {
-            let name = format!("keel_registry_{}", std::process::id());
-            sqlx::any::install_default_drivers();
-            let pool = sqlx::AnyPool::connect(&admin).await.unwrap();
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .execute(&pool)
-            .await;
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&pool)
-                .await
-                .unwrap();
-            let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
-            let db = Db::open(&url, MIGRATIONS, DbOptions::default())
-                .await
-                .unwrap();
-            out.push((Registry::new(db), None));
-        }
-        Err(_) => assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "KEEL_TEST_POSTGRES_URL is required in CI"
-        ),
-    }
-    out
+        .into_iter()
+        .map(|(db, dir)| (Registry::new(db), dir))
+        .collect()
 }
 
 fn version(name: &str, source: &str, run_id: &str) -> NewModelVersion {
