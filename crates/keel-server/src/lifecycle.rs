@@ -49,6 +49,26 @@ pub struct V1Error {
 }
 
 impl V1Error {
+    /// An error with no field or problem list.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        V1Error {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            problems: None,
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
+    }
+
+    /// A part of Keel this server does not run.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
+    }
+
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
         V1Error {
             status: StatusCode::BAD_REQUEST,
@@ -138,14 +158,10 @@ impl From<LifecycleError> for V1Error {
 
 type V1Result = Result<Response, V1Error>;
 
-fn engine(s: &AppState) -> Result<&Lifecycles, V1Error> {
-    s.lifecycle.as_ref().ok_or(V1Error {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        code: "UNAVAILABLE",
-        message: "the lifecycle engine is not running on this server".into(),
-        field: None,
-        problems: None,
-    })
+pub(crate) fn engine(s: &AppState) -> Result<&Lifecycles, V1Error> {
+    s.lifecycle
+        .as_ref()
+        .ok_or_else(|| V1Error::unavailable("the lifecycle engine is not running on this server"))
 }
 
 fn ok(v: impl serde::Serialize) -> V1Result {

@@ -102,6 +102,16 @@ fn decode_base64(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// A domain error as Keel's JSON: the field is named when the message
+/// starts with one (`inputs[2].type: …`).
+fn domain_error(status: StatusCode, code: &'static str, message: String) -> V1Error {
+    let field = field_of(&message);
+    V1Error {
+        field,
+        ..V1Error::new(status, code, message)
+    }
+}
+
 impl From<RegistryError> for V1Error {
     fn from(e: RegistryError) -> Self {
         let (status, code) = match &e {
@@ -115,15 +125,7 @@ impl From<RegistryError> for V1Error {
                 (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL")
             }
         };
-        let message = e.to_string();
-        let field = field_of(&message);
-        V1Error {
-            status,
-            code,
-            message,
-            field,
-            problems: None,
-        }
+        domain_error(status, code, e.to_string())
     }
 }
 
@@ -137,15 +139,7 @@ impl From<LineageError> for V1Error {
                 (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL")
             }
         };
-        let message = e.to_string();
-        let field = field_of(&message);
-        V1Error {
-            status,
-            code,
-            message,
-            field,
-            problems: None,
-        }
+        domain_error(status, code, e.to_string())
     }
 }
 
@@ -160,23 +154,15 @@ fn field_of(message: &str) -> Option<String> {
 }
 
 fn registry(s: &AppState) -> Result<&Registry, V1Error> {
-    s.registry.as_ref().ok_or_else(|| V1Error {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        code: "UNAVAILABLE",
-        message: "the model registry is not running on this server".into(),
-        field: None,
-        problems: None,
-    })
+    s.registry
+        .as_ref()
+        .ok_or_else(|| V1Error::unavailable("the model registry is not running on this server"))
 }
 
 fn lineage(s: &AppState) -> Result<&keel_lineage::Lineage, V1Error> {
-    s.lineage.as_ref().ok_or_else(|| V1Error {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        code: "UNAVAILABLE",
-        message: "the lineage graph is not kept by this server".into(),
-        field: None,
-        problems: None,
-    })
+    s.lineage
+        .as_ref()
+        .ok_or_else(|| V1Error::unavailable("the lineage graph is not kept by this server"))
 }
 
 /// `3` or `@champion`.
@@ -469,15 +455,9 @@ fn retraining_json(
 async fn get_retraining(State(s): State<AppState>, Path(name): Path<String>) -> V1Result {
     match registry(&s)?.retraining(&name).await? {
         Some((p, due, fired)) => Ok(Json(retraining_json(&name, &p, due, fired)).into_response()),
-        None => Err(V1Error {
-            status: StatusCode::NOT_FOUND,
-            code: "NOT_FOUND",
-            message: format!(
-                "registered model `{name}` has no retraining policy; set one with PUT"
-            ),
-            field: None,
-            problems: None,
-        }),
+        None => Err(V1Error::not_found(format!(
+            "registered model `{name}` has no retraining policy; set one with PUT"
+        ))),
     }
 }
 
@@ -524,13 +504,7 @@ async fn deliver_retraining(
     data: Value,
     idempotency_key: String,
 ) -> Result<Value, V1Error> {
-    let lc = s.lifecycle.as_ref().ok_or_else(|| V1Error {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        code: "UNAVAILABLE",
-        message: "the lifecycle engine is not running on this server".into(),
-        field: None,
-        problems: None,
-    })?;
+    let lc = crate::lifecycle::engine(s)?;
     let key = policy.key.clone().unwrap_or_else(|| name.to_owned());
     if lc.get(&policy.lifecycle, &key).await.is_err() {
         lc.start(&policy.lifecycle, &key, json!({"model": name}), None)
@@ -587,13 +561,9 @@ async fn trigger_retraining(
         ));
     }
     let Some((policy, _, _)) = r.retraining(&name).await? else {
-        return Err(V1Error {
-            status: StatusCode::NOT_FOUND,
-            code: "NOT_FOUND",
-            message: format!("registered model `{name}` has no retraining policy; set one first"),
-            field: None,
-            problems: None,
-        });
+        return Err(V1Error::not_found(format!(
+            "registered model `{name}` has no retraining policy; set one first"
+        )));
     };
     let matching = policy.triggers.iter().find(|c| {
         c.kind == t.kind

@@ -374,11 +374,15 @@ async fn create_version(State(s): State<AppState>, f: Fields) -> ApiResult {
         .str_opt("run_id")?
         .filter(|r| !r.is_empty())
         .or(source_run);
+    // The run, read once: its tags give the code, its name the lineage.
+    let run = match run_id.as_deref() {
+        Some(id) => s.tracking.get_run(id).await.ok(),
+        None => None,
+    };
     let (signature, dependencies) = match inspection {
         Some(i) => {
             let mut deps = serde_json::to_value(&i.dependencies).unwrap_or(Value::Null);
-            if let (Some(code), Some(obj)) =
-                (code_of(&s, run_id.as_deref()).await, deps.as_object_mut())
+            if let (Some(code), Some(obj)) = (run.as_ref().and_then(code_of), deps.as_object_mut())
             {
                 obj.extend(code);
             }
@@ -405,7 +409,14 @@ async fn create_version(State(s): State<AppState>, f: Fields) -> ApiResult {
             dependencies,
         })
         .await?;
-    record_version_lineage(&s, &v, run_id.as_deref(), model_id.as_deref()).await;
+    let run_node = run_id.as_deref().map(|id| {
+        let node = keel_lineage::NewNode::new("run", id);
+        match run.as_ref().map(|r| r.info.run_name.as_str()) {
+            Some(name) if !name.is_empty() => node.named(name),
+            _ => node,
+        }
+    });
+    record_version_lineage(&s, &v, run_node, model_id.as_deref()).await;
     Ok(Json(json!({"model_version": model_version_json(&v)})))
 }
 
@@ -474,9 +485,12 @@ async fn inspect_files(
 
 /// The code a version came from: the run's git commit, repository and
 /// entry point, and a container image when the run names one.
-async fn code_of(s: &AppState, run_id: Option<&str>) -> Option<serde_json::Map<String, Value>> {
-    let run = s.tracking.get_run(run_id?).await.ok()?;
-    let tags = run.data.map(|d| d.tags).unwrap_or_default();
+fn code_of(run: &keel_tracking::Run) -> Option<serde_json::Map<String, Value>> {
+    let tags = run
+        .data
+        .as_ref()
+        .map(|d| d.tags.as_slice())
+        .unwrap_or_default();
     let tag = |k: &str| tags.iter().find(|t| t.key == k).map(|t| t.value.clone());
     let mut out = serde_json::Map::new();
     for (field, key) in [
@@ -501,7 +515,7 @@ async fn code_of(s: &AppState, run_id: Option<&str>) -> Option<serde_json::Map<S
 async fn record_version_lineage(
     s: &AppState,
     v: &ModelVersion,
-    run_id: Option<&str>,
+    run: Option<keel_lineage::NewNode>,
     model_id: Option<&str>,
 ) {
     use keel_lineage::{Edge, NewNode};
@@ -511,37 +525,23 @@ async fn record_version_lineage(
             ("storage_location", json!(v.storage_location)),
         ]),
     );
-    let to = node.key();
-    let mut nodes = vec![node];
     let mut edges = Vec::new();
-    let upstream = match (model_id, run_id) {
-        (Some(m), _) => Some(NewNode::new("logged_model", m)),
-        (None, Some(r)) => Some(NewNode::new("run", r)),
-        _ => None,
-    };
-    if let Some(up) = upstream {
+    let logged = model_id.map(|m| NewNode::new("logged_model", m));
+    if let (Some(r), Some(m)) = (&run, &logged) {
         edges.push(Edge {
-            from: up.key(),
-            to,
-            relation: "registered_as".into(),
-        });
-        nodes.push(up);
-    }
-    if let Some(r) = run_id
-        && let Ok(run) = s.tracking.get_run(r).await
-        && !run.info.run_name.is_empty()
-    {
-        nodes.push(NewNode::new("run", r).named(run.info.run_name));
-    }
-    if let (Some(m), Some(r)) = (model_id, run_id) {
-        let run = NewNode::new("run", r);
-        edges.push(Edge {
-            from: run.key(),
-            to: keel_lineage::key("logged_model", m),
+            from: r.key(),
+            to: m.key(),
             relation: "produced".into(),
         });
-        nodes.push(run);
     }
+    if let Some(up) = logged.as_ref().or(run.as_ref()) {
+        edges.push(Edge {
+            from: up.key(),
+            to: node.key(),
+            relation: "registered_as".into(),
+        });
+    }
+    let nodes: Vec<NewNode> = std::iter::once(node).chain(logged).chain(run).collect();
     s.record_lineage(nodes, edges).await;
 }
 
