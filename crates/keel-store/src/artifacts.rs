@@ -139,6 +139,13 @@ impl ArtifactStore {
         &self.url
     }
 
+    /// The `object_store` backend under the store's root, for engines that
+    /// read artifacts themselves (the SQL engine reads dataset files
+    /// through it). Paths given to it must come from [`Self::resolve`].
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+
     /// Validates a user-given relative path and turns it into a store path.
     /// Rejects `..`, absolute paths, empty or `.` segments, backslashes and
     /// control characters, and (locally) anything whose existing part
