@@ -284,11 +284,20 @@ pub async fn call(
             msg = problems
                 .iter()
                 .map(|p| {
+                    let file = p["file"]
+                        .as_str()
+                        .map(|f| format!("{f}:"))
+                        .unwrap_or_default();
+                    let path = p["path"].as_str().unwrap_or("");
+                    let path = if path.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" {path}:")
+                    };
                     format!(
-                        "{}:{}: {}: {}",
+                        "{file}{}:{}:{path} {}",
                         p["line"],
                         p["column"],
-                        p["path"].as_str().unwrap_or(""),
                         p["message"].as_str().unwrap_or("")
                     )
                 })

@@ -3,6 +3,8 @@
 //! directly in a data directory or through a running server.
 
 mod config;
+mod data_cmd;
+mod features_cmd;
 mod lifecycle_cmd;
 mod models_cmd;
 mod output;
@@ -98,6 +100,22 @@ enum Command {
     ///   keel models card churn/3 --format html -o card.html
     #[command(subcommand, verbatim_doc_comment)]
     Models(models_cmd::ModelsCmd),
+    /// The dataset catalog: register files as versioned datasets, inspect
+    /// their schema and profile, and query them with SQL.
+    ///
+    ///   keel data register events data/events.parquet
+    ///   keel data show events
+    ///   keel data query "SELECT country, count(*) FROM events GROUP BY 1"
+    #[command(subcommand, verbatim_doc_comment)]
+    Data(data_cmd::DataCmd),
+    /// The feature store: apply a feature repo, build point-in-time
+    /// correct training sets.
+    ///
+    ///   keel features apply feature_repo/
+    ///   keel features training-set --service user_features \
+    ///       --entities labels.parquet --out train.parquet
+    #[command(subcommand, verbatim_doc_comment)]
+    Features(features_cmd::FeaturesCmd),
 }
 
 fn main() -> ExitCode {
@@ -131,6 +149,8 @@ fn main() -> ExitCode {
             Command::Runs(cmd) => tracking_cmd::runs(&settings, cmd).await,
             Command::Lifecycle(cmd) => lifecycle_cmd::run(&settings, cmd).await,
             Command::Models(cmd) => models_cmd::run(&settings, cmd).await,
+            Command::Data(cmd) => data_cmd::run(&settings, cmd).await,
+            Command::Features(cmd) => features_cmd::run(&settings, cmd).await,
         }
     });
     match result {
@@ -169,6 +189,8 @@ fn migrations() -> Vec<keel_store::Migration> {
         keel_tracking::MIGRATIONS,
         keel_registry::MIGRATIONS,
         keel_lineage::MIGRATIONS,
+        keel_data::MIGRATIONS,
+        keel_features::MIGRATIONS,
     ]
     .concat()
 }
@@ -272,10 +294,12 @@ pub async fn local_state(settings: &Settings) -> Result<AppState> {
     let (tracking, artifacts) = open_tracking(settings).await?;
     let registry = keel_registry::Registry::new(tracking.db().clone());
     let lineage = keel_lineage::Lineage::new(tracking.db().clone());
+    let catalog = keel_data::Catalog::new(tracking.db().clone(), artifacts.clone());
     Ok(AppState::new(tracking, artifacts)
         .with_lifecycle(engine)
         .with_registry(registry)
-        .with_lineage(lineage))
+        .with_lineage(lineage)
+        .with_data(catalog))
 }
 
 async fn serve(settings: &Settings, host: Option<String>, port: Option<u16>) -> Result<()> {
@@ -286,10 +310,12 @@ async fn serve(settings: &Settings, host: Option<String>, port: Option<u16>) -> 
     let engine = open_lifecycle(settings, true).await?;
     let registry = keel_registry::Registry::new(tracking.db().clone());
     let lineage = keel_lineage::Lineage::new(tracking.db().clone());
+    let catalog = keel_data::Catalog::new(tracking.db().clone(), artifacts.clone());
     let state = AppState::new(tracking.clone(), artifacts.clone())
         .with_lifecycle(engine.clone())
         .with_registry(registry)
-        .with_lineage(lineage);
+        .with_lineage(lineage)
+        .with_data(catalog);
     let scheduler = tokio::spawn(keel_server::models::run_retraining_scheduler(
         state.clone(),
         retraining_tick(),

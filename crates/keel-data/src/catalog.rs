@@ -144,6 +144,26 @@ fn hash_file(path: &Path) -> Result<(String, u64)> {
     Ok((hex(&hasher.finalize()), size))
 }
 
+/// The data files at a local `path`, each hashed, and their content digest
+/// (what the version id of registering `path` would be made of). Blocking:
+/// it reads every byte.
+pub fn local_digest(path: &Path) -> Result<(Format, String, Vec<DataFile>)> {
+    let source = data_files(path)?;
+    let files = source
+        .files
+        .iter()
+        .map(|(abs, rel)| {
+            let (sha256, size) = hash_file(abs)?;
+            Ok(DataFile {
+                path: rel.clone(),
+                size,
+                sha256,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((source.format, content_digest(&files), files))
+}
+
 /// The content digest of a version's files (see the crate docs).
 pub fn content_digest(files: &[DataFile]) -> String {
     if let [one] = files {
@@ -410,7 +430,7 @@ impl Catalog {
             .write::<_, DataError, _>(move |conn| {
                 Box::pin(async move {
                     let now = now_millis();
-                    let latest = sqlx::query("SELECT latest_version FROM datasets WHERE name = $1")
+                    let latest = sqlx::query("SELECT latest_version FROM catalog_datasets WHERE name = $1")
                         .bind(v.name.as_str())
                         .fetch_optional(&mut *conn)
                         .await?;
@@ -423,7 +443,7 @@ impl Catalog {
                         None => SchemaChange::initial(),
                         Some(p) => {
                             let row = sqlx::query(
-                                "SELECT columns FROM dataset_versions WHERE name = $1 AND version = $2",
+                                "SELECT columns FROM catalog_versions WHERE name = $1 AND version = $2",
                             )
                             .bind(v.name.as_str())
                             .bind(p)
@@ -434,7 +454,7 @@ impl Catalog {
                         }
                     };
                     sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "INSERT INTO dataset_versions ({VERSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+                        "INSERT INTO catalog_versions ({VERSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
                     )))
                     .bind(v.name.as_str())
                     .bind(number)
@@ -453,7 +473,7 @@ impl Catalog {
                     .execute(&mut *conn)
                     .await?;
                     if previous.is_some() {
-                        sqlx::query("UPDATE datasets SET latest_version = $1, updated_at = $2, description = COALESCE($3, description) WHERE name = $4")
+                        sqlx::query("UPDATE catalog_datasets SET latest_version = $1, updated_at = $2, description = COALESCE($3, description) WHERE name = $4")
                             .bind(number)
                             .bind(now)
                             .bind(v.description.clone())
@@ -461,7 +481,7 @@ impl Catalog {
                             .execute(&mut *conn)
                             .await?;
                     } else {
-                        sqlx::query("INSERT INTO datasets (name, description, latest_version, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)")
+                        sqlx::query("INSERT INTO catalog_datasets (name, description, latest_version, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)")
                             .bind(v.name.as_str())
                             .bind(v.description.clone())
                             .bind(number)
@@ -477,7 +497,7 @@ impl Catalog {
 
     async fn by_digest(&self, name: &str, digest: &str) -> Result<Option<DatasetVersion>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {VERSION_COLUMNS} FROM dataset_versions WHERE name = $1 AND digest = $2"
+            "SELECT {VERSION_COLUMNS} FROM catalog_versions WHERE name = $1 AND digest = $2"
         )))
         .bind(name)
         .bind(digest)
@@ -489,7 +509,7 @@ impl Catalog {
     /// Every dataset, by name.
     pub async fn list(&self) -> Result<Vec<Dataset>> {
         let rows = sqlx::query(
-            "SELECT name, description, latest_version, created_at, updated_at FROM datasets ORDER BY name",
+            "SELECT name, description, latest_version, created_at, updated_at FROM catalog_datasets ORDER BY name",
         )
         .fetch_all(self.db.reader())
         .await?;
@@ -500,7 +520,7 @@ impl Catalog {
     pub async fn dataset(&self, name: &str) -> Result<Dataset> {
         check_name(name)?;
         let row = sqlx::query(
-            "SELECT name, description, latest_version, created_at, updated_at FROM datasets WHERE name = $1",
+            "SELECT name, description, latest_version, created_at, updated_at FROM catalog_datasets WHERE name = $1",
         )
         .bind(name)
         .fetch_optional(self.db.reader())
@@ -515,7 +535,7 @@ impl Catalog {
     pub async fn versions(&self, name: &str) -> Result<Vec<DatasetVersion>> {
         self.dataset(name).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {VERSION_COLUMNS} FROM dataset_versions WHERE name = $1 ORDER BY version DESC"
+            "SELECT {VERSION_COLUMNS} FROM catalog_versions WHERE name = $1 ORDER BY version DESC"
         )))
         .bind(name)
         .fetch_all(self.db.reader())
@@ -539,7 +559,7 @@ impl Catalog {
                     _ => dataset.latest_version,
                 };
                 sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {VERSION_COLUMNS} FROM dataset_versions WHERE name = $1 AND version = $2"
+                    "SELECT {VERSION_COLUMNS} FROM catalog_versions WHERE name = $1 AND version = $2"
                 )))
                 .bind(name)
                 .bind(n)
@@ -548,7 +568,7 @@ impl Catalog {
             }
             VersionRef::Digest(prefix) => {
                 sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {VERSION_COLUMNS} FROM dataset_versions WHERE name = $1 AND digest LIKE $2 ORDER BY version LIMIT 2"
+                    "SELECT {VERSION_COLUMNS} FROM catalog_versions WHERE name = $1 AND digest LIKE $2 ORDER BY version LIMIT 2"
                 )))
                 .bind(name)
                 .bind(format!("{prefix}%"))

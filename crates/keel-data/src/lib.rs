@@ -23,7 +23,7 @@ pub mod profile;
 pub mod schema_change;
 pub mod sql;
 
-pub use catalog::{Catalog, Registered};
+pub use catalog::{Catalog, Registered, data_files, local_digest};
 pub use profile::{ColumnProfile, Profile};
 pub use schema_change::{ChangeKind, ColumnChange, SchemaChange};
 

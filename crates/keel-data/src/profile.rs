@@ -168,7 +168,8 @@ pub async fn profile(
                 max: value(&format!("max{i}")),
                 mean: float(&format!("mean{i}")),
                 std: float(&format!("std{i}")),
-                distinct: int(&format!("distinct{i}")),
+                // An estimate never above the values there are.
+                distinct: int(&format!("distinct{i}")).map(|d| d.min(row_count - nulls)),
                 quantiles,
             }
         })

@@ -129,7 +129,7 @@ impl Engine {
         let dialect = state.config().options().sql_parser.dialect;
         let mut statements = DFParser::parse_sql_with_dialect(
             sql,
-            datafusion::sql::sqlparser::dialect::dialect_from_str(dialect.to_string())
+            datafusion::sql::sqlparser::dialect::dialect_from_str(dialect)
                 .ok_or_else(|| DataError::Sql("unknown SQL dialect".into()))?
                 .as_ref(),
         )

@@ -1,6 +1,7 @@
 use crate::definition::Problem;
+use crate::point_in_time::PointInTimeError;
 
-/// What reading a feature repo can fail with.
+/// What the feature store can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum FeatureError {
     /// The definitions have problems; every one found is listed, sorted by
@@ -13,6 +14,40 @@ pub enum FeatureError {
         path: String,
         source: std::io::Error,
     },
+    /// Bad input other than definitions (an entity file without its
+    /// timestamp column, …); the message names the field.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// What was applied changed under the request; retrying is safe.
+    #[error("{0}")]
+    Conflict(String),
+    /// The point-in-time join refused its input.
+    #[error(transparent)]
+    Join(#[from] PointInTimeError),
+    /// Reading sources or datasets.
+    #[error(transparent)]
+    Data(#[from] keel_data::DataError),
+    #[error(transparent)]
+    Store(#[from] keel_store::StoreError),
+    /// Writing the training set.
+    #[error("cannot write {path}: {message}")]
+    Write { path: String, message: String },
+    #[error("the feature store holds a damaged record: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for FeatureError {
+    fn from(e: sqlx::Error) -> Self {
+        FeatureError::Store(keel_store::StoreError::from(e))
+    }
+}
+
+impl From<datafusion::error::DataFusionError> for FeatureError {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        FeatureError::Data(keel_data::DataError::from(e))
+    }
 }
 
 /// One `file:line:column: path: message` line per problem.

@@ -4,12 +4,15 @@
 //! and the point-in-time joins over Arrow arrays that build training sets
 //! from feature views.
 //!
-//! It knows nothing about HTTP or the metadata store: callers hand it files
-//! or a folder and store the resulting [`definition::Repo`] as JSON, and
-//! hand the join Arrow record batches.
+//! [`definition`] and [`point_in_time`] know nothing about storage: they
+//! take files and Arrow record batches. [`store`] keeps applied repo
+//! versions in the metadata store, reads sources through the dataset
+//! catalog's SQL engine and writes training sets.
 
 pub mod definition;
 mod error;
 pub mod point_in_time;
+pub mod store;
 
 pub use error::FeatureError;
+pub use store::{FeatureStore, MIGRATIONS};

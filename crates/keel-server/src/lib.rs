@@ -4,6 +4,7 @@
 //! beyond request metrics, and no domain logic.
 
 pub mod artifacts;
+pub mod data;
 pub mod lifecycle;
 pub mod metrics;
 pub mod mlflow;
@@ -35,6 +36,10 @@ pub struct AppState {
     pub registry: Option<keel_registry::Registry>,
     /// The lineage graph (on the same metadata store).
     pub lineage: Option<keel_lineage::Lineage>,
+    /// The dataset catalog (metadata store + artifact store).
+    pub catalog: Option<keel_data::Catalog>,
+    /// The feature store (on the same stores as the catalog).
+    pub features: Option<keel_features::FeatureStore>,
 }
 
 impl AppState {
@@ -46,7 +51,19 @@ impl AppState {
             lifecycle: None,
             registry: None,
             lineage: None,
+            catalog: None,
+            features: None,
         }
+    }
+
+    /// The dataset catalog and the feature store over it.
+    pub fn with_data(mut self, catalog: keel_data::Catalog) -> Self {
+        self.features = Some(keel_features::FeatureStore::new(
+            catalog.db().clone(),
+            catalog.clone(),
+        ));
+        self.catalog = Some(catalog);
+        self
     }
 
     pub fn with_registry(mut self, registry: keel_registry::Registry) -> Self {
@@ -93,6 +110,7 @@ pub fn app(state: AppState) -> Router {
             "/v1",
             lifecycle::routes()
                 .merge(models::routes())
+                .merge(data::routes())
                 .layer(DefaultBodyLimit::max(4 * 1024 * 1024)),
         )
         .route("/api/3.0/mlflow/server-info", get(server_info))

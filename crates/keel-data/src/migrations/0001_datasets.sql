@@ -1,13 +1,13 @@
 -- The dataset catalog: named datasets and their immutable versions, each a
 -- content-addressed copy of the registered files in the artifact store.
-CREATE TABLE datasets (
+CREATE TABLE catalog_datasets (
     name TEXT PRIMARY KEY,
     description TEXT,
     latest_version BIGINT NOT NULL,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
 );
-CREATE TABLE dataset_versions (
+CREATE TABLE catalog_versions (
     name TEXT NOT NULL,
     version BIGINT NOT NULL,
     digest TEXT NOT NULL,
@@ -24,4 +24,4 @@ CREATE TABLE dataset_versions (
     actor TEXT,
     PRIMARY KEY (name, version)
 );
-CREATE UNIQUE INDEX dataset_versions_digest ON dataset_versions (name, digest);
+CREATE UNIQUE INDEX catalog_versions_digest ON catalog_versions (name, digest);

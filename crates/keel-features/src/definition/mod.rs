@@ -36,7 +36,7 @@ pub use check::check_against_schema;
 pub use plan::{Action, Change, FieldChange, Plan, plan};
 
 /// One file of a feature repo.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepoFile {
     /// Path relative to the repo folder, with `/` separators; problems name
     /// the file by it.
@@ -493,6 +493,14 @@ pub fn parse_repo(files: &[RepoFile]) -> Result<Repo, Vec<Problem>> {
 /// skipped, and so are symbolic links to folders) and validates them as
 /// one repo. A file that is not UTF-8 is a problem like any other.
 pub fn load_repo(dir: &Path) -> Result<Repo, FeatureError> {
+    let files = read_repo_files(dir)?;
+    parse_repo(&files).map_err(FeatureError::Definitions)
+}
+
+/// The YAML files of the repo folder `dir` (at any depth, hidden ones
+/// skipped), sorted by path, as [`parse_repo`] takes them; a file that is
+/// not UTF-8 is a [`FeatureError::Definitions`] problem.
+pub fn read_repo_files(dir: &Path) -> Result<Vec<RepoFile>, FeatureError> {
     let mut found = Vec::new();
     collect_files(dir, "", &mut found)?;
     found.sort();
@@ -511,10 +519,8 @@ pub fn load_repo(dir: &Path) -> Result<Repo, FeatureError> {
             Err(e) => problems.push(not_utf8(rel, e.as_bytes(), e.utf8_error().valid_up_to())),
         }
     }
-    match parse_repo(&files) {
-        Ok(repo) if problems.is_empty() => return Ok(repo),
-        Ok(_) => {}
-        Err(more) => problems.extend(more),
+    if problems.is_empty() {
+        return Ok(files);
     }
     let order: Vec<&str> = found.iter().map(|(rel, _)| rel.as_str()).collect();
     sort_problems(&mut problems, &order);

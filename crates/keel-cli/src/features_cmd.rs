@@ -1,0 +1,247 @@
+//! `keel features …`: feature repos and training sets.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Subcommand;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::config::Settings;
+use crate::data_cmd::absolute;
+use crate::lifecycle_cmd::{Common, call_json};
+use crate::output::{UsageError, print_json, time};
+
+#[derive(Subcommand, Debug)]
+pub enum FeaturesCmd {
+    /// Show what applying a feature repo folder would change.
+    ///
+    /// Reads every *.yaml / *.yml file below REPO_DIR, checks them (and
+    /// each feature view against the columns its source really has), and
+    /// prints the plan: + created, ~ changed, - deleted.
+    #[command(verbatim_doc_comment)]
+    Plan {
+        repo_dir: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Check a feature repo folder, show the plan, and apply it.
+    ///
+    /// Every problem is reported at once with file, line and column, and
+    /// nothing is applied until there are none. Without --yes, asks before
+    /// applying (and refuses when there is no terminal to ask on).
+    ///   keel features apply feature_repo/
+    ///   keel features apply feature_repo/ --yes     # scripts and CI
+    #[command(verbatim_doc_comment)]
+    Apply {
+        repo_dir: PathBuf,
+        /// Apply without asking.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Show the applied feature repo: its version and definitions.
+    Show {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Build a point-in-time correct training set for a feature service.
+    ///
+    /// For every row of the entity file (join keys + event_timestamp) and
+    /// every view, the latest feature row at or before the row's time and
+    /// within the view's ttl; rows without one keep nulls, and the rows
+    /// keep their order. Writes OUT (Parquet) and OUT.manifest.json: the
+    /// repo version, the entity file's and every source's content hash.
+    ///   keel features training-set --service user_features \
+    ///       --entities labels.parquet --out train.parquet
+    #[command(verbatim_doc_comment)]
+    TrainingSet {
+        /// The feature service.
+        #[arg(long)]
+        service: String,
+        /// Parquet/CSV file with the join keys and `event_timestamp`.
+        #[arg(long)]
+        entities: PathBuf,
+        /// The Parquet file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Name columns `feature` instead of `view__feature`.
+        #[arg(long)]
+        short_names: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+fn repo_body(dir: &std::path::Path) -> Result<Value> {
+    let files = keel_features::definition::read_repo_files(dir).map_err(|e| match e {
+        keel_features::FeatureError::Definitions(_) => {
+            UsageError(format!("the feature repo has problems:\n{e}"))
+        }
+        other => UsageError(other.to_string()),
+    })?;
+    if files.is_empty() {
+        return Err(UsageError(format!(
+            "{} holds no .yaml or .yml files; a feature repo defines entities, sources and feature views in YAML",
+            dir.display()
+        ))
+        .into());
+    }
+    Ok(json!({"files": files, "repo_dir": absolute(dir)?}))
+}
+
+fn confirm() -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Err(UsageError(
+            "not applied: there is no terminal to confirm on; run again with --yes to apply".into(),
+        )
+        .into());
+    }
+    eprint!("Apply these changes? [y/N] ");
+    std::io::stderr().flush().ok();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+pub async fn run(settings: &Settings, cmd: FeaturesCmd) -> Result<ExitCode> {
+    match cmd {
+        FeaturesCmd::Plan { repo_dir, common } => {
+            let body = repo_body(&repo_dir)?;
+            let v = call_json(
+                settings,
+                &common,
+                Method::POST,
+                "/v1/features/plan",
+                Some(body),
+            )
+            .await?;
+            if common.json {
+                print_json(&v);
+            } else {
+                print!("{}", v["plan_text"].as_str().unwrap_or(""));
+            }
+        }
+        FeaturesCmd::Apply {
+            repo_dir,
+            yes,
+            common,
+        } => {
+            let mut body = repo_body(&repo_dir)?;
+            let plan = call_json(
+                settings,
+                &common,
+                Method::POST,
+                "/v1/features/plan",
+                Some(body.clone()),
+            )
+            .await?;
+            let changes = plan["plan"]["changes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["action"] != "unchanged");
+            if !common.json {
+                print!("{}", plan["plan_text"].as_str().unwrap_or(""));
+            }
+            if changes && !yes && !confirm()? {
+                eprintln!("Not applied.");
+                return Ok(ExitCode::from(1));
+            }
+            body["expected_version"] = plan["version"].clone();
+            let v = call_json(
+                settings,
+                &common,
+                Method::POST,
+                "/v1/features/apply",
+                Some(body),
+            )
+            .await?;
+            if common.json {
+                print_json(&v);
+            } else if v["applied"].as_bool() == Some(true) {
+                println!("Applied: the feature repo is now version {}.", v["version"]);
+            } else {
+                println!("The feature repo stays at version {}.", v["version"]);
+            }
+        }
+        FeaturesCmd::Show { common } => {
+            let v = call_json(settings, &common, Method::GET, "/v1/features", None).await?;
+            if common.json {
+                print_json(&v);
+            } else {
+                println!(
+                    "version {} applied {} by {} from {}",
+                    v["version"],
+                    time(v["applied_at"].as_i64()),
+                    v["actor"].as_str().unwrap_or("?"),
+                    v["repo_dir"].as_str().unwrap_or("")
+                );
+                let repo = &v["repo"];
+                for (key, label) in [
+                    ("entities", "entities"),
+                    ("sources", "sources"),
+                    ("feature_views", "feature views"),
+                    ("stream_feature_views", "stream feature views"),
+                    ("on_demand_feature_views", "on-demand feature views"),
+                    ("feature_services", "feature services"),
+                ] {
+                    let names: Vec<&str> = repo[key]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|x| x["name"].as_str())
+                        .collect();
+                    if !names.is_empty() {
+                        println!("{label}: {}", names.join(", "));
+                    }
+                }
+            }
+        }
+        FeaturesCmd::TrainingSet {
+            service,
+            entities,
+            out,
+            short_names,
+            common,
+        } => {
+            let body = json!({
+                "service": service,
+                "entities": absolute(&entities)?,
+                "out": absolute(&out)?,
+                "short_names": short_names,
+            });
+            eprintln!("Building training set `{service}`…");
+            let v = call_json(
+                settings,
+                &common,
+                Method::POST,
+                "/v1/features/training-set",
+                Some(body),
+            )
+            .await?;
+            if common.json {
+                print_json(&v);
+            } else {
+                let o = &v["output"];
+                println!(
+                    "wrote {} ({} rows, {} columns) in {} ms",
+                    o["path"].as_str().unwrap_or(""),
+                    o["rows"],
+                    o["columns"].as_array().map_or(0, Vec::len),
+                    v["elapsed_ms"]
+                );
+                println!(
+                    "manifest: {}.manifest.json (feature repo v{}, {} view(s))",
+                    o["path"].as_str().unwrap_or(""),
+                    v["feature_repo"]["version"],
+                    v["views"].as_array().map_or(0, Vec::len)
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
