@@ -128,7 +128,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_array::{ArrayRef, RecordBatch, RecordBatchReader};
-use arrow_schema::{ArrowError, DataType, FieldRef, Schema};
+use arrow_schema::{ArrowError, DataType, Field, FieldRef, Schema};
 
 pub use error::{PointInTimeError, Table};
 
@@ -333,35 +333,30 @@ impl PointInTimeJoin {
         })
     }
 
-    fn join_view(
-        &mut self,
-        view: &ViewSpec,
+    /// The entity table's columns for `join_keys` and their types, once
+    /// both the entity table and the view's `schema` are known to have each
+    /// key with one type.
+    fn join_keys(
+        &self,
+        view: &str,
+        join_keys: &[String],
         schema: &Schema,
-        batches: impl Iterator<Item = Result<RecordBatch, ArrowError>>,
-    ) -> Result<&mut Self, PointInTimeError> {
-        let table = Table::View(view.name.clone());
-        let missing = |table: &Table, column: &str| PointInTimeError::MissingColumn {
-            table: table.clone(),
-            column: column.to_owned(),
-        };
-        let view_field = |column: &str| {
-            schema
-                .field_with_name(column)
-                .map_err(|_| missing(&table, column))
-        };
-
-        // Join keys: in both tables, with one type.
+    ) -> Result<(Vec<DataType>, Vec<ArrayRef>), PointInTimeError> {
+        let table = Table::View(view.to_owned());
         let entity_schema = self.entity.schema();
-        let mut key_types = Vec::with_capacity(view.join_keys.len());
-        let mut entity_keys = Vec::with_capacity(view.join_keys.len());
-        for key in &view.join_keys {
-            let (index, entity_field) = entity_schema
-                .column_with_name(key)
-                .ok_or_else(|| missing(&Table::Entity, key))?;
-            let field = view_field(key)?;
+        let mut key_types = Vec::with_capacity(join_keys.len());
+        let mut entity_keys = Vec::with_capacity(join_keys.len());
+        for key in join_keys {
+            let (index, entity_field) = entity_schema.column_with_name(key).ok_or_else(|| {
+                PointInTimeError::MissingColumn {
+                    table: Table::Entity,
+                    column: key.clone(),
+                }
+            })?;
+            let field = view_field(schema, &table, key)?;
             if field.data_type() != entity_field.data_type() {
                 return Err(PointInTimeError::JoinKeyType {
-                    view: view.name.clone(),
+                    view: view.to_owned(),
                     column: key.clone(),
                     entity_type: entity_field.data_type().clone(),
                     view_type: field.data_type().clone(),
@@ -370,6 +365,46 @@ impl PointInTimeJoin {
             key_types.push(field.data_type().clone());
             entity_keys.push(self.entity.column(index).clone());
         }
+        Ok((key_types, entity_keys))
+    }
+
+    /// The output column name of `feature` of `view` and a description of
+    /// where it came from, unless an earlier output or one of `pending`
+    /// (the view's own, not yet added) already has that name.
+    fn output_name(
+        &self,
+        view: &str,
+        feature: &str,
+        pending: &[(String, String)],
+    ) -> Result<(String, String), PointInTimeError> {
+        let name = match self.options.feature_names {
+            FeatureNames::Full => format!("{view}__{feature}"),
+            FeatureNames::Short => feature.to_owned(),
+        };
+        let origin = format!("feature `{feature}` of view `{view}`");
+        let taken = self
+            .names
+            .get(&name)
+            .or_else(|| pending.iter().find(|(n, _)| *n == name).map(|(_, o)| o));
+        if let Some(first) = taken {
+            return Err(PointInTimeError::NameCollision {
+                name,
+                first: first.clone(),
+                second: origin,
+            });
+        }
+        Ok((name, origin))
+    }
+
+    fn join_view(
+        &mut self,
+        view: &ViewSpec,
+        schema: &Schema,
+        batches: impl Iterator<Item = Result<RecordBatch, ArrowError>>,
+    ) -> Result<&mut Self, PointInTimeError> {
+        let table = Table::View(view.name.clone());
+        let view_field = |column: &str| view_field(schema, &table, column);
+        let (key_types, entity_keys) = self.join_keys(&view.name, &view.join_keys, schema)?;
 
         // Times.
         let time_field = view_field(&view.timestamp_column)?;
@@ -406,22 +441,7 @@ impl PointInTimeJoin {
         let mut feature_types = Vec::with_capacity(feature_names.len());
         for feature in &feature_names {
             let field = view_field(feature)?;
-            let name = match self.options.feature_names {
-                FeatureNames::Full => format!("{}__{feature}", view.name),
-                FeatureNames::Short => feature.clone(),
-            };
-            let origin = format!("feature `{feature}` of view `{}`", view.name);
-            let taken = self
-                .names
-                .get(&name)
-                .or_else(|| new_names.iter().find(|(n, _)| *n == name).map(|(_, o)| o));
-            if let Some(first) = taken {
-                return Err(PointInTimeError::NameCollision {
-                    name,
-                    first: first.clone(),
-                    second: origin,
-                });
-            }
+            let (name, origin) = self.output_name(&view.name, feature, &new_names)?;
             out_fields.push(Arc::new(
                 field.clone().with_name(name.clone()).with_nullable(true),
             ));
@@ -504,4 +524,18 @@ impl PointInTimeJoin {
         self.names.extend(new_names);
         Ok(self)
     }
+}
+
+/// The field `column` of a view's `schema`, or the error naming it.
+fn view_field<'s>(
+    schema: &'s Schema,
+    table: &Table,
+    column: &str,
+) -> Result<&'s Field, PointInTimeError> {
+    schema
+        .field_with_name(column)
+        .map_err(|_| PointInTimeError::MissingColumn {
+            table: table.clone(),
+            column: column.to_owned(),
+        })
 }
