@@ -2,6 +2,8 @@ use std::fmt;
 
 use arrow_schema::{ArrowError, DataType};
 
+use crate::definition::{AggFunction, Interval};
+
 /// Which input a problem is in: the entity table or one feature view.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Table {
@@ -91,6 +93,44 @@ pub enum PointInTimeError {
         table: Table,
         rows: usize,
         max: usize,
+    },
+
+    /// A stream view's aggregation function is not defined on its column's
+    /// type (a sum of strings, a mean of timestamps).
+    #[error(
+        "aggregation `{aggregation}` of stream view `{view}`: {function} is not defined on column `{column}` of type {data_type}; {function} takes {accepts}, so cast the column or pick another function"
+    )]
+    AggregationType {
+        view: String,
+        aggregation: String,
+        function: AggFunction,
+        column: String,
+        data_type: DataType,
+        /// The types the function takes, in words.
+        accepts: &'static str,
+    },
+
+    /// A stream view's aggregation has a window or slide of zero, or one
+    /// that does not fit in 64 bits at the join's time unit.
+    #[error("aggregation `{aggregation}` of stream view `{view}` has a {part} of {length}: {fix}")]
+    WindowLength {
+        view: String,
+        aggregation: String,
+        /// `window` or `slide`.
+        part: &'static str,
+        length: Interval,
+        fix: String,
+    },
+
+    /// An integer sum over one window does not fit in the Int64 output.
+    #[error(
+        "aggregation `{aggregation}` of stream view `{view}`: the sum of column `{column}` over one window is {sum}, which does not fit in Int64; cast the column to Float64 to sum it as floating point"
+    )]
+    SumOverflow {
+        view: String,
+        aggregation: String,
+        column: String,
+        sum: i128,
     },
 
     /// An Arrow kernel failed, or the reader of a view's batches did.

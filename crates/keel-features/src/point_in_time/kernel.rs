@@ -192,7 +192,7 @@ impl<'a> GroupMap<'a> {
 }
 
 /// Rows whose join key columns are all non-null and whose time is non-null.
-fn valid_rows(keys: &[ArrayRef], time: &dyn Array) -> Option<NullBuffer> {
+pub(crate) fn valid_rows(keys: &[ArrayRef], time: &dyn Array) -> Option<NullBuffer> {
     let mut nulls = time.logical_nulls();
     for key in keys {
         nulls = NullBuffer::union(nulls.as_ref(), key.logical_nulls().as_ref());
@@ -200,7 +200,7 @@ fn valid_rows(keys: &[ArrayRef], time: &dyn Array) -> Option<NullBuffer> {
     nulls
 }
 
-fn is_valid(nulls: &Option<NullBuffer>, i: usize) -> bool {
+pub(crate) fn is_valid(nulls: &Option<NullBuffer>, i: usize) -> bool {
     nulls.as_ref().is_none_or(|n| n.is_valid(i))
 }
 
@@ -259,9 +259,21 @@ impl<'a> EntityIndex<'a> {
         }
     }
 
-    fn members(&self, group: u32) -> &[(i64, u32)] {
+    /// Group `group`'s (event time, entity row) pairs, by time then row.
+    pub(crate) fn members(&self, group: u32) -> &[(i64, u32)] {
         let g = group as usize;
         &self.members[self.offsets[g] as usize..self.offsets[g + 1] as usize]
+    }
+
+    /// How many distinct join keys the entity rows have.
+    pub(crate) fn group_count(&self) -> usize {
+        self.max_time.len()
+    }
+
+    /// The group of row `i` of `keys` (encoded by the encoder of the
+    /// entity's keys), if an entity row has that key.
+    pub(crate) fn group(&self, keys: &Keys, i: usize) -> Option<u32> {
+        self.groups.get(keys, i)
     }
 }
 

@@ -117,6 +117,7 @@
 mod error;
 mod kernel;
 mod time;
+pub mod window;
 
 #[cfg(test)]
 mod prop_tests;
@@ -131,6 +132,7 @@ use arrow_array::{ArrayRef, RecordBatch, RecordBatchReader};
 use arrow_schema::{ArrowError, DataType, Field, FieldRef, Schema};
 
 pub use error::{PointInTimeError, Table};
+pub use window::StreamViewSpec;
 
 use kernel::{EntityIndex, KeyEncoder, MAX_ROWS, ViewJoin, ViewLayout};
 use time::{Scale, TimeKind, ticks};

@@ -7,6 +7,7 @@
 //! the finer of their two units, which loses nothing; a value that does not
 //! fit in 64 bits at that unit is an error rather than a silent wrap.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_array::cast::AsArray;
@@ -14,7 +15,11 @@ use arrow_array::types::{
     Date32Type, Date64Type, TimestampMicrosecondType, TimestampMillisecondType,
     TimestampNanosecondType, TimestampSecondType,
 };
-use arrow_array::{Array, ArrowPrimitiveType};
+use arrow_array::{
+    Array, ArrayRef, ArrowPrimitiveType, TimestampMicrosecondArray, TimestampMillisecondArray,
+    TimestampNanosecondArray, TimestampSecondArray,
+};
+use arrow_buffer::{NullBuffer, ScalarBuffer};
 use arrow_schema::{DataType, TimeUnit};
 
 use super::error::{PointInTimeError, Table};
@@ -87,6 +92,21 @@ impl Scale {
         Scale(kind.ticks_per_second())
     }
 
+    /// The Arrow unit of this scale's ticks.
+    pub(crate) fn unit(self) -> TimeUnit {
+        match self.0 {
+            1 => TimeUnit::Second,
+            1_000 => TimeUnit::Millisecond,
+            1_000_000 => TimeUnit::Microsecond,
+            _ => TimeUnit::Nanosecond,
+        }
+    }
+
+    /// `seconds` in ticks, if that fits in 64 bits.
+    pub(crate) fn seconds_ticks(self, seconds: u64) -> Option<i64> {
+        i64::try_from(seconds).ok()?.checked_mul(self.0)
+    }
+
     /// `ttl` in ticks, rounded down (exact for the inclusive bound on integer
     /// ticks: `t >= e - 1.5` holds exactly when `t >= e - 1`), saturating at
     /// `i64::MAX`. `None` for a zero ttl, which means "no lower bound" even
@@ -137,6 +157,21 @@ pub(crate) fn ticks(
             column: column.to_owned(),
             data_type: other.clone(),
         }),
+    }
+}
+
+/// Ticks of `scale` as an Arrow timestamp array of the scale's unit (no
+/// time zone), so they can be read back with a factor of one.
+pub(crate) fn tick_array(
+    scale: Scale,
+    values: ScalarBuffer<i64>,
+    nulls: Option<NullBuffer>,
+) -> ArrayRef {
+    match scale.unit() {
+        TimeUnit::Second => Arc::new(TimestampSecondArray::new(values, nulls)),
+        TimeUnit::Millisecond => Arc::new(TimestampMillisecondArray::new(values, nulls)),
+        TimeUnit::Microsecond => Arc::new(TimestampMicrosecondArray::new(values, nulls)),
+        TimeUnit::Nanosecond => Arc::new(TimestampNanosecondArray::new(values, nulls)),
     }
 }
 
