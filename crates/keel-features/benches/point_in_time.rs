@@ -11,6 +11,12 @@
 //!   order, in batches of 65,536 rows): `transactions` (ttl 7 days, created
 //!   timestamp, two numeric features) and `profile` (no ttl, a numeric and a
 //!   string feature). The inputs are built once; each iteration joins them.
+//! - `point_in_time/100k_entities_stream_view_500k_events_3_windows`
+//!   (criterion): the same entity table, and one stream view of 500,000 raw
+//!   payments (microseconds UTC, random order, batches of 65,536 rows)
+//!   aggregated three ways: the sum of `amount` over 7 days sliding by 1
+//!   day, the count over 1 day sliding by 1 hour, the max over 1 hour
+//!   (tumbling).
 //! - `10m_events` (one timed run, not criterion): the same entity table
 //!   joined with one view of 10,000,000 events, generated batch by batch
 //!   while the join consumes them, so the events are never all in memory.
@@ -18,6 +24,8 @@
 //!   generating and joining them, and the process's peak resident memory
 //!   (`VmHWM` of `/proc/self/status`, reset through `/proc/self/clear_refs`
 //!   just before the run) next to its resident memory before the run.
+//! - `10m_events_stream_view` (one timed run): the same, for the stream
+//!   view's three aggregations over 10,000,000 generated payments.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -29,7 +37,8 @@ use arrow_array::{
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use criterion::Criterion;
-use keel_features::point_in_time::{JoinOptions, PointInTimeJoin, ViewSpec};
+use keel_features::definition::{AggFunction, Aggregation, Interval};
+use keel_features::point_in_time::{JoinOptions, PointInTimeJoin, StreamViewSpec, ViewSpec};
 
 const USERS: u64 = 10_000;
 const ENTITY_ROWS: usize = 100_000;
@@ -197,6 +206,80 @@ fn two_views(c: &mut Criterion) {
     });
 }
 
+fn payments_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("user_id", DataType::Int64, false),
+        Field::new("event_ts", utc(TimeUnit::Microsecond), false),
+        Field::new("amount", DataType::Float64, true),
+    ]))
+}
+
+fn payments_batch(rng: &mut Rng, rows: usize) -> RecordBatch {
+    let users: Vec<i64> = (0..rows).map(|_| rng.below(USERS) as i64).collect();
+    let times: Vec<i64> = (0..rows).map(|_| rng.time_us()).collect();
+    let amounts: Vec<f64> = (0..rows)
+        .map(|_| rng.below(100_000) as f64 / 100.0)
+        .collect();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(users)),
+        Arc::new(TimestampMicrosecondArray::from(times).with_timezone("UTC")),
+        Arc::new(Float64Array::from(amounts)),
+    ];
+    RecordBatch::try_new(payments_schema(), columns).expect("payments batch")
+}
+
+fn payments_view() -> StreamViewSpec {
+    const HOUR: u64 = 3_600;
+    let aggregation = |function, window, slide: Option<u64>, name: &str| Aggregation {
+        column: "amount".to_owned(),
+        function,
+        window: Interval::from_seconds(window),
+        slide: slide.map(Interval::from_seconds),
+        name: name.to_owned(),
+    };
+    StreamViewSpec::new("payments", ["user_id"], "event_ts").aggregations([
+        aggregation(
+            AggFunction::Sum,
+            7 * 24 * HOUR,
+            Some(24 * HOUR),
+            "amount_sum_7d",
+        ),
+        aggregation(AggFunction::Count, 24 * HOUR, Some(HOUR), "amount_count_1d"),
+        aggregation(AggFunction::Max, HOUR, None, "amount_max_1h"),
+    ])
+}
+
+fn stream_view(c: &mut Criterion) {
+    let mut rng = Rng(42);
+    let entity = entity(&mut rng);
+    let payments = batches(500_000, &mut rng, payments_batch);
+    let (view, schema) = (payments_view(), payments_schema());
+
+    let join = || {
+        let mut join =
+            PointInTimeJoin::new(entity.clone(), JoinOptions::default()).expect("entity");
+        join.add_stream_view(&view, &schema, payments.iter().cloned())
+            .expect("payments");
+        join.finish().expect("finish")
+    };
+    let out = join();
+    let non_null = |name: &str| {
+        let column = out.column_by_name(name).expect("feature column");
+        column.len() - column.null_count()
+    };
+    eprintln!(
+        "100k_entities_stream_view_500k_events_3_windows: {} rows x {} columns; non-null: sum_7d {}, max_1h {}",
+        out.num_rows(),
+        out.num_columns(),
+        non_null("payments__amount_sum_7d"),
+        non_null("payments__amount_max_1h"),
+    );
+    c.bench_function(
+        "point_in_time/100k_entities_stream_view_500k_events_3_windows",
+        |b| b.iter(|| black_box(join())),
+    );
+}
+
 /// (resident now, peak since the last reset), in KiB.
 fn memory_kib() -> (u64, u64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -264,6 +347,54 @@ fn ten_million_events() {
     );
 }
 
+fn ten_million_stream_events() {
+    const EVENTS: usize = 10_000_000;
+    let mut rng = Rng(7);
+    let entity = entity(&mut rng);
+    let (view, schema) = (payments_view(), payments_schema());
+    let stream = |seed: u64| {
+        let mut rng = Rng(seed);
+        (0..EVENTS)
+            .step_by(BATCH_ROWS)
+            .map(move |start| payments_batch(&mut rng, BATCH_ROWS.min(EVENTS - start)))
+    };
+
+    let started = Instant::now();
+    let rows: usize = stream(13).map(|b| black_box(b).num_rows()).sum();
+    let generate = started.elapsed();
+
+    let (before, _) = memory_kib();
+    reset_peak();
+    let started = Instant::now();
+    let mut join = PointInTimeJoin::new(entity, JoinOptions::default()).expect("entity");
+    join.add_stream_view(&view, &schema, stream(13))
+        .expect("view");
+    let out = join.finish().expect("finish");
+    let total = started.elapsed();
+    let (_, peak) = memory_kib();
+
+    let column = out
+        .column_by_name("payments__amount_sum_7d")
+        .expect("column");
+    println!(
+        "10m_events_stream_view: {rows} events, {} entity rows ({} with a 7-day sum)",
+        out.num_rows(),
+        column.len() - column.null_count()
+    );
+    println!(
+        "10m_events_stream_view: generating the batches alone {:.2} s; generating + aggregating {:.2} s; aggregating ≈ {:.2} s",
+        generate.as_secs_f64(),
+        total.as_secs_f64(),
+        (total.saturating_sub(generate)).as_secs_f64(),
+    );
+    println!(
+        "10m_events_stream_view: resident before {:.1} MiB, peak during the run {:.1} MiB (VmHWM; peak − before = {:.1} MiB)",
+        before as f64 / 1024.0,
+        peak as f64 / 1024.0,
+        peak.saturating_sub(before) as f64 / 1024.0
+    );
+}
+
 fn main() {
     let mut criterion = Criterion::default()
         .sample_size(10)
@@ -272,6 +403,8 @@ fn main() {
     // The 10M run first, so the peak it reports is not inflated by the
     // allocator's memory from the criterion runs.
     ten_million_events();
+    ten_million_stream_events();
     two_views(&mut criterion);
+    stream_view(&mut criterion);
     criterion.final_summary();
 }
