@@ -439,17 +439,19 @@ impl PointInTimeJoin {
                 &view.timestamp_column,
             )?
             .into();
-            let groups: Vec<u32> = (0..rows)
-                .map(|i| {
-                    if is_valid(&valid, i) {
-                        index.group(&keys, i).unwrap_or(NO_GROUP)
-                    } else {
-                        NO_GROUP
-                    }
+            // The rows that may count, by key then input order: the
+            // aggregations then walk their slots and trees in order rather
+            // than jumping to a random key at every event.
+            let mut order: Vec<u64> = (0..rows)
+                .filter(|&i| is_valid(&valid, i))
+                .filter_map(|i| {
+                    let group = index.group(&keys, i)?;
+                    Some(u64::from(group) << 32 | i as u64)
                 })
                 .collect();
+            order.sort_unstable();
             let events = Events {
-                groups: &groups,
+                order: &order,
                 times: &times,
             };
             let time_nulls = time_column.logical_nulls();
@@ -499,8 +501,6 @@ impl PointInTimeJoin {
     }
 }
 
-/// Marks an event that counts for no entity row.
-const NO_GROUP: u32 = u32::MAX;
 /// Marks an entity row that sees no window.
 const NO_SLOT: u32 = u32::MAX;
 
@@ -647,10 +647,11 @@ enum State<'a> {
     Latest(Box<Latest<'a>>),
 }
 
-/// The rows of one batch that may count: each row's group (or
-/// [`NO_GROUP`]) and event time.
+/// The rows of one batch that may count.
 struct Events<'b> {
-    groups: &'b [u32],
+    /// `group << 32 | row`, increasing.
+    order: &'b [u64],
+    /// Every row's event time.
     times: &'b [i64],
 }
 
@@ -698,10 +699,24 @@ impl Slots {
         let g = group as usize;
         let first = self.offsets[g] as usize;
         let ends = &self.ends[first..self.offsets[g + 1] as usize];
-        let lo = ends.partition_point(|&end| end < time);
-        let limit = i128::from(time) + i128::from(window);
-        let hi = lo + ends[lo..].partition_point(|&end| i128::from(end) < limit);
+        let lo = count_below(ends, time);
+        let hi = match time.checked_add(window) {
+            Some(limit) => count_below(ends, limit),
+            // Past the last representable time: every end is below.
+            None => ends.len(),
+        };
         first + lo..first + hi
+    }
+}
+
+/// How many of the increasing `ends` are below `bound`. A key usually has
+/// a handful of slots: counting them all, without branches, beats a binary
+/// search's unpredictable ones.
+fn count_below(ends: &[i64], bound: i64) -> usize {
+    if ends.len() <= 32 {
+        ends.iter().map(|&end| usize::from(end < bound)).sum()
+    } else {
+        ends.partition_point(|&end| end < bound)
     }
 }
 
@@ -851,11 +866,12 @@ fn feed<N: Node>(
     nulls: &Option<NullBuffer>,
     value: impl Fn(usize) -> N,
 ) {
-    for (i, (&group, &time)) in events.groups.iter().zip(events.times).enumerate() {
-        if group == NO_GROUP || !is_valid(nulls, i) {
+    for &entry in events.order {
+        let (group, i) = ((entry >> 32) as u32, entry as u32 as usize);
+        if !is_valid(nulls, i) {
             continue;
         }
-        let covered = slots.covering(group, time, window);
+        let covered = slots.covering(group, events.times[i], window);
         if !covered.is_empty() {
             tree.add(covered, value(i));
         }
