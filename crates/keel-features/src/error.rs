@@ -25,7 +25,7 @@ pub enum FeatureError {
     Conflict(String),
     /// The point-in-time join refused its input.
     #[error(transparent)]
-    Join(#[from] PointInTimeError),
+    Join(Box<PointInTimeError>),
     /// Reading sources or datasets.
     #[error(transparent)]
     Data(#[from] keel_data::DataError),
@@ -36,6 +36,12 @@ pub enum FeatureError {
     Write { path: String, message: String },
     #[error("the feature store holds a damaged record: {0}")]
     Corrupt(String),
+}
+
+impl From<PointInTimeError> for FeatureError {
+    fn from(e: PointInTimeError) -> Self {
+        FeatureError::Join(Box::new(e))
+    }
 }
 
 impl From<sqlx::Error> for FeatureError {

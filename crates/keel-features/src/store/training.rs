@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use super::{Applied, FeatureStore, Resolved};
 use crate::FeatureError;
 use crate::definition::{DataType, FeatureView, Repo, View};
-use crate::point_in_time::{FeatureNames, JoinOptions, PointInTimeJoin, ViewSpec};
+use crate::point_in_time::{FeatureNames, JoinOptions, PointInTimeJoin, StreamViewSpec, ViewSpec};
 
 type Result<T> = std::result::Result<T, FeatureError>;
 
@@ -243,17 +243,8 @@ impl FeatureStore {
         }
 
         // Hash the entity file and file sources while the join runs.
-        let mut hashing = Vec::new();
-        let hash = |path: PathBuf| {
-            tokio::task::spawn_blocking(move || {
-                keel_data::local_digest(&path).map(|(_, digest, _)| FileRef {
-                    path: path.display().to_string(),
-                    digest,
-                    rows: None,
-                })
-            })
-        };
-        let entity_hash = hash(req.entities.clone());
+        let mut hashing: Hashing = Vec::new();
+        let entity_hash = hash_in_background(req.entities.clone());
 
         let engine = self.catalog.engine();
         let ctx = engine.session()?;
@@ -278,65 +269,40 @@ impl FeatureStore {
         };
         let mut join = PointInTimeJoin::new(entity, options)?;
         let mut inputs = Vec::new();
+        let ctx_for = EntityContext {
+            schema: &entity_schema,
+            columns: &entity_columns,
+        };
         for view in &needs.batch {
             let source = repo.source(&view.source).ok_or_else(|| {
                 FeatureError::Corrupt(format!("view `{}` has no source", view.name))
             })?;
-            let view_ctx = engine.session()?;
-            self.register_source(&view_ctx, &repo_dir, source)
-                .await
-                .map_err(|p| FeatureError::Definitions(vec![p]))?;
-            let mut input = ViewInput {
-                name: view.name.clone(),
-                kind: "batch".into(),
-                source: Some(source.name.clone()),
-                file: None,
-                dataset: None,
-            };
-            match self.resolve_source(&repo_dir, source).await? {
-                Resolved::File(path) => hashing.push((inputs.len(), hash(path))),
-                Resolved::Dataset(v) => {
-                    input.dataset = Some(keel_data::lineage_id(&v.name, &v.id));
-                }
-            }
-            inputs.push(input);
-
             let join_keys: Vec<String> = view
                 .entities
                 .iter()
                 .filter_map(|e| repo.entity(e))
                 .flat_map(|e| e.join_keys.iter().cloned())
                 .collect();
-            let df = match &view.sql {
-                Some(sql) => view_ctx.sql(sql).await?,
-                None => view_ctx.table(source.name.as_str()).await?,
-            };
-            // Keys take the entity file's types, so an int32 key in one
-            // file meets an int64 key in the other.
-            let mut select: Vec<Expr> = Vec::new();
-            for k in &join_keys {
-                let target = entity_schema
-                    .field_with_name(k)
-                    .map(|f| f.data_type().clone())
-                    .map_err(|_| {
-                        FeatureError::Invalid(format!(
-                            "entities: the entity file has no column `{k}`, the join key of feature view `{}`; its columns are {}",
-                            view.name,
-                            entity_columns.join(", ")
-                        ))
-                    })?;
-                select.push(cast(ident(k), target).alias(k));
-            }
-            select.push(ident(&source.timestamp_field));
-            if let Some(c) = &source.created_timestamp_field {
-                select.push(ident(c));
-            }
-            for f in &view.features {
-                select.push(ident(&f.name));
-            }
-            let df = df.select(select)?;
-            let stream = df.execute_stream().await?;
-            let schema = stream.schema();
+            let mut columns = vec![source.timestamp_field.clone()];
+            columns.extend(source.created_timestamp_field.iter().cloned());
+            columns.extend(view.features.iter().map(|f| f.name.clone()));
+            let (reader, input) = self
+                .read_view(
+                    &repo_dir,
+                    &ctx_for,
+                    ViewRead {
+                        name: &view.name,
+                        kind: "batch",
+                        source,
+                        sql: view.sql.as_deref(),
+                        join_keys: &join_keys,
+                        columns: &columns,
+                    },
+                    &mut hashing,
+                    inputs.len(),
+                )
+                .await?;
+            inputs.push(input);
             let mut spec =
                 ViewSpec::new(view.name.clone(), join_keys, source.timestamp_field.clone())
                     .features(view.features.iter().map(|f| f.name.clone()))
@@ -344,11 +310,6 @@ impl FeatureStore {
             if let Some(c) = &source.created_timestamp_field {
                 spec = spec.created_timestamp(c.clone());
             }
-            let reader = BlockingReader {
-                handle: tokio::runtime::Handle::current(),
-                stream,
-                schema,
-            };
             join = tokio::task::spawn_blocking(move || -> Result<PointInTimeJoin> {
                 join.add_view_reader(&spec, reader)?;
                 Ok(join)
@@ -356,11 +317,42 @@ impl FeatureStore {
             .await
             .map_err(|e| FeatureError::Corrupt(format!("the join stopped: {e}")))??;
         }
-        if let Some(v) = needs.stream.first() {
-            return Err(FeatureError::Invalid(format!(
-                "service: stream feature view `{}` cannot be computed offline yet",
-                v.name
-            )));
+        for view in &needs.stream {
+            let source = repo.source(&view.source).ok_or_else(|| {
+                FeatureError::Corrupt(format!("view `{}` has no source", view.name))
+            })?;
+            let spec = StreamViewSpec::from_definition(repo, view).ok_or_else(|| {
+                FeatureError::Corrupt(format!("stream view `{}` lost an entity", view.name))
+            })?;
+            let mut columns = vec![spec.timestamp_column.clone()];
+            for a in &view.aggregations {
+                if !columns.contains(&a.column) {
+                    columns.push(a.column.clone());
+                }
+            }
+            let (reader, input) = self
+                .read_view(
+                    &repo_dir,
+                    &ctx_for,
+                    ViewRead {
+                        name: &view.name,
+                        kind: "stream",
+                        source,
+                        sql: None,
+                        join_keys: &spec.join_keys,
+                        columns: &columns,
+                    },
+                    &mut hashing,
+                    inputs.len(),
+                )
+                .await?;
+            inputs.push(input);
+            join = tokio::task::spawn_blocking(move || -> Result<PointInTimeJoin> {
+                join.add_stream_view_reader(&spec, reader)?;
+                Ok(join)
+            })
+            .await
+            .map_err(|e| FeatureError::Corrupt(format!("the join stopped: {e}")))??;
         }
         let mut joined = tokio::task::spawn_blocking(move || join.finish())
             .await
@@ -465,6 +457,105 @@ impl FeatureStore {
     }
 }
 
+/// The entity file's schema and column names, for key casts and messages.
+struct EntityContext<'e> {
+    schema: &'e SchemaRef,
+    columns: &'e [String],
+}
+
+/// What to read of one view's source.
+struct ViewRead<'v> {
+    name: &'v str,
+    kind: &'static str,
+    source: &'v crate::definition::Source,
+    sql: Option<&'v str>,
+    join_keys: &'v [String],
+    /// Timestamps and value columns, after the keys.
+    columns: &'v [String],
+}
+
+type Hashing = Vec<(
+    usize,
+    tokio::task::JoinHandle<std::result::Result<FileRef, keel_data::DataError>>,
+)>;
+
+impl FeatureStore {
+    /// Opens a view's source (through its SQL, if any) as a stream of
+    /// batches with the join keys cast to the entity file's types, then the
+    /// other columns; starts hashing a file source for the manifest.
+    async fn read_view(
+        &self,
+        repo_dir: &Path,
+        entity: &EntityContext<'_>,
+        view: ViewRead<'_>,
+        hashing: &mut Hashing,
+        index: usize,
+    ) -> Result<(BlockingReader, ViewInput)> {
+        let ctx = self.catalog.engine().session()?;
+        self.register_source(&ctx, repo_dir, view.source)
+            .await
+            .map_err(|p| FeatureError::Definitions(vec![p]))?;
+        let mut input = ViewInput {
+            name: view.name.to_owned(),
+            kind: view.kind.into(),
+            source: Some(view.source.name.clone()),
+            file: None,
+            dataset: None,
+        };
+        match self.resolve_source(repo_dir, view.source).await? {
+            Resolved::File(path) => hashing.push((index, hash_in_background(path))),
+            Resolved::Dataset(v) => input.dataset = Some(keel_data::lineage_id(&v.name, &v.id)),
+        }
+        let df = match view.sql {
+            Some(sql) => ctx.sql(sql).await?,
+            None => ctx.table(view.source.name.as_str()).await?,
+        };
+        // Keys take the entity file's types, so an int32 key in one file
+        // meets an int64 key in the other.
+        let mut select: Vec<Expr> = Vec::new();
+        for k in view.join_keys {
+            let target = entity
+                .schema
+                .field_with_name(k)
+                .map(|f| f.data_type().clone())
+                .map_err(|_| {
+                    FeatureError::Invalid(format!(
+                        "entities: the entity file has no column `{k}`, the join key of feature view `{}`; its columns are {}",
+                        view.name,
+                        entity.columns.join(", ")
+                    ))
+                })?;
+            select.push(cast(ident(k), target).alias(k));
+        }
+        for c in view.columns {
+            select.push(ident(c));
+        }
+        let stream = df.select(select)?.execute_stream().await?;
+        let schema = stream.schema();
+        Ok((
+            BlockingReader {
+                handle: tokio::runtime::Handle::current(),
+                stream,
+                schema,
+            },
+            input,
+        ))
+    }
+}
+
+/// Hashes a local file or folder on a blocking thread.
+fn hash_in_background(
+    path: PathBuf,
+) -> tokio::task::JoinHandle<std::result::Result<FileRef, keel_data::DataError>> {
+    tokio::task::spawn_blocking(move || {
+        keel_data::local_digest(&path).map(|(_, digest, _)| FileRef {
+            path: path.display().to_string(),
+            digest,
+            rows: None,
+        })
+    })
+}
+
 /// `OUT.manifest.json` beside `OUT`.
 pub fn manifest_path(out: &Path) -> PathBuf {
     let mut name = out.as_os_str().to_owned();
@@ -543,4 +634,13 @@ fn write_parquet(out: &Path, table: &RecordBatch, footer: String) -> Result<Stri
     tmp.persist(out).map_err(|e| err(e.to_string()))?;
     let (_, digest, _) = keel_data::local_digest(out)?;
     Ok(digest)
+}
+
+/// Servers run the build on a multi-threaded runtime.
+#[cfg(test)]
+#[allow(dead_code)]
+fn training_set_is_send(s: &FeatureStore, r: &TrainingSetRequest) {
+    fn send<T: Send>(_: &T) {}
+    let f = s.training_set(r);
+    send(&f);
 }

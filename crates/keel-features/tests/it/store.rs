@@ -68,7 +68,17 @@ on_demand_feature_views:
     sources: [activity]
     features:
       - {name: spend_per_click, dtype: float64, expression: \"activity__spend / NULLIF(activity__clicks, 0)\"}
+stream_feature_views:
+  - name: activity_stream
+    entities: [user]
+    source: activity_src
+    aggregations:
+      - {column: clicks, function: sum, window: 200s, slide: 100s, name: clicks_sum}
+      - {column: spend, function: count, window: 100s, name: n}
+    ttl: 1d
 feature_services:
+  - name: windows
+    features: [activity_stream]
   - name: svc
     features: [activity:spend, ratio]
   - name: clash
@@ -115,7 +125,7 @@ async fn apply_plans_then_applies_once() {
         assert_eq!(plan.version, 0);
         assert_eq!(
             plan.plan.count(keel_features::definition::Action::Create),
-            6
+            8
         );
         let done = store
             .apply(
@@ -180,7 +190,7 @@ feature_views:
     features:
       - {name: x, dtype: int64}
 ";
-        std::fs::write(dir.path().join("features.yaml"), &broken).unwrap();
+        std::fs::write(dir.path().join("features.yaml"), broken).unwrap();
         let e = store
             .apply(&files(dir.path()), dir.path(), false, None, None)
             .await
@@ -309,6 +319,55 @@ async fn training_sets_follow_the_contract_and_say_what_they_read() {
         assert_eq!(m["output"]["sha256"], out_digest.as_str());
         assert_eq!(m["views"][0]["name"], "activity");
         assert_eq!(m["views"][0]["file"]["digest"].as_str().unwrap().len(), 64);
+
+        // Stream views: the window that closed last by each row's time.
+        let out = dir.path().join("windows.parquet");
+        store
+            .training_set(&TrainingSetRequest {
+                service: "windows".into(),
+                entities: entities.clone(),
+                out: out.clone(),
+                short_names: true,
+            })
+            .await
+            .unwrap();
+        let file = std::fs::File::open(&out).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+        let batch =
+            datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+        let sums = batch.column_by_name("clicks_sum").unwrap();
+        let sums = sums.as_any().downcast_ref::<Int64Array>().unwrap();
+        let counts = batch.column_by_name("n").unwrap();
+        let counts = counts.as_any().downcast_ref::<Int64Array>().unwrap();
+        let events = [
+            (1, 100, 1),
+            (1, 200, 2),
+            (1, 200, 3),
+            (2, 150, 0),
+            (2, 400, 5),
+            (3, 50, 6),
+        ];
+        for (i, (&u, &t)) in users.iter().zip(&times).enumerate() {
+            let window = |w: i64, slide: i64| {
+                let end = t.div_euclid(slide) * slide;
+                events
+                    .iter()
+                    .filter(move |e| e.0 == u && e.1 > end - w && e.1 <= end)
+            };
+            let sum: Vec<i64> = window(200, 100).map(|e| e.2).collect();
+            let want = (!sum.is_empty()).then(|| sum.iter().sum::<i64>());
+            let got = (!sums.is_null(i)).then(|| sums.value(i));
+            assert_eq!(got, want, "sum, row {i}: user {u} at {t}");
+            assert_eq!(
+                counts.value(i),
+                window(100, 100).count() as i64,
+                "count, row {i}"
+            );
+        }
 
         // Short names that collide are refused, and nothing is written.
         let clash = dir.path().join("clash.parquet");
