@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -234,7 +235,7 @@ def _entities(rng, sizes: Sizes, act: dict, prof: dict) -> tuple[pa.Table, dict]
                            ("at_profile_event_plus_ttl", prof, PROFILE.ttl_s)):
         k = int(n * share[kind])
         lonely = _last_before_gap(src["_users"], src["_secs"], ttl)
-        pick = lonely[rng.integers(0, len(lonely), k)]
+        pick = lonely[rng.integers(0, len(lonely), k if len(lonely) else 0)]
         add(kind, src["_users"][pick], src["_secs"][pick] + ttl)
     k = int(n * share["just_after_tie"])
     pick = rng.integers(0, len(act["_tie_secs"]), k)
@@ -274,10 +275,19 @@ def generate(root: Path, sizes: Sizes = Sizes(), *, time_ordered: bool = False) 
     entities = root / "entities.parquet"
     pq.write_table(ent_table, entities)
     (repo / "features.yaml").write_text(keel_yaml())
-    counts = {"user_activity": {k: v for k, v in act.items() if not k.startswith("_")},
-              "user_profile": {k: v for k, v in prof.items() if not k.startswith("_")},
+    counts = {"user_activity": {k: int(v) for k, v in act.items() if not k.startswith("_")},
+              "user_profile": {k: int(v) for k, v in prof.items() if not k.startswith("_")},
               "entity_rows": {"total": ent_table.num_rows, **ent}}
+    (root / "dataset.json").write_text(json.dumps(
+        {"sizes": dataclasses.asdict(sizes), "time_ordered": time_ordered, "counts": counts}))
     return Dataset(root=root, sizes=sizes, repo=repo, entities=entities, counts=counts)
+
+
+def load(root: Path) -> Dataset:
+    """A dataset ``generate`` wrote under ``root``."""
+    meta = json.loads((root / "dataset.json").read_text())
+    return Dataset(root=root, sizes=Sizes(**meta["sizes"]), repo=root / "keel_repo",
+                   entities=root / "entities.parquet", counts=meta["counts"])
 
 
 def keel_yaml() -> str:
@@ -630,20 +640,28 @@ def explain_feast_dask(ds: Dataset, dask_df, reference: pa.Table) -> dict:
     }
 
 
-def feast_differences(ds: Dataset, df, reference: pa.Table, limit: int = 10) -> list[str]:
-    """Feast's result against the reference, aligned by row_id (Feast
-    reorders rows and may turn ints with nulls into floats)."""
-    feats = ds.feature_columns()
+def mismatches(ds: Dataset, got, reference: pa.Table, short_names: bool = False) -> dict:
+    """``got`` (a DataFrame or Table) against the reference, aligned by
+    row_id (Feast reorders rows and may turn ints with nulls into floats):
+    entity rows missing, rows not in the entity file, rows whose feature
+    values differ (with the first few)."""
+    feats = ds.feature_columns(short_names)
     want = rows_by_id(reference, feats)
-    got = rows_by_id(df, feats)
+    have = rows_by_id(got, feats)
+    bad = [i for i in sorted(want) if i in have and have[i] != want[i]]
+    return {"rows": len(have), "missing": len(set(want) - set(have)),
+            "extra": len(set(have) - set(want)), "differing": len(bad),
+            "examples": [f"row {i}: {have[i]} != {want[i]}" for i in bad[:5]]}
+
+
+def feast_differences(ds: Dataset, df, reference: pa.Table) -> list[str]:
+    """Empty when Feast's result has the reference's rows and values."""
+    m = mismatches(ds, df, reference)
     out = []
-    if set(got) != set(want):
-        out.append(f"{len(set(want) - set(got))} entity rows missing, "
-                   f"{len(set(got) - set(want))} unexpected")
-    bad = [i for i in sorted(want) if i in got and got[i] != want[i]]
-    if bad:
-        out.append(f"{len(bad)} rows differ, e.g. " + "; ".join(
-            f"row {i}: {got[i]} != {want[i]}" for i in bad[:limit]))
+    if m["missing"] or m["extra"]:
+        out.append(f"{m['missing']} entity rows missing, {m['extra']} unexpected")
+    if m["differing"]:
+        out.append(f"{m['differing']} rows differ, e.g. " + "; ".join(m["examples"]))
     return out
 
 
