@@ -290,14 +290,19 @@ def load(root: Path) -> Dataset:
                    entities=root / "entities.parquet", counts=meta["counts"])
 
 
-def keel_yaml() -> str:
+def keel_yaml(paths: dict[str, str] | None = None) -> str:
+    """The repo's definitions; ``paths`` replaces a view's source path (by
+    view name), e.g. with a registered dataset's ``dataset:NAME@VERSION``."""
+    paths = paths or {}
+
     def view_yaml(v: View) -> str:
         feats = "\n".join(f"      - {{name: {f}, dtype: {t}}}" for f, t in v.features)
         return (f"  - name: {v.name}\n    entities: [user]\n    ttl: {v.ttl_s // DAY}d\n"
                 f"    source: {v.source}\n    features:\n{feats}\n")
 
     def source_yaml(v: View) -> str:
-        s = f"  - name: {v.source}\n    path: {v.path}\n    timestamp_field: {v.timestamp_field}\n"
+        s = (f"  - name: {v.source}\n    path: {paths.get(v.name, v.path)}\n"
+             f"    timestamp_field: {v.timestamp_field}\n")
         if v.created_field:
             s += f"    created_timestamp_field: {v.created_field}\n"
         return s
@@ -470,6 +475,18 @@ def run_keel(keel: Path, args: list[str], target: list[str], timeout: float = 18
 
 def keel_apply(keel: Path, ds: Dataset, target: list[str]):
     return run_keel(keel, ["features", "apply", str(ds.repo), "--yes"], target)
+
+
+def keel_register(keel: Path, name: str, path: Path, target: list[str]) -> str:
+    """``keel data register NAME PATH``: the new version's id (it prints it)."""
+    res, _ = run_keel(keel, ["data", "register", name, str(path)], target)
+    return res.stdout.strip().splitlines()[-1].strip()
+
+
+def keel_query(keel: Path, sql: str, target: list[str]) -> list[dict]:
+    """``keel data query SQL --json``: the result rows."""
+    res, _ = run_keel(keel, ["data", "query", sql, "--json"], target)
+    return json.loads(res.stdout)["rows"]
 
 
 def training_set_args(ds: Dataset, out: Path, short_names: bool = False) -> list[str]:

@@ -189,3 +189,29 @@ def test_keel_training_set_through_a_server(dataset, reference, tmp_path):
     finally:
         server.cleanup()
     _check_keel_table(dataset, got, reference)
+
+
+@needs_keel
+@pytest.mark.keel_command("data", "register")
+def test_keel_training_set_from_registered_datasets(dataset, reference, tmp_path):
+    """The views' sources as catalog datasets: `keel data register` prints
+    each version's id, `keel data query` counts the rows DuckDB counts, a
+    repo names them `dataset:NAME@ID`, and the training set is the same."""
+    import duckdb
+
+    target = ["--data-dir", str(tmp_path / "data")]
+    paths = {}
+    for v in fc.VIEWS:
+        source = dataset.source(v)
+        version = fc.keel_register(keel_bin(), v.name, source, target)
+        assert len(version) >= 4 and version.isalnum(), version
+        rows = fc.keel_query(keel_bin(), f"SELECT count(*) AS n FROM {v.name}", target)
+        want = duckdb.sql(f"SELECT count(*) FROM read_parquet('{source}')").fetchall()[0][0]
+        assert rows == [{"n": want}], v.name
+        paths[v.name] = f"dataset:{v.name}@{version}"
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "features.yaml").write_text(fc.keel_yaml(paths))
+    fc.run_keel(keel_bin(), ["features", "apply", str(repo), "--yes"], target)
+    got, _, _ = fc.keel_training_set(keel_bin(), dataset, target, tmp_path / "out.parquet")
+    _check_keel_table(dataset, got, reference)
