@@ -160,7 +160,8 @@ REPORTED = re.compile(r"(?:\bin|\btook|\btime|\belapsed)[:= ]+([0-9]+(?:\.[0-9]+
 
 
 def keel_reported_s(text: str):
-    """The time Keel prints for the join, if it prints one ("... in 1.23s")."""
+    """The time Keel prints for the join, if it prints one ("... in 235 ms"),
+    when its --json output has no elapsed_ms."""
     for line in reversed(text.splitlines()):
         m = REPORTED.search(line)
         if m:
@@ -188,10 +189,15 @@ def run_engine(engine: str, ds: fc.Dataset, workdir: Path, opts, timeout_s: floa
             res, apply_s = fc.keel_apply(Path(opts.keel_bin), ds, ["--data-dir", str(data_dir)])
         else:
             apply_s = None
-        cmd = [opts.keel_bin, *fc.training_set_args(ds, result), "--data-dir", str(data_dir)]
+        cmd = [opts.keel_bin, *fc.training_set_args(ds, result), "--data-dir", str(data_dir),
+               "--json"]
         r = run_measured(cmd, workdir, engine, timeout_s)
         r["apply_s"] = apply_s
-        r["reported_s"], r["reported_line"] = keel_reported_s(r["stdout"] + "\n" + r["stderr"])
+        try:  # --json: the manifest, with the time it took
+            r["reported_s"] = json.loads(r["stdout"])["elapsed_ms"] / 1000
+            r["reported_line"] = "elapsed_ms in --json output"
+        except (ValueError, KeyError, TypeError):
+            r["reported_s"], r["reported_line"] = keel_reported_s(r["stdout"] + "\n" + r["stderr"])
     else:
         timing = workdir / f"{engine}.timing.json"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", engine,
