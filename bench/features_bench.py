@@ -240,7 +240,7 @@ def compare_results(ds: fc.Dataset, engines: dict) -> None:
 
 def data_files(ds: fc.Dataset) -> dict:
     return {p.name: round(p.stat().st_size / 2**20, 1)
-            for p in [ds.entities, *(ds.source(v) for v in fc.VIEWS)]}
+            for p in [ds.entities, *(ds.source(v) for v in ds.views)]}
 
 
 def wl(name: str, opts, sizes: dict, engines: list[str], workdir: Path) -> dict:

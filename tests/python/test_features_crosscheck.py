@@ -55,6 +55,12 @@ def feast_duckdb(dataset):
 
 
 @pytest.fixture(scope="module")
+def no_ttl(dataset) -> fc.Dataset:
+    """The same data, with the profile view's ttl 0: no lower bound."""
+    return fc.variant(dataset, "no_ttl", {fc.PROFILE.name: 0})
+
+
+@pytest.fixture(scope="module")
 def keel_data_dir(dataset, tmp_path_factory) -> list[str]:
     """A Keel data directory with the repo applied, as CLI arguments."""
     data_dir = tmp_path_factory.mktemp("keel-data")
@@ -76,7 +82,7 @@ def test_the_data_exercises_every_case(dataset, reference_with_matches):
     assert n == dataset.sizes.entity_rows
     assert ref["row_id"].tolist() == list(range(n)), "the reference keeps the entity order"
     ets = ref[fc.ENTITY_TS]
-    for v in fc.VIEWS:
+    for v in dataset.views:
         matched = ref[f"{v.name}__matched_ts"]
         at_upper = (matched == ets).sum()
         at_lower = (matched == ets - pd.Timedelta(seconds=v.ttl_s)).sum()
@@ -95,6 +101,21 @@ def test_the_data_exercises_every_case(dataset, reference_with_matches):
     assert ref.duplicated([fc.KEY, fc.ENTITY_TS]).sum() >= n // 50
     # A null feature value on a matched row is kept as a null, not a miss.
     assert (ref["user_activity__spend_1d"].isna() & ref["user_activity__matched_ts"].notna()).sum() > 0
+
+
+def test_a_zero_ttl_has_no_lower_bound(no_ttl, reference):
+    """With ttl 0 the profile view matches every row that has a profile row
+    at or before it; the rows a 7-day ttl matched keep their values. Feast's
+    DuckDB store agrees with the reference here too."""
+    ref0 = fc.asof_reference(no_ttl)
+    profile = [f"{fc.PROFILE.name}__{f}" for f in fc.PROFILE.served]
+    before = reference.select(profile).to_pandas()
+    after = ref0.select(profile).to_pandas()
+    had = before[profile[0]].notna()
+    assert after[profile[0]].notna().sum() > had.sum()
+    assert after[had].equals(before[had])
+    df, _ = fc.feast_historical(no_ttl, "duckdb")
+    assert fc.feast_differences(no_ttl, df, ref0) == []
 
 
 # --------------------------------------------------------------------------
@@ -149,7 +170,7 @@ def _check_keel_table(dataset, got: pa.Table, want: pa.Table):
     entities = pq.read_table(dataset.entities)
     for name in entities.column_names:
         assert got.schema.field(name).type == entities.schema.field(name).type, name
-    dtypes = {f"{v.name}__{f}": t for v in fc.VIEWS for f, t in v.features}
+    dtypes = {f"{v.name}__{f}": t for v in dataset.views for f, t in v.features}
     for name in got.column_names[len(entities.column_names):]:
         typ = got.schema.field(name).type
         declared = dtypes.get(name) or next(t for k, t in dtypes.items() if k.endswith("__" + name))
@@ -179,6 +200,14 @@ def test_keel_training_set_short_names(dataset, keel_data_dir, tmp_path):
 
 
 @needs_keel
+def test_keel_training_set_with_a_zero_ttl(no_ttl, tmp_path):
+    target = ["--data-dir", str(tmp_path / "data")]
+    fc.keel_apply(keel_bin(), no_ttl, target)
+    got, _, _ = fc.keel_training_set(keel_bin(), no_ttl, target, tmp_path / "out.parquet")
+    _check_keel_table(no_ttl, got, fc.asof_reference(no_ttl))
+
+
+@needs_keel
 def test_keel_training_set_through_a_server(dataset, reference, tmp_path):
     server = ServerProcess("sqlite", Path(tempfile.mkdtemp(prefix="keel-features-", dir=tmp_path)))
     try:
@@ -201,7 +230,7 @@ def test_keel_training_set_from_registered_datasets(dataset, reference, tmp_path
 
     target = ["--data-dir", str(tmp_path / "data")]
     paths = {}
-    for v in fc.VIEWS:
+    for v in dataset.views:
         source = dataset.source(v)
         version = fc.keel_register(keel_bin(), v.name, source, target)
         assert len(version) >= 4 and version.isalnum(), version
@@ -211,7 +240,7 @@ def test_keel_training_set_from_registered_datasets(dataset, reference, tmp_path
         paths[v.name] = f"dataset:{v.name}@{version}"
     repo = tmp_path / "repo"
     repo.mkdir()
-    (repo / "features.yaml").write_text(fc.keel_yaml(paths))
+    (repo / "features.yaml").write_text(fc.keel_yaml(dataset.views, paths))
     fc.run_keel(keel_bin(), ["features", "apply", str(repo), "--yes"], target)
     got, _, _ = fc.keel_training_set(keel_bin(), dataset, target, tmp_path / "out.parquet")
     _check_keel_table(dataset, got, reference)
