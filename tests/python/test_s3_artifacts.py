@@ -441,3 +441,48 @@ def test_s3_permanent_run_delete_removes_objects(client, keel_s3, s3):
                       timeout=TIMEOUT)
     assert r.status_code == 200, r.text
     assert _bucket_objects(s3, f"{PREFIX}/{eid}/") == {}
+
+
+def test_datasets_register_from_s3_and_query_from_the_s3_store(keel_s3, s3, tmp_path):
+    """A dataset registered from an object-store URL — one object, then a
+    folder of objects — is copied under its content hash into the S3
+    artifact store, and SQL reads it back from there."""
+    import pandas as pd
+
+    v1 = keel_s3.uri + "/v1"
+    name = f"lake-{keel_s3.backend}-{time.time_ns()}"
+    frame = pd.DataFrame({"user_id": range(1000), "spend": [i * 0.5 for i in range(1000)]})
+    local = tmp_path / "events.parquet"
+    frame.to_parquet(local, index=False)
+    body = local.read_bytes()
+    s3.put_object(Bucket=BUCKET, Key="lake/events.parquet", Body=body)
+    r = requests.post(f"{v1}/datasets", json={"name": name, "path": f"s3://{BUCKET}/lake/events.parquet"}, timeout=TIMEOUT)
+    assert r.status_code == 201, r.text
+    version = r.json()["version"]
+    assert version["digest"] == _sha(body)
+    assert version["row_count"] == 1000
+    key = f"{PREFIX}/datasets/{name}/{version['id']}/events.parquet"
+    assert _object_bytes(s3, key) == body
+    assert not [k for k in _bucket_objects(s3, f"{PREFIX}/datasets/{name}/") if ".staging" in k]
+    q = requests.post(f"{v1}/datasets/query", json={"sql": f'SELECT count(*) AS n, sum(spend) AS s FROM "{name}"'}, timeout=TIMEOUT)
+    assert q.status_code == 200, q.text
+    assert q.json()["rows"] == [{"n": 1000, "s": float(frame["spend"].sum())}]
+    again = requests.post(f"{v1}/datasets", json={"name": name, "path": f"s3://{BUCKET}/lake/events.parquet"}, timeout=TIMEOUT)
+    assert again.status_code == 200 and again.json()["created"] is False
+
+    # A folder of objects, with a marker file that is not data.
+    for i, part in enumerate([frame.iloc[:400], frame.iloc[400:]]):
+        part_path = tmp_path / f"part-{i}.parquet"
+        part.to_parquet(part_path, index=False)
+        s3.put_object(Bucket=BUCKET, Key=f"lake/parts/part-{i}.parquet", Body=part_path.read_bytes())
+    s3.put_object(Bucket=BUCKET, Key="lake/parts/_SUCCESS", Body=b"")
+    r = requests.post(f"{v1}/datasets", json={"name": name, "path": f"s3://{BUCKET}/lake/parts/"}, timeout=TIMEOUT)
+    assert r.status_code == 201, r.text
+    second = r.json()["version"]
+    assert second["version"] == 2 and [f["path"] for f in second["files"]] == ["part-0.parquet", "part-1.parquet"]
+    assert second["schema_change"]["kind"] == "none"
+    q = requests.post(f"{v1}/datasets/query", json={"sql": f'SELECT count(*) AS n FROM "{name}@v2"'}, timeout=TIMEOUT)
+    assert q.json()["rows"] == [{"n": 1000}]
+
+    r = requests.post(f"{v1}/datasets", json={"name": name, "path": f"s3://{BUCKET}/lake/nothing-here"}, timeout=TIMEOUT)
+    assert r.status_code == 400 and r.json()["error"]["field"] == "path", r.text

@@ -24,11 +24,14 @@ pub enum DataCmd {
     /// previous version (compatible or breaking).
     ///   keel data register events data/events.parquet
     ///   keel data register clicks exports/clicks/     # a folder
+    ///   keel data register orders s3://lake/orders/   # an object store
     #[command(verbatim_doc_comment)]
     Register {
         /// Letters, digits, `_`, `-` and `.`.
         name: String,
-        /// A file or folder; with --server, the server reads it.
+        /// A file or folder, or an s3:// gs:// az:// URL of one (credentials
+        /// from AWS_* / GOOGLE_* / AZURE_* variables); with --server, the
+        /// server reads it.
         path: PathBuf,
         #[arg(long)]
         description: Option<String>,
@@ -120,7 +123,13 @@ pub async fn run(settings: &Settings, cmd: DataCmd) -> Result<ExitCode> {
             description,
             common,
         } => {
-            let body = json!({"name": name, "path": absolute(&path)?, "description": description});
+            let text = path.to_string_lossy();
+            let path = if text.contains("://") {
+                text.into_owned()
+            } else {
+                absolute(&path)?
+            };
+            let body = json!({"name": name, "path": path, "description": description});
             let v = call_json(settings, &common, Method::POST, "/v1/datasets", Some(body)).await?;
             if common.json {
                 print_json(&v);

@@ -289,36 +289,155 @@ impl Catalog {
         }
         let id: String = digest.chars().take(VERSION_ID_LEN).collect();
         let location = format!("datasets/{name}/{id}");
-        let copied = self.copy_in(&source, &hashed, &location).await;
-        let computed = match copied {
-            Ok(()) => self.describe(&location, source.format).await,
-            Err(e) => Err(e),
-        };
-        let (columns, profile) = match computed {
-            Ok(c) => c,
+        if let Err(e) = self.copy_in(&source, &hashed, &location).await {
+            let _ = self.artifacts.delete(&location).await;
+            return Err(e);
+        }
+        let source_text = path
+            .canonicalize()
+            .unwrap_or_else(|_| path.to_path_buf())
+            .display()
+            .to_string();
+        self.finish(Copied {
+            name: name.to_owned(),
+            location,
+            format: source.format,
+            files: hashed,
+            digest,
+            source: source_text,
+            description,
+            actor,
+        })
+        .await
+    }
+
+    /// Registers the object or folder at an object-store URL
+    /// (`s3://bucket/events.parquet`, `s3://bucket/events/`, `gs://…`,
+    /// `az://…`; credentials and endpoint from the environment, as for the
+    /// artifact store). Each file is read once: hashed on its way into a
+    /// staging folder of the artifact store, then moved under the version's
+    /// content hash (or dropped, when that content is already a version).
+    pub async fn register_url(
+        &self,
+        name: &str,
+        url: &str,
+        description: Option<String>,
+        actor: Option<String>,
+    ) -> Result<Registered> {
+        check_name(name)?;
+        let (remote, format, files) = remote_files(url).await?;
+        let staging = format!(
+            "datasets/{name}/.staging-{}-{}",
+            now_millis(),
+            STAGING.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let copied = self.copy_remote(&remote, &files, &staging).await;
+        let hashed = match copied {
+            Ok(h) => h,
             Err(e) => {
-                let _ = self.artifacts.delete(&location).await;
+                let _ = self.artifacts.delete(&staging).await;
                 return Err(e);
             }
         };
-        let size_bytes: u64 = hashed.iter().map(|f| f.size).sum();
-        let record = NewVersion {
+        let digest = content_digest(&hashed);
+        if let Some(existing) = self.by_digest(name, &digest).await? {
+            let _ = self.artifacts.delete(&staging).await;
+            return Ok(Registered {
+                version: existing,
+                created: false,
+            });
+        }
+        let id: String = digest.chars().take(VERSION_ID_LEN).collect();
+        let location = format!("datasets/{name}/{id}");
+        for f in &hashed {
+            let moved = self
+                .artifacts
+                .rename(
+                    &format!("{staging}/{}", f.path),
+                    &format!("{location}/{}", f.path),
+                )
+                .await;
+            if let Err(e) = moved {
+                let _ = self.artifacts.delete(&staging).await;
+                let _ = self.artifacts.delete(&location).await;
+                return Err(e.into());
+            }
+        }
+        let _ = self.artifacts.delete(&staging).await;
+        self.finish(Copied {
             name: name.to_owned(),
-            digest: digest.clone(),
-            format: source.format,
-            source: path
-                .canonicalize()
-                .unwrap_or_else(|_| path.to_path_buf())
-                .display()
-                .to_string(),
-            location: location.clone(),
+            location,
+            format,
+            files: hashed,
+            digest,
+            source: url.to_owned(),
+            description,
+            actor,
+        })
+        .await
+    }
+
+    /// Streams remote files into `staging`, hashing them on the way.
+    async fn copy_remote(
+        &self,
+        remote: &ArtifactStore,
+        files: &[String],
+        staging: &str,
+    ) -> Result<Vec<DataFile>> {
+        use futures::StreamExt;
+        let mut out = Vec::new();
+        for rel in files {
+            let (_, stream) = remote.get_stream(rel).await?;
+            let hasher = std::sync::Arc::new(std::sync::Mutex::new(sha2::Sha256::new()));
+            let h = hasher.clone();
+            let stream = stream.map(move |chunk| {
+                if let (Ok(bytes), Ok(mut h)) = (&chunk, h.lock()) {
+                    h.update(bytes);
+                }
+                chunk
+            });
+            let size = self
+                .artifacts
+                .put_stream(&format!("{staging}/{rel}"), Box::pin(stream))
+                .await?;
+            let sha256 = match hasher.lock() {
+                Ok(h) => hex(&h.clone().finalize()),
+                Err(_) => return Err(DataError::Corrupt("a hash was lost".into())),
+            };
+            out.push(DataFile {
+                path: rel.clone(),
+                size,
+                sha256,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Describes the copied files and records the version; a failure
+    /// deletes the copy.
+    async fn finish(&self, c: Copied) -> Result<Registered> {
+        let (columns, profile) = match self.describe(&c.location, c.format).await {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = self.artifacts.delete(&c.location).await;
+                return Err(e);
+            }
+        };
+        let size_bytes: u64 = c.files.iter().map(|f| f.size).sum();
+        let (name, digest, location) = (c.name.clone(), c.digest.clone(), c.location.clone());
+        let record = NewVersion {
+            name: c.name,
+            digest: c.digest,
+            format: c.format,
+            source: c.source,
+            location: c.location,
             row_count: profile.row_count,
             columns,
             size_bytes: size_bytes as i64,
-            files: hashed,
+            files: c.files,
             profile,
-            description,
-            actor,
+            description: c.description,
+            actor: c.actor,
         };
         match self.insert(record).await {
             Ok(()) => {}
@@ -332,7 +451,7 @@ impl Catalog {
             }
         }
         let version = self
-            .by_digest(name, &digest)
+            .by_digest(&name, &digest)
             .await?
             .ok_or_else(|| DataError::Conflict(format!("{name}: the new version vanished")))?;
         Ok(Registered {
@@ -611,6 +730,67 @@ fn describe_ref(v: &VersionRef) -> String {
         VersionRef::Number(n) => format!("v{n}"),
         VersionRef::Digest(d) => format!("`{d}`"),
     }
+}
+
+/// Staging folder names made by this process.
+static STAGING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Files copied into a version's folder, not yet described or recorded.
+struct Copied {
+    name: String,
+    location: String,
+    format: Format,
+    files: Vec<DataFile>,
+    digest: String,
+    source: String,
+    description: Option<String>,
+    actor: Option<String>,
+}
+
+/// The data files at an object-store URL: the store to read them from,
+/// their format, and their paths in it (also their paths in the version).
+async fn remote_files(url: &str) -> Result<(ArtifactStore, Format, Vec<String>)> {
+    let trimmed = url.trim_end_matches('/');
+    let bad = |why: &str| DataError::Invalid(format!("path: `{url}` {why}"));
+    let folder = ArtifactStore::open(trimmed).map_err(|e| bad(&e.to_string()))?;
+    let visible = |p: &str| {
+        !p.split('/')
+            .any(|s| s.starts_with('.') || s.starts_with('_'))
+    };
+    let listed: Vec<String> = folder
+        .list_files("")
+        .await?
+        .into_iter()
+        .map(|e| e.path)
+        .filter(|p| visible(p) && Format::of_path(p).is_some())
+        .collect();
+    let (store, files) = if listed.is_empty() {
+        let Some((parent, file)) = trimmed
+            .rsplit_once('/')
+            .filter(|(p, _)| p.contains("://") && !p.ends_with('/'))
+        else {
+            return Err(bad(
+                "names no object: give s3://BUCKET/KEY or a folder of files",
+            ));
+        };
+        if Format::of_path(file).is_none() {
+            return Err(bad(
+                "is neither a .parquet, .csv or .arrow object nor a folder holding some",
+            ));
+        }
+        let store = ArtifactStore::open(parent).map_err(|e| bad(&e.to_string()))?;
+        (store, vec![file.to_owned()])
+    } else {
+        (folder, listed)
+    };
+    let format = Format::of_path(&files[0]).unwrap_or(Format::Parquet);
+    if let Some(other) = files.iter().find(|f| Format::of_path(f) != Some(format)) {
+        return Err(bad(&format!(
+            "mixes formats ({} and {other}); register one format per dataset",
+            files[0]
+        )));
+    }
+    Ok((store, format, files))
 }
 
 struct NewVersion {

@@ -3,7 +3,8 @@
 //!
 //! Paths in requests (`path`, `repo_dir`, `entities`, `out`) are read and
 //! written by the server, so they must be absolute: the command-line tool
-//! sends the absolute form of what it was given.
+//! sends the absolute form of what it was given. A dataset's `path` may
+//! also be an object-store URL (`s3://bucket/key.parquet`, a folder URL).
 
 use std::path::{Path, PathBuf};
 
@@ -158,10 +159,14 @@ async fn register(
     Json(body): Json<RegisterBody>,
 ) -> V1Result {
     let c = catalog(&s)?;
-    let path = absolute("path", &body.path)?;
-    let done = c
-        .register(&body.name, &path, body.description, Some(actor(&headers)))
-        .await?;
+    let who = Some(actor(&headers));
+    let done = if body.path.contains("://") && !body.path.starts_with("file://") {
+        c.register_url(&body.name, &body.path, body.description, who)
+            .await?
+    } else {
+        let path = absolute("path", body.path.trim_start_matches("file://"))?;
+        c.register(&body.name, &path, body.description, who).await?
+    };
     if done.created {
         let v = &done.version;
         s.record_lineage(

@@ -353,6 +353,24 @@ impl ArtifactStore {
         })
     }
 
+    /// Moves the file `from` to `to`, replacing what was there (a rename
+    /// on a local disk; a copy then a delete on an object store).
+    pub async fn rename(&self, from: &str, to: &str) -> Result<(), ArtifactError> {
+        let src = self.resolve(from)?;
+        let dst = self.resolve(to)?;
+        if let Some(root) = &self.local_root {
+            // LocalFileSystem renames into existing folders only.
+            let target = root.join(dst.as_ref());
+            if let Some(parent) = target.parent() {
+                tokio::fs::create_dir_all(parent).await?;
+            }
+        }
+        self.store
+            .rename(&src, &dst)
+            .await
+            .map_err(|e| map_missing(from, e))
+    }
+
     /// Deletes `rel` and, if it is a directory, everything below it.
     pub async fn delete(&self, rel: &str) -> Result<(), ArtifactError> {
         let path = self.resolve(rel)?;
