@@ -291,7 +291,7 @@ impl FeatureStore {
                 Ok(Resolved::File(path))
             }
             SourcePath::Url(url) => Err(FeatureError::Invalid(format!(
-                "`{url}`: sources read from object-store URLs are not supported yet; register the data as a dataset (`keel data register NAME {url}` from a copy) and write `path: dataset:NAME`"
+                "`{url}`: a source on an object store is read as a catalog dataset, so that training sets can name the exact version they read: run `keel data register NAME {url}` and write `path: dataset:NAME`"
             ))),
             SourcePath::Dataset { name, version } => {
                 let text = match version {
