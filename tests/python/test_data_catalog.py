@@ -224,3 +224,5 @@ def test_training_set_bad_input(tracking_uri, tmp_path):
     res = _keel("features", "training-set", "--service", "svc", "--entities", str(tmp_path / "none.parquet"), "--out", str(out), *target)
     assert res.returncode == 2 and "none.parquet" in res.stderr, res.stderr
     assert not out.exists()
+    res = _keel("features", "training-set", "--service", "svc", "--entities", str(entities), "--out", str(tmp_path / "no" / "such" / "dir.parquet"), *target)
+    assert res.returncode == 2 and "does not exist" in res.stderr, res.stderr

@@ -450,14 +450,19 @@ impl Catalog {
                 return Err(e);
             }
         }
-        let version = self
-            .by_digest(&name, &digest)
-            .await?
-            .ok_or_else(|| DataError::Conflict(format!("{name}: the new version vanished")))?;
-        Ok(Registered {
-            version,
-            created: true,
-        })
+        match self.by_digest(&name, &digest).await? {
+            Some(version) => Ok(Registered {
+                version,
+                created: true,
+            }),
+            None => {
+                // Another version took this number at the same moment.
+                let _ = self.artifacts.delete(&location).await;
+                Err(DataError::Conflict(format!(
+                    "another version of `{name}` was registered at the same moment; register again"
+                )))
+            }
+        }
     }
 
     /// Copies the files into `location`, checking each against its hash.

@@ -241,6 +241,14 @@ impl FeatureStore {
                 req.out.display()
             )));
         }
+        if let Some(dir) = req.out.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.is_dir()
+        {
+            return Err(FeatureError::Invalid(format!(
+                "out: the folder {} does not exist; create it first",
+                dir.display()
+            )));
+        }
 
         // Hash the entity file and file sources while the join runs.
         let mut hashing: Hashing = Vec::new();
