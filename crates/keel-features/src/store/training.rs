@@ -386,10 +386,16 @@ impl FeatureStore {
         let schema = joined.schema();
         let mut push = |name: &str, out: String| -> Result<()> {
             if let Some(clash) = out_names.iter().position(|n| *n == out) {
-                return Err(FeatureError::Invalid(format!(
-                    "short_names: two output columns would be named `{out}` (`{}` and `{name}`); use full names",
-                    out_names[clash]
-                )));
+                return Err(FeatureError::Invalid(if req.short_names && out != name {
+                    format!(
+                        "short_names: two output columns would be named `{out}` (`{}` and `{name}`); use full names",
+                        out_names[clash]
+                    )
+                } else {
+                    format!(
+                        "service: the output would have two columns named `{out}`; a service lists each feature once, and no feature may share an entity column's name"
+                    )
+                }));
             }
             let i = schema
                 .index_of(name)
