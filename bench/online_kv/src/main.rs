@@ -21,6 +21,11 @@ trait Store: Sync {
     /// Makes everything written so far durable (end of a load).
     fn sync(&self);
     fn describe(&self) -> String;
+    /// Waits for background work started by the load (compactions) to end;
+    /// returns what it waited for.
+    fn settle(&self) -> String {
+        "nothing to wait for".into()
+    }
 }
 
 #[cfg(feature = "redb")]
@@ -130,6 +135,22 @@ mod fjall_store {
 
         fn sync(&self) {
             self.db.persist(PersistMode::SyncAll).expect("persist");
+        }
+
+        fn settle(&self) -> String {
+            let before = (self.online.l0_table_count(), self.online.table_count());
+            let t0 = std::time::Instant::now();
+            while self.db.outstanding_flushes() > 0 || self.db.active_compactions() > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            format!(
+                "{:.2} s for flushes and compactions; tables (L0/all) {}/{} -> {}/{}",
+                t0.elapsed().as_secs_f64(),
+                before.0,
+                before.1,
+                self.online.l0_table_count(),
+                self.online.table_count()
+            )
         }
 
         fn describe(&self) -> String {
@@ -264,19 +285,25 @@ struct Args {
     entities: u64,
     secs: f64,
     cache_mb: Option<usize>,
+    settle: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
-    let store = it.next().ok_or("usage: online_kv <redb|fjall> [--dir D] [--entities N] [--secs S] [--cache-mb M]")?;
+    let store = it.next().ok_or("usage: online_kv <redb|fjall> [--dir D] [--entities N] [--secs S] [--cache-mb M] [--settle]")?;
     let mut args = Args {
         store,
         dir: std::env::temp_dir().join("online_kv"),
         entities: 1_000_000,
         secs: 5.0,
         cache_mb: None,
+        settle: false,
     };
     while let Some(flag) = it.next() {
+        if flag == "--settle" {
+            args.settle = true;
+            continue;
+        }
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
         let bad = |e: &dyn std::fmt::Display| format!("{flag} {value}: {e}");
         match flag.as_str() {
@@ -347,6 +374,9 @@ fn main() {
         (n as usize * (VIEW_PREFIX.len() + 8 + VALUE_LEN)) as f64 / 1048576.0
     );
 
+    if args.settle {
+        println!("settle: {}", store.settle());
+    }
     println!("peak RSS after load (VmHWM): {}", status_field("VmHWM:"));
 
     let store = &*store;
