@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::config::Settings;
 use crate::lifecycle_cmd::{Common, call_json, enc};
-use crate::output::{UsageError, print_json, table, time};
+use crate::output::{UsageError, cell as s, print_json, table, time};
 
 #[derive(Subcommand, Debug)]
 pub enum DataCmd {
@@ -69,14 +69,6 @@ pub enum DataCmd {
         #[command(flatten)]
         common: Common,
     },
-}
-
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
 }
 
 /// A number with thousands separators.

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use crate::config::Settings;
 use crate::lifecycle_cmd::{Common, call, call_json, enc};
-use crate::output::{UsageError, print_json, table, time};
+use crate::output::{UsageError, cell as s, print_json, table, time};
 
 #[derive(Subcommand, Debug)]
 pub enum ModelsCmd {
@@ -239,14 +239,6 @@ fn write_or_print(output: &Option<PathBuf>, body: &[u8]) -> Result<()> {
         None => print!("{}", String::from_utf8_lossy(body)),
     }
     Ok(())
-}
-
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
 }
 
 pub async fn run(settings: &Settings, cmd: ModelsCmd) -> Result<ExitCode> {

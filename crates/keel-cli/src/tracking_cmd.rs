@@ -12,7 +12,7 @@ use keel_server::mlflow::wire;
 use keel_tracking::{ExperimentSearch, RunSearch, ViewType};
 
 use crate::config::Settings;
-use crate::output::{UsageError, print_json, table, time};
+use crate::output::{UsageError, cell as s, print_json, table, time};
 
 #[derive(Args, Debug, Clone)]
 pub struct Common {
@@ -455,12 +455,4 @@ async fn search(
         )
     );
     Ok(ExitCode::SUCCESS)
-}
-
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use keel_core::time::now_millis;
-use keel_store::{AnyRow, ArtifactStore, Db, Row, StoreError};
+use keel_store::{AnyRow, ArtifactStore, Db, Row, StoreError, hex};
 use serde::Serialize;
 use sha2::Digest;
 
@@ -113,14 +113,6 @@ pub fn data_files(path: &Path) -> Result<SourceFiles> {
     })
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 /// SHA-256 and size of a local file.
 fn hash_file(path: &Path) -> Result<(String, u64)> {
     let mut file = std::fs::File::open(path).map_err(|e| DataError::Read {
@@ -149,8 +141,13 @@ fn hash_file(path: &Path) -> Result<(String, u64)> {
 /// it reads every byte.
 pub fn local_digest(path: &Path) -> Result<(Format, String, Vec<DataFile>)> {
     let source = data_files(path)?;
-    let files = source
-        .files
+    let files = hash_local(&source.files)?;
+    Ok((source.format, content_digest(&files), files))
+}
+
+/// Each (absolute, relative) file hashed. Blocking.
+fn hash_local(files: &[(PathBuf, String)]) -> Result<Vec<DataFile>> {
+    files
         .iter()
         .map(|(abs, rel)| {
             let (sha256, size) = hash_file(abs)?;
@@ -160,8 +157,35 @@ pub fn local_digest(path: &Path) -> Result<(Format, String, Vec<DataFile>)> {
                 sha256,
             })
         })
-        .collect::<Result<Vec<_>>>()?;
-    Ok((source.format, content_digest(&files), files))
+        .collect()
+}
+
+/// A SHA-256 fed by the chunks of a stream on their way elsewhere.
+#[derive(Clone, Default)]
+struct Tee(std::sync::Arc<std::sync::Mutex<sha2::Sha256>>);
+
+impl Tee {
+    /// `stream`, hashing every chunk that passes.
+    fn pass<S, E>(&self, stream: S) -> impl futures::Stream<Item = std::result::Result<Bytes, E>>
+    where
+        S: futures::Stream<Item = std::result::Result<Bytes, E>>,
+    {
+        use futures::StreamExt;
+        let tee = self.clone();
+        stream.map(move |chunk| {
+            if let (Ok(bytes), Ok(mut h)) = (&chunk, tee.0.lock()) {
+                h.update(bytes);
+            }
+            chunk
+        })
+    }
+
+    fn hex(&self) -> Result<String> {
+        match self.0.lock() {
+            Ok(h) => Ok(hex(&h.clone().finalize())),
+            Err(_) => Err(DataError::Corrupt("a hash was lost".into())),
+        }
+    }
 }
 
 /// The content digest of a version's files (see the crate docs).
@@ -264,21 +288,9 @@ impl Catalog {
         // copying anything.
         let hashed = {
             let files = source.files.clone();
-            tokio::task::spawn_blocking(move || -> Result<Vec<DataFile>> {
-                files
-                    .iter()
-                    .map(|(abs, rel)| {
-                        let (sha256, size) = hash_file(abs)?;
-                        Ok(DataFile {
-                            path: rel.clone(),
-                            size,
-                            sha256,
-                        })
-                    })
-                    .collect()
-            })
-            .await
-            .map_err(|e| DataError::Sql(format!("hashing failed: {e}")))??
+            tokio::task::spawn_blocking(move || hash_local(&files))
+                .await
+                .map_err(|e| DataError::Corrupt(format!("hashing stopped: {e}")))??
         };
         let digest = content_digest(&hashed);
         if let Some(existing) = self.by_digest(name, &digest).await? {
@@ -384,26 +396,15 @@ impl Catalog {
         files: &[String],
         staging: &str,
     ) -> Result<Vec<DataFile>> {
-        use futures::StreamExt;
         let mut out = Vec::new();
         for rel in files {
             let (_, stream) = remote.get_stream(rel).await?;
-            let hasher = std::sync::Arc::new(std::sync::Mutex::new(sha2::Sha256::new()));
-            let h = hasher.clone();
-            let stream = stream.map(move |chunk| {
-                if let (Ok(bytes), Ok(mut h)) = (&chunk, h.lock()) {
-                    h.update(bytes);
-                }
-                chunk
-            });
+            let tee = Tee::default();
             let size = self
                 .artifacts
-                .put_stream(&format!("{staging}/{rel}"), Box::pin(stream))
+                .put_stream(&format!("{staging}/{rel}"), Box::pin(tee.pass(stream)))
                 .await?;
-            let sha256 = match hasher.lock() {
-                Ok(h) => hex(&h.clone().finalize()),
-                Err(_) => return Err(DataError::Corrupt("a hash was lost".into())),
-            };
+            let sha256 = tee.hex()?;
             out.push(DataFile {
                 path: rel.clone(),
                 size,
@@ -423,23 +424,8 @@ impl Catalog {
                 return Err(e);
             }
         };
-        let size_bytes: u64 = c.files.iter().map(|f| f.size).sum();
         let (name, digest, location) = (c.name.clone(), c.digest.clone(), c.location.clone());
-        let record = NewVersion {
-            name: c.name,
-            digest: c.digest,
-            format: c.format,
-            source: c.source,
-            location: c.location,
-            row_count: profile.row_count,
-            columns,
-            size_bytes: size_bytes as i64,
-            files: c.files,
-            profile,
-            description: c.description,
-            actor: c.actor,
-        };
-        match self.insert(record).await {
+        match self.insert(c, columns, profile).await {
             Ok(()) => {}
             Err(DataError::Store(e)) if is_unique_violation(&e) => {
                 // A concurrent registration of the same content won; its
@@ -472,7 +458,6 @@ impl Catalog {
         hashed: &[DataFile],
         location: &str,
     ) -> Result<()> {
-        use futures::StreamExt;
         use tokio::io::AsyncReadExt;
         for ((abs, rel), expect) in source.files.iter().zip(hashed) {
             let file = tokio::fs::File::open(abs)
@@ -481,8 +466,6 @@ impl Catalog {
                     path: abs.display().to_string(),
                     source: e,
                 })?;
-            let hasher = std::sync::Arc::new(std::sync::Mutex::new(sha2::Sha256::new()));
-            let h = hasher.clone();
             let stream = futures::stream::unfold(file, |mut f| async move {
                 let mut buf = vec![0u8; 1 << 20];
                 match f.read(&mut buf).await {
@@ -493,20 +476,13 @@ impl Catalog {
                     }
                     Err(e) => Some((Err(e), f)),
                 }
-            })
-            .map(move |chunk| {
-                if let (Ok(bytes), Ok(mut h)) = (&chunk, h.lock()) {
-                    h.update(bytes);
-                }
-                chunk
             });
+            let tee = Tee::default();
             let target = format!("{location}/{rel}");
-            self.artifacts.put_stream(&target, Box::pin(stream)).await?;
-            let got = match hasher.lock() {
-                Ok(h) => hex(&h.clone().finalize()),
-                Err(_) => String::new(),
-            };
-            if got != expect.sha256 {
+            self.artifacts
+                .put_stream(&target, Box::pin(tee.pass(stream)))
+                .await?;
+            if tee.hex()? != expect.sha256 {
                 return Err(DataError::Conflict(format!(
                     "{} changed while it was being registered; register it again once it is written",
                     abs.display()
@@ -524,32 +500,15 @@ impl Catalog {
     ) -> Result<(Vec<Column>, crate::Profile)> {
         let engine = self.engine();
         let ctx = engine.session()?;
-        let probe = DatasetVersion {
-            name: String::new(),
-            version: 0,
-            id: String::new(),
-            digest: String::new(),
-            format,
-            source: String::new(),
-            location: location.to_owned(),
-            columns: Vec::new(),
-            row_count: 0,
-            size_bytes: 0,
-            files: Vec::new(),
-            profile: Default::default(),
-            schema_change: SchemaChange::initial(),
-            created_at: 0,
-            actor: None,
-            lineage_node: String::new(),
-        };
-        let table = engine.version_table(&ctx, &probe).await?;
+        let table = engine.location_table(&ctx, location, format).await?;
         let schema = table.schema();
         ctx.register_table("t", table)?;
         let profile = profile::profile(&ctx, "t", &schema).await?;
         Ok((crate::sql::columns_of(&schema), profile))
     }
 
-    async fn insert(&self, v: NewVersion) -> Result<()> {
+    async fn insert(&self, v: Copied, columns: Vec<Column>, profile: crate::Profile) -> Result<()> {
+        let size_bytes: i64 = v.files.iter().map(|f| f.size as i64).sum();
         self.db
             .write::<_, DataError, _>(move |conn| {
                 Box::pin(async move {
@@ -574,7 +533,7 @@ impl Catalog {
                             .fetch_one(&mut *conn)
                             .await?;
                             let old: Vec<Column> = json_col(&row, 0, "columns")?;
-                            classify(&old, &v.columns, p)
+                            classify(&old, &columns, p)
                         }
                     };
                     sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -586,11 +545,11 @@ impl Catalog {
                     .bind(v.format.as_str())
                     .bind(v.source.as_str())
                     .bind(v.location.as_str())
-                    .bind(json(&v.columns))
-                    .bind(v.row_count)
-                    .bind(v.size_bytes)
+                    .bind(json(&columns))
+                    .bind(profile.row_count)
+                    .bind(size_bytes)
                     .bind(json(&v.files))
-                    .bind(json(&v.profile))
+                    .bind(json(&profile))
                     .bind(json(&change))
                     .bind(now)
                     .bind(v.actor.clone())
@@ -796,21 +755,6 @@ async fn remote_files(url: &str) -> Result<(ArtifactStore, Format, Vec<String>)>
         )));
     }
     Ok((store, format, files))
-}
-
-struct NewVersion {
-    name: String,
-    digest: String,
-    format: Format,
-    source: String,
-    location: String,
-    columns: Vec<Column>,
-    row_count: i64,
-    size_bytes: i64,
-    files: Vec<DataFile>,
-    profile: crate::Profile,
-    description: Option<String>,
-    actor: Option<String>,
 }
 
 /// A catalog record as its JSON column text.

@@ -79,18 +79,10 @@ impl From<sqlx::Error> for DataError {
 }
 
 impl From<datafusion::error::DataFusionError> for DataError {
+    /// Planning and execution errors alike describe the query or the files
+    /// it read; context wrappers keep their words in front.
     fn from(e: datafusion::error::DataFusionError) -> Self {
-        use datafusion::error::DataFusionError as D;
-        match e {
-            D::Context(ctx, inner) => match DataError::from(*inner) {
-                DataError::Sql(m) => DataError::Sql(format!("{ctx}: {m}")),
-                other => other,
-            },
-            D::SQL(..) | D::Plan(..) | D::SchemaError(..) | D::NotImplemented(..) => {
-                DataError::Sql(e.strip_backtrace().to_string())
-            }
-            other => DataError::Sql(other.strip_backtrace().to_string()),
-        }
+        DataError::Sql(e.strip_backtrace().to_string())
     }
 }
 

@@ -82,8 +82,19 @@ impl Engine {
         ctx: &SessionContext,
         version: &DatasetVersion,
     ) -> Result<Arc<dyn TableProvider>, DataError> {
-        let url = format!("{ARTIFACTS_URL}{}/", version.location.trim_end_matches('/'));
-        listing_table(ctx, &url, version.format).await
+        self.location_table(ctx, &version.location, version.format)
+            .await
+    }
+
+    /// A table over the files of an artifact-store folder.
+    pub async fn location_table(
+        &self,
+        ctx: &SessionContext,
+        location: &str,
+        format: Format,
+    ) -> Result<Arc<dyn TableProvider>, DataError> {
+        let url = format!("{ARTIFACTS_URL}{}/", location.trim_end_matches('/'));
+        listing_table(ctx, &url, format).await
     }
 
     /// Runs a read-only query; at most `limit` rows come back.

@@ -6,7 +6,7 @@
 //! sends the absolute form of what it was given. A dataset's `path` may
 //! also be an object-store URL (`s3://bucket/key.parquet`, a folder URL).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use axum::Json;
 use axum::extract::{Path as UrlPath, State};
@@ -22,7 +22,7 @@ use serde_json::json;
 
 use crate::AppState;
 use crate::lifecycle::V1Error;
-use crate::models::actor;
+use crate::models::{actor, field_of};
 
 type V1Result = Result<Response, V1Error>;
 
@@ -36,15 +36,6 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/features/plan", post(plan))
         .route("/features/apply", post(apply))
         .route("/features/training-set", post(training_set))
-}
-
-fn field_of(message: &str) -> Option<String> {
-    let (head, _) = message.split_once(": ")?;
-    let looks_like_field = !head.is_empty()
-        && head
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.[]".contains(c));
-    looks_like_field.then(|| head.to_owned())
 }
 
 impl From<DataError> for V1Error {
@@ -278,7 +269,7 @@ async fn apply_or_plan(
     if outcome.applied
         && let Some(applied) = store.current().await?
     {
-        record_view_lineage(s, store, &applied.repo, Path::new(&applied.repo_dir)).await;
+        record_view_lineage(s, store, &applied.repo).await;
     }
     let text = outcome.plan.to_string();
     Ok(Json(json!({
@@ -296,7 +287,6 @@ async fn record_view_lineage(
     s: &AppState,
     store: &FeatureStore,
     repo: &keel_features::definition::Repo,
-    _repo_dir: &Path,
 ) {
     let mut nodes = Vec::new();
     let mut edges = Vec::new();

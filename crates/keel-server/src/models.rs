@@ -144,7 +144,7 @@ impl From<LineageError> for V1Error {
 }
 
 /// `inputs[2].type: …` names field `inputs[2].type`.
-fn field_of(message: &str) -> Option<String> {
+pub(crate) fn field_of(message: &str) -> Option<String> {
     let (head, _) = message.split_once(": ")?;
     let looks_like_field = !head.is_empty()
         && head

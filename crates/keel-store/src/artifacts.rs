@@ -54,7 +54,8 @@ pub struct FileDigest {
     pub sha256: String,
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Bytes as lowercase hex (how Keel writes digests).
+pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes.iter().fold(String::with_capacity(64), |mut s, b| {
         let _ = write!(s, "{b:02x}");

@@ -12,7 +12,7 @@ mod migrate;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use artifacts::{ArtifactEntry, ArtifactError, ArtifactStore, FileDigest};
+pub use artifacts::{ArtifactEntry, ArtifactError, ArtifactStore, FileDigest, hex};
 pub use keel_core::sql::{Dialect, QueryBuilder, SqlValue};
 pub use metadata::{Db, DbOptions, Durability, StoreError, WriteFuture, redact_password};
 pub use migrate::Migration;

@@ -122,6 +122,8 @@ pub mod window;
 #[cfg(test)]
 mod prop_tests;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;

@@ -9,71 +9,13 @@ use std::time::Duration;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
-use arrow_array::{
-    Array, ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
-    TimestampMillisecondArray, TimestampNanosecondArray, TimestampSecondArray,
-};
+use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use proptest::prelude::*;
 
 use super::{FeatureNames, JoinOptions, PointInTimeJoin, ViewSpec};
 
-const UNITS: [TimeUnit; 4] = [
-    TimeUnit::Second,
-    TimeUnit::Millisecond,
-    TimeUnit::Microsecond,
-    TimeUnit::Nanosecond,
-];
-
-fn per_second(unit: TimeUnit) -> i64 {
-    match unit {
-        TimeUnit::Second => 1,
-        TimeUnit::Millisecond => 1_000,
-        TimeUnit::Microsecond => 1_000_000,
-        TimeUnit::Nanosecond => 1_000_000_000,
-    }
-}
-
-fn time_array(unit: TimeUnit, utc: bool, values: Vec<Option<i64>>) -> ArrayRef {
-    let tz = utc.then_some("UTC");
-    match unit {
-        TimeUnit::Second => Arc::new(TimestampSecondArray::from(values).with_timezone_opt(tz)),
-        TimeUnit::Millisecond => {
-            Arc::new(TimestampMillisecondArray::from(values).with_timezone_opt(tz))
-        }
-        TimeUnit::Microsecond => {
-            Arc::new(TimestampMicrosecondArray::from(values).with_timezone_opt(tz))
-        }
-        TimeUnit::Nanosecond => {
-            Arc::new(TimestampNanosecondArray::from(values).with_timezone_opt(tz))
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Key {
-    id: Option<i64>,
-    region: Option<&'static str>,
-}
-
-fn key() -> impl Strategy<Value = Key> {
-    (
-        prop_oneof![1 => Just(None), 9 => (0_i64..3).prop_map(Some)],
-        prop_oneof![1 => Just(None), 9 => prop::sample::select(vec!["eu", "us"]).prop_map(Some)],
-    )
-        .prop_map(|(id, region)| Key { id, region })
-}
-
-/// `n` key columns of a and b are all non-null and equal.
-fn keys_match(a: &Key, b: &Key, n: usize) -> bool {
-    let id = a.id.is_some() && a.id == b.id;
-    let region = a.region.is_some() && a.region == b.region;
-    match n {
-        0 => true,
-        1 => id,
-        _ => id && region,
-    }
-}
+use crate::point_in_time::test_support::{Key, UNITS, key, keys_match, per_second, time_array};
 
 fn opt_time() -> impl Strategy<Value = Option<i64>> {
     prop_oneof![1 => Just(None), 12 => (0_i64..20).prop_map(Some)]

@@ -144,7 +144,7 @@ impl FeatureStore {
         }
         let json =
             serde_json::to_string(&repo).map_err(|e| FeatureError::Corrupt(e.to_string()))?;
-        let digest = hex(&sha2::Sha256::digest(json.as_bytes()));
+        let digest = keel_store::hex(&sha2::Sha256::digest(json.as_bytes()));
         let plan_json =
             serde_json::to_string(&plan).map_err(|e| FeatureError::Corrupt(e.to_string()))?;
         let next = current_version + 1;
@@ -221,7 +221,7 @@ impl FeatureStore {
         source: &Source,
         view: &FeatureView,
     ) -> std::result::Result<Vec<(String, String)>, Problem> {
-        let schema = self.register_source(ctx, repo_dir, source).await?;
+        let (schema, _) = self.register_source(ctx, repo_dir, source).await?;
         let schema = match &view.sql {
             None => schema,
             Some(sql) => match ctx.sql(sql).await {
@@ -246,38 +246,37 @@ impl FeatureStore {
             .collect())
     }
 
-    /// Registers `source` in `ctx` under its name; answers its schema or
-    /// the problem that stops it from being read.
+    /// Registers `source` in `ctx` under its name; answers its schema and
+    /// where its data is, or the problem that stops it from being read.
     pub(crate) async fn register_source(
         &self,
         ctx: &SessionContext,
         repo_dir: &Path,
         source: &Source,
-    ) -> std::result::Result<datafusion::arrow::datatypes::SchemaRef, Problem> {
+    ) -> std::result::Result<(datafusion::arrow::datatypes::SchemaRef, Resolved), Problem> {
         let problem = |m: String| at(&source.location, ".path", m);
-        let table = match self.resolve_source(repo_dir, source).await {
-            Ok(Resolved::File(path)) => keel_data::sql::local_table(ctx, &path)
+        let resolved = self
+            .resolve_source(repo_dir, source)
+            .await
+            .map_err(|e| problem(e.to_string()))?;
+        let table = match &resolved {
+            Resolved::File(path) => keel_data::sql::local_table(ctx, path)
                 .await
                 .map_err(|e| problem(format!("cannot read {}: {e}", path.display())))?,
-            Ok(Resolved::Dataset(v)) => self
+            Resolved::Dataset(v) => self
                 .catalog
                 .engine()
-                .version_table(ctx, &v)
+                .version_table(ctx, v)
                 .await
                 .map_err(|e| problem(e.to_string()))?,
-            Err(e) => return Err(problem(e.to_string())),
         };
         let schema = table.schema();
         ctx.register_table(source.name.as_str(), table)
             .map_err(|e| problem(e.to_string()))?;
-        Ok(schema)
+        Ok((schema, resolved))
     }
 
-    pub(crate) async fn resolve_source(
-        &self,
-        repo_dir: &Path,
-        source: &Source,
-    ) -> Result<Resolved> {
+    async fn resolve_source(&self, repo_dir: &Path, source: &Source) -> Result<Resolved> {
         match &source.path {
             SourcePath::File(rel) => {
                 let path = repo_dir.join(rel);
@@ -314,12 +313,4 @@ fn at(location: &Location, suffix: &str, message: String) -> Problem {
         path: format!("{}{suffix}", location.path),
         message,
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }

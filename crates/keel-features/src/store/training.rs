@@ -506,7 +506,8 @@ impl FeatureStore {
         index: usize,
     ) -> Result<(BlockingReader, ViewInput)> {
         let ctx = self.catalog.engine().session()?;
-        self.register_source(&ctx, repo_dir, view.source)
+        let (_, resolved) = self
+            .register_source(&ctx, repo_dir, view.source)
             .await
             .map_err(|p| FeatureError::Definitions(vec![p]))?;
         let mut input = ViewInput {
@@ -516,7 +517,7 @@ impl FeatureStore {
             file: None,
             dataset: None,
         };
-        match self.resolve_source(repo_dir, view.source).await? {
+        match resolved {
             Resolved::File(path) => hashing.push((index, hash_in_background(path))),
             Resolved::Dataset(v) => input.dataset = Some(keel_data::lineage_id(&v.name, &v.id)),
         }
