@@ -34,6 +34,9 @@ pub enum FeatureError {
     /// Writing the training set.
     #[error("cannot write {path}: {message}")]
     Write { path: String, message: String },
+    /// The online store failed (unreachable Redis, a locked file).
+    #[error("{0}")]
+    Online(String),
     #[error("the feature store holds a damaged record: {0}")]
     Corrupt(String),
 }

@@ -11,6 +11,7 @@
 
 pub mod definition;
 mod error;
+pub mod online;
 pub mod point_in_time;
 pub mod store;
 

@@ -192,7 +192,10 @@ pub fn decode_value(bytes: &mut &[u8], depth: u8) -> Result<Value, OnlineError> 
         LIST if depth == 0 => {
             let n = u32::from_le_bytes(take::<4>(bytes)?) as usize;
             if n > bytes.len() {
-                return Err(corrupt(format!("a list of {n} values in {} bytes", bytes.len())));
+                return Err(corrupt(format!(
+                    "a list of {n} values in {} bytes",
+                    bytes.len()
+                )));
             }
             let mut items = Vec::with_capacity(n);
             for _ in 0..n {
@@ -213,10 +216,7 @@ fn take<const N: usize>(bytes: &mut &[u8]) -> Result<[u8; N], OnlineError> {
 
 fn take_slice<'a>(bytes: &mut &'a [u8], n: usize) -> Result<&'a [u8], OnlineError> {
     if bytes.len() < n {
-        return Err(corrupt(format!(
-            "{n} bytes expected, {} left",
-            bytes.len()
-        )));
+        return Err(corrupt(format!("{n} bytes expected, {} left", bytes.len())));
     }
     let (head, rest) = bytes.split_at(n);
     *bytes = rest;

@@ -83,7 +83,8 @@ impl EmbeddedStore {
                 buf.clear();
                 buf.extend_from_slice(&entry.event_ts.to_le_bytes());
                 buf.extend_from_slice(&entry.value);
-                t.insert(entry.key.as_slice(), buf.as_slice()).map_err(err)?;
+                t.insert(entry.key.as_slice(), buf.as_slice())
+                    .map_err(err)?;
                 written += 1;
             }
         }
@@ -170,7 +171,9 @@ impl OnlineStore for EmbeddedStore {
         entries: Vec<Entry>,
         durability: Durability,
     ) -> Result<(), OnlineError> {
-        self.write(table, entries, durability, false).await.map(|_| ())
+        self.write(table, entries, durability, false)
+            .await
+            .map(|_| ())
     }
 
     async fn sync(&self) -> Result<(), OnlineError> {

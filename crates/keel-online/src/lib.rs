@@ -116,7 +116,10 @@ pub type SharedStore = Arc<dyn OnlineStore>;
 /// Opens the store a setting names: `redb` or empty for the embedded store
 /// at `embedded_path`, `redis://…` (or `rediss://…`) for Redis with keys
 /// under `keel:`.
-pub async fn open(setting: &str, embedded_path: &std::path::Path) -> Result<SharedStore, OnlineError> {
+pub async fn open(
+    setting: &str,
+    embedded_path: &std::path::Path,
+) -> Result<SharedStore, OnlineError> {
     match setting {
         "" | "redb" | "embedded" => Ok(Arc::new(EmbeddedStore::open(embedded_path, None)?)),
         url if url.starts_with("redis://") || url.starts_with("rediss://") => {

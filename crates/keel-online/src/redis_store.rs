@@ -54,11 +54,14 @@ impl RedisStore {
         let shown = redact(url);
         let client = redis::Client::open(url)
             .map_err(|e| OnlineError::Invalid(format!("online_store {shown}: {e}")))?;
-        let conn = client.get_multiplexed_async_connection().await.map_err(|e| {
-            OnlineError::Redis(format!(
-                "cannot connect to {shown}: {e}; is redis-server running there?"
-            ))
-        })?;
+        let conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| {
+                OnlineError::Redis(format!(
+                    "cannot connect to {shown}: {e}; is redis-server running there?"
+                ))
+            })?;
         Ok(RedisStore {
             conn,
             prefix: prefix.to_string(),

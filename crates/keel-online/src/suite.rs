@@ -45,7 +45,10 @@ pub async fn absent_keys_and_tables_read_as_none(store: &dyn OnlineStore) {
         .await
         .expect("write");
     assert_eq!(get(store, "absent", b"b").await, None);
-    assert_eq!(get(store, "absent", b"a").await.map(|s| s.value), Some(b"x".to_vec()));
+    assert_eq!(
+        get(store, "absent", b"a").await.map(|s| s.value),
+        Some(b"x".to_vec())
+    );
 }
 
 pub async fn newest_event_wins_whatever_the_write_order(store: &dyn OnlineStore) {
@@ -61,7 +64,10 @@ pub async fn newest_event_wins_whatever_the_write_order(store: &dyn OnlineStore)
         .unwrap();
     assert_eq!(n, 0, "an older event must not be written");
     let got = get(store, t, b"k").await.expect("value");
-    assert_eq!((got.event_ts, got.value.as_slice()), (100, b"v100".as_slice()));
+    assert_eq!(
+        (got.event_ts, got.value.as_slice()),
+        (100, b"v100".as_slice())
+    );
     let n = store
         .write_newest(t, vec![entry(b"k", 100, b"again")], Durability::Buffered)
         .await
@@ -72,13 +78,23 @@ pub async fn newest_event_wins_whatever_the_write_order(store: &dyn OnlineStore)
         .await
         .unwrap();
     let got = get(store, t, b"k").await.expect("value");
-    assert_eq!((got.event_ts, got.value.as_slice()), (101, b"v101".as_slice()));
+    assert_eq!(
+        (got.event_ts, got.value.as_slice()),
+        (101, b"v101".as_slice())
+    );
     // Times before 1970 order below later ones.
     store
-        .write_newest(t, vec![entry(b"old", -10, b"a"), entry(b"old", -20, b"b")], Durability::Buffered)
+        .write_newest(
+            t,
+            vec![entry(b"old", -10, b"a"), entry(b"old", -20, b"b")],
+            Durability::Buffered,
+        )
         .await
         .unwrap();
-    assert_eq!(get(store, t, b"old").await.map(|s| s.value), Some(b"a".to_vec()));
+    assert_eq!(
+        get(store, t, b"old").await.map(|s| s.value),
+        Some(b"a".to_vec())
+    );
 }
 
 pub async fn one_call_applies_its_entries_in_order(store: &dyn OnlineStore) {
@@ -86,18 +102,29 @@ pub async fn one_call_applies_its_entries_in_order(store: &dyn OnlineStore) {
     let n = store
         .write_newest(
             t,
-            vec![entry(b"k", 5, b"first"), entry(b"k", 7, b"second"), entry(b"k", 6, b"third")],
+            vec![
+                entry(b"k", 5, b"first"),
+                entry(b"k", 7, b"second"),
+                entry(b"k", 6, b"third"),
+            ],
             Durability::Durable,
         )
         .await
         .unwrap();
     assert_eq!(n, 2);
-    assert_eq!(get(store, t, b"k").await.map(|s| s.value), Some(b"second".to_vec()));
+    assert_eq!(
+        get(store, t, b"k").await.map(|s| s.value),
+        Some(b"second".to_vec())
+    );
 }
 
 pub async fn reads_keep_the_order_of_tables_and_keys(store: &dyn OnlineStore) {
     store
-        .write_newest("order_a", vec![entry(b"1", 1, b"a1"), entry(b"2", 2, b"a2")], Durability::Buffered)
+        .write_newest(
+            "order_a",
+            vec![entry(b"1", 1, b"a1"), entry(b"2", 2, b"a2")],
+            Durability::Buffered,
+        )
         .await
         .unwrap();
     store
@@ -108,17 +135,35 @@ pub async fn reads_keep_the_order_of_tables_and_keys(store: &dyn OnlineStore) {
     let kb = [b"1".to_vec(), b"2".to_vec()];
     let got = store
         .read(&[
-            TableKeys { table: "order_a", keys: &ka },
-            TableKeys { table: "order_b", keys: &kb },
-            TableKeys { table: "order_none", keys: &[] },
+            TableKeys {
+                table: "order_a",
+                keys: &ka,
+            },
+            TableKeys {
+                table: "order_b",
+                keys: &kb,
+            },
+            TableKeys {
+                table: "order_none",
+                keys: &[],
+            },
         ])
         .await
         .unwrap();
-    let values = |v: &Vec<Option<Stored>>| v.iter().map(|s| s.as_ref().map(|s| s.value.clone())).collect::<Vec<_>>();
+    let values = |v: &Vec<Option<Stored>>| {
+        v.iter()
+            .map(|s| s.as_ref().map(|s| s.value.clone()))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(got.len(), 3);
     assert_eq!(
         values(&got[0]),
-        vec![Some(b"a2".to_vec()), None, Some(b"a1".to_vec()), Some(b"a2".to_vec())]
+        vec![
+            Some(b"a2".to_vec()),
+            None,
+            Some(b"a1".to_vec()),
+            Some(b"a2".to_vec())
+        ]
     );
     assert_eq!(values(&got[1]), vec![Some(b"b1".to_vec()), None]);
     assert!(got[2].is_empty());
@@ -136,18 +181,28 @@ pub async fn put_overwrites_whatever_is_stored(store: &dyn OnlineStore) {
         .await
         .unwrap();
     let got = get(store, t, b"k").await.expect("value");
-    assert_eq!((got.event_ts, got.value.as_slice()), (1, b"state".as_slice()));
+    assert_eq!(
+        (got.event_ts, got.value.as_slice()),
+        (1, b"state".as_slice())
+    );
 }
 
 pub async fn binary_keys_and_empty_values_round_trip(store: &dyn OnlineStore) {
     let t = "binary";
     let key = [0u8, b':', 255, 0, b'*', b'\n'];
     store
-        .write_newest(t, vec![entry(&key, 0, b""), entry(b"", 1, &[0, 0, 1])], Durability::Durable)
+        .write_newest(
+            t,
+            vec![entry(&key, 0, b""), entry(b"", 1, &[0, 0, 1])],
+            Durability::Durable,
+        )
         .await
         .unwrap();
     assert_eq!(get(store, t, &key).await.map(|s| s.value), Some(Vec::new()));
-    assert_eq!(get(store, t, b"").await.map(|s| s.value), Some(vec![0, 0, 1]));
+    assert_eq!(
+        get(store, t, b"").await.map(|s| s.value),
+        Some(vec![0, 0, 1])
+    );
     // A table whose name is another's prefix keeps its own keys.
     assert_eq!(get(store, "binar", &key).await, None);
 }
@@ -155,12 +210,30 @@ pub async fn binary_keys_and_empty_values_round_trip(store: &dyn OnlineStore) {
 pub async fn large_batches_round_trip(store: &dyn OnlineStore) {
     let t = "large";
     let entries: Vec<Entry> = (0..5000u32)
-        .map(|i| entry(&i.to_be_bytes(), i64::from(i), format!("value-{i}").as_bytes()))
+        .map(|i| {
+            entry(
+                &i.to_be_bytes(),
+                i64::from(i),
+                format!("value-{i}").as_bytes(),
+            )
+        })
         .collect();
-    let n = store.write_newest(t, entries, Durability::Buffered).await.unwrap();
+    let n = store
+        .write_newest(t, entries, Durability::Buffered)
+        .await
+        .unwrap();
     assert_eq!(n, 5000);
-    let keys: Vec<Vec<u8>> = (0..5000u32).rev().map(|i| i.to_be_bytes().to_vec()).collect();
-    let got = store.read(&[TableKeys { table: t, keys: &keys }]).await.unwrap();
+    let keys: Vec<Vec<u8>> = (0..5000u32)
+        .rev()
+        .map(|i| i.to_be_bytes().to_vec())
+        .collect();
+    let got = store
+        .read(&[TableKeys {
+            table: t,
+            keys: &keys,
+        }])
+        .await
+        .unwrap();
     for (i, v) in (0..5000u32).rev().zip(&got[0]) {
         let v = v.as_ref().unwrap_or_else(|| panic!("key {i} missing"));
         assert_eq!(v.value, format!("value-{i}").as_bytes());
@@ -180,7 +253,10 @@ pub async fn concurrent_writers_keep_the_newest(store: Arc<dyn OnlineStore>) {
                 let entries = (0..20u8)
                     .map(|k| entry(&[k], ts, format!("{ts}").as_bytes()))
                     .collect();
-                store.write_newest(t, entries, Durability::Buffered).await.unwrap();
+                store
+                    .write_newest(t, entries, Durability::Buffered)
+                    .await
+                    .unwrap();
             }
         }));
     }
@@ -192,7 +268,13 @@ pub async fn concurrent_writers_keep_the_newest(store: Arc<dyn OnlineStore>) {
         .flat_map(|w| (0..25i64).map(move |r| (r * 7 + w * 13) % 100))
         .max()
         .unwrap();
-    let got = store.read(&[TableKeys { table: t, keys: &keys }]).await.unwrap();
+    let got = store
+        .read(&[TableKeys {
+            table: t,
+            keys: &keys,
+        }])
+        .await
+        .unwrap();
     for v in &got[0] {
         let v = v.as_ref().expect("value");
         assert_eq!(v.event_ts, max);

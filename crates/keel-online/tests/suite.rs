@@ -27,7 +27,9 @@ fn redis_url() -> Option<String> {
     match std::env::var("KEEL_TEST_REDIS_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but KEEL_TEST_REDIS_URL is not set: scripts/test starts Redis and sets it")
+            panic!(
+                "CI=true but KEEL_TEST_REDIS_URL is not set: scripts/test starts Redis and sets it"
+            )
         }
         _ => None,
     }

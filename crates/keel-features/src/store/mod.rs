@@ -8,7 +8,10 @@
 //! version. A file source's `path` is relative to the repo folder the
 //! definitions were applied from, and is read where the store runs.
 
+mod push_log;
 pub mod training;
+
+pub use push_log::log_folder;
 
 use std::path::{Path, PathBuf};
 
@@ -273,6 +276,9 @@ impl FeatureStore {
         let schema = table.schema();
         ctx.register_table(source.name.as_str(), table)
             .map_err(|e| problem(e.to_string()))?;
+        self.union_push_log(ctx, &source.name)
+            .await
+            .map_err(|e| problem(format!("cannot read the source's push log: {e}")))?;
         Ok((schema, resolved))
     }
 
