@@ -16,6 +16,8 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
     pub artifacts: Option<String>,
+    /// `redb` (the default) or `redis://HOST:PORT/DB`.
+    pub online_store: Option<String>,
     pub durability: Option<String>,
     pub host: Option<String>,
     pub port: Option<u16>,
@@ -31,6 +33,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
     pub artifacts: Option<String>,
+    /// The online feature store: `redb` (DATA_DIR/online.redb) or a Redis URL.
+    pub online_store: String,
     pub durability: Durability,
     pub host: String,
     pub port: u16,
@@ -83,6 +87,11 @@ impl Settings {
                 .unwrap_or_else(|| PathBuf::from("keel-data")),
             database_url: cli.database_url.clone().or(file.database_url),
             artifacts: cli.artifacts.clone().or(file.artifacts),
+            online_store: cli
+                .online_store
+                .clone()
+                .or(file.online_store)
+                .unwrap_or_else(|| "redb".into()),
             host: file.host.unwrap_or_else(|| "127.0.0.1".into()),
             port: file.port.unwrap_or(5000),
             server: std::env::var("KEEL_SERVER").ok().or(file.server),

@@ -74,6 +74,91 @@ pub enum FeaturesCmd {
         #[command(flatten)]
         common: Common,
     },
+    /// Load the latest feature values into the online store.
+    ///
+    /// For every online feature view, the latest row per entity with an
+    /// event time in [START, END] goes online (a newer row already online,
+    /// from a push, is kept); stream feature views replay their events into
+    /// their windows. Idempotent: running it twice writes the same values.
+    /// Each view's END becomes its watermark, where --incremental starts.
+    ///   keel features materialize                       # everything, up to now
+    ///   keel features materialize --incremental         # since the last run
+    ///   keel features materialize --start 2026-01-01 --end 2026-02-01T00:00:00Z
+    ///   keel features materialize --view user_activity --server http://keel:5000
+    #[command(verbatim_doc_comment)]
+    Materialize {
+        /// Start each view at its watermark (the END of its last run).
+        #[arg(long)]
+        incremental: bool,
+        /// First event time, inclusive (RFC 3339 or a date; UTC when no zone).
+        #[arg(long)]
+        start: Option<String>,
+        /// Last event time, inclusive (default: now).
+        #[arg(long)]
+        end: Option<String>,
+        /// Only these views (repeat for several; default: every online view).
+        #[arg(long = "view")]
+        views: Vec<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+fn time_flag(flag: &str, text: Option<&str>) -> Result<Option<i64>> {
+    text.map(|t| {
+        keel_features::online::convert::parse_time(t)
+            .map_err(|m| UsageError(format!("--{flag}: {m}")).into())
+    })
+    .transpose()
+}
+
+async fn materialize(
+    settings: &Settings,
+    req: keel_features::online::MaterializeRequest,
+    common: &Common,
+) -> Result<Value> {
+    if common.server.is_some() {
+        eprintln!("Materializing on the server…");
+        return call_json(
+            settings,
+            common,
+            Method::POST,
+            "/v1/features/materialize",
+            Some(json!({
+                "views": req.views,
+                "start": req.start,
+                "end": req.end,
+                "incremental": req.incremental,
+            })),
+        )
+        .await;
+    }
+    let online = crate::open_online(settings).await?;
+    let state = crate::local_state(settings).await?.with_online(online);
+    let Some(online) = state.online.clone() else {
+        anyhow::bail!("the feature store is not available");
+    };
+    let bar = crate::output::ProgressBar::new();
+    let report = online
+        .materialize(
+            &req,
+            Some(&|p: &keel_features::online::Progress| {
+                bar.update(&p.view, p.rows_done, p.rows_total);
+            }),
+        )
+        .await;
+    bar.finish();
+    if let Some(engine) = &state.lifecycle {
+        engine.shutdown().await;
+    }
+    let report = report.map_err(|e| match e {
+        keel_features::FeatureError::Online(m) => anyhow::anyhow!(m),
+        keel_features::FeatureError::Corrupt(_) | keel_features::FeatureError::Store(_) => {
+            anyhow::Error::new(e)
+        }
+        other => UsageError(other.to_string()).into(),
+    })?;
+    Ok(serde_json::to_value(report)?)
 }
 
 fn repo_body(dir: &std::path::Path) -> Result<Value> {
@@ -240,6 +325,50 @@ pub async fn run(settings: &Settings, cmd: FeaturesCmd) -> Result<ExitCode> {
                     v["feature_repo"]["version"],
                     v["views"].as_array().map_or(0, Vec::len)
                 );
+            }
+        }
+        FeaturesCmd::Materialize {
+            incremental,
+            start,
+            end,
+            views,
+            common,
+        } => {
+            let req = keel_features::online::MaterializeRequest {
+                views,
+                start: time_flag("start", start.as_deref())?,
+                end: time_flag("end", end.as_deref())?,
+                incremental,
+            };
+            let v = materialize(settings, req, &common).await?;
+            if common.json {
+                print_json(&v);
+            } else {
+                for view in v["views"].as_array().into_iter().flatten() {
+                    let start = view["start"]
+                        .as_i64()
+                        .map(keel_features::online::rfc3339_micros)
+                        .unwrap_or_else(|| "the beginning".into());
+                    let end = view["end"]
+                        .as_i64()
+                        .map(keel_features::online::rfc3339_micros)
+                        .unwrap_or_default();
+                    println!(
+                        "{} ({}): {} rows from {start} to {end} -> {} entities written{} in {} ms",
+                        view["name"].as_str().unwrap_or(""),
+                        view["kind"].as_str().unwrap_or(""),
+                        view["rows"],
+                        view["entities_written"],
+                        match view["kept_newer"].as_u64() {
+                            Some(n) if n > 0 => format!(" ({n} kept a newer online row)"),
+                            _ => String::new(),
+                        },
+                        view["elapsed_ms"]
+                    );
+                }
+                if v["views"].as_array().is_none_or(Vec::is_empty) {
+                    println!("No online feature view to materialize.");
+                }
             }
         }
     }

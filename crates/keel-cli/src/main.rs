@@ -49,6 +49,10 @@ struct Cli {
     /// (default: DATA_DIR/artifacts).
     #[arg(long, global = true, env = "KEEL_ARTIFACTS")]
     artifacts: Option<String>,
+    /// Online feature store: `redb` (default: DATA_DIR/online.redb, one
+    /// process at a time) or redis://HOST:PORT/DB (shared by many).
+    #[arg(long, global = true, env = "KEEL_ONLINE_STORE")]
+    online_store: Option<String>,
     /// When an acknowledged write is safe on SQLite: `process` (default;
     /// survives any crash of the server process) or `disk` (also survives
     /// power loss; one fsync per group commit).
@@ -286,6 +290,21 @@ fn uuid_suffix() -> String {
     format!("{nanos:08x}")
 }
 
+/// Opens the online feature store the settings name.
+pub async fn open_online(settings: &Settings) -> Result<keel_online::SharedStore> {
+    keel_online::open(
+        &settings.online_store,
+        &settings.data_dir.join("online.redb"),
+    )
+    .await
+    .map_err(|e| match e {
+        keel_online::OnlineError::Locked { .. } | keel_online::OnlineError::Invalid(_) => {
+            output::UsageError(e.to_string()).into()
+        }
+        other => anyhow::Error::new(other).context("cannot open the online feature store"),
+    })
+}
+
 /// The application state for a command answered in this process.
 pub async fn local_state(settings: &Settings) -> Result<AppState> {
     let engine = open_lifecycle(settings, false)
@@ -311,11 +330,14 @@ async fn serve(settings: &Settings, host: Option<String>, port: Option<u16>) -> 
     let registry = keel_registry::Registry::new(tracking.db().clone());
     let lineage = keel_lineage::Lineage::new(tracking.db().clone());
     let catalog = keel_data::Catalog::new(tracking.db().clone(), artifacts.clone());
+    let online = open_online(settings).await?;
+    let online_desc = online.describe();
     let state = AppState::new(tracking.clone(), artifacts.clone())
         .with_lifecycle(engine.clone())
         .with_registry(registry)
         .with_lineage(lineage)
-        .with_data(catalog);
+        .with_data(catalog)
+        .with_online(online);
     let scheduler = tokio::spawn(keel_server::models::run_retraining_scheduler(
         state.clone(),
         retraining_tick(),
@@ -337,7 +359,7 @@ async fn serve(settings: &Settings, host: Option<String>, port: Option<u16>) -> 
     let bound = listener.local_addr()?;
     tracing::info!(%bound, metadata = %metadata, artifacts = %artifacts.url(), "keel server ready");
     eprintln!(
-        "Keel {} listening on http://{bound}\n  metadata:  {metadata}\n  artifacts: {}\n  MLflow clients: export MLFLOW_TRACKING_URI=http://{bound}",
+        "Keel {} listening on http://{bound}\n  metadata:  {metadata}\n  artifacts: {}\n  online features: {online_desc}\n  MLflow clients: export MLFLOW_TRACKING_URI=http://{bound}\n  Feast clients: POST http://{bound}/get-online-features",
         env!("CARGO_PKG_VERSION"),
         artifacts.url()
     );

@@ -91,6 +91,55 @@ pub fn time(ms: Option<i64>) -> String {
     )
 }
 
+/// A one-line progress bar on stderr, drawn only when stderr is a
+/// terminal, at most ten times a second.
+pub struct ProgressBar {
+    tty: bool,
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl ProgressBar {
+    pub fn new() -> Self {
+        use std::io::IsTerminal;
+        ProgressBar {
+            tty: std::io::stderr().is_terminal(),
+            last: std::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn update(&self, label: &str, done: u64, total: u64) {
+        if !self.tty {
+            return;
+        }
+        let Ok(mut last) = self.last.lock() else {
+            return;
+        };
+        if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_millis(100)) && done < total
+        {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        let width = 30usize;
+        let filled = if total == 0 {
+            width
+        } else {
+            ((done as f64 / total as f64) * width as f64) as usize
+        }
+        .min(width);
+        eprint!(
+            "\r\x1b[2K{label} [{}{}] {done}/{total} rows",
+            "#".repeat(filled),
+            "-".repeat(width - filled)
+        );
+    }
+
+    pub fn finish(&self) {
+        if self.tty && self.last.lock().is_ok_and(|l| l.is_some()) {
+            eprintln!();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

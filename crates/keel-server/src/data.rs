@@ -99,6 +99,7 @@ impl From<FeatureError> for V1Error {
             },
             FeatureError::Conflict(_) => V1Error::new(StatusCode::CONFLICT, "CONFLICT", message),
             FeatureError::Data(d) => d.into(),
+            FeatureError::Online(_) => V1Error::unavailable(message),
             FeatureError::Store(_) | FeatureError::Write { .. } | FeatureError::Corrupt(_) => {
                 V1Error::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", message)
             }
@@ -270,6 +271,11 @@ async fn apply_or_plan(
         && let Some(applied) = store.current().await?
     {
         record_view_lineage(s, store, &applied.repo).await;
+    }
+    if outcome.applied
+        && let Some(online) = &s.online
+    {
+        online.invalidate();
     }
     let text = outcome.plan.to_string();
     Ok(Json(json!({

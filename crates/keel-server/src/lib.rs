@@ -9,6 +9,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod mlflow;
 pub mod models;
+pub mod online;
 
 use std::sync::Arc;
 
@@ -40,6 +41,8 @@ pub struct AppState {
     pub catalog: Option<keel_data::Catalog>,
     /// The feature store (on the same stores as the catalog).
     pub features: Option<keel_features::FeatureStore>,
+    /// The online feature store and feature server.
+    pub online: Option<keel_features::online::OnlineFeatures>,
 }
 
 impl AppState {
@@ -53,6 +56,7 @@ impl AppState {
             lineage: None,
             catalog: None,
             features: None,
+            online: None,
         }
     }
 
@@ -63,6 +67,17 @@ impl AppState {
             catalog.clone(),
         ));
         self.catalog = Some(catalog);
+        self
+    }
+
+    /// The online store behind the feature server (after `with_data`).
+    pub fn with_online(mut self, store: keel_online::SharedStore) -> Self {
+        if let Some(features) = &self.features {
+            self.online = Some(keel_features::online::OnlineFeatures::new(
+                features.clone(),
+                store,
+            ));
+        }
         self
     }
 
@@ -111,8 +126,10 @@ pub fn app(state: AppState) -> Router {
             lifecycle::routes()
                 .merge(models::routes())
                 .merge(data::routes())
+                .merge(online::routes())
                 .layer(DefaultBodyLimit::max(4 * 1024 * 1024)),
         )
+        .merge(online::feast_routes().layer(DefaultBodyLimit::max(online::MAX_BODY)))
         .route("/api/3.0/mlflow/server-info", get(server_info))
         .route("/ajax-api/3.0/mlflow/server-info", get(server_info))
         .route("/health", get(|| async { "OK" }))

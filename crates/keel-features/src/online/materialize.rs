@@ -306,6 +306,14 @@ impl OnlineFeatures {
                 });
             }
         }
+        let kinds = match &sample_key {
+            Some(sample) => OnlineFeatures::check_key_kinds(
+                compiled,
+                view,
+                std::iter::once((format!("source `{}`", view.source), sample.as_slice())),
+            )?,
+            None => None,
+        };
         let (written, kept) = match view.kind {
             Kind::Batch => {
                 let mut entries: Vec<Entry> = winners
@@ -353,8 +361,8 @@ impl OnlineFeatures {
                 (count, 0)
             }
         };
-        if let Some(sample) = &sample_key {
-            self.record_key_kinds(compiled, view, sample).await?;
+        if let Some(kinds) = kinds {
+            self.record_key_kinds(compiled, view, kinds).await?;
         }
         self.set_watermark(&view.name, end).await?;
         Ok(ViewMaterialized {

@@ -199,6 +199,11 @@ fn ttl_us(seconds: u64) -> i64 {
     i64::try_from(seconds.saturating_mul(1_000_000)).unwrap_or(i64::MAX)
 }
 
+/// `YYYY-MM-DDTHH:MM:SSZ` of microseconds since the epoch.
+pub fn rfc3339_micros(micros: i64) -> String {
+    serve::rfc3339(micros)
+}
+
 /// Microseconds since the epoch, now.
 pub fn now_micros() -> i64 {
     std::time::SystemTime::now()
@@ -316,18 +321,46 @@ impl OnlineFeatures {
         Ok(out)
     }
 
+    /// Refuses keys whose kinds differ from the ones the view's rows were
+    /// first written with (or, on a first write, from the first row's).
+    /// `keys` yields each row's key and the field it came from.
+    pub(crate) fn check_key_kinds<'k>(
+        compiled: &Compiled,
+        view: &OnlineView,
+        keys: impl Iterator<Item = (String, &'k [KeyPart])>,
+    ) -> Result<Option<Vec<String>>> {
+        let mut want: Option<Vec<String>> = compiled.key_kinds.get(&view.name).cloned();
+        for (field, parts) in keys {
+            let kinds: Vec<String> = parts
+                .iter()
+                .map(|p| convert::key_kind(p).to_owned())
+                .collect();
+            match &want {
+                None => want = Some(kinds),
+                Some(w) if *w != kinds => {
+                    let i = w.iter().zip(&kinds).position(|(a, b)| a != b).unwrap_or(0);
+                    return Err(FeatureError::Invalid(format!(
+                        "{field}: the join key `{}` of feature view `{}` holds {}s, not {}s",
+                        view.join_keys.get(i).map_or("?", String::as_str),
+                        view.name,
+                        w.get(i).map_or("?", String::as_str),
+                        kinds.get(i).map_or("?", String::as_str)
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(want)
+    }
+
     /// Records the kinds of a view's join keys the first time rows are
     /// written, so reads can refuse a key of the wrong kind.
     pub(crate) async fn record_key_kinds(
         &self,
         compiled: &Compiled,
         view: &OnlineView,
-        sample: &[KeyPart],
+        kinds: Vec<String>,
     ) -> Result<()> {
-        let kinds: Vec<String> = sample
-            .iter()
-            .map(|p| convert::key_kind(p).to_owned())
-            .collect();
         if compiled.key_kinds.get(&view.name) == Some(&kinds) {
             return Ok(());
         }

@@ -125,9 +125,18 @@ fn invalid(m: String) -> FeatureError {
 impl OnlineFeatures {
     /// Answers a `/get-online-features` request.
     pub async fn get_online_features(&self, req: &OnlineRequest) -> Result<OnlineResponse> {
+        self.get_online_features_at(req, now_micros()).await
+    }
+
+    /// Answers as at `now` (microseconds since the epoch): the instant ttls
+    /// and stream windows are read at.
+    pub async fn get_online_features_at(
+        &self,
+        req: &OnlineRequest,
+        now: i64,
+    ) -> Result<OnlineResponse> {
         let compiled = self.compiled().await?;
         let repo = compiled.repo();
-        let now = now_micros();
 
         // 1. The features asked for, in order.
         let refs = self.requested(&compiled, req)?;
@@ -275,7 +284,9 @@ impl OnlineFeatures {
         // 6. On-demand views, over the fetched features and request data.
         let mut derived: HashMap<(String, String), Vec<Value>> = HashMap::new();
         for o in &odfvs {
-            let values = self.on_demand(&compiled, o, &found, &columns, n).await?;
+            let values = self
+                .on_demand(&compiled, o, &found, &columns, n, now)
+                .await?;
             for (f, v) in o.features.iter().zip(values) {
                 derived.insert((o.name.clone(), f.name.clone()), v);
             }
@@ -334,9 +345,7 @@ impl OnlineFeatures {
                         col.times.push(0);
                     }
                     Some((ts, values)) => {
-                        let expired = v.kind == Kind::Batch
-                            && v.ttl_us > 0
-                            && now.saturating_sub(*ts) > v.ttl_us;
+                        let expired = expired(v, *ts, now);
                         let value = values
                             .iter()
                             .find(|(n, _)| n == feature)
@@ -436,6 +445,7 @@ impl OnlineFeatures {
         found: &HashMap<&str, ViewRows>,
         request: &HashMap<&str, &[Json]>,
         n: usize,
+        now: i64,
     ) -> Result<Vec<Vec<Value>>> {
         let repo = compiled.repo();
         let mut inputs: Vec<(String, ArrayRef)> = Vec::new();
@@ -443,10 +453,12 @@ impl OnlineFeatures {
             if let Some(rows) = found.get(s.as_str()) {
                 let Some(v) = compiled.view(s) else { continue };
                 for (fi, f) in v.features.iter().enumerate() {
+                    // What the view serves: nothing past its ttl.
                     let values: Vec<Value> = rows
                         .iter()
                         .map(|r| {
                             r.as_ref()
+                                .filter(|(ts, _)| !expired(v, *ts, now))
                                 .and_then(|(_, vals)| vals.iter().find(|(n, _)| *n == f.name))
                                 .map_or(Value::Null, |(_, x)| x.clone())
                         })
@@ -511,6 +523,11 @@ impl OnlineFeatures {
         static CTX: std::sync::OnceLock<Arc<SessionContext>> = std::sync::OnceLock::new();
         CTX.get_or_init(|| Arc::new(SessionContext::new())).clone()
     }
+}
+
+/// Whether a batch view's row is older than the view's ttl at `now`.
+fn expired(view: &OnlineView, ts: i64, now: i64) -> bool {
+    view.kind == Kind::Batch && view.ttl_us > 0 && now.saturating_sub(ts) > view.ttl_us
 }
 
 /// A request-data column of an on-demand view.

@@ -330,6 +330,11 @@ impl OnlineFeatures {
             }
         }
         let rows = Rows::parse(&req.df, &keys, &times, &values)?;
+        if online {
+            for v in &views {
+                check_kinds(&compiled, v, &rows)?;
+            }
+        }
         let mut report = WriteReport {
             rows: rows.n,
             ..WriteReport::default()
@@ -411,8 +416,8 @@ impl OnlineFeatures {
             )));
         }
         let created = view.created_field.as_ref().and_then(|c| rows.times.get(c));
-        if let Some(sample) = rows.key(view, 0) {
-            self.record_key_kinds(compiled, view, &sample).await?;
+        if let Some(kinds) = check_kinds(compiled, view, rows)? {
+            self.record_key_kinds(compiled, view, kinds).await?;
         }
         match view.kind {
             Kind::Batch => {
@@ -584,6 +589,20 @@ impl OnlineFeatures {
         self.features().append_push_log(source, batch).await?;
         Ok(rows.n)
     }
+}
+
+/// Every row's key kinds against the view's (see
+/// [`OnlineFeatures::check_key_kinds`]).
+fn check_kinds(compiled: &Compiled, view: &OnlineView, rows: &Rows) -> Result<Option<Vec<String>>> {
+    let keys: Vec<Vec<KeyPart>> = (0..rows.n).filter_map(|r| rows.key(view, r)).collect();
+    let first = view.join_keys.first().map_or("", String::as_str);
+    OnlineFeatures::check_key_kinds(
+        compiled,
+        view,
+        keys.iter()
+            .enumerate()
+            .map(|(r, k)| (format!("df.{first}[{r}]"), k.as_slice())),
+    )
 }
 
 /// The declared type a source column's values are read as.
