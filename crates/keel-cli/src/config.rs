@@ -18,6 +18,8 @@ pub struct FileConfig {
     pub artifacts: Option<String>,
     /// `redb` (the default) or `redis://HOST:PORT/DB`.
     pub online_store: Option<String>,
+    /// A NATS JetStream server whose pushes the server consumes.
+    pub push_stream: Option<String>,
     pub durability: Option<String>,
     pub host: Option<String>,
     pub port: Option<u16>,
@@ -35,6 +37,8 @@ pub struct Settings {
     pub artifacts: Option<String>,
     /// The online feature store: `redb` (DATA_DIR/online.redb) or a Redis URL.
     pub online_store: String,
+    /// `nats://HOST:PORT`: consume pushes from its JetStream stream.
+    pub push_stream: Option<String>,
     pub durability: Durability,
     pub host: String,
     pub port: u16,
@@ -92,6 +96,7 @@ impl Settings {
                 .clone()
                 .or(file.online_store)
                 .unwrap_or_else(|| "redb".into()),
+            push_stream: cli.push_stream.clone().or(file.push_stream),
             host: file.host.unwrap_or_else(|| "127.0.0.1".into()),
             port: file.port.unwrap_or(5000),
             server: std::env::var("KEEL_SERVER").ok().or(file.server),

@@ -53,6 +53,11 @@ struct Cli {
     /// process at a time) or redis://HOST:PORT/DB (shared by many).
     #[arg(long, global = true, env = "KEEL_ONLINE_STORE")]
     online_store: Option<String>,
+    /// `keel server` consumes feature pushes (Feast /push bodies) from this
+    /// NATS JetStream server: nats://HOST:PORT (stream KEEL_PUSH, subjects
+    /// keel.push.>).
+    #[arg(long, global = true, env = "KEEL_PUSH_STREAM")]
+    push_stream: Option<String>,
     /// When an acknowledged write is safe on SQLite: `process` (default;
     /// survives any crash of the server process) or `disk` (also survives
     /// power loss; one fsync per group commit).
@@ -338,6 +343,23 @@ async fn serve(settings: &Settings, host: Option<String>, port: Option<u16>) -> 
         .with_lineage(lineage)
         .with_data(catalog)
         .with_online(online);
+    let (stop_consumer, consumer_stopped) = tokio::sync::oneshot::channel::<()>();
+    let consumer = match (&settings.push_stream, state.online.clone()) {
+        (Some(url), Some(online)) => {
+            let config = keel_stream::ConsumerConfig::new(url.clone());
+            let stats = std::sync::Arc::new(keel_stream::ConsumerStats::default());
+            Some(tokio::spawn(async move {
+                if let Err(e) = keel_stream::run(online, config, stats, async {
+                    let _ = consumer_stopped.await;
+                })
+                .await
+                {
+                    tracing::error!(error = %e, "the push stream consumer stopped");
+                }
+            }))
+        }
+        _ => None,
+    };
     let scheduler = tokio::spawn(keel_server::models::run_retraining_scheduler(
         state.clone(),
         retraining_tick(),
@@ -367,6 +389,10 @@ async fn serve(settings: &Settings, host: Option<String>, port: Option<u16>) -> 
         .await
         .context("the HTTP server failed")?;
     scheduler.abort();
+    let _ = stop_consumer.send(());
+    if let Some(c) = consumer {
+        let _ = c.await;
+    }
     tracking.db().close().await;
     engine.shutdown().await;
     tracing::info!("keel server stopped");

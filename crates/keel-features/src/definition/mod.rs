@@ -637,7 +637,8 @@ impl DataType {
         for prefix in ["List", "LargeList", "FixedSizeList"] {
             if let Some(item) = inner(prefix) {
                 // Arrow may write the item as a field: `item: Int64`,
-                // `nullable Int64`.
+                // `nullable Int64`, `Int64, field: 'element'`.
+                let item = item.split_once(", field:").map_or(item, |(t, _)| t);
                 let item = item.trim();
                 let item = item.strip_prefix("nullable ").unwrap_or(item);
                 let item = item.rsplit_once(": ").map_or(item, |(_, t)| t);

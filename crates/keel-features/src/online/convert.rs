@@ -191,6 +191,25 @@ pub fn json_time(v: &Json) -> Result<i64, String> {
     }
 }
 
+/// An event or created time of a pushed row, in microseconds: an RFC 3339
+/// string, or a number of nanoseconds since the epoch (what Feast's push
+/// reads a number as: pandas' default unit).
+pub fn json_event_time(v: &Json) -> Result<i64, String> {
+    match v {
+        Json::Number(n) => n
+            .as_i64()
+            .map(|ns| ns.div_euclid(1000))
+            .or_else(|| n.as_f64().map(|ns| (ns / 1000.0).floor() as i64))
+            .ok_or_else(|| format!("{n} is not a time")),
+        other => json_time(other).map_err(|_| {
+            format!(
+                "{} is not a time: write an RFC 3339 string (2026-01-31T12:00:00Z) or nanoseconds since the epoch",
+                short(other)
+            )
+        }),
+    }
+}
+
 /// Parses `2026-01-31T12:00:00Z`, `2026-01-31 12:00:00.5+01:00`,
 /// `2026-01-31`: microseconds since the epoch, UTC when no zone is given.
 pub fn parse_time(s: &str) -> Result<i64, String> {

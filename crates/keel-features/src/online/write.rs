@@ -26,7 +26,7 @@ use keel_online::{Durability, Entry, TableKeys};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use super::convert::{self, json_key, json_time, json_value};
+use super::convert::{self, json_event_time, json_key, json_value};
 use super::window::{WindowSpec, WindowState};
 use super::{Compiled, Kind, OnlineFeatures, OnlineView, Result, online_error};
 use crate::FeatureError;
@@ -206,7 +206,7 @@ impl Rows {
                     if v.is_null() {
                         return Ok(None);
                     }
-                    json_time(v)
+                    json_event_time(v)
                         .map(Some)
                         .map_err(|m| FeatureError::Invalid(format!("df.{name}[{i}]: {m}")))
                 })
