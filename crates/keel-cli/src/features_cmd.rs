@@ -102,6 +102,30 @@ pub enum FeaturesCmd {
         #[command(flatten)]
         common: Common,
     },
+    /// Check training/serving skew: what the feature server answered
+    /// against the offline point-in-time values for the same entities at
+    /// the same instants.
+    ///
+    /// The server logs a sample of /get-online-features requests that name
+    /// a feature service; this takes the latest SAMPLE served rows,
+    /// recomputes them offline (sources + push logs) and reports, per
+    /// feature, the mismatch rate and the largest difference.
+    ///   keel features skew --service user_features --sample 1000
+    ///   keel features skew --service user_features --html skew.html --server http://keel:5000
+    #[command(verbatim_doc_comment)]
+    Skew {
+        /// The feature service whose served rows to check.
+        #[arg(long)]
+        service: String,
+        /// How many of the latest served rows to compare.
+        #[arg(long, default_value_t = 1000)]
+        sample: usize,
+        /// Also write the report as an HTML page.
+        #[arg(long)]
+        html: Option<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 fn time_flag(flag: &str, text: Option<&str>) -> Result<Option<i64>> {
@@ -325,6 +349,62 @@ pub async fn run(settings: &Settings, cmd: FeaturesCmd) -> Result<ExitCode> {
                     v["feature_repo"]["version"],
                     v["views"].as_array().map_or(0, Vec::len)
                 );
+            }
+        }
+        FeaturesCmd::Skew {
+            service,
+            sample,
+            html,
+            common,
+        } => {
+            let v = call_json(
+                settings,
+                &common,
+                Method::POST,
+                "/v1/features/skew",
+                Some(json!({"service": service, "sample": sample})),
+            )
+            .await?;
+            let report: keel_features::online::SkewReport = serde_json::from_value(v.clone())
+                .map_err(|e| anyhow::anyhow!("the skew report is not readable: {e}"))?;
+            if let Some(path) = &html {
+                std::fs::write(path, keel_features::online::render_html(&report))
+                    .map_err(|e| UsageError(format!("cannot write {}: {e}", path.display())))?;
+            }
+            if common.json {
+                print_json(&v);
+            } else {
+                println!(
+                    "{}: {} served rows ({} .. {}), {:.2}% differ",
+                    report.service,
+                    report.rows,
+                    report.from.as_deref().unwrap_or(""),
+                    report.to.as_deref().unwrap_or(""),
+                    report.mismatch_rate * 100.0
+                );
+                let rows: Vec<Vec<String>> = report
+                    .features
+                    .iter()
+                    .map(|f| {
+                        vec![
+                            f.feature.clone(),
+                            f.compared.to_string(),
+                            f.mismatches.to_string(),
+                            format!("{:.2}%", f.mismatch_rate * 100.0),
+                            f.max_abs_diff.map_or(String::new(), |d| format!("{d}")),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    crate::output::table(
+                        &["FEATURE", "COMPARED", "MISMATCHES", "RATE", "MAX |DIFF|"],
+                        &rows
+                    )
+                );
+                if let Some(path) = &html {
+                    println!("report: {}", path.display());
+                }
             }
         }
         FeaturesCmd::Materialize {

@@ -360,6 +360,17 @@ async fn serve(settings: &Settings, host: Option<String>, port: Option<u16>) -> 
         }
         _ => None,
     };
+    // The serving log (for skew checks) is flushed every second.
+    let log_flusher = state.online.clone().map(|online| {
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                if let Err(e) = online.flush_serving_log().await {
+                    tracing::warn!(error = %e, "serving log not flushed");
+                }
+            }
+        })
+    });
     let scheduler = tokio::spawn(keel_server::models::run_retraining_scheduler(
         state.clone(),
         retraining_tick(),
@@ -385,10 +396,17 @@ async fn serve(settings: &Settings, host: Option<String>, port: Option<u16>) -> 
         env!("CARGO_PKG_VERSION"),
         artifacts.url()
     );
+    let state_online = state.online.clone();
     keel_server::serve(listener, state, shutdown_signal())
         .await
         .context("the HTTP server failed")?;
     scheduler.abort();
+    if let Some(f) = log_flusher {
+        f.abort();
+    }
+    if let Some(online) = &state_online {
+        let _ = online.flush_serving_log().await;
+    }
     let _ = stop_consumer.send(());
     if let Some(c) = consumer {
         let _ = c.await;

@@ -35,7 +35,9 @@ pub fn feast_routes() -> axum::Router<AppState> {
 
 /// Keel's own, under `/v1`.
 pub fn routes() -> axum::Router<AppState> {
-    axum::Router::new().route("/features/materialize", post(materialize))
+    axum::Router::new()
+        .route("/features/materialize", post(materialize))
+        .route("/features/skew", post(skew))
 }
 
 fn online(s: &AppState) -> Result<&OnlineFeatures, V1Error> {
@@ -93,5 +95,32 @@ async fn materialize(State(s): State<AppState>, bytes: Bytes) -> V1Result {
         body(&bytes)?
     };
     let report = online(&s)?.materialize(&req, None).await?;
+    Ok(axum::Json(report).into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SkewBody {
+    service: String,
+    #[serde(default = "default_sample")]
+    sample: usize,
+}
+
+fn default_sample() -> usize {
+    1000
+}
+
+async fn skew(State(s): State<AppState>, bytes: Bytes) -> V1Result {
+    let req: SkewBody = body(&bytes)?;
+    let scratch = tempfile::tempdir().map_err(|e| {
+        V1Error::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            e.to_string(),
+        )
+    })?;
+    let report = online(&s)?
+        .skew(&req.service, req.sample, scratch.path())
+        .await?;
     Ok(axum::Json(report).into_response())
 }

@@ -33,7 +33,9 @@ use keel_features::online::{OnlineFeatures, PushMode, PushRequest};
 /// What the consumer fails with.
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
-    #[error("cannot connect to NATS at {url}: {message}; is nats-server running with JetStream (-js)?")]
+    #[error(
+        "cannot connect to NATS at {url}: {message}; is nats-server running with JetStream (-js)?"
+    )]
     Connect { url: String, message: String },
     #[error("JetStream: {0}")]
     JetStream(String),
@@ -191,7 +193,9 @@ async fn handle(online: &OnlineFeatures, messages: Vec<jetstream::Message>, stat
                 alone.push(i);
             }
         }
-        let to = parsed[members[0]].as_ref().map_or(PushMode::Online, |r| r.to);
+        let to = parsed[members[0]]
+            .as_ref()
+            .map_or(PushMode::Online, |r| r.to);
         let merged_req = PushRequest {
             push_source_name: source.clone(),
             df: merged,
@@ -243,7 +247,12 @@ fn is_client_error(e: &FeatureError) -> bool {
 
 /// A failed push: rejected for good when the message is at fault,
 /// redelivered later when Keel is.
-async fn settle(_online: &OnlineFeatures, m: &jetstream::Message, e: FeatureError, stats: &ConsumerStats) {
+async fn settle(
+    _online: &OnlineFeatures,
+    m: &jetstream::Message,
+    e: FeatureError,
+    stats: &ConsumerStats,
+) {
     if is_client_error(&e) {
         reject(m, &e.to_string(), stats).await;
     } else {

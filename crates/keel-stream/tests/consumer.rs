@@ -38,7 +38,9 @@ fn nats_url() -> Option<String> {
     match std::env::var("KEEL_TEST_NATS_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but KEEL_TEST_NATS_URL is not set: scripts/test starts NATS and sets it")
+            panic!(
+                "CI=true but KEEL_TEST_NATS_URL is not set: scripts/test starts NATS and sets it"
+            )
         }
         _ => None,
     }
@@ -65,8 +67,12 @@ async fn pushed_messages_update_windows_and_bad_ones_are_rejected() {
     let catalog = keel_data::Catalog::new(db.clone(), ArtifactStore::local(art.path()).unwrap());
     let features = FeatureStore::new(db, catalog);
     let files = keel_features::definition::read_repo_files(repo.path()).unwrap();
-    features.apply(&files, repo.path(), false, None, None).await.unwrap();
-    let store: SharedStore = Arc::new(EmbeddedStore::open(&art.path().join("online.redb"), None).unwrap());
+    features
+        .apply(&files, repo.path(), false, None, None)
+        .await
+        .unwrap();
+    let store: SharedStore =
+        Arc::new(EmbeddedStore::open(&art.path().join("online.redb"), None).unwrap());
     let online = OnlineFeatures::new(features, store);
 
     // A stream and consumer of this test's own.
@@ -79,9 +85,14 @@ async fn pushed_messages_update_windows_and_bad_ones_are_rejected() {
     let client = async_nats_client(&url).await;
     let stats = Arc::new(ConsumerStats::default());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(keel_stream::run(online.clone(), config.clone(), stats.clone(), async {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(keel_stream::run(
+        online.clone(),
+        config.clone(),
+        stats.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     // The consumer creates the stream; wait for it.
     wait_until(|| async { stream_exists(&client, &config.stream).await }).await;
 
@@ -109,7 +120,14 @@ async fn pushed_messages_update_windows_and_bad_ones_are_rejected() {
     let day = 86_400_000_000i64;
     let read_at = (now.div_euclid(day) + 1) * day;
     let req: OnlineRequest = serde_json::from_value(json!({"entities": {"user_id": [1, 2]}, "features": ["click_windows:amount_1d", "click_windows:clicks_1d"]})).unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&online.get_online_features_at(&req, read_at).await.unwrap().body).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(
+        &online
+            .get_online_features_at(&req, read_at)
+            .await
+            .unwrap()
+            .body,
+    )
+    .unwrap();
     let earliest = now - 80 * 1_000_000;
     if earliest.div_euclid(day) == now.div_euclid(day) {
         assert_eq!(v["results"][1]["values"][0], json!(want_sum), "{v}");
@@ -132,11 +150,20 @@ async fn pushed_messages_update_windows_and_bad_ones_are_rejected() {
     publish(&client, &subject, json!({"push_source_name": "clicks", "df": {"user_id": [3], "ts": [at(1)], "amount": [7.0]}}).to_string()).await;
     let stats2 = Arc::new(ConsumerStats::default());
     let (stop2, stopped2) = tokio::sync::oneshot::channel::<()>();
-    let task2 = tokio::spawn(keel_stream::run(online.clone(), config.clone(), stats2.clone(), async {
-        let _ = stopped2.await;
-    }));
+    let task2 = tokio::spawn(keel_stream::run(
+        online.clone(),
+        config.clone(),
+        stats2.clone(),
+        async {
+            let _ = stopped2.await;
+        },
+    ));
     wait_until(|| async { stats2.messages.load(Ordering::Relaxed) >= 1 }).await;
-    assert_eq!(stats2.messages.load(Ordering::Relaxed), 1, "only the new message is delivered");
+    assert_eq!(
+        stats2.messages.load(Ordering::Relaxed),
+        1,
+        "only the new message is delivered"
+    );
     let _ = stop2.send(());
     task2.await.unwrap().unwrap();
 }

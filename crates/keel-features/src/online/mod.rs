@@ -22,6 +22,7 @@
 pub mod convert;
 mod materialize;
 mod serve;
+pub mod skew;
 pub mod window;
 #[cfg(test)]
 mod window_prop_tests;
@@ -41,6 +42,7 @@ use crate::store::{Applied, FeatureStore};
 
 pub use materialize::{MaterializeReport, MaterializeRequest, Progress, ViewMaterialized};
 pub use serve::{OnlineRequest, OnlineResponse};
+pub use skew::{SkewReport, render_html};
 pub use write::{PushMode, PushRequest, WriteReport, WriteRequest};
 
 type Result<T> = std::result::Result<T, FeatureError>;
@@ -63,6 +65,8 @@ struct Inner {
     compiled: RwLock<Option<(Instant, Arc<Compiled>)>>,
     /// Serialises read-modify-write of window state.
     windows: tokio::sync::Mutex<()>,
+    /// Served requests not yet flushed to the serving log.
+    serving_log: skew::ServingLog,
 }
 
 /// A kind of online view.
@@ -219,6 +223,7 @@ impl OnlineFeatures {
                 store,
                 compiled: RwLock::new(None),
                 windows: tokio::sync::Mutex::new(()),
+                serving_log: skew::ServingLog::default(),
             }),
         }
     }

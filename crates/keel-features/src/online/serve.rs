@@ -124,8 +124,15 @@ fn invalid(m: String) -> FeatureError {
 
 impl OnlineFeatures {
     /// Answers a `/get-online-features` request.
+    /// Requests that name a feature service are sampled into the serving
+    /// log, for skew checks.
     pub async fn get_online_features(&self, req: &OnlineRequest) -> Result<OnlineResponse> {
-        self.get_online_features_at(req, now_micros()).await
+        let now = now_micros();
+        let answer = self.get_online_features_at(req, now).await?;
+        if let Some(service) = &req.feature_service {
+            self.log_served(service, now, &req.entities, &answer.body);
+        }
+        Ok(answer)
     }
 
     /// Answers as at `now` (microseconds since the epoch): the instant ttls
@@ -369,7 +376,11 @@ impl OnlineFeatures {
     }
 
     /// The (view, feature) pairs a request asks for, in order.
-    fn requested(&self, compiled: &Compiled, req: &OnlineRequest) -> Result<Vec<(String, String)>> {
+    pub(crate) fn requested(
+        &self,
+        compiled: &Compiled,
+        req: &OnlineRequest,
+    ) -> Result<Vec<(String, String)>> {
         let repo = compiled.repo();
         let mut refs = Vec::new();
         if let Some(service) = &req.feature_service {
@@ -704,6 +715,11 @@ fn render(columns: &[Column]) -> Vec<u8> {
 fn write_string(out: &mut String, text: &str) {
     // serde_json escapes as Python's json.dumps(ensure_ascii=False) does.
     out.push_str(&serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into()));
+}
+
+/// One value as Feast's server writes it.
+pub(crate) fn write_value_pub(out: &mut String, v: &Value) {
+    write_value(out, v);
 }
 
 fn write_value(out: &mut String, v: &Value) {

@@ -517,3 +517,65 @@ async fn pushed_events_give_the_same_windows_online_and_in_training_sets() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skew_finds_values_served_that_the_offline_store_does_not_have() {
+    for (name, online, keep) in setups().await {
+        let t0 = now() - 60_000_000;
+        let dir = repo_dir(t0);
+        apply(&online, dir.path()).await;
+        online
+            .materialize(
+                &MaterializeRequest {
+                    end: Some(t0),
+                    ..Default::default()
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        let req: OnlineRequest = serde_json::from_value(
+            json!({"entities": {"user_id": [1, 2, 7]}, "feature_service": "svc"}),
+        )
+        .unwrap();
+        online.get_online_features(&req).await.unwrap();
+        // An online-only push: served from now on, unknown offline.
+        let ts = keel_features::online::rfc3339_micros(t0 + 1_000_000);
+        let push: PushRequest =
+            serde_json::from_value(json!({"push_source_name": "activity_src", "to": "online",
+            "df": {"user_id": [1], "event_timestamp": [ts], "clicks": [100], "spend": [1.0]}}))
+            .unwrap();
+        online.push(&push).await.unwrap();
+        online.get_online_features(&req).await.unwrap();
+        let report = online.skew("svc", 100, keep.0[0].path()).await.unwrap();
+        assert_eq!(report.rows, 6, "{name}");
+        let clicks = report
+            .features
+            .iter()
+            .find(|f| f.feature == "activity__clicks")
+            .unwrap();
+        assert_eq!(
+            (clicks.compared, clicks.mismatches),
+            (6, 1),
+            "{name}: {report:?}"
+        );
+        assert_eq!(
+            clicks.max_abs_diff,
+            Some(97.0),
+            "{name}: served 100, offline 3"
+        );
+        assert_eq!(clicks.examples[0].served, json!(100));
+        let spend = report
+            .features
+            .iter()
+            .find(|f| f.feature == "activity__spend")
+            .unwrap();
+        assert_eq!(spend.mismatches, 1);
+        assert!((report.mismatch_rate - 1.0 / 6.0).abs() < 1e-9, "{name}");
+        let html = keel_features::online::render_html(&report);
+        assert!(
+            html.contains("activity__clicks") && html.contains("16.67%"),
+            "{html}"
+        );
+    }
+}
