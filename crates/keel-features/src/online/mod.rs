@@ -106,6 +106,8 @@ pub(crate) struct Compiled {
     pub views: HashMap<String, OnlineView>,
     /// Recorded kinds of each view's join keys (`integer`/`string`).
     pub key_kinds: HashMap<String, Vec<String>>,
+    /// Sources' Arrow schemas, read once per applied version.
+    pub schemas: std::sync::Mutex<HashMap<String, datafusion::arrow::datatypes::SchemaRef>>,
 }
 
 impl Compiled {
@@ -196,6 +198,7 @@ fn compile(applied: Applied, key_kinds: HashMap<String, Vec<String>>) -> Compile
         applied,
         views,
         key_kinds,
+        schemas: std::sync::Mutex::new(HashMap::new()),
     }
 }
 

@@ -49,10 +49,17 @@ struct Logged {
     response: Vec<u8>,
 }
 
+/// A service's requests logged since the last flush, and its rate window.
+struct Pending {
+    window_start: Instant,
+    in_window: u32,
+    logged: Vec<Logged>,
+}
+
 /// The in-memory part of the serving log.
 #[derive(Default)]
 pub(crate) struct ServingLog {
-    pending: Mutex<HashMap<String, (Instant, u32, Vec<Logged>)>>,
+    pending: Mutex<HashMap<String, Pending>>,
 }
 
 impl ServingLog {
@@ -64,20 +71,24 @@ impl ServingLog {
         };
         let entry = pending
             .entry(service.to_owned())
-            .or_insert_with(|| (Instant::now(), 0, Vec::new()));
-        if entry.0.elapsed().as_secs() >= 1 {
-            entry.0 = Instant::now();
-            entry.1 = 0;
+            .or_insert_with(|| Pending {
+                window_start: Instant::now(),
+                in_window: 0,
+                logged: Vec::new(),
+            });
+        if entry.window_start.elapsed().as_secs() >= 1 {
+            entry.window_start = Instant::now();
+            entry.in_window = 0;
         }
-        if entry.1 >= LOG_PER_SECOND {
+        if entry.in_window >= LOG_PER_SECOND {
             return;
         }
-        entry.1 += 1;
+        entry.in_window += 1;
         let mut map = serde_json::Map::new();
         for (k, v) in entities {
             map.insert(k.clone(), v.clone());
         }
-        entry.2.push(Logged {
+        entry.logged.push(Logged {
             at,
             entities: serde_json::to_vec(&map).unwrap_or_default(),
             response: response.to_vec(),
@@ -90,8 +101,8 @@ impl ServingLog {
         };
         pending
             .iter_mut()
-            .filter(|(_, e)| !e.2.is_empty())
-            .map(|(s, e)| (s.clone(), std::mem::take(&mut e.2)))
+            .filter(|(_, e)| !e.logged.is_empty())
+            .map(|(s, e)| (s.clone(), std::mem::take(&mut e.logged)))
             .collect()
     }
 }
@@ -301,8 +312,7 @@ impl OnlineFeatures {
                 };
                 f.compared += 1;
                 let off = value_json(&convert::cell(col.as_ref(), i));
-                let count_default =
-                    counts.contains(name) && status == "NOT_FOUND" && off == Json::from(0);
+                let count_default = counts.contains(name) && status == "NOT_FOUND" && off == 0;
                 if count_default || same(served, &off) {
                     continue;
                 }

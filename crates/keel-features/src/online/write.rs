@@ -518,6 +518,14 @@ impl OnlineFeatures {
 
     /// The Arrow schema of a source's data.
     async fn source_schema(&self, compiled: &Compiled, name: &str) -> Result<SchemaRef> {
+        if let Some(s) = compiled
+            .schemas
+            .lock()
+            .ok()
+            .and_then(|m| m.get(name).cloned())
+        {
+            return Ok(s);
+        }
         let source = compiled
             .repo()
             .source(name)
@@ -532,6 +540,9 @@ impl OnlineFeatures {
             )
             .await
             .map_err(|p| FeatureError::Definitions(vec![p]))?;
+        if let Ok(mut m) = compiled.schemas.lock() {
+            m.insert(name.to_owned(), schema.clone());
+        }
         Ok(schema)
     }
 
