@@ -144,12 +144,17 @@ pub async fn run(
 /// Pushes one batch of messages: grouped by (source, mode), in arrival
 /// order within a group.
 async fn handle(online: &OnlineFeatures, messages: Vec<jetstream::Message>, stats: &ConsumerStats) {
+    push_all(online, &messages, stats).await;
+    // Counted once settled, so a reader of the counts sees finished work.
     stats
         .messages
         .fetch_add(messages.len() as u64, Ordering::Relaxed);
+}
+
+async fn push_all(online: &OnlineFeatures, messages: &[jetstream::Message], stats: &ConsumerStats) {
     let mut groups: BTreeMap<(String, &'static str), Vec<usize>> = BTreeMap::new();
     let mut parsed: Vec<Option<PushRequest>> = Vec::with_capacity(messages.len());
-    for m in &messages {
+    for m in messages {
         match serde_json::from_slice::<PushRequest>(&m.payload) {
             Ok(req) => parsed.push(Some(req)),
             Err(e) => {
