@@ -50,13 +50,15 @@ fn online(s: &AppState) -> Result<&OnlineFeatures, V1Error> {
 fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, V1Error> {
     serde_json::from_slice(bytes).map_err(|e| {
         let text = e.to_string();
-        // serde names the missing or mistyped field in backticks.
-        let field = text
-            .split('`')
-            .nth(1)
-            .filter(|f| !f.contains(' '))
-            .unwrap_or("body")
-            .to_owned();
+        // Keel's own messages start with the field (`to: …`); serde names a
+        // missing or unknown field in backticks.
+        let field = crate::models::field_of(&text)
+            .or_else(|| {
+                (text.starts_with("missing field") || text.starts_with("unknown field"))
+                    .then(|| text.split('`').nth(1).map(str::to_owned))
+                    .flatten()
+            })
+            .unwrap_or_else(|| "body".to_owned());
         V1Error {
             field: Some(field),
             ..V1Error::new(

@@ -15,6 +15,14 @@
 //!
 //! `incremental` starts each view at its watermark (views never
 //! materialized start at the beginning); `end` defaults to now.
+//!
+//! A stream view is always rebuilt: its windows are recomputed from every
+//! event of its source and push log that a read at or after `end` can
+//! still count (the longest window plus two slides before `end`) and
+//! replace the stored ones, whatever the range asked — so running it
+//! again, or after pushes, never counts an event twice. Events pushed
+//! online only (not to the push log) are not in the offline data, and a
+//! rebuild forgets them.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -23,7 +31,7 @@ use std::time::Instant;
 use datafusion::prelude::{Expr, ident};
 use futures::StreamExt;
 use keel_online::codec::{KeyPart, Value, encode_key, encode_row};
-use keel_online::{Durability, Entry, TableKeys};
+use keel_online::{Durability, Entry};
 use serde::{Deserialize, Serialize};
 
 use super::convert::{cast_column, cell, key_column, micros};
@@ -142,10 +150,22 @@ impl OnlineFeatures {
             let Some(view) = compiled.view(name) else {
                 continue;
             };
-            let start = match (req.incremental, req.start) {
-                (_, Some(s)) => Some(s),
-                (true, None) => self.watermark(name).await?,
-                (false, None) => None,
+            let start = match (view.kind, req.incremental, req.start) {
+                // A stream view's windows are rebuilt from every event they
+                // can still count, whatever the range: merging a range into
+                // them would count again the events pushes already added.
+                (Kind::Stream, _, _) => Some(
+                    end.saturating_sub(
+                        view.aggregations
+                            .iter()
+                            .map(|(_, w)| w.lookback())
+                            .max()
+                            .unwrap_or(0),
+                    ),
+                ),
+                (_, _, Some(s)) => Some(s),
+                (_, true, None) => self.watermark(name).await?,
+                (_, false, None) => None,
             };
             let one = self
                 .materialize_view(&compiled, view, start, end, progress)
@@ -310,7 +330,8 @@ impl OnlineFeatures {
             Some(sample) => OnlineFeatures::check_key_kinds(
                 compiled,
                 view,
-                std::iter::once((format!("source `{}`", view.source), sample.as_slice())),
+                std::iter::once((0, sample.as_slice())),
+                |key, _| format!("source `{}` column `{key}`", view.source),
             )?,
             None => None,
         };
@@ -338,12 +359,7 @@ impl OnlineFeatures {
                 (written, count - written.min(count))
             }
             Kind::Stream => {
-                let merged = if start.is_some() {
-                    self.merge_existing(view, windows).await?
-                } else {
-                    windows
-                };
-                let entries: Vec<Entry> = merged
+                let entries: Vec<Entry> = windows
                     .into_iter()
                     .map(|(key, st)| Entry {
                         key,
@@ -378,44 +394,5 @@ impl OnlineFeatures {
             kept_newer: kept,
             elapsed_ms: started.elapsed().as_millis() as u64,
         })
-    }
-
-    /// Incremental stream materialization: the new events replayed on top
-    /// of the windows already online.
-    async fn merge_existing(
-        &self,
-        view: &OnlineView,
-        fresh: HashMap<Vec<u8>, WindowState>,
-    ) -> Result<HashMap<Vec<u8>, WindowState>> {
-        // The fresh windows hold only the new range's events; partials
-        // merge bucket by bucket with the stored ones.
-        let keys: Vec<Vec<u8>> = fresh.keys().cloned().collect();
-        let got = self
-            .store()
-            .read(&[TableKeys {
-                table: &view.table,
-                keys: &keys,
-            }])
-            .await
-            .map_err(online_error)?;
-        let specs: Vec<super::window::WindowSpec> =
-            view.aggregations.iter().map(|(_, s)| s.clone()).collect();
-        let mut out = HashMap::with_capacity(fresh.len());
-        let mut fresh = fresh;
-        for (key, old) in keys.into_iter().zip(got.into_iter().flatten()) {
-            let Some(new) = fresh.remove(&key) else {
-                continue;
-            };
-            let merged = match old {
-                Some(stored) => {
-                    let mut old = WindowState::decode(&stored.value).map_err(online_error)?;
-                    old.merge(&specs, new);
-                    old
-                }
-                None => new,
-            };
-            out.insert(key, merged);
-        }
-        Ok(out)
     }
 }

@@ -331,14 +331,16 @@ impl OnlineFeatures {
 
     /// Refuses keys whose kinds differ from the ones the view's rows were
     /// first written with (or, on a first write, from the first row's).
-    /// `keys` yields each row's key and the field it came from.
+    /// `keys` yields each row's number and key; `field(key, row)` names
+    /// the offending value in a message.
     pub(crate) fn check_key_kinds<'k>(
         compiled: &Compiled,
         view: &OnlineView,
-        keys: impl Iterator<Item = (String, &'k [KeyPart])>,
+        keys: impl Iterator<Item = (usize, &'k [KeyPart])>,
+        field: impl Fn(&str, usize) -> String,
     ) -> Result<Option<Vec<String>>> {
         let mut want: Option<Vec<String>> = compiled.key_kinds.get(&view.name).cloned();
-        for (field, parts) in keys {
+        for (row, parts) in keys {
             let kinds: Vec<String> = parts
                 .iter()
                 .map(|p| convert::key_kind(p).to_owned())
@@ -347,9 +349,10 @@ impl OnlineFeatures {
                 None => want = Some(kinds),
                 Some(w) if *w != kinds => {
                     let i = w.iter().zip(&kinds).position(|(a, b)| a != b).unwrap_or(0);
+                    let key = view.join_keys.get(i).map_or("?", String::as_str);
                     return Err(FeatureError::Invalid(format!(
-                        "{field}: the join key `{}` of feature view `{}` holds {}s, not {}s",
-                        view.join_keys.get(i).map_or("?", String::as_str),
+                        "{}: the join key `{key}` of feature view `{}` holds {}s, not {}s",
+                        field(key, row),
                         view.name,
                         w.get(i).map_or("?", String::as_str),
                         kinds.get(i).map_or("?", String::as_str)

@@ -207,7 +207,7 @@ impl OnlineFeatures {
             match rows {
                 Some((n, first)) if n != values.len() => {
                     return Err(invalid(format!(
-                        "entities.{name} has {} values but entities.{first} has {n}: every column needs one value per entity row",
+                        "entities.{name}: has {} values but entities.{first} has {n}; every column needs one value per entity row",
                         values.len()
                     )));
                 }

@@ -54,6 +54,12 @@ impl WindowSpec {
         }
     }
 
+    /// How far before a key's latest event its state reaches
+    /// (microseconds): the events a read at `t >= max_ts - S` can count.
+    pub fn lookback(&self) -> i64 {
+        self.window.saturating_add(self.slide.saturating_mul(2))
+    }
+
     /// The buckets `[lo, hi]` of the window a read at `t` answers.
     fn range(&self, t: i64) -> (i64, i64) {
         let end = t.div_euclid(self.slide).saturating_mul(self.slide);
@@ -191,40 +197,6 @@ impl Partial {
     }
 }
 
-impl Partial {
-    /// Combines a partial of later arrivals into this one.
-    fn merge(&mut self, other: Partial) {
-        match (self, other) {
-            (Partial::Count(a), Partial::Count(b)) => *a += b,
-            (Partial::SumInt { sum, n }, Partial::SumInt { sum: s, n: k }) => {
-                *sum += s;
-                *n += k;
-            }
-            (Partial::SumFloat { sum, n }, Partial::SumFloat { sum: s, n: k }) => {
-                *sum += s;
-                *n += k;
-            }
-            (Partial::Min(a), Partial::Min(b)) => {
-                if compare(&b, a) == Ordering::Less {
-                    *a = b;
-                }
-            }
-            (Partial::Max(a), Partial::Max(b)) => {
-                if compare(&b, a) == Ordering::Greater {
-                    *a = b;
-                }
-            }
-            (Partial::Last { ts, value }, Partial::Last { ts: t, value: v }) => {
-                if t >= *ts {
-                    *ts = t;
-                    *value = v;
-                }
-            }
-            (me, other) => *me = other,
-        }
-    }
-}
-
 impl WindowState {
     /// Adds one event: `values[i]` is the value of aggregation `i`'s
     /// column. Answers false when the event is older than anything a read
@@ -269,31 +241,6 @@ impl WindowState {
                 combine(spec.function, &buckets[start..end])
             })
             .collect()
-    }
-
-    /// Folds `other` (the state of later-arriving events of the same key)
-    /// into this one, bucket by bucket, then drops what falls out of
-    /// retention.
-    pub fn merge(&mut self, specs: &[WindowSpec], other: WindowState) {
-        if other.aggs.len() != specs.len() {
-            return;
-        }
-        if self.aggs.len() != specs.len() {
-            *self = other;
-            return;
-        }
-        self.max_ts = self.max_ts.max(other.max_ts);
-        for ((spec, mine), theirs) in specs.iter().zip(&mut self.aggs).zip(other.aggs) {
-            for (b, p) in theirs {
-                match mine.binary_search_by_key(&b, |(k, _)| *k) {
-                    Ok(i) => mine[i].1.merge(p),
-                    Err(i) => mine.insert(i, (b, p)),
-                }
-            }
-            let floor = spec.floor(self.max_ts);
-            let drop = mine.partition_point(|(b, _)| *b < floor);
-            mine.drain(..drop);
-        }
     }
 
     pub fn encode(&self) -> Vec<u8> {

@@ -34,12 +34,27 @@ use crate::definition::DataType;
 
 /// Where a push goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", try_from = "String")]
 pub enum PushMode {
     #[default]
     Online,
     Offline,
     OnlineAndOffline,
+}
+
+impl TryFrom<String> for PushMode {
+    type Error = String;
+
+    fn try_from(text: String) -> std::result::Result<Self, String> {
+        match text.as_str() {
+            "online" => Ok(PushMode::Online),
+            "offline" => Ok(PushMode::Offline),
+            "online_and_offline" => Ok(PushMode::OnlineAndOffline),
+            other => Err(format!(
+                "to: `{other}` is not a push mode; write online, offline or online_and_offline"
+            )),
+        }
+    }
 }
 
 /// Feast's `/push` body.
@@ -156,7 +171,7 @@ impl Rows {
         let mut check_len = |name: &str, len: usize| -> Result<()> {
             match &n {
                 Some((m, first)) if *m != len => Err(FeatureError::Invalid(format!(
-                    "df.{name} has {len} values but df.{first} has {m}: every column needs one value per row"
+                    "df.{name}: has {len} values but df.{first} has {m}; every column needs one value per row"
                 ))),
                 Some(_) => Ok(()),
                 None => {
@@ -605,14 +620,14 @@ impl OnlineFeatures {
 /// Every row's key kinds against the view's (see
 /// [`OnlineFeatures::check_key_kinds`]).
 fn check_kinds(compiled: &Compiled, view: &OnlineView, rows: &Rows) -> Result<Option<Vec<String>>> {
-    let keys: Vec<Vec<KeyPart>> = (0..rows.n).filter_map(|r| rows.key(view, r)).collect();
-    let first = view.join_keys.first().map_or("", String::as_str);
+    let keys: Vec<(usize, Vec<KeyPart>)> = (0..rows.n)
+        .filter_map(|r| rows.key(view, r).map(|k| (r, k)))
+        .collect();
     OnlineFeatures::check_key_kinds(
         compiled,
         view,
-        keys.iter()
-            .enumerate()
-            .map(|(r, k)| (format!("df.{first}[{r}]"), k.as_slice())),
+        keys.iter().map(|(r, k)| (*r, k.as_slice())),
+        |key, row| format!("df.{key}[{row}]"),
     )
 }
 
