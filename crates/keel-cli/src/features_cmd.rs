@@ -136,6 +136,18 @@ fn time_flag(flag: &str, text: Option<&str>) -> Result<Option<i64>> {
     .transpose()
 }
 
+/// A feature-store failure as the CLI reports it: the caller's mistakes
+/// exit 2, the rest 1.
+fn feature_error(e: keel_features::FeatureError) -> anyhow::Error {
+    match e {
+        keel_features::FeatureError::Online(m) => anyhow::anyhow!(m),
+        keel_features::FeatureError::Corrupt(_) | keel_features::FeatureError::Store(_) => {
+            anyhow::Error::new(e)
+        }
+        other => UsageError(other.to_string()).into(),
+    }
+}
+
 async fn materialize(
     settings: &Settings,
     req: keel_features::online::MaterializeRequest,
@@ -175,13 +187,7 @@ async fn materialize(
     if let Some(engine) = &state.lifecycle {
         engine.shutdown().await;
     }
-    let report = report.map_err(|e| match e {
-        keel_features::FeatureError::Online(m) => anyhow::anyhow!(m),
-        keel_features::FeatureError::Corrupt(_) | keel_features::FeatureError::Store(_) => {
-            anyhow::Error::new(e)
-        }
-        other => UsageError(other.to_string()).into(),
-    })?;
+    let report = report.map_err(feature_error)?;
     Ok(serde_json::to_value(report)?)
 }
 
@@ -357,14 +363,28 @@ pub async fn run(settings: &Settings, cmd: FeaturesCmd) -> Result<ExitCode> {
             html,
             common,
         } => {
-            let v = call_json(
-                settings,
-                &common,
-                Method::POST,
-                "/v1/features/skew",
-                Some(json!({"service": service, "sample": sample})),
-            )
-            .await?;
+            let v = if common.server.is_some() {
+                call_json(
+                    settings,
+                    &common,
+                    Method::POST,
+                    "/v1/features/skew",
+                    Some(json!({"service": service, "sample": sample})),
+                )
+                .await?
+            } else {
+                let online = crate::open_online(settings).await?;
+                let state = crate::local_state(settings).await?.with_online(online);
+                let Some(online) = state.online.clone() else {
+                    anyhow::bail!("the feature store is not available");
+                };
+                let scratch = tempfile::tempdir()?;
+                let report = online.skew(&service, sample, scratch.path()).await;
+                if let Some(engine) = &state.lifecycle {
+                    engine.shutdown().await;
+                }
+                serde_json::to_value(report.map_err(feature_error)?)?
+            };
             let report: keel_features::online::SkewReport = serde_json::from_value(v.clone())
                 .map_err(|e| anyhow::anyhow!("the skew report is not readable: {e}"))?;
             if let Some(path) = &html {
