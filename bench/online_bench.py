@@ -81,6 +81,35 @@ def wrk(url: str, bodies: list[str], connections: int, seconds: int, workdir: Pa
             "connections": connections, "seconds": seconds}
 
 
+def server_buckets(base: str, route: str) -> dict[float, int]:
+    """Keel's /metrics latency histogram of ``route`` (status 200):
+    {upper bound in seconds: cumulative count}."""
+    import requests
+
+    text = requests.get(base + "/metrics", timeout=10).text
+    out: dict[float, int] = {}
+    pat = re.compile(r'keel_http_request_duration_seconds_bucket\{route="([^"]+)",method="POST",'
+                     r'status="200",le="([^"]+)"\} (\d+)')
+    for m in pat.finditer(text):
+        if m.group(1) == route:
+            le = float("inf") if m.group(2) == "+Inf" else float(m.group(2))
+            out[le] = int(m.group(3))
+    return out
+
+
+def server_p99(before: dict[float, int], after: dict[float, int]) -> dict:
+    """The server-side latency bucket holding the 99th percentile, and the
+    share of requests answered within 1 ms, from two histogram scrapes."""
+    delta = {le: after.get(le, 0) - before.get(le, 0) for le in after}
+    total = delta.get(float("inf"), 0)
+    if not total:
+        return {}
+    p99 = next(le for le in sorted(delta) if delta[le] >= 0.99 * total)
+    within_1ms = delta.get(0.001, 0) / total
+    return {"server_p99_le_ms": None if p99 == float("inf") else p99 * 1e3,
+            "server_share_within_1ms": round(within_1ms, 4)}
+
+
 def read_bodies(users: int, per_request: int, n: int = 64, seed: int = 7) -> list[str]:
     rng = random.Random(seed)
     return [json.dumps(oc.online_body(rng.sample(range(1, users + 1), per_request),
@@ -129,13 +158,16 @@ def run_reads(args, ds, workdir: Path, redis_url: str) -> dict:
     out = {}
     bodies = {n: read_bodies(ds.sizes.users, n) for n in (1, 100)}
 
-    def measure(name: str, url: str):
+    def measure(name: str, url: str, base: str | None = None):
         # warm up: every body once, then a short run
         wrk(url, bodies[100], 4, 2, workdir)
         res = {}
         for per, conns in scenarios:
             key = f"{per}_entities_{'sequential' if conns == 1 else f'{conns}_connections'}"
+            before = server_buckets(base, "/get-online-features") if base else None
             res[key] = wrk(url, bodies[per], conns, args.seconds, workdir)
+            if base:
+                res[key].update(server_p99(before, server_buckets(base, "/get-online-features")))
             print(f"  {name:12s} {key:30s} {res[key]['rps']:>10.1f} req/s  "
                   f"p50 {res[key].get('p50_ms')} ms  p99 {res[key].get('p99_ms')} ms", flush=True)
         out[name] = res
@@ -148,7 +180,7 @@ def run_reads(args, ds, workdir: Path, redis_url: str) -> dict:
         timed(keel_cmd(args.keel_bin, "features", "materialize", "--start", s, "--end", e,
                        "--data-dir", data, online_store=store))
         with keel_server(args.keel_bin, data, store) as srv:
-            measure(name, srv.url + "/get-online-features")
+            measure(name, srv.url + "/get-online-features", srv.url)
     oc.feast_apply(ds)
     oc.feast_materialize(ds)
     port = oc.free_port()
@@ -163,7 +195,9 @@ def run_reads(args, ds, workdir: Path, redis_url: str) -> dict:
 def run_materialize(args, workdir: Path, redis_url: str) -> dict:
     sizes = oc.Sizes(users=200_000, events_per_user=5, twin_share=0.0, inactive_every=0)
     ds = oc.generate(workdir / "mat", sizes)
-    rows = oc.read_rows_count(ds, oc.ACTIVITY) if hasattr(oc, "read_rows_count") else None
+    import pyarrow.parquet as pq
+
+    rows = pq.ParquetFile(ds.source(oc.ACTIVITY)).metadata.num_rows
     s, e = ds.materialize_range
     out = {"rows": rows, "entities": sizes.users}
     for name, store in (("keel_redb", None), ("keel_redis", redis_url)):

@@ -40,8 +40,15 @@ keel_nats_start() {
 
 keel_nats_stop() {
     [ -n "${KEEL_NATS_DIR:-}" ] || return 0
-    [ -f "$KEEL_NATS_DIR/nats.pid" ] && kill "$(cat "$KEEL_NATS_DIR/nats.pid")" 2>/dev/null || true
-    sleep 0.2
-    rm -rf "$KEEL_NATS_DIR"
+    local pid="" i
+    [ -f "$KEEL_NATS_DIR/nats.pid" ] && pid=$(cat "$KEEL_NATS_DIR/nats.pid")
+    if [ -n "$pid" ]; then
+        kill "$pid" 2>/dev/null || true
+        for i in $(seq 1 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.05
+        done
+    fi
+    rm -rf "$KEEL_NATS_DIR" || true
     unset KEEL_NATS_DIR
 }

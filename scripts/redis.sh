@@ -41,7 +41,16 @@ keel_redis_start() {
 
 keel_redis_stop() {
     [ -n "${KEEL_REDIS_DIR:-}" ] || return 0
-    [ -f "$KEEL_REDIS_DIR/redis.pid" ] && kill "$(cat "$KEEL_REDIS_DIR/redis.pid")" 2>/dev/null || true
-    rm -rf "$KEEL_REDIS_DIR"
+    local pid="" i
+    [ -f "$KEEL_REDIS_DIR/redis.pid" ] && pid=$(cat "$KEEL_REDIS_DIR/redis.pid")
+    if [ -n "$pid" ]; then
+        kill "$pid" 2>/dev/null || true
+        # Wait for it to exit before removing its directory.
+        for i in $(seq 1 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.05
+        done
+    fi
+    rm -rf "$KEEL_REDIS_DIR" || true
     unset KEEL_REDIS_DIR
 }
