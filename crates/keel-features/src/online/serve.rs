@@ -31,7 +31,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::ArrayRef;
 use datafusion::common::DFSchema;
 use datafusion::execution::context::SessionContext;
-use keel_online::codec::{KeyPart, Value, decode_row, encode_key};
+use keel_online::codec::{KeyPart, Value, decode_row_as, encode_key};
 use keel_online::{Stored, TableKeys};
 use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
@@ -115,8 +115,8 @@ impl Status {
 }
 
 /// What one view's read found for every entity row: the event time and the
-/// named values, or nothing.
-type ViewRows = Vec<Option<(i64, Vec<(String, Value)>)>>;
+/// values of the view's features in their order, or nothing.
+type ViewRows = Vec<Option<(i64, Vec<Value>)>>;
 
 fn invalid(m: String) -> FeatureError {
     FeatureError::Invalid(m)
@@ -338,6 +338,7 @@ impl OnlineFeatures {
                 continue;
             };
             let rows = &found[v.name.as_str()];
+            let at = v.features.iter().position(|f| f.name == *feature);
             let mut col = Column {
                 name,
                 values: Vec::with_capacity(n),
@@ -353,10 +354,10 @@ impl OnlineFeatures {
                     }
                     Some((ts, values)) => {
                         let expired = expired(v, *ts, now);
-                        let value = values
-                            .iter()
-                            .find(|(n, _)| n == feature)
-                            .map_or(Value::Null, |(_, x)| x.clone());
+                        let value = at
+                            .and_then(|i| values.get(i))
+                            .cloned()
+                            .unwrap_or(Value::Null);
                         col.values.push(if expired { Value::Null } else { value });
                         col.statuses.push(if expired {
                             Status::OutsideMaxAge
@@ -470,8 +471,9 @@ impl OnlineFeatures {
                         .map(|r| {
                             r.as_ref()
                                 .filter(|(ts, _)| !expired(v, *ts, now))
-                                .and_then(|(_, vals)| vals.iter().find(|(n, _)| *n == f.name))
-                                .map_or(Value::Null, |(_, x)| x.clone())
+                                .and_then(|(_, vals)| vals.get(fi))
+                                .cloned()
+                                .unwrap_or(Value::Null)
                         })
                         .collect();
                     let dtype = match v.kind {
@@ -618,6 +620,7 @@ fn key_text(k: &KeyPart) -> String {
 fn decode_view(view: &OnlineView, stored: Vec<Option<Stored>>, now: i64) -> Result<ViewRows> {
     let specs: Vec<super::window::WindowSpec> =
         view.aggregations.iter().map(|(_, s)| s.clone()).collect();
+    let names: Vec<&str> = view.features.iter().map(|f| f.name.as_str()).collect();
     stored
         .into_iter()
         .map(|s| {
@@ -625,19 +628,11 @@ fn decode_view(view: &OnlineView, stored: Vec<Option<Stored>>, now: i64) -> Resu
             match view.kind {
                 Kind::Batch => Ok(Some((
                     s.event_ts,
-                    decode_row(&s.value).map_err(online_error)?,
+                    decode_row_as(&s.value, &names).map_err(online_error)?,
                 ))),
                 Kind::Stream => {
                     let state = WindowState::decode(&s.value).map_err(online_error)?;
-                    let values = state.read(&specs, now);
-                    Ok(Some((
-                        state.max_ts,
-                        view.features
-                            .iter()
-                            .map(|f| f.name.clone())
-                            .zip(values)
-                            .collect(),
-                    )))
+                    Ok(Some((state.max_ts, state.read(&specs, now))))
                 }
             }
         })
@@ -669,6 +664,7 @@ fn render(columns: &[Column]) -> Vec<u8> {
     let mut s = String::with_capacity(
         64 + columns.len() * 64 * columns.first().map_or(1, |c| c.values.len()),
     );
+    let mut times: HashMap<i64, String> = HashMap::new();
     s.push_str("{\"results\":[");
     for (i, c) in columns.iter().enumerate() {
         if i > 0 {
@@ -695,9 +691,16 @@ fn render(columns: &[Column]) -> Vec<u8> {
             if j > 0 {
                 s.push(',');
             }
-            s.push('"');
-            write_time(&mut s, *t);
-            s.push('"');
+            // The features of one view share their rows' times: format
+            // each distinct second once.
+            let text = times.entry(*t).or_insert_with(|| {
+                let mut x = String::with_capacity(22);
+                x.push('"');
+                write_time(&mut x, *t);
+                x.push('"');
+                x
+            });
+            s.push_str(text);
         }
         s.push_str("]}");
     }
@@ -776,10 +779,23 @@ pub fn write_float(out: &mut String, f: f64) {
         out.push_str(if f.is_sign_negative() { "-0.0" } else { "0.0" });
         return;
     }
-    let sci = format!("{:e}", f.abs());
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    // Shortest round-trip digits, formatted on the stack.
+    let mut buf = [0u8; 40];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    let _ = std::io::Write::write_fmt(&mut cursor, format_args!("{:e}", f.abs()));
+    let len = cursor.position() as usize;
+    let sci = std::str::from_utf8(&buf[..len]).unwrap_or("0e0");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
-    let digits: String = mantissa.chars().filter(|c| c.is_ascii_digit()).collect();
+    let mut digit_buf = [0u8; 24];
+    let mut nd_len = 0;
+    for b in mantissa.bytes().filter(u8::is_ascii_digit) {
+        if nd_len < digit_buf.len() {
+            digit_buf[nd_len] = b;
+            nd_len += 1;
+        }
+    }
+    let digits = std::str::from_utf8(&digit_buf[..nd_len]).unwrap_or("0");
     if f < 0.0 {
         out.push('-');
     }
@@ -792,9 +808,9 @@ pub fn write_float(out: &mut String, f: f64) {
             for _ in 0..(-decpt) {
                 out.push('0');
             }
-            out.push_str(&digits);
+            out.push_str(digits);
         } else if decpt >= nd {
-            out.push_str(&digits);
+            out.push_str(digits);
             for _ in 0..(decpt - nd) {
                 out.push('0');
             }
