@@ -102,6 +102,19 @@ pub struct ViewInput {
     /// The dataset version, when the source is one (`NAME@ID`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataset: Option<String>,
+    /// The source's push log, when pushed events were read with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_log: Option<PushLogRef>,
+}
+
+/// The push-log segments a view read: segments are written once and never
+/// change, so their names and sizes pin what was read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushLogRef {
+    pub folder: String,
+    pub segments: usize,
+    /// SHA-256 of the segments' `path<TAB>size` lines, sorted.
+    pub digest: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -376,6 +389,7 @@ impl FeatureStore {
                 source: None,
                 file: None,
                 dataset: None,
+                push_log: None,
             });
         }
 
@@ -516,6 +530,7 @@ impl FeatureStore {
             source: Some(view.source.name.clone()),
             file: None,
             dataset: None,
+            push_log: self.push_log_ref(&view.source.name).await,
         };
         match resolved {
             Resolved::File(path) => hashing.push((index, hash_in_background(path))),
@@ -555,6 +570,29 @@ impl FeatureStore {
             },
             input,
         ))
+    }
+}
+
+impl FeatureStore {
+    /// The push-log segments of a source, if it has any.
+    async fn push_log_ref(&self, source: &str) -> Option<PushLogRef> {
+        use sha2::Digest;
+        let folder = super::log_folder(source);
+        let mut files = self.catalog.artifacts().list_files(&folder).await.ok()?;
+        files.retain(|f| f.path.ends_with(".parquet"));
+        if files.is_empty() {
+            return None;
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut hasher = sha2::Sha256::new();
+        for f in &files {
+            hasher.update(format!("{}\t{}\n", f.path, f.size.unwrap_or(0)).as_bytes());
+        }
+        Some(PushLogRef {
+            folder,
+            segments: files.len(),
+            digest: keel_store::hex(&hasher.finalize()),
+        })
     }
 }
 

@@ -467,7 +467,7 @@ async fn pushed_events_give_the_same_windows_online_and_in_training_sets() {
             ],
         );
         let out = keep.0[0].path().join("train.parquet");
-        online
+        let manifest = online
             .features()
             .training_set(&TrainingSetRequest {
                 service: "windows".into(),
@@ -477,6 +477,12 @@ async fn pushed_events_give_the_same_windows_online_and_in_training_sets() {
             })
             .await
             .unwrap();
+        // The manifest pins the three pushed segments it read.
+        let log = manifest.views[0]
+            .push_log
+            .as_ref()
+            .expect("push log in the manifest");
+        assert_eq!(log.segments, 3, "{name}");
         let file = std::fs::File::open(&out).unwrap();
         let reader =
             datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
