@@ -25,6 +25,30 @@ async fn get(store: &dyn OnlineStore, table: &str, key: &[u8]) -> Option<Stored>
     got.remove(0).remove(0)
 }
 
+/// The Redis to test against: `KEEL_TEST_REDIS_URL` (scripts/test starts
+/// a server and sets it). `None` skips the Redis tests, except with
+/// `CI=true`, where a missing server is a failure.
+pub fn redis_url_from_env() -> Option<String> {
+    match std::env::var("KEEL_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!(
+                "CI=true but KEEL_TEST_REDIS_URL is not set: scripts/test starts Redis and sets it"
+            )
+        }
+        _ => None,
+    }
+}
+
+/// A key prefix no other test run uses.
+pub fn unique_prefix(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{tag}-{}-{nanos}:", std::process::id())
+}
+
 /// Every check, in order.
 pub async fn run_all(store: Arc<dyn OnlineStore>) {
     absent_keys_and_tables_read_as_none(&*store).await;

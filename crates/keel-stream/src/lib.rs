@@ -217,7 +217,7 @@ async fn push_all(online: &OnlineFeatures, messages: &[jetstream::Message], stat
             // one so only the bad ones are rejected.
             Err(e) if in_merge.len() > 1 && is_client_error(&e) => alone.extend(in_merge),
             Err(e) => {
-                settle(online, &messages[in_merge[0]], e, stats).await;
+                settle(&messages[in_merge[0]], e, stats).await;
                 for &i in &in_merge[1..] {
                     ack(&messages[i], AckKind::Nak(Some(Duration::from_secs(1)))).await;
                 }
@@ -230,7 +230,7 @@ async fn push_all(online: &OnlineFeatures, messages: &[jetstream::Message], stat
                     stats.rows.fetch_add(report.rows as u64, Ordering::Relaxed);
                     ack(&messages[i], AckKind::Ack).await;
                 }
-                Err(e) => settle(online, &messages[i], e, stats).await,
+                Err(e) => settle(&messages[i], e, stats).await,
             }
         }
     }
@@ -252,12 +252,7 @@ fn is_client_error(e: &FeatureError) -> bool {
 
 /// A failed push: rejected for good when the message is at fault,
 /// redelivered later when Keel is.
-async fn settle(
-    _online: &OnlineFeatures,
-    m: &jetstream::Message,
-    e: FeatureError,
-    stats: &ConsumerStats,
-) {
+async fn settle(m: &jetstream::Message, e: FeatureError, stats: &ConsumerStats) {
     if is_client_error(&e) {
         reject(m, &e.to_string(), stats).await;
     } else {

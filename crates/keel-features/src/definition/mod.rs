@@ -21,7 +21,7 @@
 mod check;
 mod parse;
 mod plan;
-mod suggest;
+pub(crate) mod suggest;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

@@ -1,12 +1,29 @@
 //! "Did you mean" hints and name lists, as messages write them.
 
-pub(super) use keel_core::suggest::BUDGET;
+pub(crate) use keel_core::suggest::BUDGET;
 
 /// `; did you mean `x`?` for the closest candidate, or nothing.
 pub(super) fn hint(word: &str, candidates: &[&str], budget: &mut usize) -> String {
     keel_core::suggest::closest(word, candidates, budget)
         .map(|c| format!("; did you mean `{c}`?"))
         .unwrap_or_default()
+}
+
+/// `FIELD: there is no KIND `NAME`` with a "did you mean" hint, or the
+/// names the applied repo does define.
+pub(crate) fn not_defined(
+    field: &str,
+    kind: &str,
+    name: &str,
+    names: &[&str],
+) -> crate::FeatureError {
+    let mut budget = BUDGET;
+    let hint = match keel_core::suggest::closest(name, names, &mut budget) {
+        Some(c) => format!("; did you mean `{c}`?"),
+        None if names.is_empty() => "; the applied repo defines none".into(),
+        None => format!("; the applied repo defines {}", list(names)),
+    };
+    crate::FeatureError::NotFound(format!("{field}: there is no {kind} `{name}`{hint}"))
 }
 
 /// Names for a message, each once: the first few, then how many more.

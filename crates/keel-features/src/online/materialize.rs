@@ -224,7 +224,13 @@ impl OnlineFeatures {
         }
         select.extend(value_columns.iter().map(ident));
         let df = df.select(select)?;
-        let total = df.clone().count().await? as u64;
+        // The total for the progress bar: free from file metadata, but a
+        // view's SQL would run twice, so such a bar counts rows only.
+        let total = if sql.is_none() {
+            df.clone().count().await? as u64
+        } else {
+            0
+        };
         let mut stream = df.execute_stream().await?;
         let nk = view.join_keys.len();
         let first_value = nk + 1 + usize::from(view.created_field.is_some());

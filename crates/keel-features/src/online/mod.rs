@@ -444,11 +444,5 @@ pub(crate) fn online_error(e: keel_online::OnlineError) -> FeatureError {
 /// "did you mean" message otherwise.
 pub(crate) fn unknown_view(repo: &Repo, name: &str, field: &str) -> FeatureError {
     let names: Vec<&str> = repo.views().map(|v| v.name()).collect();
-    let mut budget = keel_core::suggest::BUDGET;
-    let hint = match keel_core::suggest::closest(name, &names, &mut budget) {
-        Some(c) => format!("; did you mean `{c}`?"),
-        None if names.is_empty() => "; the applied repo defines none".into(),
-        None => format!("; the applied repo defines {}", names.join(", ")),
-    };
-    FeatureError::NotFound(format!("{field}: there is no feature view `{name}`{hint}"))
+    crate::definition::suggest::not_defined(field, "feature view", name, &names)
 }

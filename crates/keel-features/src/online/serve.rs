@@ -383,47 +383,15 @@ impl OnlineFeatures {
         req: &OnlineRequest,
     ) -> Result<Vec<(String, String)>> {
         let repo = compiled.repo();
-        let mut refs = Vec::new();
         if let Some(service) = &req.feature_service {
-            let Some(svc) = repo.feature_service(service) else {
-                let names: Vec<&str> = repo
-                    .feature_services
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect();
-                let mut budget = keel_core::suggest::BUDGET;
-                let hint = match keel_core::suggest::closest(service, &names, &mut budget) {
-                    Some(c) => format!("; did you mean `{c}`?"),
-                    None if names.is_empty() => "; the applied repo defines none".into(),
-                    None => format!("; the applied repo defines {}", names.join(", ")),
-                };
-                return Err(FeatureError::NotFound(format!(
-                    "feature_service: there is no feature service `{service}`{hint}"
-                )));
-            };
-            for r in &svc.features {
-                let view = repo.view(&r.view).ok_or_else(|| {
-                    FeatureError::Corrupt(format!(
-                        "service `{service}` names unknown view `{}`",
-                        r.view
-                    ))
-                })?;
-                match &r.feature {
-                    Some(f) => refs.push((r.view.clone(), f.clone())),
-                    None => refs.extend(
-                        view.feature_names()
-                            .into_iter()
-                            .map(|f| (r.view.clone(), f.to_owned())),
-                    ),
-                }
-            }
-            return Ok(refs);
+            return crate::store::training::service_features(repo, service, "feature_service");
         }
         if req.features.is_empty() {
             return Err(invalid(
                 "features: name the features (\"view:feature\") or a feature_service".into(),
             ));
         }
+        let mut refs = Vec::new();
         for (i, text) in req.features.iter().enumerate() {
             let Some((view, feature)) = text.split_once(':') else {
                 return Err(invalid(format!(
@@ -721,11 +689,7 @@ fn write_string(out: &mut String, text: &str) {
 }
 
 /// One value as Feast's server writes it.
-pub(crate) fn write_value_pub(out: &mut String, v: &Value) {
-    write_value(out, v);
-}
-
-fn write_value(out: &mut String, v: &Value) {
+pub(crate) fn write_value(out: &mut String, v: &Value) {
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),

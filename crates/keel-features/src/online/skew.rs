@@ -169,7 +169,7 @@ impl OnlineFeatures {
         for (service, entries) in self.inner.serving_log.take() {
             let mut buf = Vec::new();
             for e in &entries {
-                let _ = write!(LineWriter(&mut buf), "{{\"at\":{},\"entities\":", e.at);
+                buf.extend_from_slice(format!("{{\"at\":{},\"entities\":", e.at).as_bytes());
                 buf.extend_from_slice(&e.entities);
                 buf.extend_from_slice(b",\"response\":");
                 buf.extend_from_slice(&e.response);
@@ -436,7 +436,7 @@ fn explode(v: &Json, full_names: &[String]) -> Vec<ServedRow> {
 
 fn value_json(v: &keel_online::codec::Value) -> Json {
     let mut s = String::new();
-    super::serve::write_value_pub(&mut s, v);
+    super::serve::write_value(&mut s, v);
     serde_json::from_str(&s).unwrap_or(Json::Null)
 }
 
@@ -451,16 +451,6 @@ fn same(a: &Json, b: &Json) -> bool {
             x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
         }
         _ => a == b,
-    }
-}
-
-/// Writes `io::Write` text into a byte buffer.
-struct LineWriter<'a>(&'a mut Vec<u8>);
-
-impl std::fmt::Write for LineWriter<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
     }
 }
 

@@ -263,16 +263,12 @@ impl OnlineFeatures {
         let repo = compiled.repo();
         let Some(source) = repo.source(&req.push_source_name) else {
             let names: Vec<&str> = repo.sources.iter().map(|s| s.name.as_str()).collect();
-            let mut budget = keel_core::suggest::BUDGET;
-            let hint = match keel_core::suggest::closest(&req.push_source_name, &names, &mut budget)
-            {
-                Some(c) => format!("; did you mean `{c}`?"),
-                None => format!("; the sources are {}", names.join(", ")),
-            };
-            return Err(FeatureError::NotFound(format!(
-                "push_source_name: there is no source `{}`{hint}",
-                req.push_source_name
-            )));
+            return Err(crate::definition::suggest::not_defined(
+                "push_source_name",
+                "source",
+                &req.push_source_name,
+                &names,
+            ));
         };
         let online = matches!(req.to, PushMode::Online | PushMode::OnlineAndOffline);
         let offline = matches!(req.to, PushMode::Offline | PushMode::OnlineAndOffline);

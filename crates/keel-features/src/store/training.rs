@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::{DataType as ArrowType, Field, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{DataType as ArrowType, Field, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatchReader;
 use datafusion::datasource::MemTable;
@@ -153,17 +153,10 @@ impl RecordBatchReader for BlockingReader {
 
 /// The Arrow type a declared dtype is cast to (lists keep theirs).
 fn arrow_type(t: &DataType) -> Option<ArrowType> {
-    Some(match t {
-        DataType::Int32 => ArrowType::Int32,
-        DataType::Int64 => ArrowType::Int64,
-        DataType::Float32 => ArrowType::Float32,
-        DataType::Float64 => ArrowType::Float64,
-        DataType::String => ArrowType::Utf8,
-        DataType::Bool => ArrowType::Boolean,
-        DataType::Bytes => ArrowType::Binary,
-        DataType::Timestamp => ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-        DataType::List(_) => return None,
-    })
+    match t {
+        DataType::List(_) => None,
+        scalar => Some(crate::online::convert::arrow_type(scalar)),
+    }
 }
 
 /// The views a service needs, split by kind, in first-use order, and the
@@ -175,23 +168,49 @@ struct Needs<'r> {
     outputs: Vec<(String, String)>,
 }
 
-fn needs<'r>(repo: &'r Repo, service: &str) -> Result<Needs<'r>> {
+/// The (view, feature) pairs a feature service serves, in its order; a
+/// whole view stands for all of its features. `field` names the request
+/// field in the message when there is no such service.
+pub(crate) fn service_features(
+    repo: &Repo,
+    service: &str,
+    field: &str,
+) -> Result<Vec<(String, String)>> {
     let Some(svc) = repo.feature_service(service) else {
         let names: Vec<&str> = repo
             .feature_services
             .iter()
             .map(|s| s.name.as_str())
             .collect();
-        let mut budget = keel_core::suggest::BUDGET;
-        let hint = match keel_core::suggest::closest(service, &names, &mut budget) {
-            Some(c) => format!("; did you mean `{c}`?"),
-            None if names.is_empty() => "; the applied repo defines none".into(),
-            None => format!("; the applied repo defines {}", names.join(", ")),
-        };
-        return Err(FeatureError::NotFound(format!(
-            "service: there is no feature service `{service}`{hint}"
-        )));
+        return Err(crate::definition::suggest::not_defined(
+            field,
+            "feature service",
+            service,
+            &names,
+        ));
     };
+    let mut out = Vec::new();
+    for r in &svc.features {
+        let view = repo.view(&r.view).ok_or_else(|| {
+            FeatureError::Corrupt(format!(
+                "service `{service}` names unknown view `{}`",
+                r.view
+            ))
+        })?;
+        match &r.feature {
+            Some(f) => out.push((r.view.clone(), f.clone())),
+            None => out.extend(
+                view.feature_names()
+                    .into_iter()
+                    .map(|f| (r.view.clone(), f.to_owned())),
+            ),
+        }
+    }
+    Ok(out)
+}
+
+fn needs<'r>(repo: &'r Repo, service: &str) -> Result<Needs<'r>> {
+    let outputs = service_features(repo, service, "service")?;
     let mut n = Needs {
         batch: Vec::new(),
         stream: Vec::new(),
@@ -216,23 +235,10 @@ fn needs<'r>(repo: &'r Repo, service: &str) -> Result<Needs<'r>> {
             None => {}
         }
     }
-    for r in &svc.features {
-        add(repo, &r.view, &mut n, &mut seen);
-        let view = repo.view(&r.view).ok_or_else(|| {
-            FeatureError::Corrupt(format!(
-                "service `{service}` names unknown view `{}`",
-                r.view
-            ))
-        })?;
-        match &r.feature {
-            Some(f) => n.outputs.push((r.view.clone(), f.clone())),
-            None => n.outputs.extend(
-                view.feature_names()
-                    .into_iter()
-                    .map(|f| (r.view.clone(), f.to_owned())),
-            ),
-        }
+    for (view, _) in &outputs {
+        add(repo, view, &mut n, &mut seen);
     }
+    n.outputs = outputs;
     Ok(n)
 }
 

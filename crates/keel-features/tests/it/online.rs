@@ -8,9 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, TimestampMicrosecondArray};
-use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::parquet::arrow::ArrowWriter;
 use keel_features::definition::read_repo_files;
 use keel_features::online::{
     MaterializeRequest, OnlineFeatures, OnlineRequest, PushRequest, WriteRequest,
@@ -18,6 +16,8 @@ use keel_features::online::{
 use keel_features::store::training::TrainingSetRequest;
 use keel_features::{FeatureError, FeatureStore};
 use keel_online::{EmbeddedStore, RedisStore, SharedStore};
+
+use crate::store::write;
 use keel_store::ArtifactStore;
 use serde_json::{Value, json};
 
@@ -53,9 +53,9 @@ async fn setups() -> Vec<(String, OnlineFeatures, Keep)> {
         OnlineFeatures::new(features(&art), store),
         (vec![art], dbdir.clone()),
     ));
-    if let Some(url) = redis_url() {
+    if let Some(url) = keel_online::suite::redis_url_from_env() {
         let art = tempfile::tempdir().unwrap();
-        let prefix = format!("keel-it-{}-{}:", std::process::id(), nanos());
+        let prefix = keel_online::suite::unique_prefix("keel-it");
         let store: SharedStore = Arc::new(RedisStore::open(&url, &prefix).await.unwrap());
         out.push((
             "redis".to_owned(),
@@ -66,41 +66,8 @@ async fn setups() -> Vec<(String, OnlineFeatures, Keep)> {
     out
 }
 
-fn redis_url() -> Option<String> {
-    match std::env::var("KEEL_TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!(
-                "CI=true but KEEL_TEST_REDIS_URL is not set: scripts/test starts Redis and sets it"
-            )
-        }
-        _ => None,
-    }
-}
-
-fn nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
-}
-
 fn now() -> i64 {
     keel_features::online::now_micros()
-}
-
-fn write(path: &Path, columns: Vec<(&str, ArrayRef)>) {
-    let schema = Arc::new(Schema::new(
-        columns
-            .iter()
-            .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
-            .collect::<Vec<_>>(),
-    ));
-    let batch =
-        RecordBatch::try_new(schema.clone(), columns.into_iter().map(|c| c.1).collect()).unwrap();
-    let mut w = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
 }
 
 fn micros(v: Vec<i64>) -> ArrayRef {

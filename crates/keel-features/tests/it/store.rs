@@ -28,7 +28,7 @@ async fn stores() -> Vec<(FeatureStore, tempfile::TempDir, Option<tempfile::Temp
     out
 }
 
-fn write(path: &Path, columns: Vec<(&str, ArrayRef)>) {
+pub(crate) fn write(path: &Path, columns: Vec<(&str, ArrayRef)>) {
     let schema = Arc::new(Schema::new(
         columns
             .iter()
