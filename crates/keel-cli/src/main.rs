@@ -83,6 +83,12 @@ enum Command {
         /// Port to listen on.
         #[arg(long, env = "KEEL_PORT")]
         port: Option<u16>,
+        /// Serve the ONNX models of this repository over Open Inference
+        /// Protocol V2 (/v2/models/NAME/infer). Triton's layout:
+        /// DIR/NAME/VERSION/model.onnx, optional DIR/NAME/model-settings.json
+        /// ({"max_batch_size": 64, "max_batch_time": 0.002, "allow_nan": false}).
+        #[arg(long, env = "KEEL_MODEL_REPOSITORY", value_name = "DIR")]
+        model_repository: Option<PathBuf>,
     },
     /// Experiments: list and create.
     #[command(subcommand)]
@@ -151,7 +157,11 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Server { host, port } => serve(&settings, host, port)
+            Command::Server {
+                host,
+                port,
+                model_repository,
+            } => serve(&settings, host, port, model_repository)
                 .await
                 .map(|_| ExitCode::SUCCESS),
             Command::Experiments(cmd) => tracking_cmd::experiments(&settings, cmd).await,
@@ -310,6 +320,28 @@ pub async fn open_online(settings: &Settings) -> Result<keel_online::SharedStore
     })
 }
 
+/// Compiles and serves every model of the repository; a model that fails
+/// is reported and left out, as the repository index will show.
+async fn open_model_repository(
+    dir: Option<PathBuf>,
+) -> Result<std::sync::Arc<keel_serve::repository::Repository>> {
+    if let Some(dir) = &dir
+        && !dir.is_dir()
+    {
+        return Err(output::UsageError(format!(
+            "--model-repository {}: not a folder; expected DIR/NAME/VERSION/model.onnx",
+            dir.display()
+        ))
+        .into());
+    }
+    let repository = std::sync::Arc::new(keel_serve::repository::Repository::new(dir));
+    for (name, error) in repository.load_all().await {
+        tracing::warn!(model = %name, error = %error, "model not loaded");
+        eprintln!("warning: model {name} not loaded: {error}");
+    }
+    Ok(repository)
+}
+
 /// The application state for a command answered in this process.
 pub async fn local_state(settings: &Settings) -> Result<AppState> {
     let engine = open_lifecycle(settings, false)
@@ -326,7 +358,12 @@ pub async fn local_state(settings: &Settings) -> Result<AppState> {
         .with_data(catalog))
 }
 
-async fn serve(settings: &Settings, host: Option<String>, port: Option<u16>) -> Result<()> {
+async fn serve(
+    settings: &Settings,
+    host: Option<String>,
+    port: Option<u16>,
+    model_repository: Option<PathBuf>,
+) -> Result<()> {
     let host = host.unwrap_or_else(|| settings.host.clone());
     let port = port.unwrap_or(settings.port);
     let (tracking, artifacts) = open_tracking(settings).await?;
@@ -337,7 +374,10 @@ async fn serve(settings: &Settings, host: Option<String>, port: Option<u16>) -> 
     let catalog = keel_data::Catalog::new(tracking.db().clone(), artifacts.clone());
     let online = open_online(settings).await?;
     let online_desc = online.describe();
+    let inference = open_model_repository(model_repository).await?;
+    let models_desc = inference.models().len();
     let state = AppState::new(tracking.clone(), artifacts.clone())
+        .with_inference(inference)
         .with_lifecycle(engine.clone())
         .with_registry(registry)
         .with_lineage(lineage)
@@ -392,7 +432,7 @@ async fn serve(settings: &Settings, host: Option<String>, port: Option<u16>) -> 
     let bound = listener.local_addr()?;
     tracing::info!(%bound, metadata = %metadata, artifacts = %artifacts.url(), "keel server ready");
     eprintln!(
-        "Keel {} listening on http://{bound}\n  metadata:  {metadata}\n  artifacts: {}\n  online features: {online_desc}\n  MLflow clients: export MLFLOW_TRACKING_URI=http://{bound}\n  Feast clients: POST http://{bound}/get-online-features",
+        "Keel {} listening on http://{bound}\n  metadata:  {metadata}\n  artifacts: {}\n  online features: {online_desc}\n  MLflow clients: export MLFLOW_TRACKING_URI=http://{bound}\n  Feast clients: POST http://{bound}/get-online-features\n  models:    {models_desc} served over V2 (POST http://{bound}/v2/models/NAME/infer)",
         env!("CARGO_PKG_VERSION"),
         artifacts.url()
     );

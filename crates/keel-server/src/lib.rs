@@ -5,6 +5,7 @@
 
 pub mod artifacts;
 pub mod data;
+pub mod inference;
 pub mod lifecycle;
 pub mod metrics;
 pub mod mlflow;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub features: Option<keel_features::FeatureStore>,
     /// The online feature store and feature server.
     pub online: Option<keel_features::online::OnlineFeatures>,
+    /// Served models (empty unless a model repository is given).
+    pub inference: Arc<keel_serve::repository::Repository>,
 }
 
 impl AppState {
@@ -57,6 +60,7 @@ impl AppState {
             catalog: None,
             features: None,
             online: None,
+            inference: Arc::new(keel_serve::repository::Repository::new(None)),
         }
     }
 
@@ -78,6 +82,12 @@ impl AppState {
                 store,
             ));
         }
+        self
+    }
+
+    /// The models to serve over Open Inference Protocol V2.
+    pub fn with_inference(mut self, repository: Arc<keel_serve::repository::Repository>) -> Self {
+        self.inference = repository;
         self
     }
 
@@ -130,6 +140,7 @@ pub fn app(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(4 * 1024 * 1024)),
         )
         .merge(online::feast_routes().layer(DefaultBodyLimit::max(online::MAX_BODY)))
+        .merge(inference::routes().layer(DefaultBodyLimit::disable()))
         .route("/api/3.0/mlflow/server-info", get(server_info))
         .route("/ajax-api/3.0/mlflow/server-info", get(server_info))
         .route("/health", get(|| async { "OK" }))

@@ -1,0 +1,212 @@
+//! Adaptive batching: concurrent requests for one model version are
+//! coalesced along the batch dimension, run on a worker pool shared by all
+//! models and sized to the cores, and split back.
+//!
+//! A batch closes when it holds `max_batch_size` rows, when `max_delay` has
+//! passed since its first request, or — with no delay set — when the queue is
+//! empty. Requests also pile up while every worker is busy, so batches grow
+//! with load on their own and a lone request never waits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::ServeError;
+use crate::plan::Plan;
+use crate::tensor::NamedTensor;
+
+/// Per-model batching settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchSettings {
+    /// Rows per batch at most; 1 turns batching off.
+    pub max_batch_size: usize,
+    /// How long a batch's first request may wait for company.
+    pub max_delay: Duration,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        BatchSettings {
+            max_batch_size: 64,
+            max_delay: Duration::ZERO,
+        }
+    }
+}
+
+type Reply = oneshot::Sender<Result<Vec<NamedTensor>, ServeError>>;
+
+struct Job {
+    inputs: Vec<NamedTensor>,
+    rows: usize,
+    reply: Reply,
+}
+
+impl Job {
+    /// Requests batch together when their inputs agree beyond the first axis.
+    fn fits_with(&self, other: &Job) -> bool {
+        self.inputs
+            .iter()
+            .zip(&other.inputs)
+            .all(|(a, b)| a.shape.get(1..) == b.shape.get(1..))
+    }
+}
+
+/// The queue in front of one model version.
+#[derive(Clone)]
+pub struct Batcher {
+    queue: mpsc::Sender<Job>,
+}
+
+/// Workers shared by every model: one per core.
+pub fn worker_pool() -> Arc<Semaphore> {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    Arc::new(Semaphore::new(cores))
+}
+
+impl Batcher {
+    /// Starts the dispatcher for `plan`; it ends when the last `Batcher`
+    /// clone is dropped and the queue drains.
+    pub fn start(plan: Arc<Plan>, settings: BatchSettings, workers: Arc<Semaphore>) -> Batcher {
+        let (queue, jobs) = mpsc::channel(4096);
+        tokio::spawn(dispatch(plan, settings, workers, jobs));
+        Batcher { queue }
+    }
+
+    /// Runs checked inputs (signature order) with `rows` rows.
+    pub async fn infer(
+        &self,
+        inputs: Vec<NamedTensor>,
+        rows: usize,
+    ) -> Result<Vec<NamedTensor>, ServeError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Job {
+                inputs,
+                rows,
+                reply,
+            })
+            .await
+            .map_err(|_| {
+                ServeError::Internal("the model was unloaded while the request waited".into())
+            })?;
+        answer.await.map_err(|_| {
+            ServeError::Internal("the model's worker stopped before answering".into())
+        })?
+    }
+}
+
+async fn dispatch(
+    plan: Arc<Plan>,
+    settings: BatchSettings,
+    workers: Arc<Semaphore>,
+    mut jobs: mpsc::Receiver<Job>,
+) {
+    let batching = plan.signature.batched && settings.max_batch_size > 1;
+    let mut held: Option<Job> = None;
+    loop {
+        let first = match held.take() {
+            Some(job) => job,
+            None => match jobs.recv().await {
+                Some(job) => job,
+                None => return,
+            },
+        };
+        let mut batch = vec![first];
+        let mut rows = batch[0].rows;
+        if batching {
+            let deadline = tokio::time::Instant::now() + settings.max_delay;
+            while rows < settings.max_batch_size {
+                let next = match jobs.try_recv() {
+                    Ok(job) => Some(job),
+                    Err(mpsc::error::TryRecvError::Empty) if !settings.max_delay.is_zero() => {
+                        tokio::time::timeout_at(deadline, jobs.recv())
+                            .await
+                            .unwrap_or_default()
+                    }
+                    Err(_) => None,
+                };
+                let Some(job) = next else { break };
+                if rows + job.rows > settings.max_batch_size || !batch[0].fits_with(&job) {
+                    held = Some(job);
+                    break;
+                }
+                rows += job.rows;
+                batch.push(job);
+            }
+        }
+        let Ok(permit) = workers.clone().acquire_owned().await else {
+            return;
+        };
+        // Requests that queued while every worker was busy join this batch.
+        while batching && held.is_none() && rows < settings.max_batch_size {
+            let Ok(job) = jobs.try_recv() else { break };
+            if rows + job.rows > settings.max_batch_size || !batch[0].fits_with(&job) {
+                held = Some(job);
+                break;
+            }
+            rows += job.rows;
+            batch.push(job);
+        }
+        let plan = plan.clone();
+        tokio::task::spawn_blocking(move || {
+            run_batch(&plan, batch, rows);
+            drop(permit);
+        });
+    }
+}
+
+fn run_batch(plan: &Plan, mut batch: Vec<Job>, rows: usize) {
+    if batch.len() == 1 {
+        let job = batch.pop().expect("one job");
+        let _ = job.reply.send(plan.run(&job.inputs));
+        return;
+    }
+    let mut inputs: Vec<NamedTensor> = batch[0].inputs.clone();
+    for input in inputs.iter_mut() {
+        if let Some(n) = input.shape.first_mut() {
+            *n = rows;
+        }
+    }
+    for job in &batch[1..] {
+        for (joined, part) in inputs.iter_mut().zip(&job.inputs) {
+            joined.data.extend(&part.data);
+        }
+    }
+    match plan.run(&inputs) {
+        Ok(outputs) => {
+            let mut start = 0;
+            for job in batch {
+                let parts = outputs
+                    .iter()
+                    .map(|out| {
+                        let per_row = out.data.len() / rows.max(1);
+                        let mut shape = out.shape.clone();
+                        if let Some(n) = shape.first_mut() {
+                            *n = job.rows;
+                        }
+                        let data = out
+                            .data
+                            .slice(start * per_row, (start + job.rows) * per_row);
+                        NamedTensor {
+                            name: out.name.clone(),
+                            shape,
+                            data,
+                        }
+                    })
+                    .collect();
+                start += job.rows;
+                let _ = job.reply.send(Ok(parts));
+            }
+        }
+        Err(e) => {
+            // One bad row must not fail its neighbours: run each alone.
+            tracing::debug!(error = %e, "batch failed; running its requests one by one");
+            for job in batch {
+                let _ = job.reply.send(plan.run(&job.inputs));
+            }
+        }
+    }
+}

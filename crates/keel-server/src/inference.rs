@@ -1,0 +1,852 @@
+//! Open Inference Protocol V2 over REST (KServe, Triton and MLServer clients):
+//! health, server and model metadata, readiness, `infer` with the JSON tensor
+//! format and Triton's binary tensor extension, and the model-repository
+//! extension to load and unload models.
+//!
+//! Errors are V2's `{"error": "…"}` with a 4xx: 400 for a request the model
+//! cannot take (the reason names the input), 404 for an unknown model or
+//! version, 413 for a body over the limit.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use keel_serve::ServeError;
+use keel_serve::repository::{Repository, ServedVersion};
+use keel_serve::tensor::{Data, Datatype, NamedTensor};
+use serde_json::{Map, Value, json};
+
+use crate::AppState;
+
+/// Largest inference request body.
+pub const MAX_BODY: usize = 64 * 1024 * 1024;
+/// Largest tensor, in elements.
+const MAX_ELEMENTS: usize = 16 * 1024 * 1024;
+const HEADER_LENGTH: &str = "inference-header-content-length";
+
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/v2", get(server_metadata))
+        .route("/v2/health/live", get(live))
+        .route("/v2/health/ready", get(ready))
+        .route("/v2/models/{name}", get(model_metadata))
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(model_metadata_version),
+        )
+        .route("/v2/models/{name}/ready", get(model_ready))
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(model_ready_version),
+        )
+        .route("/v2/models/{name}/infer", post(infer))
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(infer_version),
+        )
+        .route("/v2/repository/index", post(repository_index))
+        .route("/v2/repository/models/{name}/load", post(load))
+        .route("/v2/repository/models/{name}/unload", post(unload))
+}
+
+/// A V2 error: `{"error": message}`.
+pub struct V2Error {
+    status: StatusCode,
+    message: String,
+}
+
+impl V2Error {
+    fn bad(message: impl Into<String>) -> V2Error {
+        V2Error {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ServeError> for V2Error {
+    fn from(e: ServeError) -> V2Error {
+        let status = match &e {
+            ServeError::UnknownModel(_) | ServeError::UnknownVersion { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            ServeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        V2Error {
+            status,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for V2Error {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+type V2Result = Result<Response, V2Error>;
+
+fn repo(state: &AppState) -> &Arc<Repository> {
+    &state.inference
+}
+
+async fn server_metadata() -> Response {
+    axum::Json(json!({
+        "name": "keel",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": ["model_repository", "binary_tensor_data"],
+    }))
+    .into_response()
+}
+
+async fn live() -> Response {
+    axum::Json(json!({ "live": true })).into_response()
+}
+
+async fn ready() -> Response {
+    axum::Json(json!({ "ready": true })).into_response()
+}
+
+fn spec_json(spec: &keel_serve::plan::TensorSpec) -> Value {
+    json!({ "name": spec.name, "datatype": spec.datatype.name(), "shape": spec.shape })
+}
+
+fn metadata(state: &AppState, name: &str, version: Option<&str>) -> V2Result {
+    let model = repo(state).get(name)?;
+    let served = model.version(version)?;
+    let versions: Vec<String> = match version {
+        Some(v) => vec![v.to_string()],
+        None => model.versions.keys().map(|v| v.to_string()).collect(),
+    };
+    let signature = &served.plan.signature;
+    Ok(axum::Json(json!({
+        "name": name,
+        "versions": versions,
+        "platform": "onnx",
+        "inputs": signature.inputs.iter().map(spec_json).collect::<Vec<_>>(),
+        "outputs": signature.outputs.iter().map(spec_json).collect::<Vec<_>>(),
+    }))
+    .into_response())
+}
+
+async fn model_metadata(State(s): State<AppState>, Path(name): Path<String>) -> V2Result {
+    metadata(&s, &name, None)
+}
+
+async fn model_metadata_version(
+    State(s): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> V2Result {
+    metadata(&s, &name, Some(&version))
+}
+
+fn readiness(state: &AppState, name: &str, version: Option<&str>) -> V2Result {
+    repo(state).get(name)?.version(version)?;
+    Ok(axum::Json(json!({ "name": name, "ready": true })).into_response())
+}
+
+async fn model_ready(State(s): State<AppState>, Path(name): Path<String>) -> V2Result {
+    readiness(&s, &name, None)
+}
+
+async fn model_ready_version(
+    State(s): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> V2Result {
+    readiness(&s, &name, Some(&version))
+}
+
+async fn repository_index(State(s): State<AppState>) -> Response {
+    axum::Json(repo(&s).index()).into_response()
+}
+
+async fn load(State(s): State<AppState>, Path(name): Path<String>) -> V2Result {
+    repo(&s).load(&name).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn unload(State(s): State<AppState>, Path(name): Path<String>) -> V2Result {
+    repo(&s).unload(&name)?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn infer(State(s): State<AppState>, Path(name): Path<String>, request: Request) -> V2Result {
+    run_infer(&s, &name, None, request).await
+}
+
+async fn infer_version(
+    State(s): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+    request: Request,
+) -> V2Result {
+    run_infer(&s, &name, Some(&version), request).await
+}
+
+async fn read_body(request: Request) -> Result<(HeaderMap, Bytes), V2Error> {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| V2Error {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: format!(
+                "the request body is larger than {MAX_BODY} bytes; send fewer rows per request"
+            ),
+        })?;
+    Ok((parts.headers, bytes))
+}
+
+async fn run_infer(
+    state: &AppState,
+    name: &str,
+    version: Option<&str>,
+    request: Request,
+) -> V2Result {
+    let model = repo(state).get(name)?;
+    let served = model.version(version)?;
+    let (headers, body) = read_body(request).await?;
+    let request = InferRequest::parse(&headers, &body)?;
+    let outputs = served.infer(request.inputs).await?;
+    respond(
+        &served,
+        request.id,
+        &request.outputs,
+        request.binary_output,
+        outputs,
+    )
+}
+
+/// A parsed V2 inference request.
+pub struct InferRequest {
+    pub id: Option<String>,
+    pub inputs: Vec<NamedTensor>,
+    /// Requested outputs, each with its own binary flag (empty: all).
+    pub outputs: Vec<(String, Option<bool>)>,
+    /// `parameters.binary_data_output`: every output in binary by default.
+    pub binary_output: bool,
+}
+
+impl InferRequest {
+    pub fn parse(headers: &HeaderMap, body: &[u8]) -> Result<InferRequest, V2Error> {
+        let header_length = match headers.get(HEADER_LENGTH) {
+            Some(v) => {
+                let n = v
+                    .to_str()
+                    .ok()
+                    .and_then(|s| s.trim().parse::<usize>().ok())
+                    .filter(|n| *n <= body.len())
+                    .ok_or_else(|| {
+                        V2Error::bad(format!("Inference-Header-Content-Length must be a byte count within the body ({} bytes)", body.len()))
+                    })?;
+                Some(n)
+            }
+            None => None,
+        };
+        let (json_part, mut binary) = match header_length {
+            Some(n) => (&body[..n], &body[n..]),
+            None => (body, &body[body.len()..]),
+        };
+        let value: Value = serde_json::from_slice(json_part)
+            .map_err(|e| V2Error::bad(format!("malformed JSON: {e}")))?;
+        let object = value
+            .as_object()
+            .ok_or_else(|| V2Error::bad("the request must be a JSON object"))?;
+        let id = match object.get("id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => return Err(V2Error::bad("id: expected a string")),
+        };
+        let parameters = params(object.get("parameters"), "parameters")?;
+        let binary_output = match parameters.and_then(|p| p.get("binary_data_output")) {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return Err(V2Error::bad(
+                    "parameters.binary_data_output: expected true or false",
+                ));
+            }
+        };
+        let inputs_json = object
+            .get("inputs")
+            .and_then(Value::as_array)
+            .ok_or_else(|| V2Error::bad("inputs: expected an array of tensors"))?;
+        if inputs_json.is_empty() {
+            return Err(V2Error::bad("inputs: the request has no input tensors"));
+        }
+        let mut inputs = Vec::with_capacity(inputs_json.len());
+        for (i, input) in inputs_json.iter().enumerate() {
+            inputs.push(parse_input(input, i, &mut binary)?);
+        }
+        if !binary.is_empty() {
+            return Err(V2Error::bad(format!(
+                "{} bytes of binary data follow the JSON header but no input claims them (parameters.binary_data_size)",
+                binary.len()
+            )));
+        }
+        let mut outputs = Vec::new();
+        if let Some(requested) = object.get("outputs") {
+            let list = requested
+                .as_array()
+                .ok_or_else(|| V2Error::bad("outputs: expected an array"))?;
+            for (i, o) in list.iter().enumerate() {
+                let name = o
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| V2Error::bad(format!("outputs[{i}].name: expected a string")))?;
+                let p = params(o.get("parameters"), &format!("outputs[{i}].parameters"))?;
+                let binary = match p.and_then(|p| p.get("binary_data")) {
+                    None => None,
+                    Some(Value::Bool(b)) => Some(*b),
+                    Some(_) => {
+                        return Err(V2Error::bad(format!(
+                            "outputs[{i}].parameters.binary_data: expected true or false"
+                        )));
+                    }
+                };
+                outputs.push((name.to_string(), binary));
+            }
+        }
+        Ok(InferRequest {
+            id,
+            inputs,
+            outputs,
+            binary_output,
+        })
+    }
+}
+
+fn params<'a>(
+    value: Option<&'a Value>,
+    field: &str,
+) -> Result<Option<&'a Map<String, Value>>, V2Error> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m)),
+        Some(_) => Err(V2Error::bad(format!("{field}: expected an object"))),
+    }
+}
+
+fn parse_input(input: &Value, i: usize, binary: &mut &[u8]) -> Result<NamedTensor, V2Error> {
+    let field = |f: &str| format!("inputs[{i}].{f}");
+    let name = input
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| V2Error::bad(format!("{}: expected a string", field("name"))))?;
+    let at = |f: &str| format!("input {name} ({})", field(f));
+    let datatype_name = input
+        .get("datatype")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            V2Error::bad(format!(
+                "{}: expected a V2 datatype such as FP32",
+                at("datatype")
+            ))
+        })?;
+    let datatype = Datatype::parse(datatype_name).ok_or_else(|| {
+        let all: Vec<&str> = Datatype::ALL.iter().map(|d| d.name()).collect();
+        V2Error::bad(format!(
+            "{}: unknown datatype {datatype_name:?}; use one of {}",
+            at("datatype"),
+            all.join(", ")
+        ))
+    })?;
+    let shape_json = input
+        .get("shape")
+        .and_then(Value::as_array)
+        .ok_or_else(|| V2Error::bad(format!("{}: expected an array of sizes", at("shape"))))?;
+    let mut shape = Vec::with_capacity(shape_json.len());
+    let mut elements: usize = 1;
+    for d in shape_json {
+        let n = d
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| {
+                V2Error::bad(format!(
+                    "{}: sizes must be non-negative integers",
+                    at("shape")
+                ))
+            })?;
+        elements = elements
+            .checked_mul(n)
+            .filter(|e| *e <= MAX_ELEMENTS)
+            .ok_or_else(|| {
+                V2Error::bad(format!(
+                    "{}: more than {MAX_ELEMENTS} elements",
+                    at("shape")
+                ))
+            })?;
+        shape.push(n);
+    }
+    let p = params(input.get("parameters"), &field("parameters"))?;
+    let data = match p.and_then(|p| p.get("binary_data_size")) {
+        Some(size) => {
+            let size = size
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| {
+                    V2Error::bad(format!(
+                        "{}: expected a byte count",
+                        at("parameters.binary_data_size")
+                    ))
+                })?;
+            if size > binary.len() {
+                return Err(V2Error::bad(format!(
+                    "{}: {size} bytes claimed but only {} remain in the body",
+                    at("parameters.binary_data_size"),
+                    binary.len()
+                )));
+            }
+            let (mine, rest) = binary.split_at(size);
+            *binary = rest;
+            decode_binary(datatype, mine, elements)
+                .map_err(|m| V2Error::bad(format!("{}: {m}", at("data"))))?
+        }
+        None => {
+            let data = input.get("data").ok_or_else(|| {
+                V2Error::bad(format!(
+                    "{}: missing (or set parameters.binary_data_size)",
+                    at("data")
+                ))
+            })?;
+            decode_json(datatype, data).map_err(|m| V2Error::bad(format!("{}: {m}", at("data"))))?
+        }
+    };
+    if data.len() != elements {
+        return Err(V2Error::bad(format!(
+            "{}: shape {shape:?} needs {elements} elements but data has {}",
+            at("data"),
+            data.len()
+        )));
+    }
+    Ok(NamedTensor::new(name, shape, data))
+}
+
+/// Row-major leaves of nested arrays.
+fn leaves(value: &Value) -> Vec<&Value> {
+    let mut out = Vec::new();
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Array(items) => stack.extend(items.iter().rev()),
+            leaf => out.push(leaf),
+        }
+    }
+    out
+}
+
+fn decode_json(datatype: Datatype, data: &Value) -> Result<Data, String> {
+    let values = leaves(data);
+    if values.len() > MAX_ELEMENTS {
+        return Err(format!("more than {MAX_ELEMENTS} elements"));
+    }
+    fn ints<T: TryFrom<i64> + TryFrom<u64>>(
+        values: &[&Value],
+        name: &str,
+    ) -> Result<Vec<T>, String> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let n = match v {
+                    Value::Number(n) => n
+                        .as_i64()
+                        .and_then(|x| T::try_from(x).ok())
+                        .or_else(|| n.as_u64().and_then(|x| T::try_from(x).ok())),
+                    _ => None,
+                };
+                n.ok_or_else(|| {
+                    format!("element {i} ({v}) is not an integer within {name}'s range")
+                })
+            })
+            .collect()
+    }
+    fn float(v: &Value, i: usize) -> Result<f64, String> {
+        match v {
+            Value::Number(n) => n
+                .as_f64()
+                .ok_or_else(|| format!("element {i} is not a number")),
+            Value::String(s) => match s.as_str() {
+                "NaN" | "nan" => Ok(f64::NAN),
+                "Infinity" | "inf" | "+inf" => Ok(f64::INFINITY),
+                "-Infinity" | "-inf" => Ok(f64::NEG_INFINITY),
+                _ => Err(format!(
+                    "element {i} ({s:?}) is a string; floats are numbers, or \"NaN\", \"Infinity\", \"-Infinity\""
+                )),
+            },
+            other => Err(format!("element {i} ({other}) is not a number")),
+        }
+    }
+    fn narrow(values: &[&Value], max: f64, name: &str) -> Result<Vec<f32>, String> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let x = float(v, i)?;
+                if x.is_finite() && x.abs() > max {
+                    return Err(format!("element {i} ({x}) is outside {name}'s range"));
+                }
+                Ok(x as f32)
+            })
+            .collect()
+    }
+    Ok(match datatype {
+        Datatype::Bool => Data::Bool(
+            values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    v.as_bool()
+                        .ok_or_else(|| format!("element {i} ({v}) is not true or false"))
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        Datatype::Uint8 => Data::Uint8(ints(&values, "UINT8")?),
+        Datatype::Uint16 => Data::Uint16(ints(&values, "UINT16")?),
+        Datatype::Uint32 => Data::Uint32(ints(&values, "UINT32")?),
+        Datatype::Uint64 => Data::Uint64(ints(&values, "UINT64")?),
+        Datatype::Int8 => Data::Int8(ints(&values, "INT8")?),
+        Datatype::Int16 => Data::Int16(ints(&values, "INT16")?),
+        Datatype::Int32 => Data::Int32(ints(&values, "INT32")?),
+        Datatype::Int64 => Data::Int64(ints(&values, "INT64")?),
+        Datatype::Fp16 => Data::Fp16(narrow(&values, 65504.0, "FP16")?),
+        Datatype::Fp32 => Data::Fp32(narrow(&values, f32::MAX as f64, "FP32")?),
+        Datatype::Fp64 => Data::Fp64(
+            values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| float(v, i))
+                .collect::<Result<_, _>>()?,
+        ),
+        Datatype::Bytes => Data::Bytes(
+            values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| match v {
+                    Value::String(s) => Ok(s.clone().into_bytes()),
+                    other => Err(format!("element {i} ({other}) is not a string")),
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+    })
+}
+
+fn decode_binary(datatype: Datatype, bytes: &[u8], elements: usize) -> Result<Data, String> {
+    if datatype == Datatype::Bytes {
+        let mut out = Vec::with_capacity(elements);
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            if rest.len() < 4 {
+                return Err(
+                    "BYTES element is cut short (a 4-byte length prefix is incomplete)".into(),
+                );
+            }
+            let n = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            if rest.len() - 4 < n {
+                return Err(format!(
+                    "BYTES element {} claims {n} bytes but {} remain",
+                    out.len(),
+                    rest.len() - 4
+                ));
+            }
+            out.push(rest[4..4 + n].to_vec());
+            rest = &rest[4 + n..];
+        }
+        return Ok(Data::Bytes(out));
+    }
+    let width = datatype.width().unwrap_or(1);
+    if bytes.len() != elements * width {
+        return Err(format!(
+            "{} bytes of binary data, but the shape needs {elements} elements of {width} bytes",
+            bytes.len()
+        ));
+    }
+    macro_rules! le {
+        ($t:ty, $variant:ident) => {
+            Data::$variant(
+                bytes
+                    .chunks_exact(width)
+                    .map(|c| <$t>::from_le_bytes(c.try_into().expect("chunk width")))
+                    .collect(),
+            )
+        };
+    }
+    Ok(match datatype {
+        Datatype::Bool => Data::Bool(bytes.iter().map(|b| *b != 0).collect()),
+        Datatype::Uint8 => Data::Uint8(bytes.to_vec()),
+        Datatype::Int8 => Data::Int8(bytes.iter().map(|b| *b as i8).collect()),
+        Datatype::Uint16 => le!(u16, Uint16),
+        Datatype::Int16 => le!(i16, Int16),
+        Datatype::Uint32 => le!(u32, Uint32),
+        Datatype::Int32 => le!(i32, Int32),
+        Datatype::Uint64 => le!(u64, Uint64),
+        Datatype::Int64 => le!(i64, Int64),
+        Datatype::Fp32 => le!(f32, Fp32),
+        Datatype::Fp64 => le!(f64, Fp64),
+        Datatype::Fp16 => Data::Fp16(
+            bytes
+                .chunks_exact(2)
+                .map(|c| half_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                .collect(),
+        ),
+        Datatype::Bytes => unreachable!("handled above"),
+    })
+}
+
+/// IEEE 754 binary16 to f32.
+fn half_to_f32(h: u16) -> f32 {
+    let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let exponent = ((h >> 10) & 0x1f) as i32;
+    let fraction = (h & 0x3ff) as f32;
+    sign * match exponent {
+        0 => fraction * 2f32.powi(-24),
+        31 if fraction == 0.0 => f32::INFINITY,
+        31 => f32::NAN,
+        e => (1.0 + fraction / 1024.0) * 2f32.powi(e - 15),
+    }
+}
+
+fn f32_to_half(x: f32) -> u16 {
+    let bits = x.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    if x.is_nan() {
+        return sign | 0x7e00;
+    }
+    let a = x.abs();
+    if a >= 65520.0 {
+        return sign | 0x7c00;
+    }
+    if a < 2f32.powi(-24) / 2.0 {
+        return sign;
+    }
+    if a < 2f32.powi(-14) {
+        return sign | (a / 2f32.powi(-24)).round() as u16;
+    }
+    let e = a.log2().floor() as i32;
+    let mut m = ((a / 2f32.powi(e) - 1.0) * 1024.0).round() as u32;
+    let mut e = e + 15;
+    if m == 1024 {
+        m = 0;
+        e += 1;
+    }
+    sign | ((e as u16) << 10) | m as u16
+}
+
+fn json_float(x: f64) -> Value {
+    if x.is_finite() {
+        json!(x)
+    } else if x.is_nan() {
+        json!("NaN")
+    } else if x > 0.0 {
+        json!("Infinity")
+    } else {
+        json!("-Infinity")
+    }
+}
+
+fn json_f32(x: f32) -> Value {
+    if !x.is_finite() {
+        return json_float(x as f64);
+    }
+    // The shortest decimal that reads back as this f32, not the f64 widening.
+    let shortest: f64 = x.to_string().parse().unwrap_or(x as f64);
+    serde_json::Number::from_f64(shortest)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
+}
+
+fn data_json(data: &Data) -> Value {
+    match data {
+        Data::Bool(v) => json!(v),
+        Data::Uint8(v) => json!(v),
+        Data::Uint16(v) => json!(v),
+        Data::Uint32(v) => json!(v),
+        Data::Uint64(v) => json!(v),
+        Data::Int8(v) => json!(v),
+        Data::Int16(v) => json!(v),
+        Data::Int32(v) => json!(v),
+        Data::Int64(v) => json!(v),
+        Data::Fp16(v) | Data::Fp32(v) => Value::Array(v.iter().map(|x| json_f32(*x)).collect()),
+        Data::Fp64(v) => Value::Array(v.iter().map(|x| json_float(*x)).collect()),
+        Data::Bytes(v) => Value::Array(
+            v.iter()
+                .map(|b| Value::String(String::from_utf8_lossy(b).into_owned()))
+                .collect(),
+        ),
+    }
+}
+
+fn data_binary(data: &Data, out: &mut Vec<u8>) {
+    match data {
+        Data::Bool(v) => out.extend(v.iter().map(|b| *b as u8)),
+        Data::Uint8(v) => out.extend_from_slice(v),
+        Data::Int8(v) => out.extend(v.iter().map(|x| *x as u8)),
+        Data::Uint16(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        Data::Int16(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        Data::Uint32(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        Data::Int32(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        Data::Uint64(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        Data::Int64(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        Data::Fp16(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&f32_to_half(*x).to_le_bytes())),
+        Data::Fp32(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        Data::Fp64(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        Data::Bytes(v) => v.iter().for_each(|b| {
+            out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+            out.extend_from_slice(b);
+        }),
+    }
+}
+
+fn respond(
+    served: &ServedVersion,
+    id: Option<String>,
+    requested: &[(String, Option<bool>)],
+    binary_default: bool,
+    outputs: Vec<NamedTensor>,
+) -> Result<Response, V2Error> {
+    let chosen: Vec<(NamedTensor, bool)> = if requested.is_empty() {
+        outputs.into_iter().map(|o| (o, binary_default)).collect()
+    } else {
+        let mut chosen = Vec::with_capacity(requested.len());
+        let mut outputs: Vec<Option<NamedTensor>> = outputs.into_iter().map(Some).collect();
+        for (name, binary) in requested {
+            let pos = outputs
+                .iter()
+                .position(|o| o.as_ref().is_some_and(|o| &o.name == name))
+                .ok_or_else(|| {
+                    let names: Vec<&str> = served
+                        .plan
+                        .signature
+                        .outputs
+                        .iter()
+                        .map(|o| o.name.as_str())
+                        .collect();
+                    V2Error::bad(format!(
+                        "unknown output {name}; the model gives {}",
+                        names.join(", ")
+                    ))
+                })?;
+            let tensor = outputs[pos].take().expect("position found");
+            chosen.push((tensor, binary.unwrap_or(binary_default)));
+        }
+        chosen
+    };
+    let mut binary = Vec::new();
+    let mut list = Vec::with_capacity(chosen.len());
+    for (tensor, as_binary) in &chosen {
+        let mut entry = json!({
+            "name": tensor.name,
+            "datatype": tensor.data.datatype().name(),
+            "shape": tensor.shape,
+        });
+        if *as_binary {
+            let before = binary.len();
+            data_binary(&tensor.data, &mut binary);
+            entry["parameters"] = json!({ "binary_data_size": binary.len() - before });
+        } else {
+            entry["data"] = data_json(&tensor.data);
+        }
+        list.push(entry);
+    }
+    let mut body = json!({
+        "model_name": served.name,
+        "model_version": served.version.to_string(),
+        "outputs": list,
+    });
+    if let Some(id) = id {
+        body["id"] = Value::String(id);
+    }
+    let header_json = serde_json::to_vec(&body).map_err(|e| V2Error {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        message: e.to_string(),
+    })?;
+    if binary.is_empty() && !chosen.iter().any(|(_, b)| *b) {
+        return Ok((
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            header_json,
+        )
+            .into_response());
+    }
+    let length = header_json.len();
+    let mut all = header_json;
+    all.extend_from_slice(&binary);
+    let mut response = Response::new(Body::from(all));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(HEADER_LENGTH, HeaderValue::from(length));
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_round_trips() {
+        for x in [
+            0.0f32,
+            1.0,
+            -2.5,
+            0.333_251_95,
+            65504.0,
+            6.103_515_6e-5,
+            5.960_464_5e-8,
+        ] {
+            assert_eq!(half_to_f32(f32_to_half(x)), x, "{x}");
+        }
+        assert!(half_to_f32(f32_to_half(f32::NAN)).is_nan());
+        assert_eq!(half_to_f32(f32_to_half(1e6)), f32::INFINITY);
+    }
+
+    #[test]
+    fn nested_and_flat_data_agree() {
+        let nested = decode_json(Datatype::Fp32, &json!([[1, 2.5], [3, "NaN"]])).unwrap();
+        let Data::Fp32(v) = nested else { panic!() };
+        assert_eq!(&v[..3], &[1.0, 2.5, 3.0]);
+        assert!(v[3].is_nan());
+        assert!(decode_json(Datatype::Int32, &json!([1.5])).is_err());
+        assert!(decode_json(Datatype::Uint8, &json!([256])).is_err());
+        assert!(decode_json(Datatype::Int8, &json!([-128, 127])).is_ok());
+        assert!(decode_json(Datatype::Fp32, &json!([1e39])).is_err());
+        assert!(decode_json(Datatype::Bool, &json!([1])).is_err());
+    }
+
+    #[test]
+    fn binary_bytes_elements_are_length_prefixed() {
+        let mut buf = Vec::new();
+        data_binary(&Data::Bytes(vec![b"EU".to_vec(), b"".to_vec()]), &mut buf);
+        assert_eq!(
+            decode_binary(Datatype::Bytes, &buf, 2).unwrap(),
+            Data::Bytes(vec![b"EU".to_vec(), vec![]])
+        );
+        assert!(decode_binary(Datatype::Bytes, &buf[..5], 2).is_err());
+        assert!(decode_binary(Datatype::Fp32, &[0, 0, 0], 1).is_err());
+    }
+}
