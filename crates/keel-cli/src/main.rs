@@ -411,6 +411,18 @@ async fn serve(
             }
         })
     });
+    // The prediction log of /v1/predict is flushed every second, too.
+    let prediction_flusher = {
+        let (log, artifacts) = (state.predictions.clone(), state.artifacts.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                if let Err(e) = log.flush(&artifacts).await {
+                    tracing::warn!(error = %e, "prediction log not flushed");
+                }
+            }
+        })
+    };
     let scheduler = tokio::spawn(keel_server::models::run_retraining_scheduler(
         state.clone(),
         retraining_tick(),
@@ -437,6 +449,7 @@ async fn serve(
         artifacts.url()
     );
     let state_online = state.online.clone();
+    let (predictions, prediction_store) = (state.predictions.clone(), state.artifacts.clone());
     keel_server::serve(listener, state, shutdown_signal())
         .await
         .context("the HTTP server failed")?;
@@ -446,6 +459,10 @@ async fn serve(
     }
     if let Some(online) = &state_online {
         let _ = online.flush_serving_log().await;
+    }
+    prediction_flusher.abort();
+    if let Err(e) = predictions.flush(&prediction_store).await {
+        tracing::warn!(error = %e, "prediction log not flushed");
     }
     let _ = stop_consumer.send(());
     if let Some(c) = consumer {

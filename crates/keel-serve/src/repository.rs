@@ -22,11 +22,17 @@ use crate::signature::check_inputs;
 use crate::tensor::NamedTensor;
 
 /// Settings of one model, from `model-settings.json`.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ModelSettings {
     pub batch: BatchSettings,
     /// `allow_nan`: overrides whether NaN and infinities are accepted.
     pub allow_non_finite: Option<bool>,
+    /// `features`: the column order of a single matrix input, so that
+    /// `/v1/predict` can take named features.
+    pub features: Option<Vec<String>>,
+    /// `feature_service`: the online features `/v1/predict` fetches for the
+    /// request's entity keys.
+    pub feature_service: Option<String>,
 }
 
 impl ModelSettings {
@@ -65,12 +71,28 @@ impl ModelSettings {
                             .ok_or_else(|| bad("allow_nan: expected true or false".into()))?,
                     )
                 }
+                "features" => {
+                    let names: Option<Vec<String>> = v
+                        .as_array()
+                        .and_then(|a| a.iter().map(|n| n.as_str().map(str::to_owned)).collect());
+                    settings.features = Some(names.filter(|n| !n.is_empty()).ok_or_else(|| {
+                        bad("features: expected a non-empty list of feature names".into())
+                    })?);
+                }
+                "feature_service" => {
+                    settings.feature_service = Some(
+                        v.as_str()
+                            .filter(|s| !s.is_empty())
+                            .ok_or_else(|| bad("feature_service: expected a name".into()))?
+                            .to_string(),
+                    )
+                }
                 // MLServer's other keys (name, implementation, parameters)
                 // describe Python runtimes; they are accepted and ignored.
                 "name" | "implementation" | "parameters" | "platform" | "versions" => {}
                 other => {
                     return Err(bad(format!(
-                        "unknown key {other:?}; Keel reads max_batch_size, max_batch_time and allow_nan"
+                        "unknown key {other:?}; Keel reads max_batch_size, max_batch_time, allow_nan, features and feature_service"
                     )));
                 }
             }
@@ -289,10 +311,10 @@ impl Repository {
                 None => {
                     let bytes = std::fs::read(&file)
                         .map_err(|e| ServeError::Repository(format!("{}: {e}", file.display())))?;
-                    let plan = compile_and_warm(bytes, settings)
+                    let plan = compile_and_warm(bytes, &settings)
                         .await
                         .map_err(|e| ServeError::Compile(format!("{}: {e}", file.display())))?;
-                    Arc::new(self.serve(name, version, plan, settings, file, fingerprint))
+                    Arc::new(self.serve(name, version, plan, settings.clone(), file, fingerprint))
                 }
             };
             versions.insert(version, served);
@@ -440,7 +462,11 @@ impl Repository {
 
 /// Compiles on the blocking pool and runs the plan once at batch 1 and once
 /// at the largest batch before it takes traffic.
-pub async fn compile_and_warm(bytes: Vec<u8>, settings: ModelSettings) -> Result<Plan, ServeError> {
+pub async fn compile_and_warm(
+    bytes: Vec<u8>,
+    settings: &ModelSettings,
+) -> Result<Plan, ServeError> {
+    let settings = settings.clone();
     tokio::task::spawn_blocking(move || {
         let options = CompileOptions {
             allow_non_finite: settings.allow_non_finite,

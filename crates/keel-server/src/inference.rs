@@ -59,7 +59,7 @@ pub struct V2Error {
 }
 
 impl V2Error {
-    fn bad(message: impl Into<String>) -> V2Error {
+    pub fn bad(message: impl Into<String>) -> V2Error {
         V2Error {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
@@ -438,7 +438,7 @@ fn leaves(value: &Value) -> Vec<&Value> {
     out
 }
 
-fn decode_json(datatype: Datatype, data: &Value) -> Result<Data, String> {
+pub fn decode_json(datatype: Datatype, data: &Value) -> Result<Data, String> {
     let values = leaves(data);
     if values.len() > MAX_ELEMENTS {
         return Err(format!("more than {MAX_ELEMENTS} elements"));
@@ -658,7 +658,7 @@ fn json_f32(x: f32) -> Value {
         .unwrap_or(Value::Null)
 }
 
-fn data_json(data: &Data) -> Value {
+pub fn data_json(data: &Data) -> Value {
     match data {
         Data::Bool(v) => json!(v),
         Data::Uint8(v) => json!(v),

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod mlflow;
 pub mod models;
 pub mod online;
+pub mod predict;
 
 use std::sync::Arc;
 
@@ -46,6 +47,8 @@ pub struct AppState {
     pub online: Option<keel_features::online::OnlineFeatures>,
     /// Served models (empty unless a model repository is given).
     pub inference: Arc<keel_serve::repository::Repository>,
+    /// Predictions of `/v1/predict`, waiting to be flushed.
+    pub predictions: Arc<predict::PredictionLog>,
 }
 
 impl AppState {
@@ -61,6 +64,7 @@ impl AppState {
             features: None,
             online: None,
             inference: Arc::new(keel_serve::repository::Repository::new(None)),
+            predictions: Arc::new(predict::PredictionLog::default()),
         }
     }
 
@@ -137,6 +141,7 @@ pub fn app(state: AppState) -> Router {
                 .merge(models::routes())
                 .merge(data::routes())
                 .merge(online::routes())
+                .merge(predict::routes())
                 .layer(DefaultBodyLimit::max(4 * 1024 * 1024)),
         )
         .merge(online::feast_routes().layer(DefaultBodyLimit::max(online::MAX_BODY)))
