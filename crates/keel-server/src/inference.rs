@@ -165,9 +165,155 @@ async fn repository_index(State(s): State<AppState>) -> Response {
     axum::Json(repo(&s).index()).into_response()
 }
 
-async fn load(State(s): State<AppState>, Path(name): Path<String>) -> V2Result {
-    repo(&s).load(&name).await?;
+/// Loads from the repository folder, or — with `{"parameters": {"source":
+/// "models:/NAME/VERSION"}}` (or `models:/NAME@ALIAS`) — compiles a version
+/// of the model registry, records its compile report on the version (tag
+/// `keel.compile_report`) and serves it under the registry's version
+/// number. The other parameters are model-settings.json's keys.
+async fn load(State(s): State<AppState>, Path(name): Path<String>, body: Bytes) -> V2Result {
+    let parameters = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let value: Value = serde_json::from_slice(&body)
+            .map_err(|e| V2Error::bad(format!("malformed JSON: {e}")))?;
+        value.get("parameters").cloned().filter(|p| !p.is_null())
+    };
+    let source = parameters.as_ref().and_then(|p| p.get("source")).cloned();
+    match source {
+        None => {
+            repo(&s).load(&name).await?;
+        }
+        Some(Value::String(source)) => {
+            let mut settings = parameters.unwrap_or_default();
+            if let Some(map) = settings.as_object_mut() {
+                map.remove("source");
+            }
+            load_registered(&s, &name, &source, &settings).await?;
+        }
+        Some(_) => {
+            return Err(V2Error::bad(
+                "parameters.source: expected models:/NAME/VERSION or models:/NAME@ALIAS",
+            ));
+        }
+    }
     Ok(StatusCode::OK.into_response())
+}
+
+async fn load_registered(
+    s: &AppState,
+    served_name: &str,
+    source: &str,
+    settings: &Value,
+) -> Result<(), V2Error> {
+    use sha2::Digest;
+    let registry = s
+        .registry
+        .as_ref()
+        .ok_or_else(|| V2Error::bad("this server has no model registry"))?;
+    let usage = || {
+        V2Error::bad(format!(
+            "parameters.source: {source:?} is not models:/NAME/VERSION or models:/NAME@ALIAS"
+        ))
+    };
+    let rest = source.strip_prefix("models:/").ok_or_else(usage)?;
+    let not_found = |e: keel_registry::RegistryError| V2Error {
+        status: StatusCode::NOT_FOUND,
+        message: format!("{source}: {e}"),
+    };
+    let version = if let Some((model, alias)) = rest.split_once('@') {
+        registry
+            .get_model_version_by_alias(model, alias)
+            .await
+            .map_err(not_found)?
+    } else {
+        let (model, number) = rest.rsplit_once('/').ok_or_else(usage)?;
+        let number: i64 = number.parse().map_err(|_| usage())?;
+        registry
+            .get_model_version(model, number)
+            .await
+            .map_err(not_found)?
+    };
+    let extras = registry
+        .version_extras(&version.name, version.version)
+        .await
+        .map_err(not_found)?;
+    let onnx: Vec<&keel_registry::VersionFile> = extras
+        .files
+        .iter()
+        .filter(|f| f.path.ends_with(".onnx"))
+        .collect();
+    let file = match onnx.as_slice() {
+        [one] => *one,
+        [] => {
+            return Err(V2Error::bad(format!(
+                "{source} has no .onnx file among its {} files",
+                extras.files.len()
+            )));
+        }
+        many => *many
+            .iter()
+            .find(|f| f.path == "model.onnx" || f.path.ends_with("/model.onnx"))
+            .ok_or_else(|| {
+                V2Error::bad(format!(
+                    "{source} has {} .onnx files and none is model.onnx",
+                    many.len()
+                ))
+            })?,
+    };
+    let (_, mut stream) = s
+        .artifacts
+        .get_stream(&file.store_path)
+        .await
+        .map_err(|e| V2Error {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("{}: {e}", file.path),
+        })?;
+    let mut bytes = Vec::with_capacity(file.size.max(0) as usize);
+    while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+        let chunk = chunk.map_err(|e| V2Error {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("{}: {e}", file.path),
+        })?;
+        bytes.extend_from_slice(&chunk);
+    }
+    let digest = keel_store::hex(&sha2::Sha256::digest(&bytes));
+    if digest != file.sha256 {
+        return Err(V2Error {
+            status: StatusCode::CONFLICT,
+            message: format!(
+                "{}: its content no longer matches the digest registered with {source}; refusing to serve it",
+                file.path
+            ),
+        });
+    }
+    let settings_text = settings.to_string();
+    let settings = keel_serve::repository::ModelSettings::parse(
+        &settings_text,
+        std::path::Path::new("parameters"),
+    )?;
+    let plan = keel_serve::repository::compile_and_warm(bytes, &settings).await?;
+    let report = json!({ "signature": plan.signature, "report": plan.report, "file": file.path });
+    if let Err(e) = registry
+        .set_model_version_tag(
+            &version.name,
+            version.version,
+            keel_registry::Tag {
+                key: "keel.compile_report".into(),
+                value: report.to_string(),
+            },
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "compile report not recorded");
+    }
+    repo(s).insert(
+        served_name,
+        version.version as u64,
+        plan,
+        settings,
+        std::path::PathBuf::from(source),
+    )?;
+    Ok(())
 }
 
 async fn unload(State(s): State<AppState>, Path(name): Path<String>) -> V2Result {
