@@ -269,10 +269,12 @@ pub async fn call(
     if reply.status >= 400 {
         let v: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
         let err = &v["error"];
-        // Keel's `{"error": {"message"}}` or MLflow's `{"message"}`.
+        // Keel's `{"error": {"message"}}`, MLflow's `{"message"}` or V2's
+        // `{"error": "…"}`.
         let mut msg = err["message"]
             .as_str()
             .or(v["message"].as_str())
+            .or(err.as_str())
             .unwrap_or("request failed")
             .to_owned();
         // A definition's problems carry line and column; others (a

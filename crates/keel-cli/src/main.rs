@@ -8,6 +8,7 @@ mod features_cmd;
 mod lifecycle_cmd;
 mod models_cmd;
 mod output;
+mod serve_cmd;
 mod tracking_cmd;
 
 use std::net::SocketAddr;
@@ -123,6 +124,16 @@ enum Command {
     ///   keel data query "SELECT country, count(*) FROM events GROUP BY 1"
     #[command(subcommand, verbatim_doc_comment)]
     Data(data_cmd::DataCmd),
+    /// Inference: compile ONNX models and manage what a server serves over
+    /// Open Inference Protocol V2 (start one with
+    /// `keel server --model-repository DIR`).
+    ///
+    ///   keel serve compile model.onnx
+    ///   keel serve models --server http://127.0.0.1:5000
+    ///   keel serve load churn --source models:/churn@champion --server URL
+    ///   keel serve predict churn --features '{"age": 41}' --server URL
+    #[command(subcommand, verbatim_doc_comment)]
+    Serve(serve_cmd::ServeCmd),
     /// The feature store: apply a feature repo, build point-in-time
     /// correct training sets.
     ///
@@ -169,6 +180,7 @@ fn main() -> ExitCode {
             Command::Lifecycle(cmd) => lifecycle_cmd::run(&settings, cmd).await,
             Command::Models(cmd) => models_cmd::run(&settings, cmd).await,
             Command::Data(cmd) => data_cmd::run(&settings, cmd).await,
+            Command::Serve(cmd) => serve_cmd::run(&settings, cmd).await,
             Command::Features(cmd) => features_cmd::run(&settings, cmd).await,
         }
     });

@@ -50,6 +50,27 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/v2/repository/index", post(repository_index))
         .route("/v2/repository/models/{name}/load", post(load))
         .route("/v2/repository/models/{name}/unload", post(unload))
+        .route("/v1/serving/models", get(serving_models))
+}
+
+/// Keel's listing: every served version with its signature, compile report,
+/// batching settings and where it came from.
+async fn serving_models(State(s): State<AppState>) -> Response {
+    let mut models = Vec::new();
+    for model in repo(&s).models() {
+        for served in model.versions.values() {
+            models.push(json!({
+                "name": served.name,
+                "version": served.version.to_string(),
+                "source": served.source.display().to_string(),
+                "signature": served.plan.signature,
+                "report": served.plan.report,
+                "max_batch_size": served.settings.batch.max_batch_size,
+                "max_batch_time": served.settings.batch.max_delay.as_secs_f64(),
+            }));
+        }
+    }
+    axum::Json(json!({ "models": models })).into_response()
 }
 
 /// A V2 error: `{"error": message}`.

@@ -1,0 +1,265 @@
+//! `keel serve …`: compile ONNX models and manage what a server serves.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Subcommand;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::config::Settings;
+use crate::lifecycle_cmd::{Common, call_json, enc};
+use crate::output::{UsageError, cell as s, print_json, table};
+
+#[derive(Subcommand, Debug)]
+pub enum ServeCmd {
+    /// Compile an ONNX model and print its signature and compile report:
+    /// nodes and latency of the plan before and after optimization, on a
+    /// sample batch. Nothing is served; use it to check a model before it
+    /// goes into a repository.
+    ///   keel serve compile model.onnx
+    ///   keel serve compile model.onnx --batch 1 --json
+    #[command(verbatim_doc_comment)]
+    Compile {
+        file: PathBuf,
+        /// Rows in the sample batch the latencies are measured on.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Print JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the models a running server serves, with their signatures and
+    /// compile reports.
+    ///   keel serve models --server http://127.0.0.1:5000
+    #[command(verbatim_doc_comment)]
+    Models {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// (Re)load a model: from the server's --model-repository folder, or a
+    /// registered version with --source. New and changed versions compile
+    /// and warm before they take traffic.
+    ///   keel serve load churn --server URL
+    ///   keel serve load churn --source models:/churn@champion --server URL
+    #[command(verbatim_doc_comment)]
+    Load {
+        name: String,
+        /// models:/NAME/VERSION or models:/NAME@ALIAS of the model registry.
+        #[arg(long)]
+        source: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Stop serving a model.
+    Unload {
+        name: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Ask a deployment for one prediction (POST /v1/predict/DEPLOYMENT).
+    ///   keel serve predict churn --features '{"age": 41, "plan": 2}' --server URL
+    ///   keel serve predict churn --entities '{"user_id": 1001}' --server URL
+    #[command(verbatim_doc_comment)]
+    Predict {
+        deployment: String,
+        /// Feature values as a JSON object.
+        #[arg(long)]
+        features: Option<String>,
+        /// Entity keys (for the model's feature service) as a JSON object.
+        #[arg(long)]
+        entities: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+fn needs_server(settings: &Settings, common: &Common, what: &str) -> Result<()> {
+    if common.server.is_none() && settings.server.is_none() {
+        return Err(UsageError(format!(
+            "keel serve {what} talks to a running server: pass --server URL (or set KEEL_SERVER)"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+fn json_arg(text: &Option<String>, flag: &str) -> Result<Value> {
+    match text {
+        None => Ok(Value::Null),
+        Some(t) => serde_json::from_str(t).map_err(|e| {
+            UsageError(format!(
+                "{flag}: not JSON ({e}); example: {flag} '{{\"age\": 41}}'"
+            ))
+            .into()
+        }),
+    }
+}
+
+pub async fn run(settings: &Settings, cmd: ServeCmd) -> Result<ExitCode> {
+    match cmd {
+        ServeCmd::Compile { file, batch, json } => {
+            let bytes = std::fs::read(&file)
+                .map_err(|e| UsageError(format!("cannot read {}: {e}", file.display())))?;
+            let options = keel_serve::plan::CompileOptions {
+                sample_batch: batch.max(1),
+                ..Default::default()
+            };
+            let plan = tokio::task::spawn_blocking(move || {
+                keel_serve::plan::Plan::compile(&bytes, &options)
+            })
+            .await?
+            .map_err(|e| UsageError(format!("{}: {e}", file.display())))?;
+            let v = json!({ "signature": plan.signature, "report": plan.report });
+            if json {
+                print_json(&v);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let r = &plan.report;
+            println!("compiled {} in {:.0} ms", file.display(), r.compile_ms);
+            println!("  nodes: {} → {}", r.nodes_before, r.nodes_after);
+            println!(
+                "  latency at batch {}: {:.1} µs → {:.1} µs ({:.1}× faster)",
+                r.sample_batch,
+                r.latency_before_us,
+                r.latency_after_us,
+                r.latency_before_us / r.latency_after_us.max(1e-9)
+            );
+            if !r.native_ops.is_empty() {
+                println!("  native operators: {}", r.native_ops.join(", "));
+            }
+            let rows: Vec<Vec<String>> = plan
+                .signature
+                .inputs
+                .iter()
+                .map(|t| ("input", t))
+                .chain(plan.signature.outputs.iter().map(|t| ("output", t)))
+                .map(|(kind, t)| {
+                    vec![
+                        kind.to_string(),
+                        t.name.clone(),
+                        t.datatype.name().to_string(),
+                        format!("{:?}", t.shape),
+                    ]
+                })
+                .collect();
+            print!("{}", table(&["", "NAME", "DATATYPE", "SHAPE"], &rows));
+            println!(
+                "  batching: {}; NaN and infinity: {}",
+                if plan.signature.batched {
+                    "yes, along the first axis"
+                } else {
+                    "no (fixed first dimension)"
+                },
+                if plan.signature.allow_non_finite {
+                    "accepted"
+                } else {
+                    "refused"
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ServeCmd::Models { common } => {
+            needs_server(settings, &common, "models")?;
+            let v = call_json(settings, &common, Method::GET, "/v1/serving/models", None).await?;
+            if common.json {
+                print_json(&v);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let rows: Vec<Vec<String>> = v["models"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|m| {
+                    let inputs: Vec<String> = m["signature"]["inputs"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|i| format!("{} {} {}", s(&i["name"]), s(&i["datatype"]), i["shape"]))
+                        .collect();
+                    vec![
+                        s(&m["name"]),
+                        s(&m["version"]),
+                        inputs.join("; "),
+                        format!(
+                            "{:.1} µs",
+                            m["report"]["latency_after_us"].as_f64().unwrap_or(0.0)
+                        ),
+                        s(&m["max_batch_size"]),
+                        s(&m["source"]),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table(
+                    &[
+                        "MODEL",
+                        "VERSION",
+                        "INPUTS",
+                        "LATENCY@64",
+                        "MAX BATCH",
+                        "SOURCE"
+                    ],
+                    &rows
+                )
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ServeCmd::Load {
+            name,
+            source,
+            common,
+        } => {
+            needs_server(settings, &common, "load")?;
+            let body = source
+                .map(|s| json!({ "parameters": { "source": s } }))
+                .unwrap_or(json!({}));
+            let path = format!("/v2/repository/models/{}/load", enc(&name));
+            crate::lifecycle_cmd::call(
+                settings,
+                &common,
+                Method::POST,
+                &path,
+                Some(body.to_string().into_bytes()),
+            )
+            .await?;
+            eprintln!("loaded {name}");
+            Ok(ExitCode::SUCCESS)
+        }
+        ServeCmd::Unload { name, common } => {
+            needs_server(settings, &common, "unload")?;
+            let path = format!("/v2/repository/models/{}/unload", enc(&name));
+            crate::lifecycle_cmd::call(settings, &common, Method::POST, &path, None).await?;
+            eprintln!("unloaded {name}");
+            Ok(ExitCode::SUCCESS)
+        }
+        ServeCmd::Predict {
+            deployment,
+            features,
+            entities,
+            common,
+        } => {
+            needs_server(settings, &common, "predict")?;
+            let body = json!({
+                "features": json_arg(&features, "--features")?,
+                "entities": json_arg(&entities, "--entities")?,
+            });
+            let path = format!("/v1/predict/{}", enc(&deployment));
+            let v = call_json(settings, &common, Method::POST, &path, Some(body)).await?;
+            if common.json {
+                print_json(&v);
+            } else {
+                println!(
+                    "{} (model {} version {}, decision {})",
+                    v["outputs"],
+                    s(&v["model"]),
+                    s(&v["model_version"]),
+                    s(&v["decision_id"])
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
