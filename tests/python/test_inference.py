@@ -248,6 +248,12 @@ def build_zoo() -> Zoo:
         name = f"pipeline_{'zipmap' if zipmap else 'plain'}"
         parity[name] = Model(name, export(pipe, pipe_types, zipmap, pipe.steps[-1][1]),
                              pipe_feeds, classes=list(pipe.classes_))
+    # String class labels: BYTES labels, a ZipMap keyed by strings.
+    animals = np.array(["ant", "bee", "cat"])
+    est = GradientBoostingClassifier(n_estimators=15, max_depth=3, random_state=0)
+    est.fit(X, animals[y3])
+    parity["boost_3_strings"] = Model("boost_3_strings", export(est, X[:1], True), {"X": Xt},
+                                      classes=list(est.classes_))
 
     extra: dict[str, Model] = {}
     # Two versions of one model: different models, the same signature.
@@ -261,6 +267,10 @@ def build_zoo() -> Zoo:
     extra["batched_pipeline"] = dataclasses.replace(parity["pipeline_zipmap"],
                                                     name="batched_pipeline",
                                                     settings=BATCH_SETTINGS)
+    pipe, pipe_types, pipe_feeds = pipeline(string_labels=True)
+    extra["pipeline_strings"] = Model(
+        "pipeline_strings", export(pipe, pipe_types, True, pipe.steps[-1][1]), pipe_feeds,
+        classes=list(pipe.classes_))
     swap_files = {
         "A": dataclasses.replace(parity["logreg_3_plain"], name="swapped"),
         "B": dataclasses.replace(parity["forest_3_plain"], name="swapped"),
@@ -271,10 +281,10 @@ def build_zoo() -> Zoo:
     return Zoo(parity, extra, swap_files)
 
 
-def pipeline():
+def pipeline(string_labels: bool = False):
     """StandardScaler + OneHotEncoder (string and int64 columns) + logistic
-    regression with string labels; its test rows hold unseen categories
-    (region "LATAM" and "", plan -1, 3 and 7)."""
+    regression (labels 0/1, or "churn"/"stays"); its test rows hold unseen
+    categories (region "LATAM" and "", plan -1, 3 and 7)."""
     rng = np.random.default_rng(3)
     n = 300
     df = pd.DataFrame({
@@ -285,7 +295,7 @@ def pipeline():
     })
     score = ((df["age"] - 40) / 10 + (df["region"] == "EU") * 1.2 - (df["plan"] == 2) * 1.5
              + rng.normal(0, 0.5, n))
-    y = np.where(score > 0, "churn", "stays")
+    y = np.where(score > 0, "churn", "stays") if string_labels else (score > 0).astype(np.int64)
     pre = ColumnTransformer([
         ("num", StandardScaler(), ["age", "income"]),
         ("cat", OneHotEncoder(handle_unknown="ignore"), ["region", "plan"]),
@@ -560,7 +570,8 @@ def same_outputs(model: Model, got, want) -> bool:
 PARITY_MODELS = (
     [f"{b}_{z}" for b in ("logreg_2", "logreg_3", "forest_3", "boost_2", "boost_3", "mlp_3")
      for z in ("zipmap", "plain")]
-    + ["forest_reg", "boost_reg", "linear_reg", "pipeline_zipmap", "pipeline_plain"]
+    + ["boost_3_strings", "forest_reg", "boost_reg", "linear_reg", "pipeline_zipmap",
+       "pipeline_plain"]
 )
 TRANSPORTS = ("triton-binary", "triton-json", "requests-json")
 
@@ -579,21 +590,33 @@ def infer_any(server, client, model: Model, feeds, transport: str, request_id: s
 
 def test_the_zoo_is_what_it_says(zoo):
     """The parity models cover what the module claims: ZipMap outputs where
-    zipmap is on, string labels and unseen categories in the pipeline, and
-    tree models whose probabilities are not trivially 0 or 1."""
+    zipmap is on, string labels, unseen categories in the pipeline (which
+    decide some of its answers), and tree models whose probabilities are not
+    trivially 0 or 1."""
     assert sorted(zoo.parity) == sorted(PARITY_MODELS)
     for name, m in zoo.parity.items():
         types = [o.type for o in m.session.get_outputs()]
-        if name.endswith("_zipmap"):
+        if name.endswith(("_zipmap", "_strings")):
             assert any(t.startswith("seq(map(") for t in types), (name, types)
         else:
             assert not any(t.startswith("seq") for t in types), (name, types)
+    strings = zoo.parity["boost_3_strings"]
+    assert [o.type for o in strings.session.get_outputs()] == [
+        "tensor(string)", "seq(map(string,tensor(float)))"]
+    assert set(strings.reference(strings.feeds)["output_label"]) == {"ant", "bee", "cat"}
     pipe = zoo.parity["pipeline_plain"]
-    assert pipe.classes == ["churn", "stays"]
+    assert pipe.classes == [0, 1]
     assert set(pipe.feeds["region"].ravel()) - {"EU", "US", "APAC"} == {"LATAM", ""}
     assert set(pipe.feeds["plan"].ravel()) - {0, 1, 2} == {-1, 3, 7}
     labels = pipe.reference(pipe.feeds)["label"]
-    assert set(labels) == {"churn", "stays"}
+    assert set(labels) == {0, 1}
+    # Unseen categories are all-zero one-hot columns: replacing them with a
+    # seen one changes the probabilities.
+    seen = {k: v.copy() for k, v in pipe.feeds.items()}
+    seen["region"][seen["region"] == "LATAM"] = "EU"
+    seen["plan"][seen["plan"] == 7] = 2
+    assert np.abs(pipe.reference(seen)["probabilities"]
+                  - pipe.reference(pipe.feeds)["probabilities"]).max() > 0.05
     forest = zoo.parity["forest_3_plain"].reference(zoo.parity["forest_3_plain"].feeds)
     assert list(forest) == ["label", "probabilities"]
     probs = forest["probabilities"]
@@ -611,7 +634,27 @@ def test_outputs_equal_onnxruntime(server, client, zoo, name, transport):
         assert_same_outputs(model, got, model.reference(feeds), f"{transport} rows {rows}")
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.xfail(strict=True, reason=(
+    "Keel bug: a LinearClassifier with string class labels (logistic regression on string "
+    "targets) does not compile: tract's LinearClassifier: String doesn't implement "
+    "num_traits::Zero"))
+def test_logistic_regression_with_string_labels(server, client, zoo):
+    """The pipeline again, trained on "churn" / "stays": the tree and MLP
+    classifiers take string labels (boost_3_strings above), logistic
+    regression must too."""
+    model = zoo["pipeline_strings"]
+    entries = index_entries(client, model.name)
+    assert [e["state"] for e in entries] == ["READY"], entries
+    for transport in TRANSPORTS:
+        feeds = model.rows(0, 50)
+        got = infer_any(server, client, model, feeds, transport, "strings")
+        assert_same_outputs(model, got, model.reference(feeds), transport)
+
+
+# tritonclient writes NaN and infinities into JSON as bare NaN / Infinity
+# tokens, which are not JSON (Keel refuses them as malformed): in JSON they
+# go as V2's strings "NaN", "Infinity", "-Infinity" with requests only.
+@pytest.mark.parametrize("transport", ["triton-binary", "requests-json"])
 @pytest.mark.parametrize("name", ["forest_3_zipmap", "boost_2_plain", "forest_reg", "boost_reg"])
 def test_tree_models_take_nan_and_infinity_like_onnxruntime(server, client, zoo, name, transport):
     """Tree ensembles route missing values, so Keel accepts NaN and
@@ -1170,10 +1213,12 @@ def good_request(server, zoo, model: str):
     """A request `model` must answer, checked against onnxruntime (identity
     models: against what was sent)."""
     if model.startswith("identity_"):
-        datatype = model[len("identity_"):].upper()
-        x = datatype_values(datatype)
-        _, got = infer_json(server, model, {"x": x})
-        assert text(got["y"]) == text(x) if datatype == "BYTES" else got["y"].tobytes() == x.tobytes()
+        # In binary: JSON FP64 is not read exactly (see the xfail tests).
+        x = datatype_values(model[len("identity_"):].upper())
+        body, headers = binary_body({"x": x})
+        r = post_infer(server, model, body, headers=headers)
+        assert r.status_code == 200, r.text
+        assert raw_bytes(outputs_of(*split_binary(r))["y"]) == raw_bytes(x)
         return
     m = zoo[model]
     feeds = m.rows(0, 3)

@@ -8,6 +8,7 @@
 //! with load on their own and a lone request never waits.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -56,6 +57,26 @@ impl Job {
 #[derive(Clone)]
 pub struct Batcher {
     queue: mpsc::Sender<Job>,
+    stats: Arc<BatchStats>,
+}
+
+/// What the batcher has run: how well requests were coalesced.
+#[derive(Debug, Default)]
+pub struct BatchStats {
+    pub requests: AtomicU64,
+    pub batches: AtomicU64,
+    pub rows: AtomicU64,
+}
+
+impl BatchStats {
+    /// (requests, batches, rows) so far.
+    pub fn snapshot(&self) -> (u64, u64, u64) {
+        (
+            self.requests.load(Ordering::Relaxed),
+            self.batches.load(Ordering::Relaxed),
+            self.rows.load(Ordering::Relaxed),
+        )
+    }
 }
 
 /// Workers shared by every model: one per core.
@@ -71,8 +92,13 @@ impl Batcher {
     /// clone is dropped and the queue drains.
     pub fn start(plan: Arc<Plan>, settings: BatchSettings, workers: Arc<Semaphore>) -> Batcher {
         let (queue, jobs) = mpsc::channel(4096);
-        tokio::spawn(dispatch(plan, settings, workers, jobs));
-        Batcher { queue }
+        let stats = Arc::new(BatchStats::default());
+        tokio::spawn(dispatch(plan, settings, workers, jobs, stats.clone()));
+        Batcher { queue, stats }
+    }
+
+    pub fn stats(&self) -> &BatchStats {
+        &self.stats
     }
 
     /// Runs checked inputs (signature order) with `rows` rows.
@@ -103,6 +129,7 @@ async fn dispatch(
     settings: BatchSettings,
     workers: Arc<Semaphore>,
     mut jobs: mpsc::Receiver<Job>,
+    stats: Arc<BatchStats>,
 ) {
     let batching = plan.signature.batched && settings.max_batch_size > 1;
     let mut held: Option<Job> = None;
@@ -150,6 +177,11 @@ async fn dispatch(
             rows += job.rows;
             batch.push(job);
         }
+        stats
+            .requests
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
         let plan = plan.clone();
         tokio::task::spawn_blocking(move || {
             run_batch(&plan, batch, rows);

@@ -119,6 +119,10 @@ impl ServedVersion {
         let (ordered, rows) = check_inputs(&self.plan.signature, inputs)?;
         self.batcher.infer(ordered, rows).await
     }
+
+    pub fn batch_stats(&self) -> &crate::batch::BatchStats {
+        self.batcher.stats()
+    }
 }
 
 /// A model and its served versions.

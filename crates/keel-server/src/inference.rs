@@ -67,6 +67,11 @@ async fn serving_models(State(s): State<AppState>) -> Response {
                 "report": served.plan.report,
                 "max_batch_size": served.settings.batch.max_batch_size,
                 "max_batch_time": served.settings.batch.max_delay.as_secs_f64(),
+                "stats": {
+                    "requests": served.batch_stats().snapshot().0,
+                    "batches": served.batch_stats().snapshot().1,
+                    "rows": served.batch_stats().snapshot().2,
+                },
             }));
         }
     }

@@ -87,7 +87,7 @@ pub struct Forest {
     leaf_start: Vec<u32>,
     leaf_end: Vec<u32>,
     leaf_output: Vec<u32>,
-    leaf_weight: Vec<f64>,
+    leaf_weight: Vec<f32>,
     /// Features the input must have: one more than the highest id used.
     pub n_features: usize,
     /// Output columns (classes or targets).
@@ -281,7 +281,7 @@ impl Forest {
             forest.leaf_start[i] = forest.leaf_output.len() as u32;
             for &j in weights {
                 forest.leaf_output.push(attrs.out_ids[j] as u32);
-                forest.leaf_weight.push(attrs.out_weights[j]);
+                forest.leaf_weight.push(attrs.out_weights[j] as f32);
             }
             forest.leaf_end[i] = forest.leaf_output.len() as u32;
         }
@@ -340,12 +340,14 @@ impl Forest {
         }
     }
 
-    /// Aggregated leaf weights per row: `rows × n_outputs`.
-    pub fn scores(&self, x: ArrayView2<f64>, aggregate: Aggregate) -> Array2<f64> {
+    /// Aggregated leaf weights per row: `rows × n_outputs`, summed in f32
+    /// tree by tree as onnxruntime does, so that ties (a probability of
+    /// exactly 0.5) break the same way.
+    pub fn scores(&self, x: ArrayView2<f64>, aggregate: Aggregate) -> Array2<f32> {
         let rows = x.nrows();
         let init = match aggregate {
-            Aggregate::Min => f64::MAX,
-            Aggregate::Max => f64::MIN,
+            Aggregate::Min => f32::MAX,
+            Aggregate::Max => f32::MIN,
             _ => 0.0,
         };
         let mut out = Array2::from_elem((rows, self.n_outputs), init);
@@ -368,7 +370,7 @@ impl Forest {
                 }
             }
             if aggregate == Aggregate::Average {
-                let trees = self.roots.len() as f64;
+                let trees = self.roots.len() as f32;
                 acc.mapv_inplace(|v| v / trees);
             }
         }
@@ -406,14 +408,14 @@ pub struct TreeClassifier {
 }
 
 impl TreeClassifier {
-    fn base_values(&self) -> Option<Vec<f64>> {
+    fn base_values(&self) -> Option<Vec<f32>> {
         self.base_values
             .as_ref()
-            .map(|b| b.iter().map(|v| f64::from_bits(*v)).collect())
+            .map(|b| b.iter().map(|v| f64::from_bits(*v) as f32).collect())
     }
 
     /// Scores after the base values, the binary layout and the post transform.
-    pub fn probabilities(&self, x: ArrayView2<f64>) -> Array2<f64> {
+    pub fn probabilities(&self, x: ArrayView2<f64>) -> Array2<f32> {
         let mut scores = self.forest.scores(x, Aggregate::Sum);
         if let Some(base) = self.base_values() {
             for mut row in scores.outer_iter_mut() {
@@ -445,9 +447,9 @@ impl TreeClassifier {
     }
 }
 
-fn softmax(row: Option<&mut [f64]>, skip_zeros: bool) {
+fn softmax(row: Option<&mut [f32]>, skip_zeros: bool) {
     let Some(row) = row else { return };
-    let max = row.iter().copied().fold(f64::MIN, f64::max);
+    let max = row.iter().copied().fold(f32::MIN, f32::max);
     let mut sum = 0.0;
     for v in row.iter_mut() {
         if skip_zeros && *v == 0.0 {
@@ -463,8 +465,8 @@ fn softmax(row: Option<&mut [f64]>, skip_zeros: bool) {
     }
 }
 
-fn argmax(row: impl Iterator<Item = f64>) -> usize {
-    let mut best = (0, f64::NEG_INFINITY);
+fn argmax(row: impl Iterator<Item = f32>) -> usize {
+    let mut best = (0, f32::NEG_INFINITY);
     for (i, v) in row.enumerate() {
         if v > best.1 {
             best = (i, v);
@@ -584,7 +586,7 @@ impl EvalOp for TreeClassifier {
                 .collect();
             Array1::from(picked).into()
         };
-        let probabilities: Tensor = probabilities.mapv(|v| v as f32).into();
+        let probabilities: Tensor = probabilities.into();
         Ok(tvec!(labels.into_tvalue(), probabilities.into_tvalue()))
     }
 }
@@ -611,12 +613,12 @@ pub struct TreeRegressor {
 }
 
 impl TreeRegressor {
-    pub fn predict(&self, x: ArrayView2<f64>) -> Array2<f64> {
+    pub fn predict(&self, x: ArrayView2<f64>) -> Array2<f32> {
         let mut out = self.forest.scores(x, self.aggregate);
         if let Some(base) = &self.base_values {
             for mut row in out.outer_iter_mut() {
                 for (k, v) in row.iter_mut().enumerate() {
-                    *v += f64::from_bits(if base.len() == 1 { base[0] } else { base[k] });
+                    *v += f64::from_bits(if base.len() == 1 { base[0] } else { base[k] }) as f32;
                 }
             }
         }
@@ -715,7 +717,7 @@ impl EvalOp for TreeRegressor {
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
         let x = input_matrix(&input, self.forest.n_features, "TreeEnsembleRegressor")?;
-        let out: Tensor = self.predict(x.view()).mapv(|v| v as f32).into();
+        let out: Tensor = self.predict(x.view()).into();
         Ok(tvec!(out.into_tvalue()))
     }
 }
