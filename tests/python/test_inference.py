@@ -56,6 +56,7 @@ import json
 import math
 import os
 import shutil
+import socket
 import struct
 import subprocess
 import tempfile
@@ -1255,6 +1256,88 @@ def test_the_body_limit_is_64_mib(server, zoo):
     r = post_infer(server, LOGREG, big)
     assert "larger than" in assert_v2_error(r, 413)
     good_request(server, zoo, LOGREG)
+
+
+UNREAD_BODY_BUG = (
+    "Keel bug: these handlers answer without reading the request body (the infer route looks "
+    "the model up first; unload and index never take it); when the body was not already "
+    "buffered, the connection is then closed without `Connection: close`, and a pooled "
+    "client's next request on it fails (RemoteDisconnected / broken pipe)")
+
+
+def http_exchange(server, path: str, body: bytes, delay: float) -> tuple[str, bool]:
+    """POSTs `body` to `path` on a fresh connection, the body `delay`
+    seconds after the headers (as a large body, or a slow client, arrives);
+    then a good request on the same connection. The first response's head,
+    and whether the second request was answered."""
+    def head(p: str, n: int) -> bytes:
+        return (f"POST {p} HTTP/1.1\r\nHost: {server.host}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {n}\r\n\r\n").encode()
+
+    def response(sock) -> str | None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return None
+            data += chunk
+        top, rest = data.split(b"\r\n\r\n", 1)
+        length = next(int(line.split(b":")[1]) for line in top.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:"))
+        while len(rest) < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+        return top.decode()
+
+    good = json.dumps({"inputs": [x_input()]}).encode()
+    with socket.create_connection((server.host, server.port), timeout=TIMEOUT) as sock:
+        sock.sendall(head(path, len(body)))
+        time.sleep(delay)
+        try:
+            sock.sendall(body)
+        except OSError:
+            pass
+        first = response(sock)
+        assert first is not None, "no answer to the first request"
+        try:
+            sock.sendall(head(f"/v2/{infer_path(LOGREG)}", len(good)) + good)
+            second = response(sock)
+        except OSError:
+            second = None
+    return first, second is not None and second.startswith("HTTP/1.1 200")
+
+
+@pytest.mark.parametrize("path,status", [
+    pytest.param(f"/v2/{infer_path(LOGREG)}", 200, id="infer"),
+    pytest.param(f"/v2/{infer_path(dtype_model('FP32'))}", 400, id="infer-bad-input"),
+    pytest.param(f"/v2/{infer_path('no_such_model')}", 404, id="unknown-model",
+                 marks=pytest.mark.xfail(strict=True, reason=UNREAD_BODY_BUG)),
+    pytest.param(f"/v2/{infer_path(LOGREG, '9')}", 404, id="unknown-version",
+                 marks=pytest.mark.xfail(strict=True, reason=UNREAD_BODY_BUG)),
+    pytest.param("/v2/repository/models/no_such_model/unload", 404, id="unload",
+                 marks=pytest.mark.xfail(strict=True, reason=UNREAD_BODY_BUG)),
+    pytest.param("/v2/repository/index", 200, id="repository-index",
+                 marks=pytest.mark.xfail(strict=True, reason=UNREAD_BODY_BUG)),
+])
+def test_keep_alive_connections_survive_an_answer(server, path, status):
+    """HTTP/1.1: a server that will close the connection after a response
+    says `Connection: close` in it; otherwise the client may send its next
+    request on the same connection. Here the body (tritonclient's unload
+    body, a request with a NaN Keel refuses, or a good one) follows the
+    headers 0.2 s later."""
+    if path.endswith("/infer"):
+        x = np.array([ROW[:5] + [math.nan]] if "fp32" in path else [ROW], dtype=np.float32)
+        body = json.dumps({"inputs": [json_tensor("x" if "fp32" in path else "X",
+                                                  x[:, :3] if "fp32" in path else x)]}).encode()
+    else:
+        body = b'{"parameters": {"unload_dependents": false}}'
+    first, second_answered = http_exchange(server, path, body, delay=0.2)
+    assert first.startswith(f"HTTP/1.1 {status}"), first
+    announced = any(line.lower() == "connection: close" for line in first.split("\r\n"))
+    assert announced or second_answered, (
+        f"the connection was closed after {first.splitlines()[0]!r} without Connection: close")
 
 
 # --------------------------------------------------------------------------

@@ -26,6 +26,9 @@ pub enum ServeCmd {
         /// Rows in the sample batch the latencies are measured on.
         #[arg(long, default_value_t = 64)]
         batch: usize,
+        /// Timed runs per median (more for steadier figures).
+        #[arg(long, default_value_t = 15)]
+        runs: usize,
         /// Print JSON instead of a summary.
         #[arg(long)]
         json: bool,
@@ -99,7 +102,12 @@ fn json_arg(text: &Option<String>, flag: &str) -> Result<Value> {
 
 pub async fn run(settings: &Settings, cmd: ServeCmd) -> Result<ExitCode> {
     match cmd {
-        ServeCmd::Compile { file, batch, json } => {
+        ServeCmd::Compile {
+            file,
+            batch,
+            runs,
+            json,
+        } => {
             let bytes = std::fs::read(&file)
                 .map_err(|e| UsageError(format!("cannot read {}: {e}", file.display())))?;
             let options = keel_serve::plan::CompileOptions {
@@ -120,11 +128,12 @@ pub async fn run(settings: &Settings, cmd: ServeCmd) -> Result<ExitCode> {
             println!("compiled {} in {:.0} ms", file.display(), r.compile_ms);
             println!("  nodes: {} → {}", r.nodes_before, r.nodes_after);
             println!(
-                "  latency at batch {}: {:.1} µs → {:.1} µs ({:.1}× faster)",
+                "  latency at batch {}: {:.1} µs → {:.1} µs ({:.1}× faster; {:.0} rows/s in process)",
                 r.sample_batch,
                 r.latency_before_us,
                 r.latency_after_us,
-                r.latency_before_us / r.latency_after_us.max(1e-9)
+                r.latency_before_us / r.latency_after_us.max(1e-9),
+                r.sample_batch as f64 / (r.latency_after_us.max(1e-9) / 1e6)
             );
             if !r.native_ops.is_empty() {
                 println!("  native operators: {}", r.native_ops.join(", "));
