@@ -1010,6 +1010,68 @@ mod tests {
         assert!(decode_json(Datatype::Bool, &json!([1])).is_err());
     }
 
+    use proptest::prelude::*;
+
+    fn any_data() -> impl Strategy<Value = Data> {
+        prop_oneof![
+            proptest::collection::vec(any::<bool>(), 0..20).prop_map(Data::Bool),
+            proptest::collection::vec(any::<u8>(), 0..20).prop_map(Data::Uint8),
+            proptest::collection::vec(any::<u16>(), 0..20).prop_map(Data::Uint16),
+            proptest::collection::vec(any::<u32>(), 0..20).prop_map(Data::Uint32),
+            proptest::collection::vec(any::<u64>(), 0..20).prop_map(Data::Uint64),
+            proptest::collection::vec(any::<i8>(), 0..20).prop_map(Data::Int8),
+            proptest::collection::vec(any::<i16>(), 0..20).prop_map(Data::Int16),
+            proptest::collection::vec(any::<i32>(), 0..20).prop_map(Data::Int32),
+            proptest::collection::vec(any::<i64>(), 0..20).prop_map(Data::Int64),
+            proptest::collection::vec(any::<u16>(), 0..20).prop_map(|v| Data::Fp16(
+                v.into_iter()
+                    .map(half_to_f32)
+                    .filter(|x| !x.is_nan())
+                    .collect()
+            )),
+            proptest::collection::vec(
+                any::<f32>().prop_filter("NaN != NaN", |x| !x.is_nan()),
+                0..20
+            )
+            .prop_map(Data::Fp32),
+            proptest::collection::vec(
+                any::<f64>().prop_filter("NaN != NaN", |x| !x.is_nan()),
+                0..20
+            )
+            .prop_map(Data::Fp64),
+            proptest::collection::vec(".{0,8}", 0..20)
+                .prop_map(|v| Data::Bytes(v.into_iter().map(String::into_bytes).collect())),
+        ]
+    }
+
+    proptest! {
+        /// What Keel writes (JSON or binary) reads back as the same tensor.
+        #[test]
+        fn tensors_round_trip_through_json_and_binary(data in any_data()) {
+            let datatype = data.datatype();
+            let json = data_json(&data);
+            prop_assert_eq!(&decode_json(datatype, &json).unwrap(), &data);
+            let mut bytes = Vec::new();
+            data_binary(&data, &mut bytes);
+            prop_assert_eq!(&decode_binary(datatype, &bytes, data.len()).unwrap(), &data);
+        }
+
+        /// Arbitrary bytes as a binary tensor are an error or a tensor, never a
+        /// panic.
+        #[test]
+        fn arbitrary_binary_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64), n in 0usize..20) {
+            for datatype in Datatype::ALL {
+                let _ = decode_binary(datatype, &bytes, n);
+            }
+        }
+
+        /// So do arbitrary JSON request bodies.
+        #[test]
+        fn arbitrary_requests_never_panic(body in ".{0,200}") {
+            let _ = InferRequest::parse(&HeaderMap::new(), body.as_bytes());
+        }
+    }
+
     #[test]
     fn binary_bytes_elements_are_length_prefixed() {
         let mut buf = Vec::new();
