@@ -685,8 +685,9 @@ def test_model_allowing_nan_in_its_settings(server, zoo):
     x[1, 2] = np.nan
     _, got = infer_json(server, model.name, {"X": x})
     want = model.reference({"X": x})
-    # onnxruntime's label for an all-NaN row is its ArgMax's choice; compare
-    # the finite rows' labels and every probability (NaN where it is NaN).
+    # The row with a NaN has NaN scores, and its label is whichever index
+    # the engine's ArgMax picks among NaNs: compare the other rows' labels
+    # and every probability (NaN where it is NaN).
     np.testing.assert_allclose(got["probabilities"], want["probabilities"],
                                rtol=0, atol=1e-5, equal_nan=True)
     assert np.isnan(got["probabilities"][1]).all()
