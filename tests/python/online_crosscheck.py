@@ -652,11 +652,11 @@ def keel_training_set(target: KeelTarget, service: str, entities: Path, out: Pat
 
 
 def keel_server(target: KeelTarget, port: int | None = None,
-                logdir: Path | None = None) -> Server:
-    """``keel server --data-dir DIR [--online-store S]``, answering /health."""
+                logdir: Path | None = None, extra_args: Iterable[str] = ()) -> Server:
+    """``keel server --data-dir DIR [--online-store S] [EXTRA...]``, answering /health."""
     port = port or free_port()
     cmd = [keel_bin(), "server", *target.args(local=True), "--host", "127.0.0.1",
-           "--port", str(port)]
+           "--port", str(port), *extra_args]
     return Server("keel", cmd, port, Path(target.data_dir),
                   Path(logdir or target.data_dir) / "logs").start()
 
