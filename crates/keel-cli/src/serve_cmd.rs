@@ -112,6 +112,7 @@ pub async fn run(settings: &Settings, cmd: ServeCmd) -> Result<ExitCode> {
                 .map_err(|e| UsageError(format!("cannot read {}: {e}", file.display())))?;
             let options = keel_serve::plan::CompileOptions {
                 sample_batch: batch.max(1),
+                timing_runs: runs.clamp(1, 1_000_000),
                 ..Default::default()
             };
             let plan = tokio::task::spawn_blocking(move || {

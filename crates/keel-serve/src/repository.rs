@@ -317,7 +317,12 @@ impl Repository {
                         .map_err(|e| ServeError::Repository(format!("{}: {e}", file.display())))?;
                     let plan = compile_and_warm(bytes, &settings)
                         .await
-                        .map_err(|e| ServeError::Compile(format!("{}: {e}", file.display())))?;
+                        .map_err(|e| match e {
+                            ServeError::Compile(m) => {
+                                ServeError::Compile(format!("{}: {m}", file.display()))
+                            }
+                            other => other,
+                        })?;
                     Arc::new(self.serve(name, version, plan, settings.clone(), file, fingerprint))
                 }
             };

@@ -29,28 +29,79 @@ const HEADER_LENGTH: &str = "inference-header-content-length";
 
 pub fn routes() -> axum::Router<AppState> {
     axum::Router::new()
-        .route("/v2", get(server_metadata))
-        .route("/v2/health/live", get(live))
-        .route("/v2/health/ready", get(ready))
-        .route("/v2/models/{name}", get(model_metadata))
+        .route("/v2", get(server_metadata).fallback(v2_wrong_method))
+        .route("/v2/health/live", get(live).fallback(v2_wrong_method))
+        .route("/v2/health/ready", get(ready).fallback(v2_wrong_method))
+        .route(
+            "/v2/models/{name}",
+            get(model_metadata).fallback(v2_wrong_method),
+        )
         .route(
             "/v2/models/{name}/versions/{version}",
-            get(model_metadata_version),
+            get(model_metadata_version).fallback(v2_wrong_method),
         )
-        .route("/v2/models/{name}/ready", get(model_ready))
+        .route(
+            "/v2/models/{name}/ready",
+            get(model_ready).fallback(v2_wrong_method),
+        )
         .route(
             "/v2/models/{name}/versions/{version}/ready",
-            get(model_ready_version),
+            get(model_ready_version).fallback(v2_wrong_method),
         )
-        .route("/v2/models/{name}/infer", post(infer))
+        .route(
+            "/v2/models/{name}/infer",
+            post(infer).fallback(v2_wrong_method),
+        )
         .route(
             "/v2/models/{name}/versions/{version}/infer",
-            post(infer_version),
+            post(infer_version).fallback(v2_wrong_method),
         )
-        .route("/v2/repository/index", post(repository_index))
-        .route("/v2/repository/models/{name}/load", post(load))
-        .route("/v2/repository/models/{name}/unload", post(unload))
+        .route(
+            "/v2/repository/index",
+            post(repository_index).fallback(v2_wrong_method),
+        )
+        .route(
+            "/v2/repository/models/{name}/load",
+            post(load).fallback(v2_wrong_method),
+        )
+        .route(
+            "/v2/repository/models/{name}/unload",
+            post(unload).fallback(v2_wrong_method),
+        )
+        .route(
+            "/v2/models/{name}/config",
+            get(model_config).fallback(v2_wrong_method),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/config",
+            get(model_config_version).fallback(v2_wrong_method),
+        )
+        .route("/v2/{*rest}", axum::routing::any(v2_not_found))
         .route("/v1/serving/models", get(serving_models))
+}
+
+/// A V2 path with another method: V2's error shape, not MLflow's.
+async fn v2_wrong_method(request: Request) -> V2Error {
+    V2Error {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        message: format!(
+            "{} is not allowed on {}",
+            request.method(),
+            request.uri().path()
+        ),
+    }
+}
+
+/// Unknown V2 paths answer in V2's error shape, not MLflow's.
+async fn v2_not_found(request: Request) -> V2Error {
+    V2Error {
+        status: StatusCode::NOT_FOUND,
+        message: format!(
+            "no V2 endpoint {} {}; see /v2/models/NAME[/versions/V]/infer, /ready, /config and /v2/repository/…",
+            request.method(),
+            request.uri().path()
+        ),
+    }
 }
 
 /// Keel's listing: every served version with its signature, compile report,
@@ -146,7 +197,7 @@ fn metadata(state: &AppState, name: &str, version: Option<&str>) -> V2Result {
     let model = repo(state).get(name)?;
     let served = model.version(version)?;
     let versions: Vec<String> = match version {
-        Some(v) => vec![v.to_string()],
+        Some(_) => vec![served.version.to_string()],
         None => model.versions.keys().map(|v| v.to_string()).collect(),
     };
     let signature = &served.plan.signature;
@@ -158,6 +209,48 @@ fn metadata(state: &AppState, name: &str, version: Option<&str>) -> V2Result {
         "outputs": signature.outputs.iter().map(spec_json).collect::<Vec<_>>(),
     }))
     .into_response())
+}
+
+/// Triton's model configuration, as far as it applies: what tools built on
+/// tritonclient (`get_model_config`, perf_analyzer) read.
+fn config(state: &AppState, name: &str, version: Option<&str>) -> V2Result {
+    let served = repo(state).get(name)?.version(version)?;
+    let signature = &served.plan.signature;
+    let batched = signature.batched && served.settings.batch.max_batch_size > 1;
+    let tensor = |spec: &keel_serve::plan::TensorSpec| {
+        let dims: Vec<i64> = if batched {
+            spec.shape[1..].to_vec()
+        } else {
+            spec.shape.clone()
+        };
+        json!({ "name": spec.name, "data_type": format!("TYPE_{}", match spec.datatype {
+            Datatype::Bytes => "STRING",
+            other => other.name(),
+        }), "dims": dims })
+    };
+    let mut body = json!({
+        "name": name,
+        "platform": "onnxruntime_onnx",
+        "backend": "keel",
+        "max_batch_size": if batched { served.settings.batch.max_batch_size } else { 0 },
+        "input": signature.inputs.iter().map(tensor).collect::<Vec<_>>(),
+        "output": signature.outputs.iter().map(tensor).collect::<Vec<_>>(),
+    });
+    if batched {
+        body["dynamic_batching"] = json!({ "max_queue_delay_microseconds": served.settings.batch.max_delay.as_micros() as u64 });
+    }
+    Ok(axum::Json(body).into_response())
+}
+
+async fn model_config(State(s): State<AppState>, Path(name): Path<String>) -> V2Result {
+    config(&s, &name, None)
+}
+
+async fn model_config_version(
+    State(s): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> V2Result {
+    config(&s, &name, Some(&version))
 }
 
 async fn model_metadata(State(s): State<AppState>, Path(name): Path<String>) -> V2Result {
@@ -187,8 +280,23 @@ async fn model_ready_version(
     readiness(&s, &name, Some(&version))
 }
 
-async fn repository_index(State(s): State<AppState>) -> Response {
-    axum::Json(repo(&s).index()).into_response()
+async fn repository_index(State(s): State<AppState>, body: Bytes) -> V2Result {
+    let ready_only = if body.iter().all(u8::is_ascii_whitespace) {
+        false
+    } else {
+        let v: Value = serde_json::from_slice(&body)
+            .map_err(|e| V2Error::bad(format!("malformed JSON: {e}")))?;
+        match v.get("ready") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(V2Error::bad("ready: expected true or false")),
+        }
+    };
+    let mut index = repo(&s).index();
+    if ready_only {
+        index.retain(|e| e.state == "READY");
+    }
+    Ok(axum::Json(index).into_response())
 }
 
 /// Loads from the repository folder, or — with `{"parameters": {"source":
@@ -342,7 +450,7 @@ async fn load_registered(
     Ok(())
 }
 
-async fn unload(State(s): State<AppState>, Path(name): Path<String>) -> V2Result {
+async fn unload(State(s): State<AppState>, Path(name): Path<String>, _body: Bytes) -> V2Result {
     repo(&s).unload(&name)?;
     Ok(StatusCode::OK.into_response())
 }
@@ -359,17 +467,53 @@ async fn infer_version(
     run_infer(&s, &name, Some(&version), request).await
 }
 
+fn too_large() -> V2Error {
+    V2Error {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        message: format!(
+            "the request body is larger than {MAX_BODY} bytes; send fewer rows per request"
+        ),
+    }
+}
+
 async fn read_body(request: Request) -> Result<(HeaderMap, Bytes), V2Error> {
     let (parts, body) = request.into_parts();
     let bytes = axum::body::to_bytes(body, MAX_BODY)
         .await
-        .map_err(|_| V2Error {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            message: format!(
-                "the request body is larger than {MAX_BODY} bytes; send fewer rows per request"
-            ),
-        })?;
+        .map_err(|_| too_large())?;
+    let encoding = parts
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    let bytes = match encoding.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("") | Some("identity") => bytes,
+        Some("gzip") => inflate(flate2::read::GzDecoder::new(&bytes[..]))?,
+        Some("deflate") => inflate(flate2::read::ZlibDecoder::new(&bytes[..]))?,
+        Some(other) => {
+            return Err(V2Error {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                message: format!(
+                    "Content-Encoding {other} is not supported; use gzip, deflate or none"
+                ),
+            });
+        }
+    };
     Ok((parts.headers, bytes))
+}
+
+/// Decompresses at most `MAX_BODY` bytes: a small bomb stays small.
+fn inflate(reader: impl std::io::Read) -> Result<Bytes, V2Error> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    reader
+        .take(MAX_BODY as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| V2Error::bad(format!("the compressed body is corrupt: {e}")))?;
+    if out.len() > MAX_BODY {
+        return Err(too_large());
+    }
+    Ok(Bytes::from(out))
 }
 
 async fn run_infer(
@@ -378,9 +522,11 @@ async fn run_infer(
     version: Option<&str>,
     request: Request,
 ) -> V2Result {
+    // The body is read before anything can fail, so that an early error
+    // never leaves unread bytes on a kept-alive connection.
+    let (headers, body) = read_body(request).await?;
     let model = repo(state).get(name)?;
     let served = model.version(version)?;
-    let (headers, body) = read_body(request).await?;
     let request = InferRequest::parse(&headers, &body)?;
     let outputs = served.infer(request.inputs).await?;
     respond(
@@ -584,6 +730,15 @@ fn parse_input(input: &Value, i: usize, binary: &mut &[u8]) -> Result<NamedTenso
                     at("data")
                 ))
             })?;
+            let nested = data
+                .as_array()
+                .is_some_and(|a| a.iter().any(Value::is_array));
+            if nested && !nesting_matches(data, &shape) {
+                return Err(V2Error::bad(format!(
+                    "{}: nested arrays must follow the shape {shape:?} exactly (or send the data flat)",
+                    at("data")
+                )));
+            }
             decode_json(datatype, data).map_err(|m| V2Error::bad(format!("{}: {m}", at("data"))))?
         }
     };
@@ -595,6 +750,18 @@ fn parse_input(input: &Value, i: usize, binary: &mut &[u8]) -> Result<NamedTenso
         )));
     }
     Ok(NamedTensor::new(name, shape, data))
+}
+
+/// Whether nested arrays have exactly the dimensions of `shape`.
+fn nesting_matches(value: &Value, shape: &[usize]) -> bool {
+    match (value, shape.split_first()) {
+        (Value::Array(items), Some((n, rest))) => {
+            items.len() == *n && items.iter().all(|item| nesting_matches(item, rest))
+        }
+        (Value::Array(_), None) => false,
+        (_, None) => true,
+        (_, Some(_)) => false,
+    }
 }
 
 /// Row-major leaves of nested arrays.
@@ -652,16 +819,19 @@ pub fn decode_json(datatype: Datatype, data: &Value) -> Result<Data, String> {
             other => Err(format!("element {i} ({other}) is not a number")),
         }
     }
-    fn narrow(values: &[&Value], max: f64, name: &str) -> Result<Vec<f32>, String> {
+    /// To f32, refusing a finite number that would round to infinity (for
+    /// FP16: at or beyond 65520, the first value that rounds past 65504).
+    fn narrow(values: &[&Value], limit: f64, name: &str) -> Result<Vec<f32>, String> {
         values
             .iter()
             .enumerate()
             .map(|(i, v)| {
                 let x = float(v, i)?;
-                if x.is_finite() && x.abs() > max {
+                let y = x as f32;
+                if x.is_finite() && (y.is_infinite() || x.abs() >= limit) {
                     return Err(format!("element {i} ({x}) is outside {name}'s range"));
                 }
-                Ok(x as f32)
+                Ok(y)
             })
             .collect()
     }
@@ -684,8 +854,8 @@ pub fn decode_json(datatype: Datatype, data: &Value) -> Result<Data, String> {
         Datatype::Int16 => Data::Int16(ints(&values, "INT16")?),
         Datatype::Int32 => Data::Int32(ints(&values, "INT32")?),
         Datatype::Int64 => Data::Int64(ints(&values, "INT64")?),
-        Datatype::Fp16 => Data::Fp16(narrow(&values, 65504.0, "FP16")?),
-        Datatype::Fp32 => Data::Fp32(narrow(&values, f32::MAX as f64, "FP32")?),
+        Datatype::Fp16 => Data::Fp16(narrow(&values, 65520.0, "FP16")?),
+        Datatype::Fp32 => Data::Fp32(narrow(&values, f64::INFINITY, "FP32")?),
         Datatype::Fp64 => Data::Fp64(
             values
                 .iter()
@@ -902,7 +1072,10 @@ fn respond(
     } else {
         let mut chosen = Vec::with_capacity(requested.len());
         let mut outputs: Vec<Option<NamedTensor>> = outputs.into_iter().map(Some).collect();
-        for (name, binary) in requested {
+        for (i, (name, binary)) in requested.iter().enumerate() {
+            if requested[..i].iter().any(|(n, _)| n == name) {
+                return Err(V2Error::bad(format!("output {name} is requested twice")));
+            }
             let pos = outputs
                 .iter()
                 .position(|o| o.as_ref().is_some_and(|o| &o.name == name))
@@ -979,6 +1152,38 @@ fn respond(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nested_data_must_follow_the_shape() {
+        assert!(nesting_matches(&json!([[1, 2], [3, 4]]), &[2, 2]));
+        assert!(!nesting_matches(&json!([[1, 2, 3], [4]]), &[2, 2]));
+        assert!(!nesting_matches(&json!([[[1]], 2]), &[1, 2]));
+        assert!(nesting_matches(&json!([[["a"]]]), &[1, 1, 1]));
+    }
+
+    #[test]
+    fn floats_are_range_checked_after_rounding() {
+        // FLT_MAX as Rust and as Python write it.
+        assert!(
+            decode_json(
+                Datatype::Fp32,
+                &json!([3.4028235e38, 3.4028234663852886e38])
+            )
+            .is_ok()
+        );
+        assert!(decode_json(Datatype::Fp32, &json!([3.5e38])).is_err());
+        assert!(decode_json(Datatype::Fp16, &json!([65519.0])).is_ok());
+        assert!(decode_json(Datatype::Fp16, &json!([65520.0])).is_err());
+        // float_roundtrip: the nearest double, not one ulp off.
+        let Data::Fp64(v) = decode_json(
+            Datatype::Fp64,
+            &serde_json::from_str("[0.9580639753088469]").unwrap(),
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(v[0], 0.9580639753088469);
+    }
 
     #[test]
     fn half_round_trips() {

@@ -1,5 +1,6 @@
 //! Native `ai.onnx.ml` operators, registered over tract's ONNX importer.
 
+mod linear;
 mod preprocess;
 mod tree;
 
@@ -10,6 +11,7 @@ use tract_onnx::Onnx;
 pub fn onnx() -> Onnx {
     let mut onnx = tract_onnx::onnx();
     tree::register(&mut onnx.op_register);
+    linear::register(&mut onnx.op_register);
     preprocess::register(&mut onnx.op_register);
     onnx
 }

@@ -59,7 +59,7 @@ pub enum PostTransform {
     SoftmaxZero,
 }
 
-fn parse_post_transform(node: &NodeProto) -> TractResult<PostTransform> {
+pub(crate) fn parse_post_transform(node: &NodeProto) -> TractResult<PostTransform> {
     let name: Option<String> = node.get_attr_opt("post_transform")?;
     Ok(match name.as_deref().unwrap_or("NONE") {
         "NONE" => PostTransform::None,
@@ -447,7 +447,7 @@ impl TreeClassifier {
     }
 }
 
-fn softmax(row: Option<&mut [f32]>, skip_zeros: bool) {
+pub(crate) fn softmax(row: Option<&mut [f32]>, skip_zeros: bool) {
     let Some(row) = row else { return };
     let max = row.iter().copied().fold(f32::MIN, f32::max);
     let mut sum = 0.0;
@@ -465,7 +465,7 @@ fn softmax(row: Option<&mut [f32]>, skip_zeros: bool) {
     }
 }
 
-fn argmax(row: impl Iterator<Item = f32>) -> usize {
+pub(crate) fn argmax(row: impl Iterator<Item = f32>) -> usize {
     let mut best = (0, f32::NEG_INFINITY);
     for (i, v) in row.enumerate() {
         if v > best.1 {
