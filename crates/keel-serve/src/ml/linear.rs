@@ -42,7 +42,7 @@ fn linear_classifier(
     } else {
         intercepts.len()
     };
-    if rows == 0 || coefficients.is_empty() || coefficients.len() % rows != 0 {
+    if rows == 0 || coefficients.is_empty() || !coefficients.len().is_multiple_of(rows) {
         bail!(
             "{}: {} coefficients do not split into {rows} rows",
             node.name,
