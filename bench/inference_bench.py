@@ -33,8 +33,9 @@ What each server computes, in the pairs compared:
                                   Keel runs the whole ONNX graph (label
                                   INT64, probabilities FP32); MLServer is
                                   asked for outputs predict and
-                                  predict_proba (two scikit-learn calls,
-                                  FP64 probabilities)
+                                  predict_proba (two scikit-learn calls;
+                                  FP32 probabilities, as scikit-learn keeps
+                                  the float32 input's dtype)
   keel_label / mlserver_predict   labels only: Keel asked for output
                                   `label` (it still runs the graph, it
                                   encodes less); MLServer's default
@@ -76,7 +77,7 @@ SCENARIOS = ((1, 1), (1, 8), (64, 1), (64, 8))
 VARIANTS = {
     "keel": ("keel", None, "label + probabilities (FP32): the whole ONNX graph"),
     "mlserver": ("mlserver", ["predict", "predict_proba"],
-                 "predict() + predict_proba() (FP64): two scikit-learn calls"),
+                 "predict() + predict_proba() (FP32): two scikit-learn calls"),
     "keel_label": ("keel", ["label"], "output `label` only (the graph still runs whole)"),
     "mlserver_predict": ("mlserver", None, "predict() only (MLServer's default output)"),
 }
@@ -561,23 +562,25 @@ def run_serve(args, work: Path, m: dict, results: dict) -> None:
 
 
 def run_compile(args, work: Path, m: dict, results: dict) -> None:
-    import numpy as np
-
     out: dict = {"keel": {}, "onnxruntime": {}, "runs": args.runs}
+
+    def compile_report(batch: int, runs: int) -> dict:
+        cmd = [str(args.keel_bin), "serve", "compile", str(m["onnx_path"]), "--batch", str(batch),
+               "--runs", str(runs), "--json"]
+        t = time.perf_counter()
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+        wall = time.perf_counter() - t
+        if p.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+        rep = json.loads(p.stdout)["report"]
+        rep["wall_s"] = round(wall, 3)
+        return rep
+
     for batch in (1, 64):
-        reps = []
-        for _ in range(args.compile_repeats):
-            cmd = [str(args.keel_bin), "serve", "compile", str(m["onnx_path"]), "--batch", str(batch),
-                   "--runs", str(args.runs), "--json"]
-            t = time.perf_counter()
-            p = subprocess.run(cmd, capture_output=True, text=True, timeout=900,
-                               stdin=subprocess.DEVNULL)
-            wall = time.perf_counter() - t
-            if p.returncode != 0:
-                raise RuntimeError(f"{' '.join(cmd)} failed:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
-            rep = json.loads(p.stdout)["report"]
-            rep["wall_s"] = round(wall, 3)
-            reps.append(rep)
+        reps = [compile_report(batch, args.runs) for _ in range(args.compile_repeats)]
+        # compile_ms is measured after the timing runs, so it includes them:
+        # the compile time proper comes from processes timing one run each.
+        quick = [compile_report(batch, 1) for _ in range(args.compile_repeats)]
         after = statistics.median(r["latency_after_us"] for r in reps)
         before = statistics.median(r["latency_before_us"] for r in reps)
         # `--runs R` times R runs before and R after: the process cannot be
@@ -589,7 +592,8 @@ def run_compile(args, work: Path, m: dict, results: dict) -> None:
             "speedup": round(before / after, 2) if after else None,
             "rows_per_s_in_process": round(batch / after * 1e6, 1) if after else None,
             "nodes_before": reps[0]["nodes_before"], "nodes_after": reps[0]["nodes_after"],
-            "compile_ms": round(statistics.median(r["compile_ms"] for r in reps), 1),
+            "compile_ms": round(statistics.median(r["compile_ms"] for r in quick), 1),
+            "compile_ms_with_timing_runs": round(statistics.median(r["compile_ms"] for r in reps), 1),
             "native_ops": reps[0].get("native_ops"),
             "repeats": reps,
             "runs_flag_honoured": least_s >= 0.5 * timed_s,
