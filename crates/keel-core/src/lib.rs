@@ -7,3 +7,17 @@ pub mod sql;
 pub mod suggest;
 pub mod time;
 pub mod yaml;
+
+/// A name Keel uses as a path segment and a URL segment (datasets, served
+/// models): letters, digits, `_`, `-` and `.`, starting with a letter or
+/// digit (so never `.` or `..`), at most 128 characters.
+pub fn is_plain_name(name: &str) -> bool {
+    name.len() <= 128
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}

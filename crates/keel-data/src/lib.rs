@@ -217,16 +217,7 @@ pub fn parse_ref(text: &str) -> Result<(String, VersionRef), DataError> {
 /// A dataset name: letters, digits, `_`, `-` and `.`, starting with a
 /// letter or digit, at most 128 characters.
 pub fn check_name(name: &str) -> Result<(), DataError> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if ok {
+    if keel_core::is_plain_name(name) {
         Ok(())
     } else {
         Err(DataError::Invalid(format!(

@@ -174,18 +174,11 @@ pub struct Repository {
 }
 
 fn check_name(name: &str) -> Result<(), ServeError> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name != "."
-        && name != ".."
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if ok {
+    if keel_core::is_plain_name(name) {
         Ok(())
     } else {
         Err(ServeError::BadInput(format!(
-            "model name {name:?} is not valid: use letters, digits, '_', '-' and '.'"
+            "model name {name:?} is not valid: use letters, digits, '_', '-' and '.', starting with a letter or digit"
         )))
     }
 }

@@ -110,6 +110,7 @@ async fn serving_models(State(s): State<AppState>) -> Response {
     let mut models = Vec::new();
     for model in repo(&s).models() {
         for served in model.versions.values() {
+            let (requests, batches, rows) = served.batch_stats().snapshot();
             models.push(json!({
                 "name": served.name,
                 "version": served.version.to_string(),
@@ -118,11 +119,7 @@ async fn serving_models(State(s): State<AppState>) -> Response {
                 "report": served.plan.report,
                 "max_batch_size": served.settings.batch.max_batch_size,
                 "max_batch_time": served.settings.batch.max_delay.as_secs_f64(),
-                "stats": {
-                    "requests": served.batch_stats().snapshot().0,
-                    "batches": served.batch_stats().snapshot().1,
-                    "rows": served.batch_stats().snapshot().2,
-                },
+            "stats": { "requests": requests, "batches": batches, "rows": rows },
             }));
         }
     }

@@ -10,7 +10,7 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::tract_ndarray::{Array1, Array2};
 use tract_onnx::tract_hir::internal::*;
 
-use super::tree::{PostTransform, argmax, parse_post_transform, softmax};
+use super::tree::{PostTransform, argmax, classifier_rules, input_matrix, parse_post_transform};
 
 type Builder = fn(&ParsingContext, &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
 
@@ -99,16 +99,7 @@ impl Expansion for StringLinearClassifier {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        check_input_arity(inputs, 1)?;
-        check_output_arity(outputs, 2)?;
-        s.equals(&outputs[0].datum_type, DatumType::String)?;
-        s.equals(&outputs[1].datum_type, DatumType::F32)?;
-        s.equals(&outputs[0].rank, 1)?;
-        s.equals(&outputs[1].rank, 2)?;
-        s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
-        s.equals(&outputs[1].shape[0], &inputs[0].shape[0])?;
-        s.equals(&outputs[1].shape[1], self.labels.len().to_dim())?;
-        Ok(())
+        classifier_rules(s, inputs, outputs, DatumType::String, self.labels.len())
     }
 
     fn wire(
@@ -138,27 +129,25 @@ impl EvalOp for StringLinearClassifier {
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
-        let x = input.cast_to::<f32>()?;
-        let view = x.to_plain_array_view::<f32>()?;
-        let (n, cols) = match view.shape() {
-            [c] => (1, *c),
-            [r, c] => (*r, *c),
-            shape => bail!("LinearClassifier expects a matrix, got shape {shape:?}"),
-        };
+        let x = input_matrix(&input, self.features, "LinearClassifier")?;
+        let (n, cols) = x.dim();
         if cols != self.features {
             bail!(
                 "LinearClassifier has {} coefficients per class but the input has {cols} columns",
                 self.features
             );
         }
-        let x = view.to_shape((n, cols))?;
         let rows = self.rows();
         let classes = self.labels.len();
         let mut scores = Array2::<f32>::zeros((n, classes));
         for (r, row) in x.outer_iter().enumerate() {
             for k in 0..rows {
                 let w = &self.coefficients[k * cols..(k + 1) * cols];
-                let mut s: f32 = row.iter().zip(w).map(|(a, b)| a * f32::from_bits(*b)).sum();
+                let mut s: f32 = row
+                    .iter()
+                    .zip(w)
+                    .map(|(a, b)| *a as f32 * f32::from_bits(*b))
+                    .sum();
                 s += self
                     .intercepts
                     .get(k)
@@ -171,12 +160,8 @@ impl EvalOp for StringLinearClassifier {
                     scores[[r, k]] = s;
                 }
             }
-            let mut out = scores.row_mut(r);
-            match self.post_transform {
-                PostTransform::None => {}
-                PostTransform::Logistic => out.mapv_inplace(|v| 1.0 / (1.0 + (-v).exp())),
-                PostTransform::Softmax => softmax(out.as_slice_mut(), false),
-                PostTransform::SoftmaxZero => softmax(out.as_slice_mut(), true),
+            if let Some(out) = scores.row_mut(r).into_slice() {
+                self.post_transform.apply(out);
             }
         }
         let labels: Vec<String> = scores

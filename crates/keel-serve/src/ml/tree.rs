@@ -378,7 +378,11 @@ impl Forest {
     }
 }
 
-fn input_matrix(input: &Tensor, n_features: usize, op: &str) -> TractResult<Array2<f64>> {
+pub(crate) fn input_matrix(
+    input: &Tensor,
+    n_features: usize,
+    op: &str,
+) -> TractResult<Array2<f64>> {
     let x = input.cast_to::<f64>()?;
     let view = x.to_plain_array_view::<f64>()?;
     let (rows, cols) = match view.shape() {
@@ -408,21 +412,11 @@ pub struct TreeClassifier {
 }
 
 impl TreeClassifier {
-    fn base_values(&self) -> Option<Vec<f32>> {
-        self.base_values
-            .as_ref()
-            .map(|b| b.iter().map(|v| f64::from_bits(*v) as f32).collect())
-    }
-
     /// Scores after the base values, the binary layout and the post transform.
     pub fn probabilities(&self, x: ArrayView2<f64>) -> Array2<f32> {
         let mut scores = self.forest.scores(x, Aggregate::Sum);
-        if let Some(base) = self.base_values() {
-            for mut row in scores.outer_iter_mut() {
-                for (k, v) in row.iter_mut().enumerate() {
-                    *v += if base.len() == 1 { base[0] } else { base[k] };
-                }
-            }
+        if let Some(base) = &self.base_values {
+            add_base_values(&mut scores, base);
         }
         let classes = self.forest.n_outputs;
         if self.binary && classes == 2 {
@@ -436,19 +430,58 @@ impl TreeClassifier {
             }
         }
         for mut row in scores.outer_iter_mut() {
-            match self.post_transform {
-                PostTransform::None => {}
-                PostTransform::Logistic => row.mapv_inplace(|v| 1.0 / (1.0 + (-v).exp())),
-                PostTransform::Softmax => softmax(row.as_slice_mut(), false),
-                PostTransform::SoftmaxZero => softmax(row.as_slice_mut(), true),
+            if let Some(row) = row.as_slice_mut() {
+                self.post_transform.apply(row);
             }
         }
         scores
     }
 }
 
-pub(crate) fn softmax(row: Option<&mut [f32]>, skip_zeros: bool) {
-    let Some(row) = row else { return };
+/// Adds base values (bit patterns of f64: one for every column, or one per
+/// column) to every row of scores.
+fn add_base_values(scores: &mut Array2<f32>, base: &[u64]) {
+    for mut row in scores.outer_iter_mut() {
+        for (k, v) in row.iter_mut().enumerate() {
+            *v += f64::from_bits(if base.len() == 1 { base[0] } else { base[k] }) as f32;
+        }
+    }
+}
+
+impl PostTransform {
+    /// Applies the transform to one row of scores.
+    pub(crate) fn apply(self, row: &mut [f32]) {
+        match self {
+            PostTransform::None => {}
+            PostTransform::Logistic => row.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
+            PostTransform::Softmax => softmax(row, false),
+            PostTransform::SoftmaxZero => softmax(row, true),
+        }
+    }
+}
+
+/// The inference rules of a classifier: `label` (rank 1, the labels' type)
+/// and `probabilities` (f32, rows × classes), one row per input row.
+pub(crate) fn classifier_rules<'r, 'p: 'r>(
+    s: &mut Solver<'r>,
+    inputs: &'p [TensorProxy],
+    outputs: &'p [TensorProxy],
+    labels: DatumType,
+    classes: usize,
+) -> InferenceResult {
+    check_input_arity(inputs, 1)?;
+    check_output_arity(outputs, 2)?;
+    s.equals(&outputs[0].datum_type, labels)?;
+    s.equals(&outputs[1].datum_type, DatumType::F32)?;
+    s.equals(&outputs[0].rank, 1)?;
+    s.equals(&outputs[1].rank, 2)?;
+    s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
+    s.equals(&outputs[1].shape[0], &inputs[0].shape[0])?;
+    s.equals(&outputs[1].shape[1], classes.to_dim())?;
+    Ok(())
+}
+
+fn softmax(row: &mut [f32], skip_zeros: bool) {
     let max = row.iter().copied().fold(f32::MIN, f32::max);
     let mut sum = 0.0;
     for v in row.iter_mut() {
@@ -525,16 +558,13 @@ impl Expansion for TreeClassifier {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        check_input_arity(inputs, 1)?;
-        check_output_arity(outputs, 2)?;
-        s.equals(&outputs[0].datum_type, self.labels.datum_type())?;
-        s.equals(&outputs[1].datum_type, DatumType::F32)?;
-        s.equals(&outputs[0].rank, 1)?;
-        s.equals(&outputs[1].rank, 2)?;
-        s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
-        s.equals(&outputs[1].shape[0], &inputs[0].shape[0])?;
-        s.equals(&outputs[1].shape[1], self.forest.n_outputs.to_dim())?;
-        Ok(())
+        classifier_rules(
+            s,
+            inputs,
+            outputs,
+            self.labels.datum_type(),
+            self.forest.n_outputs,
+        )
     }
 
     fn wire(
@@ -616,11 +646,7 @@ impl TreeRegressor {
     pub fn predict(&self, x: ArrayView2<f64>) -> Array2<f32> {
         let mut out = self.forest.scores(x, self.aggregate);
         if let Some(base) = &self.base_values {
-            for mut row in out.outer_iter_mut() {
-                for (k, v) in row.iter_mut().enumerate() {
-                    *v += f64::from_bits(if base.len() == 1 { base[0] } else { base[k] }) as f32;
-                }
-            }
+            add_base_values(&mut out, base);
         }
         out
     }
