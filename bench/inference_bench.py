@@ -64,6 +64,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from procstat import system_busy_s, tree_cpu_s, tree_pids, tree_rss_mb  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 WORKLOADS = ("serve", "compile")
@@ -83,8 +85,6 @@ VARIANTS = {
 }
 PAIRS = (("keel", "mlserver"), ("keel_label", "mlserver_predict"))
 START_TIMEOUT_S = 120.0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
 PROB_TOLERANCE = 1e-5
 
 
@@ -95,55 +95,6 @@ def log(msg: str) -> None:
 # --------------------------------------------------------------------------
 # /proc: process trees and the machine's CPU
 # --------------------------------------------------------------------------
-
-
-def _read_stat(pid: int):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            s = f.read()
-    except OSError:
-        return None
-    rest = s[s.rfind(")") + 2:].split()
-    return {"ppid": int(rest[1]), "utime": int(rest[11]), "stime": int(rest[12]),
-            "cutime": int(rest[13]), "cstime": int(rest[14]), "rss_pages": int(rest[21])}
-
-
-def tree_pids(root: int) -> list[int]:
-    """`root` and all its live descendants."""
-    children: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            st = _read_stat(int(name))
-            if st:
-                children.setdefault(st["ppid"], []).append(int(name))
-    out, todo = [], [root]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
-
-
-def tree_cpu_s(root: int) -> float:
-    """utime+stime of the live tree plus the children it has reaped."""
-    ticks = 0
-    for p in tree_pids(root):
-        st = _read_stat(p)
-        if st:
-            ticks += st["utime"] + st["stime"] + st["cutime"] + st["cstime"]
-    return ticks / CLK_TCK
-
-
-def tree_rss_mb(root: int) -> float:
-    return round(sum((_read_stat(p) or {"rss_pages": 0})["rss_pages"] for p in tree_pids(root))
-                 * PAGE / 2**20, 1)
-
-
-def system_busy_s() -> float:
-    """CPU seconds all cores spent busy since boot (from /proc/stat)."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return (v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)) / CLK_TCK
 
 
 def self_cpu_s() -> float:

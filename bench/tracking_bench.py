@@ -51,6 +51,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from procstat import PAGE, read_stat, system_busy_s, tree_cpu_s, tree_pids  # noqa: E402
+
 # The mlflow client must surface server errors instead of retrying for
 # minutes, and never hang forever.  Set before mlflow is imported.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -65,8 +67,6 @@ REPO = HERE.parent
 API = "/api/2.0/mlflow"
 SERVERS = ("keel", "mlflow")
 WORKLOADS = ("startup", "client", "cpu", "load", "search")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
 
 FULL = dict(
     startup_reps=3,
@@ -116,59 +116,6 @@ def free_port() -> int:
 # --------------------------------------------------------------------------
 
 
-def _read_stat(pid: int):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            s = f.read()
-    except OSError:
-        return None
-    rest = s[s.rfind(")") + 2:].split()
-    return {
-        "ppid": int(rest[1]),
-        "utime": int(rest[11]),
-        "stime": int(rest[12]),
-        "cutime": int(rest[13]),
-        "cstime": int(rest[14]),
-        "rss_pages": int(rest[21]),
-        "comm": s[s.find("(") + 1:s.rfind(")")],
-    }
-
-
-def tree_pids(root: int) -> list[int]:
-    """`root` and all its live descendants."""
-    children: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        st = _read_stat(int(name))
-        if st:
-            children.setdefault(st["ppid"], []).append(int(name))
-    out, todo = [], [root]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
-
-
-def tree_cpu_s(root: int) -> float:
-    """utime+stime of the live tree plus children it has reaped (cutime)."""
-    ticks = 0
-    for p in tree_pids(root):
-        st = _read_stat(p)
-        if st:
-            ticks += st["utime"] + st["stime"] + st["cutime"] + st["cstime"]
-    return ticks / CLK_TCK
-
-
-def system_busy_s() -> float:
-    """CPU seconds all cores spent busy since boot (from /proc/stat)."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    # user nice system idle iowait irq softirq steal ...
-    return (v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)) / CLK_TCK
-
-
 def _pss_kb(pid: int):
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:
@@ -192,7 +139,7 @@ def _cmdline(pid: int) -> str:
 def tree_mem(root: int) -> dict:
     procs = []
     for p in tree_pids(root):
-        st = _read_stat(p)
+        st = read_stat(p)
         if not st:
             continue
         procs.append({
