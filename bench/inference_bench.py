@@ -68,7 +68,7 @@ from procstat import system_busy_s, tree_cpu_s, tree_pids, tree_rss_mb  # noqa: 
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-WORKLOADS = ("serve", "compile")
+WORKLOADS = ("serve", "compile", "overhead")
 MODEL = "logreg"
 FEATURES = 20
 TRAIN_ROWS = 10_000
@@ -368,10 +368,13 @@ end
 """
 
 
-def wrk(url: str, body: bytes, connections: int, seconds: int, script: Path) -> dict:
-    """One wrk run POSTing ``body``: its done hook's counts and latency
-    percentiles, and the CPU wrk itself used."""
-    script.write_text(WRK_SCRIPT % body.decode())
+def wrk(url: str, body: bytes, connections: int, seconds: int, script: Path,
+        prepared: bool = False) -> dict:
+    """One wrk run POSTing ``body`` (or as ``script`` says, if ``prepared``):
+    its done hook's counts and latency percentiles, and the CPU wrk itself
+    used."""
+    if not prepared:
+        script.write_text(WRK_SCRIPT % body.decode())
     threads = 1 if connections == 1 else 2
     out_path = script.with_suffix(".out")
     cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
@@ -574,6 +577,147 @@ def run_compile(args, work: Path, m: dict, results: dict) -> None:
 
 
 # --------------------------------------------------------------------------
+# overhead: the server's share of the in-process rate as the model grows
+# --------------------------------------------------------------------------
+
+# name: (what it is, a factory given numpy's rng seed)
+OVERHEAD_MODELS = {
+    "logreg": "the logistic regression above (LinearClassifier)",
+    "forest": "RandomForestClassifier, 100 trees, max_depth 10 (TreeEnsembleClassifier)",
+    "mlp": "MLPClassifier, hidden layers 256 × 256 (MatMul/Add/Relu)",
+}
+
+WRK_BINARY_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/octet-stream"
+wrk.headers["Inference-Header-Content-Length"] = "%d"
+local f = assert(io.open("%s", "rb"))
+wrk.body = f:read("*a")
+f:close()
+""" + WRK_SCRIPT.split('wrk.body = [==[%s]==]\n')[1]
+
+
+def overhead_models(work: Path, m: dict) -> Path:
+    """A repository with the logistic regression, a random forest and an
+    MLP trained on the same rows: plans from about 20 µs to a few ms per
+    64 rows."""
+    import numpy as np
+    from skl2onnx import to_onnx
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.neural_network import MLPClassifier
+
+    repo = work / "overhead-models"
+    X32 = m["X32"]
+    y = (m["model"].predict(X32) > 0).astype(np.int64)
+    fitted = {
+        "logreg": m["model"],
+        "forest": RandomForestClassifier(n_estimators=100, max_depth=10, random_state=SEED).fit(X32, y),
+        "mlp": MLPClassifier(hidden_layer_sizes=(256, 256), max_iter=30, random_state=SEED).fit(X32, y),
+    }
+    for name, model in fitted.items():
+        onx = to_onnx(model, X32[:1], options={id(model): {"zipmap": False}},
+                      target_opset={"": 17, "ai.onnx.ml": 3})
+        path = repo / name / "1" / "model.onnx"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(onx.SerializeToString())
+    return repo
+
+
+def binary_body(rows) -> tuple[bytes, int]:
+    """A V2 request with the FP32 input and every output in Triton's binary
+    extension: (body, JSON header length)."""
+    import numpy as np
+
+    raw = np.ascontiguousarray(rows, dtype=np.float32).tobytes()
+    header = json.dumps({"inputs": [{"name": "X", "shape": [len(rows), FEATURES], "datatype": "FP32",
+                                     "parameters": {"binary_data_size": len(raw)}}],
+                         "parameters": {"binary_data_output": True}},
+                        separators=(",", ":")).encode()
+    return header + raw, len(header)
+
+
+def run_overhead(args, work: Path, m: dict, results: dict) -> None:
+    repo = overhead_models(work, m)
+    cores = os.cpu_count() or 1
+    out: dict = {"models": {}, "connections": 8, "batch": 64, "threads": cores}
+    for name in OVERHEAD_MODELS:
+        cmd = [str(args.keel_bin), "serve", "compile", str(repo / name / "1" / "model.onnx"),
+               "--batch", "64", "--runs", str(max(200, args.runs // 4)), "--threads", str(cores),
+               "--json"]
+        lat, thr = [], []
+        for _ in range(3):
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+            if p.returncode != 0:
+                raise RuntimeError(f"{' '.join(cmd)} failed:\n{p.stderr[-2000:]}")
+            v = json.loads(p.stdout)
+            lat.append(v["report"]["latency_after_us"])
+            thr.append(v["throughput"]["rows_per_s"])
+        after = statistics.median(lat)
+        # The server runs plans on every core: its ceiling is the plan on
+        # every core in process, through the same call the server makes.
+        out["models"][name] = {"what": OVERHEAD_MODELS[name], "plan_us_b64": round(after, 2),
+                               "one_thread_rows_per_s": round(64 / after * 1e6, 1),
+                               "in_process_rows_per_s": round(statistics.median(thr), 1),
+                               "cells": {}}
+        log(f"  {name}: compiled plan {after:.1f} µs per 64 rows; {statistics.median(thr):.0f} rows/s "
+            f"on {cores} threads in process")
+    port = free_port()
+    srv = Server("keel-overhead", [args.keel_bin, "server", "--data-dir", work / "keel-overhead-data",
+                                   "--host", "127.0.0.1", "--port", port, "--model-repository", repo],
+                 port, work, work / "logs", "keel").start()
+    try:
+        rows = m["X"][:64]
+        for name in OVERHEAD_MODELS:
+            url = f"{srv.url}/v2/models/{name}/infer"
+            script_dir = work / "wrk-overhead"
+            script_dir.mkdir(exist_ok=True)
+            json_script = script_dir / f"{name}-json.lua"
+            json_body = v2_body(rows, None)
+            body, header_len = binary_body(rows)
+            body_path = script_dir / f"{name}.bin"
+            body_path.write_bytes(body)
+            status, resp = http("POST", url, json_body)
+            if status != 200:
+                raise RuntimeError(f"{name}: HTTP {status} {resp[:300]!r}")
+            entry = out["models"][name]
+            for encoding in ("json", "binary"):
+                def run(seconds: int) -> dict:
+                    if encoding == "json":
+                        return wrk(url, json_body, 8, seconds, json_script)
+                    script = script_dir / f"{name}-binary.lua"
+                    text = WRK_BINARY_SCRIPT % (header_len, body_path)
+                    # wrk() fills the script from a body; write ours and call it with none
+                    return wrk_script(url, text, 8, seconds, script)
+                if args.warmup > 0:
+                    run(args.warmup)
+                cpu0 = tree_cpu_s(srv.proc.pid)
+                r = run(args.seconds)
+                cpu = tree_cpu_s(srv.proc.pid) - cpu0
+                dur = r["duration_us"] / 1e6
+                ok = r["requests"] - r["status"]
+                cell = {"req_per_s": round(ok / dur, 1), "rows_per_s": round(ok * 64 / dur, 1),
+                        "p50_ms": r["p50_us"] / 1e3, "p99_ms": r["p99_us"] / 1e3,
+                        "non_2xx": r["status"], "server_cores": round(cpu / r["wall_s"], 2),
+                        "wrk_cores": round(r["wrk_cpu_s"] / r["wall_s"], 2),
+                        "server_cpu_us_per_req": round(cpu * 1e6 / max(1, r["requests"]), 1)}
+                cell["share_of_in_process"] = ratio(cell["rows_per_s"], entry["in_process_rows_per_s"])
+                entry["cells"][encoding] = cell
+                log(f"  {name:6s} {encoding:6s}: {cell['rows_per_s']:10.0f} rows/s = "
+                    f"{cell['share_of_in_process'] * 100:5.1f}% of in process; server "
+                    f"{cell['server_cpu_us_per_req']:.0f} µs CPU/request, wrk {cell['wrk_cores']} cores, "
+                    f"non-2xx {cell['non_2xx']}")
+    finally:
+        srv.stop()
+    results["overhead"] = out
+
+
+def wrk_script(url: str, text: str, connections: int, seconds: int, script: Path) -> dict:
+    """``wrk`` with a ready script (the binary body is read from a file)."""
+    script.write_text(text)
+    return wrk(url, b"", connections, seconds, script, prepared=True)
+
+
+# --------------------------------------------------------------------------
 # summary
 # --------------------------------------------------------------------------
 
@@ -689,6 +833,22 @@ def print_table(results: dict) -> None:
         if flags:
             print(f"  note: `keel serve compile --runs {comp['runs']}` was not honoured (each process "
                   "finished faster than that many runs take): its medians are of the default run count")
+    o = results.get("overhead")
+    if o:
+        print(f"\nServer overhead: batch {o['batch']}, {o['connections']} connections, wrk on the same "
+              f"cores; the server's rows/s as a share of the plan's on {o['threads']} threads in process "
+              "(goal ≥ 70%)")
+        print(f"  {'model':7} {'plan µs/64':>10} {'in process':>11} | {'JSON rows/s':>11} {'share':>6} "
+              f"{'µs/req':>7} | {'binary rows/s':>13} {'share':>6} {'µs/req':>7}")
+        for name, e in o["models"].items():
+            j, b = e["cells"].get("json", {}), e["cells"].get("binary", {})
+            print(f"  {name:7} {e['plan_us_b64']:>10.1f} {e['in_process_rows_per_s']:>11.0f} | "
+                  f"{fmt(j.get('rows_per_s'), '.0f'):>11} {fmt((j.get('share_of_in_process') or 0) * 100, '.0f'):>5}% "
+                  f"{fmt(j.get('server_cpu_us_per_req'), '.0f'):>7} | {fmt(b.get('rows_per_s'), '.0f'):>13} "
+                  f"{fmt((b.get('share_of_in_process') or 0) * 100, '.0f'):>5}% "
+                  f"{fmt(b.get('server_cpu_us_per_req'), '.0f'):>7}")
+        for name, e in o["models"].items():
+            print(f"    {name}: {e['what']}")
     f = summ.get("floor")
     if f:
         print(f"\n  Keel server rows/s at batch 64 (best: {f['best_connections']} connections) "
@@ -741,7 +901,7 @@ def main() -> int:
     ap.add_argument("--keel-bin", type=Path, required=True)
     ap.add_argument("--mlserver-bin", type=Path, default=Path(sys.executable).with_name("mlserver"),
                     help="the mlserver CLI (default: beside this Python)")
-    ap.add_argument("--only", default="serve,compile", help="serve,compile")
+    ap.add_argument("--only", default="serve,compile,overhead", help="serve,compile,overhead")
     ap.add_argument("--variants", default=",".join(VARIANTS),
                     help=f"server configurations to load (default all: {','.join(VARIANTS)})")
     ap.add_argument("--seconds", type=int, default=10, help="wrk run per cell (default 10)")
@@ -763,10 +923,10 @@ def main() -> int:
         ap.error(f"unknown workload/variant: {bad}")
     if not Path(args.keel_bin).is_file():
         ap.error(f"keel binary not found: {args.keel_bin}")
-    if "serve" in only:
+    if "serve" in only or "overhead" in only:
         if shutil.which("wrk") is None:
             ap.error("wrk not found (Debian: apt-get install wrk); the serve workload needs it")
-        if not Path(args.mlserver_bin).is_file():
+        if "serve" in only and not Path(args.mlserver_bin).is_file():
             ap.error(f"mlserver not found at {args.mlserver_bin} (bench/run inference makes its venv)")
     args.keel_bin = Path(args.keel_bin).resolve()
     if args.workdir:
@@ -793,7 +953,7 @@ def main() -> int:
                                               "train_accuracy", "train_s")}
         results["model"].update(rows=TRAIN_ROWS, features=FEATURES, classes=2, seed=SEED,
                                 onnx_bytes=m["onnx_path"].stat().st_size)
-        for wl, fn in (("serve", run_serve), ("compile", run_compile)):
+        for wl, fn in (("serve", run_serve), ("compile", run_compile), ("overhead", run_overhead)):
             if wl not in only:
                 continue
             log(f"== {wl}")

@@ -20,6 +20,7 @@ pub enum ServeCmd {
     /// goes into a repository.
     ///   keel serve compile model.onnx
     ///   keel serve compile model.onnx --batch 1 --json
+    ///   keel serve compile model.onnx --threads 2   # in-process rows/s on 2 threads
     #[command(verbatim_doc_comment)]
     Compile {
         file: PathBuf,
@@ -29,6 +30,11 @@ pub enum ServeCmd {
         /// Timed runs per median (more for steadier figures).
         #[arg(long, default_value_t = 15)]
         runs: usize,
+        /// Also measure in-process throughput with this many threads running
+        /// the plan at once, `--runs` runs each (the ceiling a server on as
+        /// many cores can approach).
+        #[arg(long)]
+        threads: Option<usize>,
         /// Print JSON instead of a summary.
         #[arg(long)]
         json: bool,
@@ -106,6 +112,7 @@ pub async fn run(settings: &Settings, cmd: ServeCmd) -> Result<ExitCode> {
             file,
             batch,
             runs,
+            threads,
             json,
         } => {
             let bytes = std::fs::read(&file)
@@ -120,7 +127,24 @@ pub async fn run(settings: &Settings, cmd: ServeCmd) -> Result<ExitCode> {
             })
             .await?
             .map_err(|e| UsageError(format!("{}: {e}", file.display())))?;
-            let v = json!({ "signature": plan.signature, "report": plan.report });
+            let plan = std::sync::Arc::new(plan);
+            let throughput = match threads {
+                Some(threads) => {
+                    let plan = plan.clone();
+                    let (batch, threads) = (batch.max(1), threads.clamp(1, 1024));
+                    let runs = runs.clamp(1, 1_000_000);
+                    let rows_per_s =
+                        tokio::task::spawn_blocking(move || plan.throughput(batch, threads, runs))
+                            .await?
+                            .map_err(|e| UsageError(format!("{}: {e}", file.display())))?;
+                    Some(json!({ "threads": threads, "batch": batch, "rows_per_s": rows_per_s }))
+                }
+                None => None,
+            };
+            let mut v = json!({ "signature": plan.signature, "report": plan.report });
+            if let Some(t) = &throughput {
+                v["throughput"] = t.clone();
+            }
             if json {
                 print_json(&v);
                 return Ok(ExitCode::SUCCESS);
@@ -136,6 +160,14 @@ pub async fn run(settings: &Settings, cmd: ServeCmd) -> Result<ExitCode> {
                 r.latency_before_us / r.latency_after_us.max(1e-9),
                 r.sample_batch as f64 / (r.latency_after_us.max(1e-9) / 1e6)
             );
+            if let Some(t) = &throughput {
+                println!(
+                    "  throughput on {} threads at batch {}: {:.0} rows/s",
+                    t["threads"],
+                    t["batch"],
+                    t["rows_per_s"].as_f64().unwrap_or(0.0)
+                );
+            }
             if !r.native_ops.is_empty() {
                 println!("  native operators: {}", r.native_ops.join(", "));
             }

@@ -6,6 +6,12 @@
 //! passed since its first request, or — with no delay set — when the queue is
 //! empty. Requests also pile up while every worker is busy, so batches grow
 //! with load on their own and a lone request never waits.
+//!
+//! A plan whose compiled latency is tiny runs on the request's own thread
+//! when nothing is queued for it and a worker is free: for such a plan the
+//! hand-off to the dispatcher and the blocking pool (a few context switches,
+//! about 0.1 ms) costs more than the model itself, and running it would not
+//! block the runtime for longer than a network read does.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +41,10 @@ impl Default for BatchSettings {
     }
 }
 
+/// Plans whose compiled latency at the sample batch is at most this run
+/// inline (with no `max_delay` set and a worker free).
+pub const INLINE_LATENCY_US: f64 = 250.0;
+
 type Reply = oneshot::Sender<Result<Vec<NamedTensor>, ServeError>>;
 
 struct Job {
@@ -58,6 +68,16 @@ impl Job {
 pub struct Batcher {
     queue: mpsc::Sender<Job>,
     stats: Arc<BatchStats>,
+    /// Set for plans cheap enough to run on the caller's thread.
+    inline: Option<Inline>,
+}
+
+#[derive(Clone)]
+struct Inline {
+    plan: Arc<Plan>,
+    workers: Arc<Semaphore>,
+    /// Requests with more rows than the timed sample batch take the queue.
+    max_rows: usize,
 }
 
 /// What the batcher has run: how well requests were coalesced.
@@ -66,6 +86,8 @@ pub struct BatchStats {
     pub requests: AtomicU64,
     pub batches: AtomicU64,
     pub rows: AtomicU64,
+    /// Requests that ran on their own thread (also counted in the others).
+    pub inline: AtomicU64,
 }
 
 impl BatchStats {
@@ -93,8 +115,19 @@ impl Batcher {
     pub fn start(plan: Arc<Plan>, settings: BatchSettings, workers: Arc<Semaphore>) -> Batcher {
         let (queue, jobs) = mpsc::channel(4096);
         let stats = Arc::new(BatchStats::default());
+        let inline = (settings.max_delay.is_zero()
+            && plan.report.latency_after_us <= INLINE_LATENCY_US)
+            .then(|| Inline {
+                plan: plan.clone(),
+                workers: workers.clone(),
+                max_rows: plan.report.sample_batch.max(1),
+            });
         tokio::spawn(dispatch(plan, settings, workers, jobs, stats.clone()));
-        Batcher { queue, stats }
+        Batcher {
+            queue,
+            stats,
+            inline,
+        }
     }
 
     pub fn stats(&self) -> &BatchStats {
@@ -107,6 +140,26 @@ impl Batcher {
         inputs: Vec<NamedTensor>,
         rows: usize,
     ) -> Result<Vec<NamedTensor>, ServeError> {
+        if let Some(inline) = &self.inline
+            && rows <= inline.max_rows
+            && self.queue.capacity() == self.queue.max_capacity()
+            && let Ok(permit) = inline.workers.try_acquire()
+        {
+            for counter in [
+                &self.stats.requests,
+                &self.stats.batches,
+                &self.stats.inline,
+            ] {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            self.stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
+            let outputs = inline.plan.run(&inputs);
+            drop(permit);
+            // A caller that loops on inline answers must still give way to
+            // the runtime's other tasks now and then.
+            tokio::task::consume_budget().await;
+            return outputs;
+        }
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Job {

@@ -278,6 +278,37 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// Rows per second in process: `threads` threads each run the sample
+    /// batch of `batch` rows `runs` times through [`Plan::run`] (what the
+    /// server calls), and the rows are divided by the wall time.
+    pub fn throughput(&self, batch: usize, threads: usize, runs: usize) -> Result<f64, ServeError> {
+        let sample = sample_inputs(&self.signature, batch.max(1))?;
+        self.run(&sample)?;
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads.max(1))
+                .map(|_| {
+                    scope.spawn(|| {
+                        for _ in 0..runs.max(1) {
+                            self.run(&sample)?;
+                        }
+                        Ok::<(), ServeError>(())
+                    })
+                })
+                .collect();
+            for worker in workers {
+                worker
+                    .join()
+                    .map_err(|_| ServeError::Internal("a timing thread panicked".into()))??;
+            }
+            Ok::<(), ServeError>(())
+        })?;
+        let seconds = started.elapsed().as_secs_f64().max(1e-9);
+        Ok((batch.max(1) * threads.max(1) * runs.max(1)) as f64 / seconds)
+    }
+}
+
 fn sanitize(name: &str) -> String {
     name.chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })

@@ -21,6 +21,8 @@ use serde_json::{Map, Value, json};
 
 use crate::AppState;
 
+mod v2_json;
+
 /// Largest inference request body.
 pub const MAX_BODY: usize = 64 * 1024 * 1024;
 /// Largest tensor, in elements.
@@ -119,7 +121,12 @@ async fn serving_models(State(s): State<AppState>) -> Response {
                 "report": served.plan.report,
                 "max_batch_size": served.settings.batch.max_batch_size,
                 "max_batch_time": served.settings.batch.max_delay.as_secs_f64(),
-            "stats": { "requests": requests, "batches": batches, "rows": rows },
+                "stats": {
+                    "requests": requests,
+                    "batches": batches,
+                    "rows": rows,
+                    "inline": served.batch_stats().inline.load(std::sync::atomic::Ordering::Relaxed),
+                },
             }));
         }
     }
@@ -127,6 +134,7 @@ async fn serving_models(State(s): State<AppState>) -> Response {
 }
 
 /// A V2 error: `{"error": message}`.
+#[derive(Debug)]
 pub struct V2Error {
     status: StatusCode,
     message: String,
@@ -565,26 +573,26 @@ impl InferRequest {
             Some(n) => (&body[..n], &body[n..]),
             None => (body, &body[body.len()..]),
         };
+        if header_length.is_none()
+            && let Some((object, inputs)) = v2_json::parse(json_part)
+        {
+            let (id, binary_output) = Self::head(&object)?;
+            if inputs.is_empty() {
+                return Err(V2Error::bad("inputs: the request has no input tensors"));
+            }
+            return Ok(InferRequest {
+                id,
+                inputs,
+                outputs: Self::requested_outputs(&object)?,
+                binary_output,
+            });
+        }
         let value: Value = serde_json::from_slice(json_part)
             .map_err(|e| V2Error::bad(format!("malformed JSON: {e}")))?;
         let object = value
             .as_object()
             .ok_or_else(|| V2Error::bad("the request must be a JSON object"))?;
-        let id = match object.get("id") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => return Err(V2Error::bad("id: expected a string")),
-        };
-        let parameters = params(object.get("parameters"), "parameters")?;
-        let binary_output = match parameters.and_then(|p| p.get("binary_data_output")) {
-            None => false,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => {
-                return Err(V2Error::bad(
-                    "parameters.binary_data_output: expected true or false",
-                ));
-            }
-        };
+        let (id, binary_output) = Self::head(object)?;
         let inputs_json = object
             .get("inputs")
             .and_then(Value::as_array)
@@ -602,6 +610,38 @@ impl InferRequest {
                 binary.len()
             )));
         }
+        Ok(InferRequest {
+            id,
+            inputs,
+            outputs: Self::requested_outputs(object)?,
+            binary_output,
+        })
+    }
+
+    /// `id` and `parameters.binary_data_output`.
+    fn head(object: &Map<String, Value>) -> Result<(Option<String>, bool), V2Error> {
+        let id = match object.get("id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => return Err(V2Error::bad("id: expected a string")),
+        };
+        let parameters = params(object.get("parameters"), "parameters")?;
+        let binary_output = match parameters.and_then(|p| p.get("binary_data_output")) {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return Err(V2Error::bad(
+                    "parameters.binary_data_output: expected true or false",
+                ));
+            }
+        };
+        Ok((id, binary_output))
+    }
+
+    /// The requested `outputs`, each with its own binary flag.
+    fn requested_outputs(
+        object: &Map<String, Value>,
+    ) -> Result<Vec<(String, Option<bool>)>, V2Error> {
         let mut outputs = Vec::new();
         if let Some(requested) = object.get("outputs") {
             let list = requested
@@ -625,12 +665,7 @@ impl InferRequest {
                 outputs.push((name.to_string(), binary));
             }
         }
-        Ok(InferRequest {
-            id,
-            inputs,
-            outputs,
-            binary_output,
-        })
+        Ok(outputs)
     }
 }
 
@@ -1097,28 +1132,30 @@ fn respond(
     let mut binary = Vec::new();
     let mut list = Vec::with_capacity(chosen.len());
     for (tensor, as_binary) in &chosen {
-        let mut entry = json!({
-            "name": tensor.name,
-            "datatype": tensor.data.datatype().name(),
-            "shape": tensor.shape,
-        });
+        let mut entry = v2_json::OutputJson {
+            name: &tensor.name,
+            datatype: tensor.data.datatype().name(),
+            shape: &tensor.shape,
+            parameters: None,
+            data: None,
+        };
         if *as_binary {
             let before = binary.len();
             data_binary(&tensor.data, &mut binary);
-            entry["parameters"] = json!({ "binary_data_size": binary.len() - before });
+            entry.parameters = Some(v2_json::BinarySize {
+                binary_data_size: binary.len() - before,
+            });
         } else {
-            entry["data"] = data_json(&tensor.data);
+            entry.data = Some(v2_json::DataJson(&tensor.data));
         }
         list.push(entry);
     }
-    let mut body = json!({
-        "model_name": served.name,
-        "model_version": served.version.to_string(),
-        "outputs": list,
-    });
-    if let Some(id) = id {
-        body["id"] = Value::String(id);
-    }
+    let body = v2_json::ResponseBody {
+        id: id.as_deref(),
+        model_name: &served.name,
+        model_version: served.version.to_string(),
+        outputs: list,
+    };
     let header_json = serde_json::to_vec(&body).map_err(|e| V2Error {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         message: e.to_string(),
@@ -1272,6 +1309,104 @@ mod tests {
         fn arbitrary_requests_never_panic(body in ".{0,200}") {
             let _ = InferRequest::parse(&HeaderMap::new(), body.as_bytes());
         }
+
+        /// The direct writer and the `Value` writer give the same tensor back,
+        /// and the direct scanner decodes flat and nested data as the generic
+        /// decoder does.
+        #[test]
+        fn direct_json_agrees_with_the_generic_path(data in any_data(), rows in 1usize..4) {
+            let datatype = data.datatype();
+            let written = serde_json::to_string(&v2_json::DataJson(&data)).unwrap();
+            let value: Value = serde_json::from_str(&written).unwrap();
+            prop_assert_eq!(&decode_json(datatype, &value).unwrap(), &data);
+            let n = data.len();
+            if datatype != Datatype::Bytes && data_is_finite(&data) {
+                prop_assert_eq!(&v2_json::scan_data(&written, datatype, &[n], n).unwrap(), &data);
+                if n % rows == 0 && n > 0 {
+                    let nested = nest(&value, n / rows);
+                    let text = nested.to_string();
+                    let shape = [rows, n / rows];
+                    prop_assert_eq!(&v2_json::scan_data(&text, datatype, &shape, n).unwrap(), &data);
+                    // Another nesting than the shape is left to the generic path.
+                    if rows != n / rows {
+                        prop_assert!(v2_json::scan_data(&text, datatype, &[n / rows, rows], n).is_none());
+                    }
+                }
+            }
+        }
+
+        /// A whole request decodes to the same tensors on both paths.
+        #[test]
+        fn fast_requests_decode_as_generic_ones(data in any_data()) {
+            prop_assume!(data.datatype() != Datatype::Bytes && data_is_finite(&data));
+            let body = json!({
+                "id": "r1",
+                "inputs": [{"name": "x", "datatype": data.datatype().name(),
+                            "shape": [data.len()], "data": data_json(&data)}],
+                "outputs": [{"name": "y"}],
+            })
+            .to_string();
+            let (_, fast) = v2_json::parse(body.as_bytes()).expect("the fast path takes it");
+            let value: Value = serde_json::from_str(&body).unwrap();
+            let generic = parse_input(&value["inputs"][0], 0, &mut &[][..]).unwrap();
+            prop_assert_eq!(&fast[0].data, &generic.data);
+            let request = InferRequest::parse(&HeaderMap::new(), body.as_bytes()).unwrap();
+            prop_assert_eq!(request.id.as_deref(), Some("r1"));
+            prop_assert_eq!(request.outputs, vec![("y".to_string(), None)]);
+        }
+    }
+
+    fn data_is_finite(data: &Data) -> bool {
+        match data {
+            Data::Fp16(v) | Data::Fp32(v) => v.iter().all(|x| x.is_finite()),
+            Data::Fp64(v) => v.iter().all(|x| x.is_finite()),
+            _ => true,
+        }
+    }
+
+    /// A flat JSON array as rows of `width`.
+    fn nest(flat: &Value, width: usize) -> Value {
+        let items = flat.as_array().unwrap();
+        Value::Array(
+            items
+                .chunks(width)
+                .map(|row| Value::Array(row.to_vec()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn unusual_requests_take_the_generic_path() {
+        let fp32 = |data: &str, shape: &[usize]| {
+            let n = shape.iter().product();
+            v2_json::scan_data(data, Datatype::Fp32, shape, n)
+        };
+        assert!(fp32("[1, 2.5, -3e2]", &[3]).is_some());
+        assert!(fp32("[[1, 2], [3, 4]]", &[2, 2]).is_some());
+        assert!(fp32("[1, \"NaN\"]", &[2]).is_none());
+        assert!(fp32("[1e39]", &[1]).is_none());
+        assert!(fp32("[[1, 2, 3], [4]]", &[2, 2]).is_none());
+        assert!(fp32("[[1], 2]", &[2, 1]).is_none());
+        assert!(fp32("[1, 2]", &[3]).is_none());
+        assert!(fp32("[1, null]", &[2]).is_none());
+        assert!(fp32("7", &[1]).is_none());
+        assert!(v2_json::scan_data("[1.0]", Datatype::Int64, &[1], 1).is_none());
+        assert!(v2_json::scan_data("[256]", Datatype::Uint8, &[1], 1).is_none());
+        assert!(v2_json::scan_data("[-0]", Datatype::Int32, &[1], 1).is_none());
+        // Binary inputs, missing data and a null output list are the generic
+        // parser's to judge.
+        for body in [
+            r#"{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "parameters": {"binary_data_size": 4}}]}"#,
+            r#"{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1]}]}"#,
+            r#"{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": ["NaN"]}]}"#,
+        ] {
+            assert!(v2_json::parse(body.as_bytes()).is_none(), "{body}");
+        }
+        let null_outputs = r#"{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}], "outputs": null}"#;
+        let Err(e) = InferRequest::parse(&HeaderMap::new(), null_outputs.as_bytes()) else {
+            panic!("outputs: null was accepted")
+        };
+        assert!(e.message.contains("outputs"), "{}", e.message);
     }
 
     #[test]
