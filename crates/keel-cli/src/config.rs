@@ -26,7 +26,8 @@ pub struct FileConfig {
     pub server: Option<String>,
     pub log_level: Option<String>,
     pub log_format: Option<String>,
-    /// fsync the lifecycle log at each group commit (default true).
+    /// fsync the lifecycle log and the decision log at each group commit
+    /// (default true).
     pub lifecycle_fsync: Option<bool>,
 }
 
@@ -46,7 +47,7 @@ pub struct Settings {
     pub server: Option<String>,
     pub log_level: String,
     pub log_format: String,
-    /// fsync the lifecycle log at each group commit (durability `disk`,
+    /// fsync the lifecycle and decision logs at each group commit (durability `disk`,
     /// the default for the log) or not (`process`).
     pub lifecycle_fsync: bool,
 }

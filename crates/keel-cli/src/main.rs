@@ -9,6 +9,7 @@ mod lifecycle_cmd;
 mod models_cmd;
 mod output;
 mod serve_cmd;
+mod deploy_cmd;
 mod tracking_cmd;
 
 use std::net::SocketAddr;
@@ -134,6 +135,15 @@ enum Command {
     ///   keel serve predict churn --features '{"age": 41}' --server URL
     #[command(subcommand, verbatim_doc_comment)]
     Serve(serve_cmd::ServeCmd),
+    /// Deployments and live experiments on a running server: A/B, canary,
+    /// shadow, multi-armed and contextual bandits.
+    ///
+    ///   keel deploy create recs.json --server URL
+    ///   keel deploy decide recs --unit-id u1 --context 0.1,-0.3 --server URL
+    ///   keel deploy feedback recs.1 1.0 --server URL
+    ///   keel deploy show recs --server URL
+    #[command(subcommand, verbatim_doc_comment)]
+    Deploy(deploy_cmd::DeployCmd),
     /// The feature store: apply a feature repo, build point-in-time
     /// correct training sets.
     ///
@@ -181,6 +191,7 @@ fn main() -> ExitCode {
             Command::Models(cmd) => models_cmd::run(&settings, cmd).await,
             Command::Data(cmd) => data_cmd::run(&settings, cmd).await,
             Command::Serve(cmd) => serve_cmd::run(&settings, cmd).await,
+            Command::Deploy(cmd) => deploy_cmd::run(&settings, cmd).await,
             Command::Features(cmd) => features_cmd::run(&settings, cmd).await,
         }
     });
@@ -388,7 +399,15 @@ async fn serve(
     let online_desc = online.describe();
     let inference = open_model_repository(model_repository).await?;
     let models_desc = inference.models().len();
+    let decision_log = settings.data_dir.join("experiments").join("decisions.log");
+    let experiments = {
+        let (path, fsync) = (decision_log.clone(), settings.lifecycle_fsync);
+        tokio::task::spawn_blocking(move || keel_experiment::Deployments::open(&path, fsync))
+            .await?
+            .with_context(|| format!("cannot open the decision log {}", decision_log.display()))?
+    };
     let state = AppState::new(tracking.clone(), artifacts.clone())
+        .with_experiments(std::sync::Arc::new(experiments))
         .with_inference(inference)
         .with_lifecycle(engine.clone())
         .with_registry(registry)

@@ -5,6 +5,7 @@
 
 pub mod artifacts;
 pub mod data;
+pub mod experiments;
 pub mod inference;
 pub mod lifecycle;
 pub mod metrics;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub inference: Arc<keel_serve::repository::Repository>,
     /// Predictions of `/v1/predict`, waiting to be flushed.
     pub predictions: Arc<predict::PredictionLog>,
+    /// Deployments and live experiments (absent in tools that do not run them).
+    pub experiments: Option<Arc<keel_experiment::Deployments>>,
 }
 
 impl AppState {
@@ -65,7 +68,14 @@ impl AppState {
             online: None,
             inference: Arc::new(keel_serve::repository::Repository::new(None)),
             predictions: Arc::new(predict::PredictionLog::default()),
+            experiments: None,
         }
+    }
+
+    /// Deployments and their decision log.
+    pub fn with_experiments(mut self, deployments: Arc<keel_experiment::Deployments>) -> Self {
+        self.experiments = Some(deployments);
+        self
     }
 
     /// The dataset catalog and the feature store over it.
@@ -142,6 +152,7 @@ pub fn app(state: AppState) -> Router {
                 .merge(data::routes())
                 .merge(online::routes())
                 .merge(predict::routes())
+                .merge(experiments::routes())
                 .layer(DefaultBodyLimit::max(4 * 1024 * 1024)),
         )
         .merge(online::feast_routes().layer(DefaultBodyLimit::max(online::MAX_BODY)))

@@ -1,0 +1,213 @@
+//! The decision log: every deployment change, decision and reward, in
+//! order, in one append-only file of checksummed frames.
+//!
+//! ```text
+//! frame  [body length u32 LE][crc32c(body) u32 LE][body: one JSON record]
+//! ```
+//! Appends go through one writer thread that group-commits: whatever queued
+//! while the last write was on disk goes out in one write and one fsync,
+//! and only then is each append acknowledged. At startup the file is read
+//! back; a frame cut short or failing its checksum at the end is a torn
+//! write and is cut off (it was never acknowledged).
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+
+use tokio::sync::oneshot;
+
+use crate::ExperimentError;
+
+const FRAME_HEADER: usize = 8;
+/// Larger frames cannot be records: a length beyond this is corruption.
+const MAX_RECORD: usize = 64 << 20;
+
+fn crc32c(data: &[u8]) -> u32 {
+    const CRC: crc::Crc<u32, crc::Table<16>> =
+        crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
+    CRC.checksum(data)
+}
+
+type Ack = oneshot::Sender<Result<(), String>>;
+
+/// The appending side; cheap to clone.
+#[derive(Clone)]
+pub struct DecisionLog {
+    queue: mpsc::Sender<(Vec<u8>, Ack)>,
+    failed: Arc<AtomicBool>,
+    path: PathBuf,
+}
+
+impl DecisionLog {
+    /// Opens (creating) the log at `path`, hands every intact record to
+    /// `replay` in order, cuts off a torn tail, and starts the writer.
+    pub fn open(
+        path: &Path,
+        fsync: bool,
+        mut replay: impl FnMut(&[u8]) -> Result<(), ExperimentError>,
+    ) -> Result<DecisionLog, ExperimentError> {
+        let io = |e: std::io::Error| ExperimentError::Io(format!("{}: {e}", path.display()));
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(io)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io)?;
+        let mut at = 0;
+        while bytes.len() - at >= FRAME_HEADER {
+            let len = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+                as usize;
+            let crc =
+                u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
+            let start = at + FRAME_HEADER;
+            if len > MAX_RECORD || bytes.len() - start < len {
+                break;
+            }
+            let body = &bytes[start..start + len];
+            if crc32c(body) != crc {
+                break;
+            }
+            replay(body)?;
+            at = start + len;
+        }
+        if at < bytes.len() {
+            tracing::warn!(
+                path = %path.display(),
+                dropped = bytes.len() - at,
+                "cutting off a torn write at the end of the decision log"
+            );
+            file.set_len(at as u64).map_err(io)?;
+            file.sync_all().map_err(io)?;
+        }
+        file.seek(SeekFrom::End(0)).map_err(io)?;
+        let (queue, jobs) = mpsc::channel();
+        let failed = Arc::new(AtomicBool::new(false));
+        let flag = failed.clone();
+        let name = path.to_path_buf();
+        std::thread::Builder::new()
+            .name("keel-decision-log".into())
+            .spawn(move || write_loop(file, fsync, jobs, flag, name))
+            .map_err(io)?;
+        Ok(DecisionLog {
+            queue,
+            failed,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Queues a record; the returned receiver says when it is on disk.
+    /// Records queued by one caller are written in the order queued.
+    pub fn append(&self, record: &[u8]) -> Result<oneshot::Receiver<Result<(), String>>, ExperimentError> {
+        if self.failed.load(Ordering::Relaxed) {
+            return Err(self.unavailable());
+        }
+        let mut frame = Vec::with_capacity(FRAME_HEADER + record.len());
+        frame.extend_from_slice(&(record.len() as u32).to_le_bytes());
+        frame.extend_from_slice(&crc32c(record).to_le_bytes());
+        frame.extend_from_slice(record);
+        let (ack, done) = oneshot::channel();
+        self.queue
+            .send((frame, ack))
+            .map_err(|_| self.unavailable())?;
+        Ok(done)
+    }
+
+    fn unavailable(&self) -> ExperimentError {
+        ExperimentError::Unavailable(format!(
+            "the decision log {} could not be written; see the server log, free disk space and restart",
+            self.path.display()
+        ))
+    }
+}
+
+/// Waits for an append to be durable.
+pub async fn durable(done: oneshot::Receiver<Result<(), String>>) -> Result<(), ExperimentError> {
+    match done.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(ExperimentError::Io(e)),
+        Err(_) => Err(ExperimentError::Io("the decision log writer stopped".into())),
+    }
+}
+
+fn write_loop(
+    mut file: File,
+    fsync: bool,
+    jobs: mpsc::Receiver<(Vec<u8>, Ack)>,
+    failed: Arc<AtomicBool>,
+    path: PathBuf,
+) {
+    let mut buf = Vec::new();
+    let mut acks = Vec::new();
+    while let Ok((frame, ack)) = jobs.recv() {
+        buf.clear();
+        buf.extend_from_slice(&frame);
+        acks.push(ack);
+        while let Ok((frame, ack)) = jobs.try_recv() {
+            buf.extend_from_slice(&frame);
+            acks.push(ack);
+            if buf.len() > 4 << 20 {
+                break;
+            }
+        }
+        let result = file
+            .write_all(&buf)
+            .and_then(|()| if fsync { file.sync_data() } else { Ok(()) })
+            .map_err(|e| format!("{}: {e}", path.display()));
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "the decision log failed; experiments stop accepting writes");
+            failed.store(true, Ordering::Relaxed);
+        }
+        for ack in acks.drain(..) {
+            let _ = ack.send(result.clone());
+        }
+        if result.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn records_come_back_in_order_and_a_torn_tail_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("decisions.log");
+        let log = DecisionLog::open(&path, true, |_| Ok(())).unwrap();
+        for i in 0..100 {
+            let done = log.append(format!("{{\"i\":{i}}}").as_bytes()).unwrap();
+            if i % 10 == 9 {
+                durable(done).await.unwrap();
+            }
+        }
+        drop(log);
+        // A half-written frame at the end.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&[50, 0, 0, 0, 1, 2, 3, 4, b'{']).unwrap();
+        drop(f);
+        let mut seen = Vec::new();
+        let _log = DecisionLog::open(&path, true, |body| {
+            seen.push(String::from_utf8(body.to_vec()).unwrap());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen.len(), 100);
+        assert_eq!(seen[42], "{\"i\":42}");
+        let mut count = 0;
+        let _again = DecisionLog::open(&path, true, |_| {
+            count += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(count, 100);
+    }
+}

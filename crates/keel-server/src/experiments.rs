@@ -1,0 +1,122 @@
+//! Deployments and live experiments over HTTP:
+//!
+//! ```text
+//! POST /v1/deployments                  create {"name", "strategy", "variants", ...}
+//! GET  /v1/deployments                  every deployment, described
+//! GET  /v1/deployments/{name}           variants with counts, mean reward, traffic share
+//! POST /v1/deployments/{name}/decide    {"unit_id", "context", "segment"} -> decision
+//! POST /v1/feedback                     {"decision_id", "reward"}
+//! ```
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use keel_experiment::{DecideRequest, DeploymentSpec, Deployments, ExperimentError};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::AppState;
+use crate::lifecycle::V1Error;
+
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/deployments", post(create).get(list))
+        .route("/deployments/{name}", get(describe))
+        .route("/deployments/{name}/decide", post(decide))
+        .route("/feedback", post(feedback))
+}
+
+impl From<ExperimentError> for V1Error {
+    fn from(e: ExperimentError) -> Self {
+        let message = e.to_string();
+        match e {
+            ExperimentError::Invalid { field, reason } => V1Error::invalid(&field, reason),
+            ExperimentError::UnknownDeployment(_) | ExperimentError::UnknownDecision(_) => {
+                V1Error::not_found(message)
+            }
+            ExperimentError::DeploymentExists(_) => {
+                V1Error::new(StatusCode::CONFLICT, "ALREADY_EXISTS", message)
+            }
+            ExperimentError::AlreadyRewarded(_) => {
+                V1Error::new(StatusCode::CONFLICT, "ALREADY_REWARDED", message)
+            }
+            ExperimentError::Unavailable(_) => V1Error::unavailable(message),
+            ExperimentError::Io(_) | ExperimentError::Corrupt(_) => {
+                V1Error::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", message)
+            }
+        }
+    }
+}
+
+fn deployments(s: &AppState) -> Result<&Deployments, V1Error> {
+    s.experiments.as_deref().ok_or_else(|| {
+        V1Error::unavailable("deployments are not enabled on this server (start it with `keel server`)")
+    })
+}
+
+/// A JSON body, or a 400 naming what is wrong with it.
+fn body<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, V1Error> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(V1Error::invalid("body", format!("send {what} as a JSON object")));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        let text = e.to_string();
+        // serde names the field in its message: `unknown field `x``, `missing field `y``.
+        let field = text
+            .split('`')
+            .nth(1)
+            .filter(|_| text.contains("field"))
+            .unwrap_or("body")
+            .to_string();
+        V1Error::invalid(&field, format!("{text}"))
+    })
+}
+
+async fn create(State(s): State<AppState>, bytes: Bytes) -> Result<Response, V1Error> {
+    let spec: DeploymentSpec = body(&bytes, "the deployment")?;
+    let described = deployments(&s)?.create(spec).await?;
+    Ok((StatusCode::CREATED, Json(described)).into_response())
+}
+
+async fn list(State(s): State<AppState>) -> Result<Response, V1Error> {
+    let d = deployments(&s)?;
+    let all = d
+        .names()
+        .iter()
+        .map(|n| d.describe(n))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(json!({ "deployments": all })).into_response())
+}
+
+async fn describe(State(s): State<AppState>, Path(name): Path<String>) -> Result<Response, V1Error> {
+    Ok(Json(deployments(&s)?.describe(&name)?).into_response())
+}
+
+async fn decide(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, V1Error> {
+    let request: DecideRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
+        DecideRequest::default()
+    } else {
+        body(&bytes, "the decision request")?
+    };
+    Ok(Json(deployments(&s)?.decide(&name, request).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Feedback {
+    decision_id: String,
+    reward: f64,
+}
+
+async fn feedback(State(s): State<AppState>, bytes: Bytes) -> Result<Response, V1Error> {
+    let f: Feedback = body(&bytes, "the feedback")?;
+    deployments(&s)?.feedback(&f.decision_id, f.reward).await?;
+    Ok(Json(json!({ "decision_id": f.decision_id, "recorded": true })).into_response())
+}
