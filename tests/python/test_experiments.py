@@ -16,6 +16,7 @@ errors naming the field.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -258,3 +259,252 @@ def test_bad_requests_get_clear_errors(server, method, path, body, status, field
 def test_malformed_json_is_a_400(server):
     r = S.post(f"{server.url}/v1/deployments", data=b"{not json", headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and r.json()["error"]["message"]
+
+
+# --------------------------------------------------------------------------
+# statistics, cross-checked against scipy and statsmodels on the same data
+# --------------------------------------------------------------------------
+
+
+def run_experiment(server, name: str, draw_reward, units: int = 3000, weights=(1, 1, 1)):
+    """An A/B/C test over HTTP: ``units`` sticky decisions, each rewarded
+    with ``draw_reward(variant)``; returns the rewards per variant as sent."""
+    names = ["control", "b", "c"]
+    create(server, {"name": name, "strategy": {"type": "ab"},
+                    "variants": [{"name": n, "weight": w} for n, w in zip(names, weights)]})
+    sent = {n: [] for n in names}
+    for i in range(units):
+        d = decide(server, name, unit_id=f"{name}-unit-{i}")
+        r = draw_reward(d["variant"])
+        sent[d["variant"]].append(r)
+        feedback(server, d["decision_id"], r)
+    return sent
+
+
+def analysis(server, name: str, **query) -> dict:
+    r = S.get(f"{server.url}/v1/deployments/{name}/analysis", params=query)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_conversion_statistics_match_statsmodels(server):
+    from statsmodels.stats.proportion import proportion_confint, proportions_ztest
+
+    rng = np.random.default_rng(21)
+    rates = {"control": 0.10, "b": 0.13, "c": 0.10}
+    sent = run_experiment(server, "conv", lambda v: float(rng.random() < rates[v]))
+    got = analysis(server, "conv", confidence=0.95)
+    assert got["reward_kind"] == "conversion" and got["control"] == "control"
+    by_name = {v["name"]: v for v in got["variants"]}
+    for name, rewards in sent.items():
+        s, n = int(sum(rewards)), len(rewards)
+        v = by_name[name]
+        assert v["rewards"] == n and v["decisions"] == n
+        assert v["mean"] == pytest.approx(s / n, rel=1e-12)
+        lo, hi = proportion_confint(s, n, alpha=0.05, method="wilson")
+        assert v["interval"] == pytest.approx([lo, hi], rel=1e-9)
+    c_s, c_n = int(sum(sent["control"])), len(sent["control"])
+    for comp in got["comparisons"]:
+        rewards = sent[comp["variant"]]
+        s, n = int(sum(rewards)), len(rewards)
+        z, p = proportions_ztest([s, c_s], [n, c_n], alternative="two-sided")
+        f = comp["fixed_horizon"]
+        assert f["test"] == "two_proportion_ztest"
+        assert f["statistic"] == pytest.approx(z, rel=1e-9)
+        assert f["p_value"] == pytest.approx(p, rel=1e-9, abs=1e-15)
+        assert f["difference"] == pytest.approx(s / n - c_s / c_n, rel=1e-12)
+        # The always-valid p-value: the normal-mixture likelihood ratio at
+        # these sample sizes, computed here from its closed form.
+        seq = comp["sequential"]
+        pa, pc = s / n, c_s / c_n
+        s2 = pa * (1 - pa) / n + pc * (1 - pc) / c_n
+        tau2 = seq["tau2"]
+        lr = math.sqrt(s2 / (s2 + tau2)) * math.exp(tau2 * (pa - pc) ** 2 / (2 * s2 * (s2 + tau2)))
+        assert seq["always_valid_p_value"] == pytest.approx(min(1.0, 1 / lr), rel=1e-9)
+        # Never smaller than the fixed-horizon p-value: looking early costs.
+        assert seq["always_valid_p_value"] >= f["p_value"] - 1e-12
+    # Sample-ratio check: scipy's chi-square on the same counts.
+    counts = [len(sent[n]) for n in ("control", "b", "c")]
+    srm = got["sample_ratio"]
+    assert srm["observed"] == counts
+    assert srm["p_value"] == pytest.approx(stats.chisquare(counts).pvalue, rel=1e-9)
+    assert srm["mismatch"] is False
+    # Bayesian probability to be best: Monte Carlo in numpy on the same
+    # posteriors (Beta(1 + s, 1 + n - s)), within Monte-Carlo error.
+    draws = np.stack([rng.beta(1 + sum(sent[n]), 1 + len(sent[n]) - sum(sent[n]), 400_000)
+                      for n in ("control", "b", "c")])
+    ref = np.bincount(draws.argmax(axis=0), minlength=3) / draws.shape[1]
+    assert got["bayesian"]["prob_best"] == pytest.approx(ref.tolist(), abs=0.02)
+
+
+def test_continuous_statistics_match_scipy(server):
+    rng = np.random.default_rng(22)
+    means = {"control": 10.0, "b": 10.4, "c": 9.9}
+    sent = run_experiment(server, "revenue", lambda v: float(rng.normal(means[v], 3.0)), units=1500)
+    got = analysis(server, "revenue", confidence=0.9, control="control")
+    assert got["reward_kind"] == "continuous"
+    by_name = {v["name"]: v for v in got["variants"]}
+    for name, rewards in sent.items():
+        x = np.array(rewards)
+        v = by_name[name]
+        assert v["mean"] == pytest.approx(x.mean(), rel=1e-10)
+        assert v["variance"] == pytest.approx(x.var(ddof=1), rel=1e-8)
+        lo, hi = stats.t.interval(0.9, len(x) - 1, loc=x.mean(), scale=stats.sem(x))
+        assert v["interval"] == pytest.approx([lo, hi], rel=1e-8)
+    for comp in got["comparisons"]:
+        a, c = np.array(sent[comp["variant"]]), np.array(sent["control"])
+        ref = stats.ttest_ind(a, c, equal_var=False)
+        f = comp["fixed_horizon"]
+        assert f["test"] == "welch_ttest"
+        assert f["statistic"] == pytest.approx(ref.statistic, rel=1e-8)
+        assert f["p_value"] == pytest.approx(ref.pvalue, rel=1e-7, abs=1e-14)
+        assert f["df"] == pytest.approx(ref.df, rel=1e-8)
+        ci = ref.confidence_interval(0.9)
+        assert f["interval"] == pytest.approx([ci.low, ci.high], rel=1e-7)
+
+
+def test_a_broken_split_is_flagged(server):
+    """The sample-ratio check tests the observed split against the declared
+    weights (2:1 here) with scipy's chi-square; the same traffic judged
+    against a 1:1 split would be a mismatch."""
+    create(server, {"name": "skewed", "strategy": {"type": "ab"},
+                    "variants": [{"name": "a", "weight": 2}, {"name": "b", "weight": 1}]})
+    for i in range(900):
+        decide(server, "skewed", unit_id=f"s{i}")
+    got = analysis(server, "skewed")
+    counts = got["sample_ratio"]["observed"]
+    assert got["sample_ratio"]["p_value"] == pytest.approx(
+        stats.chisquare(counts, [900 * 2 / 3, 900 / 3]).pvalue, rel=1e-9)
+    # And a declared 1:1 split with this traffic would be a mismatch.
+    p_equal = stats.chisquare(counts).pvalue
+    assert p_equal < 1e-3, counts
+
+
+@pytest.mark.parametrize("query,field", [
+    ({"control": "nope"}, "control"),
+    ({"confidence": 1.5}, "confidence"),
+    ({"tau2": -1}, "tau2"),
+    ({"bogus": 1}, "bogus"),
+])
+def test_bad_analysis_queries(server, query, field):
+    if S.get(f"{server.url}/v1/deployments/conv").status_code == 404:
+        create(server, {"name": "conv", "strategy": {"type": "ab"}, "variants": variants(["control", "b"])})
+    r = S.get(f"{server.url}/v1/deployments/conv/analysis", params=query)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"].get("field") == field, r.json()
+
+
+# --------------------------------------------------------------------------
+# off-policy evaluation from the decision log
+# --------------------------------------------------------------------------
+
+# P[context][arm]: the reward probability of each arm in each context.
+P = np.array([[0.8, 0.3, 0.2],
+              [0.2, 0.7, 0.3],
+              [0.3, 0.2, 0.9]])
+
+
+@pytest.fixture(scope="module")
+def logged(server):
+    """3,000 uniformly random decisions (epsilon_greedy with epsilon 1: each
+    arm with propensity 1/3) on contexts that say which arm pays."""
+    create(server, {"name": "ope", "strategy": {"type": "epsilon_greedy", "epsilon": 1.0},
+                    "variants": variants(["a0", "a1", "a2"])})
+    rng = np.random.default_rng(31)
+    for _ in range(3000):
+        c = int(rng.integers(3))
+        x = [0.1, 0.1, 0.1]
+        x[c] = 1.0
+        d = decide(server, "ope", context=x)
+        assert d["propensity"] == pytest.approx(1 / 3)
+        arm = int(d["variant"][1:])
+        feedback(server, d["decision_id"], float(rng.random() < P[c, arm]))
+    r = S.get(f"{server.url}/v1/deployments/ope/decisions")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-ndjson")
+    rows = [json.loads(line) for line in r.text.splitlines()]
+    assert len(rows) == 3000 and all(row["reward"] is not None for row in rows)
+    return rows
+
+
+def evaluate(server, candidate: dict, **extra) -> dict:
+    r = S.post(f"{server.url}/v1/deployments/ope/evaluate", json={"candidate": candidate, **extra})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def ridge_with_intercept(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    Xi = np.hstack([X, np.ones((len(X), 1))])
+    return np.linalg.solve(Xi.T @ Xi + np.eye(Xi.shape[1]), Xi.T @ y)
+
+
+def test_decisions_export_is_the_log(logged):
+    ids = [row["decision_id"] for row in logged]
+    assert len(set(ids)) == len(ids)
+    assert {row["variant"] for row in logged} == {"a0", "a1", "a2"}
+    assert all(len(row["context"]) == 3 and row["decided_at"] for row in logged)
+
+
+def test_ope_of_a_fixed_variant_matches_numpy_and_covers_the_truth(server, logged):
+    got = evaluate(server, {"type": "variant", "variant": "a1"})
+    a = np.array([row["arm"] for row in logged])
+    r = np.array([row["reward"] for row in logged])
+    p = np.array([row["propensity"] for row in logged])
+    X = np.array([row["context"] for row in logged])
+    w = (a == 1) / p
+    assert got["ips"]["value"] == pytest.approx(np.mean(w * r), rel=1e-12)
+    assert got["ips"]["standard_error"] == pytest.approx(np.std(w * r, ddof=1) / np.sqrt(len(r)), rel=1e-9)
+    assert got["snips"]["value"] == pytest.approx(np.sum(w * r) / np.sum(w), rel=1e-12)
+    # Doubly robust with a ridge reward model per arm (λ = 1, intercept).
+    thetas = [ridge_with_intercept(X[a == k], r[a == k]) for k in range(3)]
+    Xi = np.hstack([X, np.ones((len(X), 1))])
+    q = np.stack([Xi @ t for t in thetas], axis=1)
+    dr_terms = q[:, 1] + w * (r - q[np.arange(len(a)), a])
+    assert got["doubly_robust"]["value"] == pytest.approx(dr_terms.mean(), rel=1e-9)
+    truth = P[:, 1].mean()
+    for est in ("ips", "snips", "doubly_robust"):
+        e = got[est]
+        assert abs(e["value"] - truth) < 4 * e["standard_error"], (est, e, truth)
+    # The reward model makes DR the tighter estimate.
+    assert got["doubly_robust"]["standard_error"] < got["ips"]["standard_error"]
+
+
+def test_ope_judges_a_contextual_strategy_before_it_runs(server, logged):
+    """Replayed over the log, LinUCB learns which arm pays in which context:
+    its estimated value beats every fixed variant and the logging policy,
+    and approaches the oracle's."""
+    got = evaluate(server, {"type": "strategy", "strategy": {"type": "linucb", "alpha": 0.3}})
+    best_fixed = P.mean(axis=0).max()
+    oracle = P.max(axis=1).mean()
+    dr = got["doubly_robust"]
+    assert dr["value"] > best_fixed + 2 * dr["standard_error"], (dr, best_fixed)
+    assert abs(dr["value"] - oracle) < 0.08, (dr, oracle)
+    assert got["logging_policy_value"] == pytest.approx(np.mean([row["reward"] for row in logged]))
+    split = evaluate(server, {"type": "split", "weights": {"a0": 1, "a2": 1}})
+    assert abs(split["snips"]["value"] - (P[:, 0].mean() + P[:, 2].mean()) / 2) < 4 * split["snips"]["standard_error"]
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"candidate": {"type": "variant", "variant": "zz"}}, "candidate.variant"),
+    ({"candidate": {"type": "split", "weights": {"a0": 0}}}, "candidate.weights"),
+    ({"candidate": {"type": "strategy", "strategy": {"type": "epsilon_greedy", "epsilon": 3}}}, "candidate.strategy.epsilon"),
+    ({"candidate": {"type": "variant", "variant": "a0"}, "max_weight": -1}, "max_weight"),
+    ({"candidate": {"type": "nonsense"}}, None),
+])
+def test_bad_evaluations(server, logged, body, field):
+    r = S.post(f"{server.url}/v1/deployments/ope/evaluate", json=body)
+    assert r.status_code == 400, r.text
+    if field:
+        assert r.json()["error"].get("field") == field, r.json()
+
+
+def test_evaluating_without_rewards_or_contexts_is_refused(server):
+    create(server, {"name": "quiet", "strategy": {"type": "ucb1"}, "variants": variants("xy")})
+    decide(server, "quiet")
+    r = S.post(f"{server.url}/v1/deployments/quiet/evaluate",
+               json={"candidate": {"type": "variant", "variant": "x"}})
+    assert r.status_code == 400 and "feedback" in r.json()["error"]["message"], r.text
+    d = decide(server, "quiet")
+    feedback(server, d["decision_id"], 1.0)
+    r = S.post(f"{server.url}/v1/deployments/quiet/evaluate",
+               json={"candidate": {"type": "strategy", "strategy": {"type": "linucb"}}})
+    assert r.status_code == 400 and r.json()["error"]["field"] == "candidate.strategy", r.text

@@ -57,6 +57,30 @@ pub enum DeployCmd {
         #[command(flatten)]
         common: Common,
     },
+    /// A deployment's statistics: each variant's mean reward with its
+    /// interval, each against the control (z-test or Welch's t-test, and an
+    /// always-valid mSPRT p-value that stays valid however often you look),
+    /// the sample-ratio check of fixed splits, and the Bayesian probability
+    /// to be best.
+    ///   keel deploy analyse recs --control a --server URL
+    #[command(verbatim_doc_comment, alias = "analyze")]
+    Analyse {
+        name: String,
+        /// The variant the others are compared with (default: the first).
+        #[arg(long)]
+        control: Option<String>,
+        /// Confidence level of the intervals.
+        #[arg(long, default_value_t = 0.95)]
+        confidence: f64,
+        /// The mSPRT's mixing variance (default: 1% of the reward variance).
+        #[arg(long)]
+        tau2: Option<f64>,
+        /// One segment's policy (deployments with per_segment).
+        #[arg(long)]
+        segment: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Report the reward of a decision; bandits learn from it.
     ///   keel deploy feedback recs.42 1.0 --server URL
     #[command(verbatim_doc_comment)]
@@ -113,8 +137,14 @@ pub async fn run(settings: &Settings, cmd: DeployCmd) -> Result<ExitCode> {
             };
             let spec: Value = serde_json::from_str(&text)
                 .map_err(|e| UsageError(format!("{}: not JSON ({e})", file.display())))?;
-            let v = call_json(settings, &common, Method::POST, "/v1/deployments", Some(spec))
-                .await?;
+            let v = call_json(
+                settings,
+                &common,
+                Method::POST,
+                "/v1/deployments",
+                Some(spec),
+            )
+            .await?;
             if common.json {
                 print_json(&v);
             } else {
@@ -220,6 +250,126 @@ pub async fn run(settings: &Settings, cmd: DeployCmd) -> Result<ExitCode> {
                     s(&v["variant"]),
                     v["propensity"].as_f64().unwrap_or(0.0),
                     s(&v["decision_id"])
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DeployCmd::Analyse {
+            name,
+            control,
+            confidence,
+            tau2,
+            segment,
+            common,
+        } => {
+            needs_server(settings, &common, "analyse")?;
+            let mut query = vec![format!("confidence={confidence}")];
+            if let Some(c) = control {
+                query.push(format!("control={}", enc(&c)));
+            }
+            if let Some(t) = tau2 {
+                query.push(format!("tau2={t}"));
+            }
+            if let Some(sg) = segment {
+                query.push(format!("segment={}", enc(&sg)));
+            }
+            let v = call_json(
+                settings,
+                &common,
+                Method::GET,
+                &format!(
+                    "/v1/deployments/{}/analysis?{}",
+                    enc(&name),
+                    query.join("&")
+                ),
+                None,
+            )
+            .await?;
+            if common.json {
+                print_json(&v);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let num = |x: &Value, digits: usize| {
+                x.as_f64()
+                    .map_or("-".to_string(), |f| format!("{f:.digits$}"))
+            };
+            println!(
+                "{} ({}, {} rewards): control {}, {:.0}% intervals",
+                s(&v["deployment"]),
+                s(&v["strategy"]),
+                s(&v["reward_kind"]),
+                s(&v["control"]),
+                confidence * 100.0
+            );
+            let prob_best = &v["bayesian"]["prob_best"];
+            let rows: Vec<Vec<String>> = v["variants"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+                .map(|(i, x)| {
+                    vec![
+                        s(&x["name"]),
+                        s(&x["decisions"]),
+                        s(&x["rewards"]),
+                        num(&x["mean"], 4),
+                        format!(
+                            "[{}, {}]",
+                            num(&x["interval"][0], 4),
+                            num(&x["interval"][1], 4)
+                        ),
+                        num(&prob_best[i], 3),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table(
+                    &[
+                        "VARIANT",
+                        "DECISIONS",
+                        "REWARDS",
+                        "MEAN",
+                        "INTERVAL",
+                        "P(BEST)"
+                    ],
+                    &rows
+                )
+            );
+            let rows: Vec<Vec<String>> = v["comparisons"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| {
+                    let f = &c["fixed_horizon"];
+                    vec![
+                        format!("{} − {}", s(&c["variant"]), s(&c["control"])),
+                        num(&f["difference"], 4),
+                        format!(
+                            "[{}, {}]",
+                            num(&f["interval"][0], 4),
+                            num(&f["interval"][1], 4)
+                        ),
+                        num(&f["p_value"], 4),
+                        num(&c["sequential"]["always_valid_p_value"], 4),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table(
+                    &["COMPARISON", "DIFF", "INTERVAL", "P", "ALWAYS-VALID P"],
+                    &rows
+                )
+            );
+            if let Some(p) = v["sample_ratio"]["p_value"].as_f64() {
+                println!(
+                    "sample ratio: p = {p:.4}{}",
+                    if p < 0.001 {
+                        " — MISMATCH: the assignment, not the variants, is broken"
+                    } else {
+                        " (no mismatch)"
+                    }
                 );
             }
             Ok(ExitCode::SUCCESS)

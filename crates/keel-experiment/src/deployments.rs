@@ -79,6 +79,24 @@ enum Record {
     },
 }
 
+/// A logged decision with its reward, as `GET .../decisions` lists it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LoggedDecision {
+    pub decision_id: String,
+    pub variant: String,
+    /// The variant's index in the deployment.
+    pub arm: usize,
+    pub propensity: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit_id: Option<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub segment: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub context: Vec<f64>,
+    pub decided_at: String,
+    pub reward: Option<f64>,
+}
+
 struct Pending {
     arm: usize,
     segment: String,
@@ -244,7 +262,10 @@ impl Deployments {
             }
             let done = self.log.append(&record)?;
             let seed = at as u64;
-            all.insert(name.clone(), Arc::new(Mutex::new(Deployment::new(spec, at, seed))));
+            all.insert(
+                name.clone(),
+                Arc::new(Mutex::new(Deployment::new(spec, at, seed))),
+            );
             done
         };
         durable(done).await?;
@@ -266,7 +287,10 @@ impl Deployments {
             ));
         }
         if let Some(i) = context.iter().position(|x| !x.is_finite()) {
-            return Err(invalid("context", format!("element {i} is not a finite number")));
+            return Err(invalid(
+                "context",
+                format!("element {i} is not a finite number"),
+            ));
         }
         let (decision, done) = {
             let mut d = deployment.lock().unwrap_or_else(|e| e.into_inner());
@@ -352,7 +376,10 @@ impl Deployments {
     /// Records the reward of a decision and updates its policy.
     pub async fn feedback(&self, decision_id: &str, reward: f64) -> Result<(), ExperimentError> {
         if !reward.is_finite() {
-            return Err(invalid("reward", format!("{reward} is not a finite number")));
+            return Err(invalid(
+                "reward",
+                format!("{reward} is not a finite number"),
+            ));
         }
         let unknown = || ExperimentError::UnknownDecision(decision_id.to_string());
         let (name, seq) = decision_id.rsplit_once('.').ok_or_else(unknown)?;
@@ -381,6 +408,108 @@ impl Deployments {
         durable(done).await
     }
 
+    /// The deployment's decisions in order, each with its reward if one
+    /// came, read back from the decision log.
+    pub fn logged(
+        &self,
+        name: &str,
+    ) -> Result<(DeploymentSpec, Vec<LoggedDecision>), ExperimentError> {
+        let spec = self
+            .get(name)?
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .spec
+            .clone();
+        let mut decisions: Vec<LoggedDecision> = Vec::new();
+        let mut by_seq: HashMap<u64, usize> = HashMap::new();
+        let mut created = false;
+        self.log.read(|body| {
+            // Only this deployment's records are decoded in full.
+            let record: Record = serde_json::from_slice(body).map_err(corrupt)?;
+            match record {
+                Record::Deployment { spec: s, .. } if s.name == name => created = true,
+                Record::Decision {
+                    deployment,
+                    seq,
+                    arm,
+                    propensity,
+                    unit,
+                    segment,
+                    context,
+                    at,
+                    ..
+                } if created && deployment == name => {
+                    by_seq.insert(seq, decisions.len());
+                    decisions.push(LoggedDecision {
+                        decision_id: format!("{name}.{seq}"),
+                        variant: spec
+                            .variants
+                            .get(arm)
+                            .map(|v| v.name.clone())
+                            .unwrap_or_default(),
+                        arm,
+                        propensity,
+                        unit_id: unit,
+                        segment,
+                        context,
+                        decided_at: keel_core::time::rfc3339_millis(at),
+                        reward: None,
+                    });
+                }
+                Record::Reward {
+                    deployment,
+                    seq,
+                    reward,
+                    ..
+                } if created && deployment == name => {
+                    if let Some(i) = by_seq.get(&seq) {
+                        decisions[*i].reward = Some(reward);
+                    }
+                }
+                _ => {}
+            }
+            Ok(())
+        })?;
+        Ok((spec, decisions))
+    }
+
+    /// Off-policy estimates of a candidate (see [`crate::evaluate`]).
+    pub fn evaluate(
+        &self,
+        name: &str,
+        request: &crate::evaluate::EvaluateRequest,
+    ) -> Result<Value, ExperimentError> {
+        let (spec, logged) = self.logged(name)?;
+        crate::evaluate::evaluate(&spec, &logged, request)
+    }
+
+    /// The deployment's statistics (see [`crate::analysis`]).
+    pub fn analysis(
+        &self,
+        name: &str,
+        options: &crate::analysis::AnalysisOptions,
+    ) -> Result<Value, ExperimentError> {
+        let deployment = self.get(name)?;
+        let d = deployment.lock().unwrap_or_else(|e| e.into_inner());
+        let k = d.spec.variants.len();
+        let arms = match &options.segment {
+            Some(segment) => {
+                if !d.spec.per_segment {
+                    return Err(invalid(
+                        "segment",
+                        format!("deployment {name:?} has one policy for all segments"),
+                    ));
+                }
+                d.policies
+                    .get(segment)
+                    .map(|p| p.arms.clone())
+                    .unwrap_or_else(|| vec![ArmStats::default(); k])
+            }
+            None => total_arms(&d),
+        };
+        crate::analysis::analyse(&d.spec, &arms, options)
+    }
+
     /// Names of every deployment.
     pub fn names(&self) -> Vec<String> {
         self.all
@@ -396,16 +525,7 @@ impl Deployments {
     pub fn describe(&self, name: &str) -> Result<Value, ExperimentError> {
         let deployment = self.get(name)?;
         let d = deployment.lock().unwrap_or_else(|e| e.into_inner());
-        let k = d.spec.variants.len();
-        let mut total = vec![ArmStats::default(); k];
-        for policy in d.policies.values() {
-            for (t, a) in total.iter_mut().zip(&policy.arms) {
-                t.decisions += a.decisions;
-                t.rewards += a.rewards;
-                t.reward_sum += a.reward_sum;
-                t.reward_sum_sq += a.reward_sum_sq;
-            }
-        }
+        let total = total_arms(&d);
         let variants = |arms: &[ArmStats]| -> Vec<Value> {
             let decisions: u64 = arms.iter().map(|a| a.decisions).sum();
             d.spec
@@ -454,6 +574,21 @@ impl Deployments {
     }
 }
 
+/// Every segment's counts added up.
+fn total_arms(d: &Deployment) -> Vec<ArmStats> {
+    let mut total = vec![ArmStats::default(); d.spec.variants.len()];
+    for policy in d.policies.values() {
+        for (t, a) in total.iter_mut().zip(&policy.arms) {
+            t.decisions += a.decisions;
+            t.rewards += a.rewards;
+            t.reward_sum += a.reward_sum;
+            t.reward_sum_sq += a.reward_sum_sq;
+            t.non_binary += a.non_binary;
+        }
+    }
+    total
+}
+
 fn invalid(field: &str, reason: String) -> ExperimentError {
     ExperimentError::Invalid {
         field: field.to_string(),
@@ -487,9 +622,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("decisions.log");
         let d = Deployments::open(&path, false).unwrap();
-        d.create(spec("lin", Strategy::Linucb { alpha: 1.0, lambda: 1.0 }, 3))
-            .await
-            .unwrap();
+        d.create(spec(
+            "lin",
+            Strategy::Linucb {
+                alpha: 1.0,
+                lambda: 1.0,
+            },
+            3,
+        ))
+        .await
+        .unwrap();
         d.create(spec("eg", Strategy::EpsilonGreedy { epsilon: 0.1 }, 2))
             .await
             .unwrap();
@@ -525,7 +667,10 @@ mod tests {
         let state = policy(&d);
         drop(d);
         let d = Deployments::open(&path, false).unwrap();
-        assert_eq!((d.describe("lin").unwrap(), d.describe("eg").unwrap()), before);
+        assert_eq!(
+            (d.describe("lin").unwrap(), d.describe("eg").unwrap()),
+            before
+        );
         assert_eq!(policy(&d), state);
         // Pending decisions take their reward after the restart, once.
         d.feedback(&open_ids[0], 1.0).await.unwrap();

@@ -10,12 +10,14 @@
 //! by replaying it) and the log is the input of analysis and off-policy
 //! evaluation.
 
+pub mod analysis;
 pub mod deployments;
+pub mod evaluate;
 pub mod log;
 pub mod policy;
 pub mod strategy;
 
-pub use deployments::{Decision, DecideRequest, Deployments};
+pub use deployments::{DecideRequest, Decision, Deployments};
 pub use strategy::{DeploymentSpec, Strategy, VariantSpec};
 
 #[derive(Debug, thiserror::Error)]

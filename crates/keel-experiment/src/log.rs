@@ -61,23 +61,7 @@ impl DecisionLog {
             .map_err(io)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io)?;
-        let mut at = 0;
-        while bytes.len() - at >= FRAME_HEADER {
-            let len = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
-                as usize;
-            let crc =
-                u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
-            let start = at + FRAME_HEADER;
-            if len > MAX_RECORD || bytes.len() - start < len {
-                break;
-            }
-            let body = &bytes[start..start + len];
-            if crc32c(body) != crc {
-                break;
-            }
-            replay(body)?;
-            at = start + len;
-        }
+        let at = frames(&bytes, &mut replay)?;
         if at < bytes.len() {
             tracing::warn!(
                 path = %path.display(),
@@ -105,7 +89,10 @@ impl DecisionLog {
 
     /// Queues a record; the returned receiver says when it is on disk.
     /// Records queued by one caller are written in the order queued.
-    pub fn append(&self, record: &[u8]) -> Result<oneshot::Receiver<Result<(), String>>, ExperimentError> {
+    pub fn append(
+        &self,
+        record: &[u8],
+    ) -> Result<oneshot::Receiver<Result<(), String>>, ExperimentError> {
         if self.failed.load(Ordering::Relaxed) {
             return Err(self.unavailable());
         }
@@ -120,6 +107,18 @@ impl DecisionLog {
         Ok(done)
     }
 
+    /// Reads every record written so far, in order, from a fresh handle
+    /// (appends may go on meanwhile: a frame still being written ends the
+    /// read).
+    pub fn read(
+        &self,
+        mut each: impl FnMut(&[u8]) -> Result<(), ExperimentError>,
+    ) -> Result<(), ExperimentError> {
+        let bytes = std::fs::read(&self.path)
+            .map_err(|e| ExperimentError::Io(format!("{}: {e}", self.path.display())))?;
+        frames(&bytes, &mut each).map(|_| ())
+    }
+
     fn unavailable(&self) -> ExperimentError {
         ExperimentError::Unavailable(format!(
             "the decision log {} could not be written; see the server log, free disk space and restart",
@@ -128,12 +127,39 @@ impl DecisionLog {
     }
 }
 
+/// Hands each intact frame's body to `each`; returns where the intact
+/// frames end.
+fn frames(
+    bytes: &[u8],
+    each: &mut impl FnMut(&[u8]) -> Result<(), ExperimentError>,
+) -> Result<usize, ExperimentError> {
+    let mut at = 0;
+    while bytes.len() - at >= FRAME_HEADER {
+        let len =
+            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize;
+        let crc = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
+        let start = at + FRAME_HEADER;
+        if len > MAX_RECORD || bytes.len() - start < len {
+            break;
+        }
+        let body = &bytes[start..start + len];
+        if crc32c(body) != crc {
+            break;
+        }
+        each(body)?;
+        at = start + len;
+    }
+    Ok(at)
+}
+
 /// Waits for an append to be durable.
 pub async fn durable(done: oneshot::Receiver<Result<(), String>>) -> Result<(), ExperimentError> {
     match done.await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(ExperimentError::Io(e)),
-        Err(_) => Err(ExperimentError::Io("the decision log writer stopped".into())),
+        Err(_) => Err(ExperimentError::Io(
+            "the decision log writer stopped".into(),
+        )),
     }
 }
 

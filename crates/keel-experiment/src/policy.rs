@@ -16,6 +16,9 @@ pub struct ArmStats {
     pub rewards: u64,
     pub reward_sum: f64,
     pub reward_sum_sq: f64,
+    /// Rewards other than 0 and 1 (none: the rewards are conversions).
+    #[serde(default)]
+    pub non_binary: u64,
 }
 
 impl ArmStats {
@@ -43,7 +46,7 @@ pub struct LinearArm {
 }
 
 impl LinearArm {
-    fn new(dim: usize, lambda: f64) -> LinearArm {
+    pub(crate) fn new(dim: usize, lambda: f64) -> LinearArm {
         let mut a_inv = vec![0.0; dim * dim];
         for i in 0..dim {
             a_inv[i * dim + i] = 1.0 / lambda;
@@ -67,7 +70,7 @@ impl LinearArm {
             .collect()
     }
 
-    fn predict(&self, x: &[f64]) -> f64 {
+    pub(crate) fn predict(&self, x: &[f64]) -> f64 {
         dot(&self.theta, x)
     }
 
@@ -76,7 +79,7 @@ impl LinearArm {
         dot(x, &self.a_inv_x(x)).max(0.0)
     }
 
-    fn update(&mut self, x: &[f64], reward: f64) {
+    pub(crate) fn update(&mut self, x: &[f64], reward: f64) {
         let d = self.dim();
         let u = self.a_inv_x(x);
         let denom = 1.0 + dot(x, &u);
@@ -295,6 +298,79 @@ impl PolicyState {
         }
     }
 
+    /// The whole action distribution the strategy would use at `context`
+    /// (for a unit drawn at random, for the sticky strategies): what
+    /// off-policy evaluation needs of a candidate. Exact where the rule
+    /// gives it, the frequency over `draws` picks for the Thompson ones.
+    pub fn probabilities(
+        &mut self,
+        strategy: &Strategy,
+        weights: &[f64],
+        context: &[f64],
+        rng: &mut Rng,
+    ) -> Vec<f64> {
+        let k = self.arms.len();
+        let mut p = vec![0.0; k];
+        match strategy {
+            Strategy::Ab => {
+                let total: f64 = weights.iter().sum();
+                for (pi, w) in p.iter_mut().zip(weights) {
+                    *pi = w / total;
+                }
+            }
+            Strategy::Canary { steps, step } => {
+                let share = steps.get(*step).copied().unwrap_or(0.0) / 100.0;
+                p[0] = 1.0 - share;
+                if k > 1 {
+                    p[1] = share;
+                }
+            }
+            Strategy::EpsilonGreedy { epsilon } | Strategy::CbEpsilonGreedy { epsilon, .. } => {
+                let greedy = match strategy {
+                    Strategy::CbEpsilonGreedy { lambda, .. } => {
+                        self.ensure_linear(context.len(), *lambda);
+                        argmax(self.linear.iter().map(|m| m.predict(context)))
+                    }
+                    _ => self.untried().unwrap_or_else(|| self.best_mean()),
+                };
+                for pi in p.iter_mut() {
+                    *pi = epsilon / k as f64;
+                }
+                p[greedy] += 1.0 - epsilon;
+            }
+            Strategy::Softmax { temperature } => {
+                let means: Vec<f64> = self
+                    .arms
+                    .iter()
+                    .map(|a| a.mean().unwrap_or(0.0) / temperature)
+                    .collect();
+                let top = means.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = means.iter().map(|m| (m - top).exp()).collect();
+                let total: f64 = e.iter().sum();
+                for (pi, x) in p.iter_mut().zip(e) {
+                    *pi = x / total;
+                }
+            }
+            Strategy::Thompson {
+                propensity_draws, ..
+            }
+            | Strategy::LinearThompson {
+                propensity_draws, ..
+            } => {
+                let draws = (*propensity_draws).max(1);
+                for _ in 0..draws {
+                    let arm = self.decide(strategy, weights, 0.0, context, rng).arm;
+                    p[arm] += 1.0 / draws as f64;
+                }
+            }
+            Strategy::Single | Strategy::Shadow | Strategy::Ucb1 | Strategy::Linucb { .. } => {
+                let arm = self.decide(strategy, weights, 0.0, context, rng).arm;
+                p[arm] = 1.0;
+            }
+        }
+        p
+    }
+
     /// Counts a decision for `arm`.
     pub fn record_decision(&mut self, arm: usize) {
         if let Some(a) = self.arms.get_mut(arm) {
@@ -308,6 +384,9 @@ impl PolicyState {
             a.rewards += 1;
             a.reward_sum += reward;
             a.reward_sum_sq += reward * reward;
+            if reward != 0.0 && reward != 1.0 {
+                a.non_binary += 1;
+            }
         }
         if strategy.contextual() {
             let lambda = match strategy {
@@ -395,11 +474,7 @@ impl PolicyState {
     }
 
     fn linear_thompson_draw(&self, v: f64, context: &[f64], rng: &mut Rng) -> usize {
-        argmax(
-            self.linear
-                .iter()
-                .map(|m| dot(&m.sample(v, rng), context)),
-        )
+        argmax(self.linear.iter().map(|m| dot(&m.sample(v, rng), context)))
     }
 }
 

@@ -188,7 +188,10 @@ impl DeploymentSpec {
             ));
         }
         if self.variants.is_empty() {
-            return Err(bad("variants", "a deployment needs at least one variant".into()));
+            return Err(bad(
+                "variants",
+                "a deployment needs at least one variant".into(),
+            ));
         }
         for (i, v) in self.variants.iter().enumerate() {
             if !keel_core::is_plain_name(&v.name) {
@@ -215,7 +218,10 @@ impl DeploymentSpec {
         if matches!(self.strategy, Strategy::Ab)
             && self.variants.iter().all(|v| v.weight == Some(0.0))
         {
-            return Err(bad("variants", "every weight is 0: no variant could be chosen".into()));
+            return Err(bad(
+                "variants",
+                "every weight is 0: no variant could be chosen".into(),
+            ));
         }
         let unit = |field: &str, x: f64| {
             if (0.0..=1.0).contains(&x) {

@@ -6,11 +6,15 @@
 //! GET  /v1/deployments/{name}           variants with counts, mean reward, traffic share
 //! POST /v1/deployments/{name}/decide    {"unit_id", "context", "segment"} -> decision
 //! POST /v1/feedback                     {"decision_id", "reward"}
+//! GET  /v1/deployments/{name}/analysis  ?control=&confidence=&tau2=&draws=&segment=
+//! GET  /v1/deployments/{name}/decisions the decision log, one JSON object per line
+//! POST /v1/deployments/{name}/evaluate  {"candidate": ..., "max_weight"} -> IPS, SNIPS, DR
 //! ```
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -26,6 +30,9 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/deployments", post(create).get(list))
         .route("/deployments/{name}", get(describe))
         .route("/deployments/{name}/decide", post(decide))
+        .route("/deployments/{name}/analysis", get(analysis))
+        .route("/deployments/{name}/decisions", get(decisions))
+        .route("/deployments/{name}/evaluate", post(evaluate))
         .route("/feedback", post(feedback))
 }
 
@@ -51,16 +58,41 @@ impl From<ExperimentError> for V1Error {
     }
 }
 
+fn shared(s: &AppState) -> Result<std::sync::Arc<Deployments>, V1Error> {
+    s.experiments.clone().ok_or_else(not_enabled)
+}
+
+fn not_enabled() -> V1Error {
+    V1Error::unavailable("deployments are not enabled on this server (start it with `keel server`)")
+}
+
+/// Runs a read of the decision log off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ExperimentError> + Send + 'static,
+) -> Result<T, V1Error> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| {
+            V1Error::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_ERROR",
+                e.to_string(),
+            )
+        })?
+        .map_err(V1Error::from)
+}
+
 fn deployments(s: &AppState) -> Result<&Deployments, V1Error> {
-    s.experiments.as_deref().ok_or_else(|| {
-        V1Error::unavailable("deployments are not enabled on this server (start it with `keel server`)")
-    })
+    s.experiments.as_deref().ok_or_else(not_enabled)
 }
 
 /// A JSON body, or a 400 naming what is wrong with it.
 fn body<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, V1Error> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(V1Error::invalid("body", format!("send {what} as a JSON object")));
+        return Err(V1Error::invalid(
+            "body",
+            format!("send {what} as a JSON object"),
+        ));
     }
     serde_json::from_slice(bytes).map_err(|e| {
         let text = e.to_string();
@@ -71,7 +103,7 @@ fn body<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, V1E
             .filter(|_| text.contains("field"))
             .unwrap_or("body")
             .to_string();
-        V1Error::invalid(&field, format!("{text}"))
+        V1Error::invalid(&field, text)
     })
 }
 
@@ -91,7 +123,10 @@ async fn list(State(s): State<AppState>) -> Result<Response, V1Error> {
     Ok(Json(json!({ "deployments": all })).into_response())
 }
 
-async fn describe(State(s): State<AppState>, Path(name): Path<String>) -> Result<Response, V1Error> {
+async fn describe(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, V1Error> {
     Ok(Json(deployments(&s)?.describe(&name)?).into_response())
 }
 
@@ -119,4 +154,57 @@ async fn feedback(State(s): State<AppState>, bytes: Bytes) -> Result<Response, V
     let f: Feedback = body(&bytes, "the feedback")?;
     deployments(&s)?.feedback(&f.decision_id, f.reward).await?;
     Ok(Json(json!({ "decision_id": f.decision_id, "recorded": true })).into_response())
+}
+
+async fn analysis(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    query: Result<Query<keel_experiment::analysis::AnalysisOptions>, QueryRejection>,
+) -> Result<Response, V1Error> {
+    let Query(options) = query.map_err(|e| {
+        let text = e.body_text();
+        let field = text
+            .split('`')
+            .nth(1)
+            .filter(|_| text.contains("field"))
+            .unwrap_or("query")
+            .to_string();
+        V1Error::invalid(&field, text)
+    })?;
+    Ok(Json(deployments(&s)?.analysis(&name, &options)?).into_response())
+}
+
+async fn decisions(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, V1Error> {
+    let d = shared(&s)?;
+    let (_, logged) = blocking(move || d.logged(&name)).await?;
+    let mut body = Vec::with_capacity(logged.len() * 128);
+    for row in &logged {
+        serde_json::to_writer(&mut body, row).map_err(|e| {
+            V1Error::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_ERROR",
+                e.to_string(),
+            )
+        })?;
+        body.push(b'\n');
+    }
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
+        body,
+    )
+        .into_response())
+}
+
+async fn evaluate(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, V1Error> {
+    let request: keel_experiment::evaluate::EvaluateRequest =
+        body(&bytes, "the evaluation request")?;
+    let d = shared(&s)?;
+    Ok(Json(blocking(move || d.evaluate(&name, &request)).await?).into_response())
 }
