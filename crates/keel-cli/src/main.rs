@@ -4,12 +4,12 @@
 
 mod config;
 mod data_cmd;
+mod deploy_cmd;
 mod features_cmd;
 mod lifecycle_cmd;
 mod models_cmd;
 mod output;
 mod serve_cmd;
-mod deploy_cmd;
 mod tracking_cmd;
 
 use std::net::SocketAddr;
