@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
+import subprocess
 
 import numpy as np
 import pytest
 import requests
 from scipy import stats
 
-from online_crosscheck import KeelTarget, keel_server
+from online_crosscheck import KeelTarget, keel_bin, keel_server, run
 
 S = requests.Session()
 
@@ -508,3 +508,36 @@ def test_evaluating_without_rewards_or_contexts_is_refused(server):
     r = S.post(f"{server.url}/v1/deployments/quiet/evaluate",
                json={"candidate": {"type": "strategy", "strategy": {"type": "linucb"}}})
     assert r.status_code == 400 and r.json()["error"]["field"] == "candidate.strategy", r.text
+
+
+# --------------------------------------------------------------------------
+# the CLI
+# --------------------------------------------------------------------------
+
+
+def test_the_cli_drives_a_deployment(server, tmp_path):
+    keel = [keel_bin()]
+    spec = tmp_path / "cli.json"
+    spec.write_text(json.dumps({"name": "cli-recs", "strategy": {"type": "linear_thompson", "v": 0.5},
+                                "variants": [{"name": "a", "model": "models:/recs/1"}, {"name": "b"}]}))
+    out, _ = run(keel + ["deploy", "create", spec, "--server", server.url])
+    assert "created deployment cli-recs (linear_thompson, 2 variants)" in out.stdout
+    out, _ = run(keel + ["deploy", "decide", "cli-recs", "--unit-id", "u1", "--context", "0.5,-1.5",
+                         "--json", "--server", server.url])
+    decision = json.loads(out.stdout)
+    assert decision["variant"] in ("a", "b") and 0 < decision["propensity"] <= 1
+    out, _ = run(keel + ["deploy", "feedback", decision["decision_id"], "-0.5", "--server", server.url])
+    assert "recorded" in out.stdout
+    shown = json.loads(run(keel + ["deploy", "show", "cli-recs", "--json", "--server", server.url])[0].stdout)
+    assert shown["decisions"] == 1 and shown["rewards"] == 1
+    table = run(keel + ["deploy", "show", "cli-recs", "--server", server.url])[0].stdout
+    assert "VARIANT" in table and "models:/recs/1" in table
+    listed = run(keel + ["deploy", "list", "--server", server.url])[0].stdout
+    assert "cli-recs" in listed and "linear_thompson" in listed
+    analysed = run(keel + ["deploy", "analyse", "cli-recs", "--server", server.url])[0].stdout
+    assert "COMPARISON" in analysed and "b − a" in analysed
+    # A server error reaches the user as a message, with a non-zero exit.
+    res = subprocess.run([str(c) for c in keel + ["deploy", "decide", "cli-recs", "--context", "1",
+                                                  "--server", server.url]],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode != 0 and "context" in res.stderr, res.stderr

@@ -7,11 +7,14 @@
 //! empty. Requests also pile up while every worker is busy, so batches grow
 //! with load on their own and a lone request never waits.
 //!
-//! A plan whose compiled latency is tiny runs on the request's own thread
-//! when nothing is queued for it and a worker is free: for such a plan the
-//! hand-off to the dispatcher and the blocking pool (a few context switches,
-//! about 0.1 ms) costs more than the model itself, and running it would not
-//! block the runtime for longer than a network read does.
+//! With no delay set, a request runs on its own thread when nothing is
+//! queued for its model and a worker is free: the hand-off to the
+//! dispatcher and the blocking pool costs a few context switches (about
+//! 0.1 ms) and cold caches. A plan whose compiled latency is tiny runs as a
+//! plain call (no longer than a network read blocks the runtime); a longer
+//! one under `block_in_place`, which moves the thread's other tasks to
+//! another worker first. Requests that find the queue busy or every worker
+//! taken queue up and are batched as above.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,7 +45,8 @@ impl Default for BatchSettings {
 }
 
 /// Plans whose compiled latency at the sample batch is at most this run
-/// inline (with no `max_delay` set and a worker free).
+/// inline as plain calls (with no `max_delay` set and a worker free);
+/// longer ones run inline under `block_in_place`.
 pub const INLINE_LATENCY_US: f64 = 250.0;
 
 type Reply = oneshot::Sender<Result<Vec<NamedTensor>, ServeError>>;
@@ -76,7 +80,11 @@ pub struct Batcher {
 struct Inline {
     plan: Arc<Plan>,
     workers: Arc<Semaphore>,
-    /// Requests with more rows than the timed sample batch take the queue.
+    /// Compiled latency within [`INLINE_LATENCY_US`]: runs on the runtime
+    /// thread as is; larger plans run there under `block_in_place`.
+    tiny: bool,
+    /// Tiny plans' requests with more rows than the timed sample batch
+    /// take the other way.
     max_rows: usize,
 }
 
@@ -115,13 +123,12 @@ impl Batcher {
     pub fn start(plan: Arc<Plan>, settings: BatchSettings, workers: Arc<Semaphore>) -> Batcher {
         let (queue, jobs) = mpsc::channel(4096);
         let stats = Arc::new(BatchStats::default());
-        let inline = (settings.max_delay.is_zero()
-            && plan.report.latency_after_us <= INLINE_LATENCY_US)
-            .then(|| Inline {
-                plan: plan.clone(),
-                workers: workers.clone(),
-                max_rows: plan.report.sample_batch.max(1),
-            });
+        let inline = settings.max_delay.is_zero().then(|| Inline {
+            plan: plan.clone(),
+            workers: workers.clone(),
+            tiny: plan.report.latency_after_us <= INLINE_LATENCY_US,
+            max_rows: plan.report.sample_batch.max(1),
+        });
         tokio::spawn(dispatch(plan, settings, workers, jobs, stats.clone()));
         Batcher {
             queue,
@@ -140,8 +147,16 @@ impl Batcher {
         inputs: Vec<NamedTensor>,
         rows: usize,
     ) -> Result<Vec<NamedTensor>, ServeError> {
+        let multi_thread = || {
+            tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+        };
         if let Some(inline) = &self.inline
-            && rows <= inline.max_rows
+            && (if inline.tiny {
+                rows <= inline.max_rows
+            } else {
+                multi_thread()
+            })
             && self.queue.capacity() == self.queue.max_capacity()
             && let Ok(permit) = inline.workers.try_acquire()
         {
@@ -153,7 +168,14 @@ impl Batcher {
                 counter.fetch_add(1, Ordering::Relaxed);
             }
             self.stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
-            let outputs = inline.plan.run(&inputs);
+            let outputs = if inline.tiny {
+                inline.plan.run(&inputs)
+            } else {
+                // The runtime hands this thread's other tasks to another
+                // worker; the plan runs here, with no hand-off and warm
+                // caches.
+                tokio::task::block_in_place(|| inline.plan.run(&inputs))
+            };
             drop(permit);
             // A caller that loops on inline answers must still give way to
             // the runtime's other tasks now and then.

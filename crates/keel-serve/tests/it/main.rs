@@ -331,3 +331,44 @@ async fn a_new_version_takes_over_without_a_failed_request() {
     assert!(matches!(repo.get("m"), Err(ServeError::UnknownModel(_))));
     assert!(matches!(repo.unload("m"), Err(ServeError::UnknownModel(_))));
 }
+
+/// With no delay set, a request that finds its queue empty and a worker free
+/// runs on its own thread: as a plain call for a tiny plan, under
+/// `block_in_place` for a longer one; either way the answers are exact and
+/// the runtime keeps serving the other tasks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_requests_run_inline_for_tiny_and_long_plans() {
+    use keel_serve::batch::{Batcher, INLINE_LATENCY_US, worker_pool};
+    for latency_us in [1.0, 10.0 * INLINE_LATENCY_US] {
+        let mut plan = Plan::compile(
+            &onnx::linear(&[1., 2., 3., 4., 5., 6.], &[0.5, -0.5]),
+            &quick(),
+        )
+        .unwrap();
+        // Pretend the plan is as slow as the case needs.
+        plan.report.latency_after_us = latency_us;
+        let batcher = Batcher::start(Arc::new(plan), BatchSettings::default(), worker_pool());
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let batcher = batcher.clone();
+                tokio::spawn(async move {
+                    for k in 0..50 {
+                        let v = (i * 100 + k) as f32;
+                        let out = batcher.infer(vec![x(&[[v, 1.0, 0.0]])], 1).await.unwrap();
+                        assert_eq!(fp32(&out[0]), &[v + 3.0 + 0.5, 2.0 * v + 4.0 - 0.5]);
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let (requests, _, rows) = batcher.stats().snapshot();
+        assert_eq!((requests, rows), (800, 800));
+        let inline = batcher
+            .stats()
+            .inline
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert!(inline > 0, "no request ran inline at {latency_us} µs");
+    }
+}
