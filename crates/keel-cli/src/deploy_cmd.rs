@@ -201,10 +201,22 @@ pub async fn run(settings: &Settings, cmd: DeployCmd) -> Result<ExitCode> {
                 print_json(&v);
                 return Ok(ExitCode::SUCCESS);
             }
+            let params: Vec<String> = v["strategy"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| k.as_str() != "type")
+                .map(|(k, x)| format!("{k}={}", s(x)))
+                .collect();
+            let strategy = if params.is_empty() {
+                s(&v["strategy"]["type"])
+            } else {
+                format!("{} ({})", s(&v["strategy"]["type"]), params.join(", "))
+            };
             println!(
                 "{}: {} — {} decisions, {} rewards, {} awaiting a reward",
                 s(&v["name"]),
-                v["strategy"],
+                strategy,
                 s(&v["decisions"]),
                 s(&v["rewards"]),
                 s(&v["awaiting_reward"])
