@@ -131,7 +131,7 @@ BANDITS = [
     {"type": "epsilon_greedy", "epsilon": 0.1},
     {"type": "ucb1"},
     {"type": "thompson"},
-    {"type": "softmax", "temperature": 0.05},
+    {"type": "softmax", "temperature": 0.1},
 ]
 
 
@@ -139,7 +139,9 @@ BANDITS = [
 def test_bandits_find_the_best_arm(server, strategy):
     name = f"mab-{strategy['type']}"
     probs = [0.2, 0.3, 0.75, 0.4, 0.25]
-    create(server, {"name": name, "strategy": strategy, "variants": variants([f"arm{i}" for i in range(5)])})
+    # Seeded: the environment's draws are seeded too, so the run is reproducible.
+    create(server, {"name": name, "strategy": strategy, "seed": 7,
+                    "variants": variants([f"arm{i}" for i in range(5)])})
     rng = np.random.default_rng(3)
     rounds = 1500
     for _ in range(rounds):
@@ -167,7 +169,8 @@ def test_contextual_bandits_learn_per_context(server, strategy):
     training, each context's greedy pick is its own arm."""
     name = f"cb-{strategy['type']}"
     k, dim = 3, 3
-    create(server, {"name": name, "strategy": strategy, "variants": variants([f"arm{i}" for i in range(k)])})
+    create(server, {"name": name, "strategy": strategy, "seed": 8,
+                    "variants": variants([f"arm{i}" for i in range(k)])})
     rng = np.random.default_rng(5)
     right = []
     for t in range(1200):
@@ -184,7 +187,7 @@ def test_contextual_bandits_learn_per_context(server, strategy):
 
 def test_per_segment_policies_learn_separately(server):
     create(server, {"name": "seg", "strategy": {"type": "epsilon_greedy", "epsilon": 0.05},
-                    "per_segment": True, "variants": variants(["x", "y"])})
+                    "per_segment": True, "seed": 9, "variants": variants(["x", "y"])})
     rng = np.random.default_rng(11)
     best = {"EU": "x", "US": "y"}
     for t in range(800):
@@ -408,7 +411,7 @@ P = np.array([[0.8, 0.3, 0.2],
 def logged(server):
     """3,000 uniformly random decisions (epsilon_greedy with epsilon 1: each
     arm with propensity 1/3) on contexts that say which arm pays."""
-    create(server, {"name": "ope", "strategy": {"type": "epsilon_greedy", "epsilon": 1.0},
+    create(server, {"name": "ope", "seed": 10, "strategy": {"type": "epsilon_greedy", "epsilon": 1.0},
                     "variants": variants(["a0", "a1", "a2"])})
     rng = np.random.default_rng(31)
     for _ in range(3000):

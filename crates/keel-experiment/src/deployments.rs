@@ -129,7 +129,7 @@ impl Deployment {
             pending: BTreeMap::new(),
             next_seq: 1,
             rewards: 0,
-            rng: Rng::from_seed(seed ^ hash(&spec.name)),
+            rng: Rng::from_seed(spec.seed.unwrap_or(seed ^ hash(&spec.name))),
             spec,
         }
     }
@@ -614,7 +614,32 @@ mod tests {
                 .collect(),
             salt: None,
             per_segment: false,
+            seed: None,
         }
+    }
+
+    #[tokio::test]
+    async fn a_seed_makes_decisions_reproducible() {
+        let mut runs = Vec::new();
+        for _ in 0..2 {
+            let dir = tempfile::tempdir().unwrap();
+            let d = Deployments::open(&dir.path().join("decisions.log"), false).unwrap();
+            let mut s = spec("ts", Strategy::Softmax { temperature: 0.2 }, 4);
+            s.seed = Some(42);
+            d.create(s).await.unwrap();
+            let mut picks = Vec::new();
+            for i in 0..200 {
+                let c = d.decide("ts", DecideRequest::default()).await.unwrap();
+                d.feedback(&c.decision_id, f64::from(i % 3 == 0))
+                    .await
+                    .unwrap();
+                picks.push(c.variant);
+            }
+            // Softmax tries every variant once before it weighs them.
+            assert_eq!(picks[..4], ["v0", "v1", "v2", "v3"]);
+            runs.push(picks);
+        }
+        assert_eq!(runs[0], runs[1]);
     }
 
     #[tokio::test]

@@ -184,6 +184,7 @@ pub fn evaluate(
                 variants: spec.variants.clone(),
                 salt: None,
                 per_segment: spec.per_segment,
+                seed: None,
             };
             candidate_spec.validate().map_err(|e| match e {
                 ExperimentError::Invalid { field, reason } => {

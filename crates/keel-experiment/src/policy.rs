@@ -230,6 +230,9 @@ impl PolicyState {
                     })))
                 }
             },
+            Strategy::Softmax { .. } if self.untried().is_some() => {
+                only(self.untried().unwrap_or(0))
+            }
             Strategy::Softmax { temperature } => {
                 let means: Vec<f64> = self
                     .arms
@@ -337,6 +340,9 @@ impl PolicyState {
                     *pi = epsilon / k as f64;
                 }
                 p[greedy] += 1.0 - epsilon;
+            }
+            Strategy::Softmax { .. } if self.untried().is_some() => {
+                p[self.untried().unwrap_or(0)] = 1.0;
             }
             Strategy::Softmax { temperature } => {
                 let means: Vec<f64> = self

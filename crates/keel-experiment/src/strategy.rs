@@ -21,6 +21,11 @@ pub struct DeploymentSpec {
     /// "many winning versions" case: one bandit per country, device...).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub per_segment: bool,
+    /// Seed of the deployment's random draws, for reproducible simulations
+    /// (the draws start again from it after a restart). Absent: seeded from
+    /// the clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 /// One arm of a deployment.
@@ -74,7 +79,8 @@ pub enum Strategy {
         #[serde(default = "default_draws")]
         propensity_draws: usize,
     },
-    /// Boltzmann exploration: P(i) ∝ exp(meanᵢ / temperature).
+    /// Boltzmann exploration: P(i) ∝ exp(meanᵢ / temperature), once every
+    /// variant has been tried.
     Softmax {
         #[serde(default = "default_temperature")]
         temperature: f64,
