@@ -94,13 +94,7 @@ pub enum DeployCmd {
 }
 
 fn needs_server(settings: &Settings, common: &Common, what: &str) -> Result<()> {
-    if common.server.is_none() && settings.server.is_none() {
-        return Err(UsageError(format!(
-            "keel deploy {what} talks to a running server: pass --server URL (or set KEEL_SERVER)"
-        ))
-        .into());
-    }
-    Ok(())
+    crate::lifecycle_cmd::needs_server(settings, common, &format!("deploy {what}"))
 }
 
 fn variant_rows(v: &Value) -> Vec<Vec<String>> {

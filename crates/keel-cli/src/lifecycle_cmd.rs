@@ -315,6 +315,18 @@ pub async fn call(
     Ok(reply)
 }
 
+/// Commands that only a running server can answer: a usage error without
+/// `--server` (or `KEEL_SERVER`). `command` is e.g. `"serve load"`.
+pub fn needs_server(settings: &Settings, common: &Common, command: &str) -> Result<()> {
+    if common.server.is_none() && settings.server.is_none() {
+        return Err(UsageError(format!(
+            "keel {command} talks to a running server: pass --server URL (or set KEEL_SERVER)"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 pub async fn call_json(
     settings: &Settings,
     common: &Common,

@@ -85,13 +85,7 @@ pub enum ServeCmd {
 }
 
 fn needs_server(settings: &Settings, common: &Common, what: &str) -> Result<()> {
-    if common.server.is_none() && settings.server.is_none() {
-        return Err(UsageError(format!(
-            "keel serve {what} talks to a running server: pass --server URL (or set KEEL_SERVER)"
-        ))
-        .into());
-    }
-    Ok(())
+    crate::lifecycle_cmd::needs_server(settings, common, &format!("serve {what}"))
 }
 
 fn json_arg(text: &Option<String>, flag: &str) -> Result<Value> {

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::ExperimentError;
 use crate::log::{DecisionLog, durable};
-use crate::policy::{ArmStats, PolicyState, bucket};
+use crate::policy::{ArmStats, PolicyState, bucket, fnv1a};
 use crate::strategy::{DeploymentSpec, Strategy};
 
 /// Decisions awaiting a reward, per deployment; the oldest are forgotten
@@ -129,7 +129,7 @@ impl Deployment {
             pending: BTreeMap::new(),
             next_seq: 1,
             rewards: 0,
-            rng: Rng::from_seed(spec.seed.unwrap_or(seed ^ hash(&spec.name))),
+            rng: Rng::from_seed(spec.seed.unwrap_or(seed ^ fnv1a(spec.name.bytes()))),
             spec,
         }
     }
@@ -159,12 +159,6 @@ impl Deployment {
         self.rewards += 1;
         true
     }
-}
-
-fn hash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 /// Every deployment, with its policies, behind the decision log.

@@ -234,15 +234,8 @@ impl PolicyState {
                 only(self.untried().unwrap_or(0))
             }
             Strategy::Softmax { temperature } => {
-                let means: Vec<f64> = self
-                    .arms
-                    .iter()
-                    .map(|a| a.mean().unwrap_or(0.0) / temperature)
-                    .collect();
-                let top = means.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let p: Vec<f64> = means.iter().map(|m| (m - top).exp()).collect();
-                let total: f64 = p.iter().sum();
-                let mut u = rng.next_f64() * total;
+                let p = self.softmax(*temperature);
+                let mut u = rng.next_f64();
                 let mut arm = k - 1;
                 for (i, pi) in p.iter().enumerate() {
                     if u < *pi {
@@ -253,7 +246,7 @@ impl PolicyState {
                 }
                 Choice {
                     arm,
-                    propensity: p[arm] / total,
+                    propensity: p[arm],
                     shadows: Vec::new(),
                 }
             }
@@ -344,19 +337,7 @@ impl PolicyState {
             Strategy::Softmax { .. } if self.untried().is_some() => {
                 p[self.untried().unwrap_or(0)] = 1.0;
             }
-            Strategy::Softmax { temperature } => {
-                let means: Vec<f64> = self
-                    .arms
-                    .iter()
-                    .map(|a| a.mean().unwrap_or(0.0) / temperature)
-                    .collect();
-                let top = means.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let e: Vec<f64> = means.iter().map(|m| (m - top).exp()).collect();
-                let total: f64 = e.iter().sum();
-                for (pi, x) in p.iter_mut().zip(e) {
-                    *pi = x / total;
-                }
-            }
+            Strategy::Softmax { temperature } => p = self.softmax(*temperature),
             Strategy::Thompson {
                 propensity_draws, ..
             }
@@ -416,6 +397,19 @@ impl PolicyState {
                 .map(|_| LinearArm::new(dim, lambda))
                 .collect();
         }
+    }
+
+    /// P(i) ∝ exp(meanᵢ / temperature), untried variants at mean 0.
+    fn softmax(&self, temperature: f64) -> Vec<f64> {
+        let scaled: Vec<f64> = self
+            .arms
+            .iter()
+            .map(|a| a.mean().unwrap_or(0.0) / temperature)
+            .collect();
+        let top = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = scaled.iter().map(|m| (m - top).exp()).collect();
+        let total: f64 = e.iter().sum();
+        e.into_iter().map(|x| x / total).collect()
     }
 
     fn untried(&self) -> Option<usize> {
@@ -501,15 +495,18 @@ fn argmax(values: impl Iterator<Item = f64>) -> usize {
     best.0
 }
 
+/// FNV-1a, 64 bits.
+pub(crate) fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// A unit's sticky position in [0, 1): FNV-1a over salt and unit id, then a
 /// SplitMix64 finaliser so that nearby ids spread evenly. Stable across
 /// releases: changing it would reshuffle every running experiment.
 pub fn bucket(salt: &str, unit_id: &str) -> f64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in salt.bytes().chain([0u8]).chain(unit_id.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let mut h = fnv1a(salt.bytes().chain([0u8]).chain(unit_id.bytes()));
     h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     h ^= h >> 31;

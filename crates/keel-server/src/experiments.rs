@@ -86,6 +86,16 @@ fn deployments(s: &AppState) -> Result<&Deployments, V1Error> {
     s.experiments.as_deref().ok_or_else(not_enabled)
 }
 
+/// The field a serde message names (`unknown field `x``, `missing field
+/// `y``), else `whole`.
+fn named_field(text: &str, whole: &str) -> String {
+    text.split('`')
+        .nth(1)
+        .filter(|_| text.contains("field"))
+        .unwrap_or(whole)
+        .to_string()
+}
+
 /// A JSON body, or a 400 naming what is wrong with it.
 fn body<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, V1Error> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -96,14 +106,7 @@ fn body<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, V1E
     }
     serde_json::from_slice(bytes).map_err(|e| {
         let text = e.to_string();
-        // serde names the field in its message: `unknown field `x``, `missing field `y``.
-        let field = text
-            .split('`')
-            .nth(1)
-            .filter(|_| text.contains("field"))
-            .unwrap_or("body")
-            .to_string();
-        V1Error::invalid(&field, text)
+        V1Error::invalid(&named_field(&text, "body"), text)
     })
 }
 
@@ -163,13 +166,7 @@ async fn analysis(
 ) -> Result<Response, V1Error> {
     let Query(options) = query.map_err(|e| {
         let text = e.body_text();
-        let field = text
-            .split('`')
-            .nth(1)
-            .filter(|_| text.contains("field"))
-            .unwrap_or("query")
-            .to_string();
-        V1Error::invalid(&field, text)
+        V1Error::invalid(&named_field(&text, "query"), text)
     })?;
     Ok(Json(deployments(&s)?.analysis(&name, &options)?).into_response())
 }
