@@ -81,13 +81,99 @@ pub enum DeployCmd {
         #[command(flatten)]
         common: Common,
     },
-    /// Report the reward of a decision; bandits learn from it.
+    /// Report the reward of a decision; bandits learn from it. With
+    /// --error the request failed (it counts in the variant's error rate,
+    /// which guards can roll back on); the reward may then be left out.
     ///   keel deploy feedback recs.42 1.0 --server URL
+    ///   keel deploy feedback recs.43 --error --server URL
     #[command(verbatim_doc_comment)]
     Feedback {
         decision_id: String,
-        #[arg(allow_hyphen_values = true)]
-        reward: f64,
+        #[arg(allow_hyphen_values = true, required_unless_present = "error")]
+        reward: Option<f64>,
+        #[arg(long)]
+        error: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Move a deployment by hand. Deployments with "guards" also move on
+    /// their own (a canary advances when its candidate has enough outcomes
+    /// within the guards; any deployment rolls back to its first variant on
+    /// a breach; a bandit names its winner); these actions override them:
+    ///   pause     guards make no moves; decisions go on as they are
+    ///   resume    guards run again
+    ///   advance   a canary's next step (promotes after the last)
+    ///   promote   all traffic to --variant (a canary's candidate by default)
+    ///   rollback  all traffic to the first variant
+    ///   keel deploy rollout recs rollback --reason "p99 doubled" --server URL
+    #[command(verbatim_doc_comment)]
+    Rollout {
+        name: String,
+        #[arg(value_parser = ["pause", "resume", "advance", "promote", "rollback"])]
+        action: String,
+        #[arg(long)]
+        variant: Option<String>,
+        /// Why: kept with the event and sent to the deployment's lifecycle.
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Report a check (test-suite) result for a variant. A failed check of
+    /// severity error on a candidate rolls the deployment back; a canary
+    /// waits for its guards' required_checks to pass before advancing.
+    ///   keel deploy check recs --suite quality --variant b --passed --server URL
+    #[command(verbatim_doc_comment)]
+    Check {
+        name: String,
+        #[arg(long)]
+        suite: String,
+        #[arg(long)]
+        variant: String,
+        #[arg(long, conflicts_with = "failed", required_unless_present = "failed")]
+        passed: bool,
+        #[arg(long)]
+        failed: bool,
+        #[arg(long, default_value = "error", value_parser = ["error", "warning"])]
+        severity: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Report a metric of a variant (latency, cost, drift), checked against
+    /// the bounds in the deployment's guards.metrics.
+    ///   keel deploy metric recs --variant b --metric latency_p99_ms --value 42 --server URL
+    #[command(verbatim_doc_comment)]
+    Metric {
+        name: String,
+        #[arg(long)]
+        variant: String,
+        #[arg(long)]
+        metric: String,
+        #[arg(long, allow_hyphen_values = true)]
+        value: f64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// A deployment's moves: canary steps, rollbacks, winners, pauses.
+    ///   keel deploy events recs --server URL
+    #[command(verbatim_doc_comment)]
+    Events {
+        name: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// An SVG of each variant's traffic share and mean reward over time,
+    /// with the deployment's moves marked.
+    ///   keel deploy plot recs -o recs.svg --server URL
+    #[command(verbatim_doc_comment)]
+    Plot {
+        name: String,
+        /// Where to write the SVG (default: NAME.svg).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Time bins along the x axis.
+        #[arg(long, default_value_t = 60)]
+        bins: usize,
         #[command(flatten)]
         common: Common,
     },
@@ -216,6 +302,7 @@ pub async fn run(settings: &Settings, cmd: DeployCmd) -> Result<ExitCode> {
                 s(&v["awaiting_reward"])
             );
             print!("{}", table(&VARIANT_HEADERS, &variant_rows(&v)));
+            print_rollout(&v);
             for seg in v["segments"].as_array().into_iter().flatten() {
                 println!("segment {:?}:", s(&seg["segment"]));
                 print!("{}", table(&VARIANT_HEADERS, &variant_rows(seg)));
@@ -383,23 +470,185 @@ pub async fn run(settings: &Settings, cmd: DeployCmd) -> Result<ExitCode> {
         DeployCmd::Feedback {
             decision_id,
             reward,
+            error,
             common,
         } => {
             needs_server(settings, &common, "feedback")?;
+            let mut body = json!({ "decision_id": decision_id, "reward": reward });
+            if error {
+                body["error"] = json!(true);
+            }
+            let v = call_json(settings, &common, Method::POST, "/v1/feedback", Some(body)).await?;
+            if common.json {
+                print_json(&v);
+            } else {
+                let what = match (reward, error) {
+                    (Some(r), false) => format!("reward {r}"),
+                    (Some(r), true) => format!("reward {r} and an error"),
+                    (None, _) => "an error".into(),
+                };
+                println!("{what} recorded for {decision_id}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DeployCmd::Rollout {
+            name,
+            action,
+            variant,
+            reason,
+            common,
+        } => {
+            needs_server(settings, &common, "rollout")?;
             let v = call_json(
                 settings,
                 &common,
                 Method::POST,
-                "/v1/feedback",
-                Some(json!({ "decision_id": decision_id, "reward": reward })),
+                &format!("/v1/deployments/{}/rollout", enc(&name)),
+                Some(json!({ "action": action, "variant": variant, "reason": reason })),
             )
             .await?;
             if common.json {
                 print_json(&v);
             } else {
-                println!("reward {reward} recorded for {decision_id}");
+                print_rollout(&v);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DeployCmd::Check {
+            name,
+            suite,
+            variant,
+            passed,
+            failed,
+            severity,
+            common,
+        } => {
+            needs_server(settings, &common, "check")?;
+            let v = call_json(
+                settings,
+                &common,
+                Method::POST,
+                &format!("/v1/deployments/{}/checks", enc(&name)),
+                Some(json!({ "suite": suite, "variant": variant,
+                             "passed": passed && !failed, "severity": severity })),
+            )
+            .await?;
+            if common.json {
+                print_json(&v);
+            } else {
+                print_rollout(&v);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DeployCmd::Metric {
+            name,
+            variant,
+            metric,
+            value,
+            common,
+        } => {
+            needs_server(settings, &common, "metric")?;
+            let v = call_json(
+                settings,
+                &common,
+                Method::POST,
+                &format!("/v1/deployments/{}/metrics", enc(&name)),
+                Some(json!({ "variant": variant, "name": metric, "value": value })),
+            )
+            .await?;
+            if common.json {
+                print_json(&v);
+            } else {
+                print_rollout(&v);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DeployCmd::Events { name, common } => {
+            needs_server(settings, &common, "events")?;
+            let v = call_json(
+                settings,
+                &common,
+                Method::GET,
+                &format!("/v1/deployments/{}/events", enc(&name)),
+                None,
+            )
+            .await?;
+            if common.json {
+                print_json(&v);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let rows: Vec<Vec<String>> = v["events"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| {
+                    vec![
+                        s(&e["at"]),
+                        s(&e["event"]),
+                        s(&e["variant"]),
+                        s(&e["step"]),
+                        s(&e["by"]),
+                        s(&e["reason"]),
+                    ]
+                })
+                .collect();
+            if rows.is_empty() {
+                println!("{name} has not moved yet");
+            } else {
+                print!(
+                    "{}",
+                    table(&["AT", "EVENT", "VARIANT", "STEP", "BY", "REASON"], &rows)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DeployCmd::Plot {
+            name,
+            output,
+            bins,
+            common,
+        } => {
+            needs_server(settings, &common, "plot")?;
+            let reply = crate::lifecycle_cmd::call(
+                settings,
+                &common,
+                Method::GET,
+                &format!("/v1/deployments/{}/plot?bins={bins}", enc(&name)),
+                None,
+            )
+            .await?;
+            let path = output.unwrap_or_else(|| PathBuf::from(format!("{name}.svg")));
+            std::fs::write(&path, &reply.body)
+                .map_err(|e| UsageError(format!("cannot write {}: {e}", path.display())))?;
+            if common.json {
+                print_json(&json!({ "deployment": name, "output": path }));
+            } else {
+                println!("wrote {}", path.display());
             }
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// One line on where a deployment stands as a long process.
+fn print_rollout(v: &Value) {
+    let r = &v["rollout"];
+    let mut line = format!("{}: {}", s(&v["name"]), s(&r["phase"]));
+    if let Some(p) = v["canary"]["candidate_percent"].as_f64() {
+        line.push_str(&format!(
+            ", canary step {} ({p}% to the candidate)",
+            s(&v["canary"]["step"])
+        ));
+    }
+    if !r["winner"].is_null() {
+        line.push_str(&format!(", winner {}", s(&r["winner"])));
+    }
+    if let Some(e) = r["last_event"].as_object() {
+        line.push_str(&format!(
+            "; last move: {} ({})",
+            s(&e["event"]),
+            s(&e["reason"])
+        ));
+    }
+    println!("{line}");
 }

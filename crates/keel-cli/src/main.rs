@@ -454,6 +454,7 @@ async fn serve(
             }
         })
     };
+    let deployment_moves = tokio::spawn(keel_server::experiments::deliver_events(state.clone()));
     let scheduler = tokio::spawn(keel_server::models::run_retraining_scheduler(
         state.clone(),
         retraining_tick(),
@@ -485,6 +486,7 @@ async fn serve(
         .await
         .context("the HTTP server failed")?;
     scheduler.abort();
+    deployment_moves.abort();
     if let Some(f) = log_flusher {
         f.abort();
     }

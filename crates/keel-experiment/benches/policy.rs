@@ -96,6 +96,8 @@ fn deployment_pairs(c: &mut Criterion) {
         salt: None,
         per_segment: false,
         seed: Some(3),
+        guards: None,
+        lifecycle: None,
     };
     if rt.block_on(deployments.create(spec)).is_err() {
         return;

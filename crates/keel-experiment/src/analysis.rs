@@ -140,19 +140,7 @@ pub fn analyse(
             })
         })
         .collect();
-    let (n, sum, sum_sq) = arms.iter().fold((0.0, 0.0, 0.0), |acc, a| {
-        (
-            acc.0 + a.rewards as f64,
-            acc.1 + a.reward_sum,
-            acc.2 + a.reward_sum_sq,
-        )
-    });
-    let pooled_variance = if n > 1.0 {
-        ((sum_sq - sum * sum / n) / (n - 1.0)).max(0.0)
-    } else {
-        0.0
-    };
-    let tau2 = options.tau2.unwrap_or(0.01 * pooled_variance);
+    let tau2 = options.tau2.unwrap_or_else(|| default_tau2(arms));
     let alpha = 1.0 - confidence;
     let c = &arms[control];
     let comparisons: Vec<Value> = arms
@@ -251,6 +239,45 @@ fn mean_interval(a: &ArmStats, confidence: f64) -> Result<Value, keel_stats::Sta
 /// sample sizes: min(1, 1/Λ). (The running minimum over every earlier peek
 /// would be smaller still; this one is valid whenever it is read.)
 fn sequential(a: &ArmStats, c: &ArmStats, binary: bool, tau2: f64, alpha: f64) -> Value {
+    match msprt(a, c, binary, tau2) {
+        Ok((lr, p)) => {
+            json!({
+                "test": "msprt",
+                "tau2": tau2,
+                "likelihood_ratio": if lr.is_finite() { json!(lr) } else { json!("Infinity") },
+                "always_valid_p_value": p,
+                "significant": p < alpha,
+            })
+        }
+        Err(e) => json!({ "unavailable": e }),
+    }
+}
+
+/// The mSPRT's default mixing variance: 1% of the pooled reward variance.
+pub(crate) fn default_tau2(arms: &[ArmStats]) -> f64 {
+    let (n, sum, sum_sq) = arms.iter().fold((0.0, 0.0, 0.0), |acc, a| {
+        (
+            acc.0 + a.rewards as f64,
+            acc.1 + a.reward_sum,
+            acc.2 + a.reward_sum_sq,
+        )
+    });
+    let pooled_variance = if n > 1.0 {
+        ((sum_sq - sum * sum / n) / (n - 1.0)).max(0.0)
+    } else {
+        0.0
+    };
+    0.01 * pooled_variance
+}
+
+/// The mSPRT likelihood ratio of `a` against the control `c` at their
+/// current sample sizes, and the always-valid p-value min(1, 1/Λ).
+pub(crate) fn msprt(
+    a: &ArmStats,
+    c: &ArmStats,
+    binary: bool,
+    tau2: f64,
+) -> Result<(f64, f64), String> {
     let variance = |x: &ArmStats| -> Option<f64> {
         if binary {
             let p = x.mean()?;
@@ -261,28 +288,33 @@ fn sequential(a: &ArmStats, c: &ArmStats, binary: bool, tau2: f64, alpha: f64) -
     };
     let (Some(ma), Some(mc), Some(va), Some(vc)) = (a.mean(), c.mean(), variance(a), variance(c))
     else {
-        return json!({ "unavailable": "both variants need rewards (two for a continuous metric)" });
+        return Err("both variants need rewards (two for a continuous metric)".into());
     };
-    match hypothesis::msprt_likelihood_ratio(
+    let lr = hypothesis::msprt_likelihood_ratio(
         ma - mc,
         a.rewards as f64,
         c.rewards as f64,
         va,
         vc,
         tau2,
-    ) {
-        Ok(lr) => {
-            let p = if lr > 0.0 { (1.0 / lr).min(1.0) } else { 1.0 };
-            json!({
-                "test": "msprt",
-                "tau2": tau2,
-                "likelihood_ratio": if lr.is_finite() { json!(lr) } else { json!("Infinity") },
-                "always_valid_p_value": p,
-                "significant": p < alpha,
-            })
-        }
-        Err(e) => json!({ "unavailable": e.to_string() }),
-    }
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((lr, if lr > 0.0 { (1.0 / lr).min(1.0) } else { 1.0 }))
+}
+
+/// Each variant's posterior probability to be best (Beta–Bernoulli for
+/// conversions, normal otherwise), from `draws` draws of a fixed seed.
+pub(crate) fn prob_best(arms: &[ArmStats], draws: usize) -> Result<Vec<f64>, String> {
+    let binary = arms.iter().all(|a| a.non_binary == 0);
+    let best = if binary {
+        let counts: Vec<(u64, u64)> = arms.iter().map(|a| (successes(a), a.rewards)).collect();
+        hypothesis::beta_bernoulli_best(&counts, (1.0, 1.0), draws, 0)
+    } else {
+        let summaries: Vec<GroupSummary> = arms.iter().map(summary).collect();
+        hypothesis::gaussian_best(&summaries, draws, 0)
+    };
+    best.map(|b| b.arms.iter().map(|a| a.prob_best).collect())
+        .map_err(|e| e.to_string())
 }
 
 fn bayesian(arms: &[ArmStats], binary: bool, draws: usize) -> Value {

@@ -10,8 +10,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::ExperimentError;
-use crate::log::{DecisionLog, durable};
-use crate::policy::{ArmStats, PolicyState, bucket, fnv1a};
+use crate::log::{DecisionLog, Done, durable};
+use crate::policy::{ArmStats, Choice, PolicyState, bucket, fnv1a};
+use crate::rollout::{
+    CheckReport, Event, EventKind, Evidence, LifecycleLink, MetricReport, Phase, Rollout, judge,
+};
 use crate::strategy::{DeploymentSpec, Strategy};
 
 /// Decisions awaiting a reward, per deployment; the oldest are forgotten
@@ -74,9 +77,53 @@ enum Record {
     Reward {
         deployment: String,
         seq: u64,
-        reward: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reward: Option<f64>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        error: bool,
         at: i64,
     },
+    /// A move of the deployment as a long process.
+    Event {
+        deployment: String,
+        event: Event,
+    },
+    Check {
+        deployment: String,
+        report: CheckReport,
+        at: i64,
+    },
+    Metric {
+        deployment: String,
+        report: MetricReport,
+        at: i64,
+    },
+}
+
+/// A deployment's move, for the lifecycle that follows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploymentEvent {
+    pub deployment: String,
+    pub lifecycle: LifecycleLink,
+    /// The event's position in the deployment's history (from 1): with the
+    /// deployment's name, an idempotency key.
+    pub index: usize,
+    pub event: Event,
+}
+
+/// `POST /v1/deployments/{name}/rollout`: a person or a pipeline moves the
+/// deployment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlRequest {
+    /// `pause`, `resume`, `advance` (a canary's next step), `promote` (all
+    /// traffic to `variant`, a canary's candidate by default) or `rollback`
+    /// (all traffic to the first variant).
+    pub action: String,
+    #[serde(default)]
+    pub variant: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// A logged decision with its reward, as `GET .../decisions` lists it.
@@ -95,6 +142,12 @@ pub struct LoggedDecision {
     pub context: Vec<f64>,
     pub decided_at: String,
     pub reward: Option<f64>,
+    /// Milliseconds since the epoch (for plots over time).
+    #[serde(skip)]
+    pub at: i64,
+    /// Whether the request failed (feedback with `"error": true`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub error: bool,
 }
 
 struct Pending {
@@ -113,6 +166,15 @@ struct Deployment {
     next_seq: u64,
     rewards: u64,
     rng: Rng,
+    rollout: Rollout,
+    /// Per variant: feedbacks received (rewards or errors), and errors.
+    outcomes: Vec<u64>,
+    errors: Vec<u64>,
+    /// The latest check per (suite, variant) and metric per (name, variant).
+    checks: BTreeMap<(String, usize), CheckReport>,
+    metrics: BTreeMap<(String, usize), f64>,
+    /// Rewards since the winner test last ran.
+    since_winner_test: u64,
 }
 
 impl Deployment {
@@ -122,6 +184,7 @@ impl Deployment {
             .iter()
             .map(|v| v.weight.unwrap_or(1.0))
             .collect();
+        let k = spec.variants.len();
         Deployment {
             weights,
             created_at,
@@ -130,8 +193,81 @@ impl Deployment {
             next_seq: 1,
             rewards: 0,
             rng: Rng::from_seed(spec.seed.unwrap_or(seed ^ fnv1a(spec.name.bytes()))),
+            rollout: Rollout::new(&spec, created_at),
+            outcomes: vec![0; k],
+            errors: vec![0; k],
+            checks: BTreeMap::new(),
+            metrics: BTreeMap::new(),
+            since_winner_test: 0,
             spec,
         }
+    }
+
+    fn arm_of(&self, field: &str, name: &str) -> Result<usize, ExperimentError> {
+        self.spec
+            .variants
+            .iter()
+            .position(|v| v.name == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = self.spec.variants.iter().map(|v| v.name.as_str()).collect();
+                invalid(
+                    field,
+                    format!("no variant {name:?}; the variants are {}", names.join(", ")),
+                )
+            })
+    }
+
+    /// The strategy deciding now: a canary at its current step.
+    fn current_strategy(&self) -> Strategy {
+        match &self.spec.strategy {
+            Strategy::Canary { steps, .. } => Strategy::Canary {
+                steps: steps.clone(),
+                step: self.rollout.step,
+            },
+            other => other.clone(),
+        }
+    }
+
+    /// The share of decisions the canary's candidate gets now.
+    fn candidate_percent(&self) -> Option<f64> {
+        let Strategy::Canary { steps, .. } = &self.spec.strategy else {
+            return None;
+        };
+        Some(match self.rollout.phase {
+            Phase::RolledBack => 0.0,
+            Phase::Promoted => 100.0,
+            _ => steps.get(self.rollout.step).copied().unwrap_or(0.0),
+        })
+    }
+
+    fn apply_event(&mut self, event: Event) {
+        let outcomes = self.outcomes.clone();
+        self.rollout.apply(&self.spec, event, &outcomes);
+    }
+
+    /// The move the guards call for now, if the deployment has guards.
+    fn judge(&mut self, now: i64) -> Option<Event> {
+        let guards = self.spec.guards.as_ref()?;
+        let arms = total_arms(self);
+        // The winner test draws from posteriors: run it every 100 rewards.
+        let winner_due = self.since_winner_test >= 100;
+        if winner_due {
+            self.since_winner_test = 0;
+        }
+        judge(
+            &self.spec,
+            guards,
+            &self.rollout,
+            &Evidence {
+                arms: &arms,
+                outcomes: &self.outcomes,
+                errors: &self.errors,
+                checks: &self.checks,
+                metrics: &self.metrics,
+                now,
+                winner_due,
+            },
+        )
     }
 
     fn policy(&mut self, segment: &str) -> &mut PolicyState {
@@ -149,14 +285,21 @@ impl Deployment {
         self.next_seq = self.next_seq.max(seq + 1);
     }
 
-    fn apply_reward(&mut self, seq: u64, reward: f64) -> bool {
+    fn apply_reward(&mut self, seq: u64, reward: Option<f64>, error: bool) -> bool {
         let Some(p) = self.pending.remove(&seq) else {
             return false;
         };
-        let strategy = self.spec.strategy.clone();
-        self.policy(&p.segment)
-            .reward(&strategy, p.arm, &p.context, reward);
-        self.rewards += 1;
+        self.outcomes[p.arm] += 1;
+        if error {
+            self.errors[p.arm] += 1;
+        }
+        if let Some(reward) = reward {
+            let strategy = self.spec.strategy.clone();
+            self.policy(&p.segment)
+                .reward(&strategy, p.arm, &p.context, reward);
+            self.rewards += 1;
+            self.since_winner_test += 1;
+        }
         true
     }
 }
@@ -165,6 +308,7 @@ impl Deployment {
 pub struct Deployments {
     all: RwLock<BTreeMap<String, Arc<Mutex<Deployment>>>>,
     log: DecisionLog,
+    events: Mutex<Option<tokio::sync::mpsc::UnboundedSender<DeploymentEvent>>>,
 }
 
 fn corrupt(e: impl std::fmt::Display) -> ExperimentError {
@@ -211,10 +355,34 @@ impl Deployments {
                     deployment,
                     seq,
                     reward,
+                    error,
                     ..
                 } => {
                     if let Some(d) = all.get_mut(&deployment) {
-                        d.apply_reward(seq, reward);
+                        d.apply_reward(seq, reward, error);
+                    }
+                }
+                Record::Event { deployment, event } => {
+                    if let Some(d) = all.get_mut(&deployment) {
+                        d.apply_event(event);
+                    }
+                }
+                Record::Check {
+                    deployment, report, ..
+                } => {
+                    if let Some(d) = all.get_mut(&deployment)
+                        && let Ok(arm) = d.arm_of("variant", &report.variant)
+                    {
+                        d.checks.insert((report.suite.clone(), arm), report);
+                    }
+                }
+                Record::Metric {
+                    deployment, report, ..
+                } => {
+                    if let Some(d) = all.get_mut(&deployment)
+                        && let Ok(arm) = d.arm_of("variant", &report.variant)
+                    {
+                        d.metrics.insert((report.name, arm), report.value);
                     }
                 }
             }
@@ -227,7 +395,69 @@ impl Deployments {
                     .collect(),
             ),
             log,
+            events: Mutex::new(None),
         })
+    }
+
+    /// The deployments' moves from now on, for those with a lifecycle.
+    pub fn subscribe(&self) -> tokio::sync::mpsc::UnboundedReceiver<DeploymentEvent> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        *self.events.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        rx
+    }
+
+    /// Logs and applies a move; tells the lifecycle once it is durable.
+    fn record_event(
+        &self,
+        d: &mut Deployment,
+        event: Event,
+    ) -> Result<(Done, Option<DeploymentEvent>), ExperimentError> {
+        let record = serde_json::to_vec(&Record::Event {
+            deployment: d.spec.name.clone(),
+            event: event.clone(),
+        })
+        .map_err(|e| ExperimentError::Io(e.to_string()))?;
+        let done = self.log.append(&record)?;
+        tracing::info!(deployment = %d.spec.name, event = event.event.name(), reason = %event.reason, "deployment moved");
+        d.apply_event(event.clone());
+        let notice = d.spec.lifecycle.clone().map(|lifecycle| DeploymentEvent {
+            deployment: d.spec.name.clone(),
+            lifecycle,
+            index: d.rollout.events.len(),
+            event,
+        });
+        Ok((done, notice))
+    }
+
+    /// Runs the guards and logs the move they call for.
+    fn guard(
+        &self,
+        d: &mut Deployment,
+    ) -> Result<Option<(Done, Option<DeploymentEvent>)>, ExperimentError> {
+        match d.judge(keel_core::time::now_millis()) {
+            Some(event) => self.record_event(d, event).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Waits for a move to be durable, then hands it to the subscriber.
+    async fn publish(
+        &self,
+        moved: Option<(Done, Option<DeploymentEvent>)>,
+    ) -> Result<(), ExperimentError> {
+        if let Some((done, notice)) = moved {
+            durable(done).await?;
+            if let Some(n) = notice
+                && let Some(tx) = self
+                    .events
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+            {
+                let _ = tx.send(n);
+            }
+        }
+        Ok(())
     }
 
     fn get(&self, name: &str) -> Result<Arc<Mutex<Deployment>>, ExperimentError> {
@@ -293,7 +523,8 @@ impl Deployments {
             } else {
                 String::new()
             };
-            let strategy = d.spec.strategy.clone();
+            let strategy = d.current_strategy();
+            let fixed = d.rollout.fixed_arm();
             if strategy.contextual() {
                 if context.is_empty() {
                     return Err(invalid(
@@ -324,7 +555,14 @@ impl Deployments {
             let weights = d.weights.clone();
             let mut rng = d.rng.clone();
             let policy = d.policy(&segment);
-            let choice = policy.decide(&strategy, &weights, bucket, &context, &mut rng);
+            let choice = match fixed {
+                Some(arm) => Choice {
+                    arm,
+                    propensity: 1.0,
+                    shadows: Vec::new(),
+                },
+                None => policy.decide(&strategy, &weights, bucket, &context, &mut rng),
+            };
             policy.record_decision(choice.arm);
             d.rng = rng;
             let seq = d.next_seq;
@@ -369,17 +607,37 @@ impl Deployments {
 
     /// Records the reward of a decision and updates its policy.
     pub async fn feedback(&self, decision_id: &str, reward: f64) -> Result<(), ExperimentError> {
-        if !reward.is_finite() {
+        self.outcome(decision_id, Some(reward), false).await
+    }
+
+    /// Records a decision's outcome: its reward, and whether the request
+    /// failed (counted in the variant's error rate); updates the policy
+    /// and runs the deployment's guards.
+    pub async fn outcome(
+        &self,
+        decision_id: &str,
+        reward: Option<f64>,
+        error: bool,
+    ) -> Result<(), ExperimentError> {
+        if let Some(reward) = reward
+            && !reward.is_finite()
+        {
             return Err(invalid(
                 "reward",
                 format!("{reward} is not a finite number"),
+            ));
+        }
+        if reward.is_none() && !error {
+            return Err(invalid(
+                "reward",
+                "send the reward, or \"error\": true for a failed request".into(),
             ));
         }
         let unknown = || ExperimentError::UnknownDecision(decision_id.to_string());
         let (name, seq) = decision_id.rsplit_once('.').ok_or_else(unknown)?;
         let seq: u64 = seq.parse().map_err(|_| unknown())?;
         let deployment = self.get(name).map_err(|_| unknown())?;
-        let done = {
+        let (done, moved) = {
             let mut d = deployment.lock().unwrap_or_else(|e| e.into_inner());
             if !d.pending.contains_key(&seq) {
                 return Err(if seq < d.next_seq {
@@ -392,14 +650,192 @@ impl Deployments {
                 deployment: name.to_string(),
                 seq,
                 reward,
+                error,
                 at: keel_core::time::now_millis(),
             })
             .map_err(|e| ExperimentError::Io(e.to_string()))?;
             let done = self.log.append(&record)?;
-            d.apply_reward(seq, reward);
-            done
+            d.apply_reward(seq, reward, error);
+            (done, self.guard(&mut d)?)
         };
-        durable(done).await
+        durable(done).await?;
+        self.publish(moved).await
+    }
+
+    /// Records a check (test-suite) result against one variant and runs
+    /// the guards: a failed `error` check on a candidate rolls back, and a
+    /// canary's required checks must have passed before it advances.
+    pub async fn report_check(
+        &self,
+        name: &str,
+        report: CheckReport,
+    ) -> Result<Value, ExperimentError> {
+        if report.suite.is_empty() {
+            return Err(invalid("suite", "name the check or suite".into()));
+        }
+        if !matches!(report.severity.as_str(), "error" | "warning") {
+            return Err(invalid(
+                "severity",
+                format!("{:?} is neither \"error\" nor \"warning\"", report.severity),
+            ));
+        }
+        let deployment = self.get(name)?;
+        let (done, moved) = {
+            let mut d = deployment.lock().unwrap_or_else(|e| e.into_inner());
+            let arm = d.arm_of("variant", &report.variant)?;
+            let record = serde_json::to_vec(&Record::Check {
+                deployment: name.to_string(),
+                report: report.clone(),
+                at: keel_core::time::now_millis(),
+            })
+            .map_err(|e| ExperimentError::Io(e.to_string()))?;
+            let done = self.log.append(&record)?;
+            d.checks.insert((report.suite.clone(), arm), report);
+            (done, self.guard(&mut d)?)
+        };
+        durable(done).await?;
+        self.publish(moved).await?;
+        self.describe(name)
+    }
+
+    /// Records a metric of one variant (latency, cost, drift...) and runs
+    /// the guards on it.
+    pub async fn report_metric(
+        &self,
+        name: &str,
+        report: MetricReport,
+    ) -> Result<Value, ExperimentError> {
+        if report.name.is_empty() {
+            return Err(invalid("name", "name the metric".into()));
+        }
+        if !report.value.is_finite() {
+            return Err(invalid(
+                "value",
+                format!("{} is not a finite number", report.value),
+            ));
+        }
+        let deployment = self.get(name)?;
+        let (done, moved) = {
+            let mut d = deployment.lock().unwrap_or_else(|e| e.into_inner());
+            let arm = d.arm_of("variant", &report.variant)?;
+            let record = serde_json::to_vec(&Record::Metric {
+                deployment: name.to_string(),
+                report: report.clone(),
+                at: keel_core::time::now_millis(),
+            })
+            .map_err(|e| ExperimentError::Io(e.to_string()))?;
+            let done = self.log.append(&record)?;
+            d.metrics.insert((report.name, arm), report.value);
+            (done, self.guard(&mut d)?)
+        };
+        durable(done).await?;
+        self.publish(moved).await?;
+        self.describe(name)
+    }
+
+    /// Moves a deployment by hand: pause, resume, advance, promote, rollback.
+    pub async fn control(
+        &self,
+        name: &str,
+        request: ControlRequest,
+    ) -> Result<Value, ExperimentError> {
+        let deployment = self.get(name)?;
+        let moved = {
+            let mut d = deployment.lock().unwrap_or_else(|e| e.into_inner());
+            let phase = d.rollout.phase;
+            let conflict = |what: String| Err(ExperimentError::Conflict(what));
+            let steps = match &d.spec.strategy {
+                Strategy::Canary { steps, .. } => Some(steps.len()),
+                _ => None,
+            };
+            let live = matches!(phase, Phase::Running | Phase::Paused);
+            let (kind, variant, step) = match request.action.as_str() {
+                "pause" if phase == Phase::Running => (EventKind::Paused, None, None),
+                "resume" if phase == Phase::Paused => (EventKind::Resumed, None, None),
+                "pause" | "resume" => {
+                    return conflict(format!(
+                        "deployment {name:?} is {}; cannot {}",
+                        phase_name(phase),
+                        request.action
+                    ));
+                }
+                "advance" => {
+                    let Some(n) = steps else {
+                        return conflict(format!(
+                            "deployment {name:?} is not a canary; only canaries advance"
+                        ));
+                    };
+                    if !live {
+                        return conflict(format!(
+                            "deployment {name:?} is {}; nothing to advance",
+                            phase_name(phase)
+                        ));
+                    }
+                    if d.rollout.step + 1 < n {
+                        (EventKind::CanaryAdvanced, None, Some(d.rollout.step + 1))
+                    } else {
+                        (EventKind::CanaryPromoted, Some(1), Some(d.rollout.step))
+                    }
+                }
+                "promote" => {
+                    if !live {
+                        return conflict(format!(
+                            "deployment {name:?} is {}; nothing to promote",
+                            phase_name(phase)
+                        ));
+                    }
+                    let arm = match (&request.variant, steps) {
+                        (Some(v), _) => d.arm_of("variant", v)?,
+                        (None, Some(_)) => 1,
+                        (None, None) => {
+                            return Err(invalid("variant", "name the variant to promote".into()));
+                        }
+                    };
+                    (EventKind::CanaryPromoted, Some(arm), None)
+                }
+                "rollback" if phase != Phase::RolledBack => (EventKind::RolledBack, None, None),
+                "rollback" => {
+                    return conflict(format!("deployment {name:?} is already rolled back"));
+                }
+                other => {
+                    return Err(invalid(
+                        "action",
+                        format!(
+                            "unknown action {other:?}; expected pause, resume, advance, promote or rollback"
+                        ),
+                    ));
+                }
+            };
+            let event = Event {
+                event: kind,
+                variant: variant.map(|i| d.spec.variants[i].name.clone()),
+                step,
+                reason: request
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| format!("{} by request", request.action)),
+                by: "api".into(),
+                at: keel_core::time::now_millis(),
+            };
+            self.record_event(&mut d, event)?
+        };
+        self.publish(Some(moved)).await?;
+        self.describe(name)
+    }
+
+    /// The SVG of the deployment's traffic shares and mean rewards over
+    /// `bins` time bins, with its moves marked (see [`crate::plot`]).
+    pub fn plot(&self, name: &str, bins: usize) -> Result<String, ExperimentError> {
+        let events = self.events(name)?;
+        let (spec, logged) = self.logged(name)?;
+        Ok(crate::plot::svg(&spec, &logged, &events, bins))
+    }
+
+    /// A deployment's moves, oldest first.
+    pub fn events(&self, name: &str) -> Result<Vec<Event>, ExperimentError> {
+        let deployment = self.get(name)?;
+        let d = deployment.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(d.rollout.events.clone())
     }
 
     /// The deployment's decisions in order, each with its reward if one
@@ -448,16 +884,20 @@ impl Deployments {
                         context,
                         decided_at: keel_core::time::rfc3339_millis(at),
                         reward: None,
+                        at,
+                        error: false,
                     });
                 }
                 Record::Reward {
                     deployment,
                     seq,
                     reward,
+                    error,
                     ..
                 } if created && deployment == name => {
                     if let Some(i) = by_seq.get(&seq) {
-                        decisions[*i].reward = Some(reward);
+                        decisions[*i].reward = reward;
+                        decisions[*i].error = error;
                     }
                 }
                 _ => {}
@@ -520,14 +960,15 @@ impl Deployments {
         let deployment = self.get(name)?;
         let d = deployment.lock().unwrap_or_else(|e| e.into_inner());
         let total = total_arms(&d);
-        let variants = |arms: &[ArmStats]| -> Vec<Value> {
+        let variants = |arms: &[ArmStats], overall: bool| -> Vec<Value> {
             let decisions: u64 = arms.iter().map(|a| a.decisions).sum();
             d.spec
                 .variants
                 .iter()
                 .zip(arms)
-                .map(|(v, a)| {
-                    json!({
+                .enumerate()
+                .map(|(i, (v, a))| {
+                    let mut out = json!({
                         "name": v.name,
                         "model": v.model,
                         "decisions": a.decisions,
@@ -538,7 +979,12 @@ impl Deployments {
                         } else {
                             0.0
                         },
-                    })
+                    });
+                    if overall && d.errors[i] > 0 {
+                        out["errors"] = json!(d.errors[i]);
+                        out["error_rate"] = json!(d.errors[i] as f64 / d.outcomes[i] as f64);
+                    }
+                    out
                 })
                 .collect()
         };
@@ -551,18 +997,51 @@ impl Deployments {
             "decisions": decisions,
             "rewards": d.rewards,
             "awaiting_reward": d.pending.len(),
-            "variants": variants(&total),
+            "variants": variants(&total, true),
         });
         if d.spec.per_segment {
             let mut segments: Vec<(&String, &PolicyState)> = d.policies.iter().collect();
             segments.sort_by(|a, b| a.0.cmp(b.0));
             out["segments"] = segments
                 .into_iter()
-                .map(|(s, p)| json!({ "segment": s, "variants": variants(&p.arms) }))
+                .map(|(s, p)| json!({ "segment": s, "variants": variants(&p.arms, false) }))
                 .collect();
         }
-        if let Strategy::Canary { steps, step } = &d.spec.strategy {
-            out["canary"] = json!({ "step": step, "candidate_percent": steps.get(*step) });
+        if let Some(percent) = d.candidate_percent() {
+            out["canary"] = json!({ "step": d.rollout.step, "candidate_percent": percent });
+        }
+        let r = &d.rollout;
+        out["rollout"] = json!({
+            "phase": phase_name(r.phase),
+            "promoted": r.promoted.map(|i| &d.spec.variants[i].name),
+            "winner": r.winner.map(|i| &d.spec.variants[i].name),
+            "events": r.events.len(),
+            "last_event": r.events.last(),
+        });
+        if let Some(g) = &d.spec.guards {
+            out["guards"] = json!(g);
+            if !d.checks.is_empty() {
+                out["checks"] = d
+                    .checks
+                    .iter()
+                    .map(|((suite, arm), c)| {
+                        json!({"suite": suite, "variant": d.spec.variants[*arm].name,
+                               "passed": c.passed, "severity": c.severity})
+                    })
+                    .collect();
+            }
+            if !d.metrics.is_empty() {
+                out["metrics"] = d
+                    .metrics
+                    .iter()
+                    .map(|((metric, arm), v)| {
+                        json!({"name": metric, "variant": d.spec.variants[*arm].name, "value": v})
+                    })
+                    .collect();
+            }
+        }
+        if let Some(l) = &d.spec.lifecycle {
+            out["lifecycle"] = json!(l);
         }
         Ok(out)
     }
@@ -583,6 +1062,15 @@ fn total_arms(d: &Deployment) -> Vec<ArmStats> {
     total
 }
 
+fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Running => "running",
+        Phase::Paused => "paused",
+        Phase::RolledBack => "rolled_back",
+        Phase::Promoted => "promoted",
+    }
+}
+
 fn invalid(field: &str, reason: String) -> ExperimentError {
     ExperimentError::Invalid {
         field: field.to_string(),
@@ -593,6 +1081,7 @@ fn invalid(field: &str, reason: String) -> ExperimentError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rollout::Guards;
     use crate::strategy::VariantSpec;
 
     fn spec(name: &str, strategy: Strategy, arms: usize) -> DeploymentSpec {
@@ -609,6 +1098,8 @@ mod tests {
             salt: None,
             per_segment: false,
             seed: None,
+            guards: None,
+            lifecycle: None,
         }
     }
 
@@ -717,5 +1208,261 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, ExperimentError::Invalid { ref field, .. } if field == "context"));
+    }
+
+    fn guarded(name: &str, strategy: Strategy, arms: usize, guards: Guards) -> DeploymentSpec {
+        let mut s = spec(name, strategy, arms);
+        s.guards = Some(guards);
+        s.seed = Some(7);
+        s.lifecycle = Some(LifecycleLink {
+            name: "rollout".into(),
+            key: None,
+        });
+        s
+    }
+
+    /// Decides `n` times, rewarding each variant with `reward(variant)` or
+    /// an error where `error(variant)`.
+    async fn traffic(
+        d: &Deployments,
+        name: &str,
+        n: usize,
+        reward: impl Fn(&str, usize) -> f64,
+        error: impl Fn(&str, usize) -> bool,
+    ) {
+        for i in 0..n {
+            let c = d
+                .decide(
+                    name,
+                    DecideRequest {
+                        unit_id: Some(format!("u{i}")),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            let failed = error(&c.variant, i);
+            d.outcome(
+                &c.decision_id,
+                (!failed).then(|| reward(&c.variant, i)),
+                failed,
+            )
+            .await
+            .unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_canary_advances_step_by_step_and_is_promoted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("decisions.log");
+        let d = Deployments::open(&path, false).unwrap();
+        let mut events = d.subscribe();
+        let guards = Guards {
+            min_samples: 20,
+            max_error_rate: Some(0.2),
+            required_checks: vec!["quality".into()],
+            ..Guards::default()
+        };
+        d.create(guarded(
+            "c",
+            Strategy::Canary {
+                steps: vec![10.0, 50.0, 100.0],
+                step: 0,
+            },
+            2,
+            guards,
+        ))
+        .await
+        .unwrap();
+        // Without the required check passed, the canary stays at 10%.
+        traffic(&d, "c", 600, |_, i| f64::from(i % 2 == 0), |_, _| false).await;
+        assert_eq!(d.describe("c").unwrap()["canary"]["step"], 0);
+        d.report_check(
+            "c",
+            CheckReport {
+                suite: "quality".into(),
+                variant: "v1".into(),
+                passed: true,
+                severity: "error".into(),
+                details: Value::Null,
+            },
+        )
+        .await
+        .unwrap();
+        traffic(&d, "c", 2000, |_, i| f64::from(i % 2 == 0), |_, _| false).await;
+        let described = d.describe("c").unwrap();
+        assert_eq!(described["rollout"]["phase"], "promoted");
+        assert_eq!(described["canary"]["candidate_percent"], 100.0);
+        let kinds: Vec<EventKind> = d.events("c").unwrap().iter().map(|e| e.event).collect();
+        assert_eq!(
+            kinds,
+            [
+                EventKind::CanaryAdvanced,
+                EventKind::CanaryAdvanced,
+                EventKind::CanaryPromoted
+            ]
+        );
+        // Promoted: every decision goes to the candidate.
+        let c = d.decide("c", DecideRequest::default()).await.unwrap();
+        assert_eq!((c.variant.as_str(), c.propensity), ("v1", 1.0));
+        // The lifecycle hears each move once, in order, with its index.
+        for (i, kind) in kinds.iter().enumerate() {
+            let e = events.try_recv().unwrap();
+            assert_eq!((e.index, e.event.event), (i + 1, *kind));
+            assert_eq!(e.lifecycle.name, "rollout");
+        }
+        // The moves survive a restart.
+        let before = d.describe("c").unwrap();
+        drop(d);
+        let d = Deployments::open(&path, false).unwrap();
+        assert_eq!(d.describe("c").unwrap(), before);
+    }
+
+    #[tokio::test]
+    async fn guards_roll_back_on_errors_failed_checks_and_metrics() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Deployments::open(&dir.path().join("decisions.log"), false).unwrap();
+        let guards = Guards {
+            min_samples: 30,
+            max_error_rate: Some(0.1),
+            metrics: [(
+                "latency_p99_ms".to_string(),
+                crate::rollout::Bound {
+                    min: None,
+                    max: Some(50.0),
+                },
+            )]
+            .into(),
+            ..Guards::default()
+        };
+        let canary = Strategy::Canary {
+            steps: vec![50.0, 100.0],
+            step: 0,
+        };
+        // 1. The candidate fails a third of its requests.
+        d.create(guarded("errs", canary.clone(), 2, guards.clone()))
+            .await
+            .unwrap();
+        traffic(&d, "errs", 400, |_, _| 1.0, |v, i| v == "v1" && i % 3 == 0).await;
+        let events = d.events("errs").unwrap();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].event, EventKind::RolledBack);
+        assert!(
+            events[0].reason.contains("error rate"),
+            "{}",
+            events[0].reason
+        );
+        let c = d.decide("errs", DecideRequest::default()).await.unwrap();
+        assert_eq!((c.variant.as_str(), c.propensity), ("v0", 1.0));
+        // 2. A failed check rolls back at once.
+        d.create(guarded("chk", canary.clone(), 2, guards.clone()))
+            .await
+            .unwrap();
+        let described = d
+            .report_check(
+                "chk",
+                CheckReport {
+                    suite: "fairness".into(),
+                    variant: "v1".into(),
+                    passed: false,
+                    severity: "error".into(),
+                    details: Value::Null,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(described["rollout"]["phase"], "rolled_back");
+        // 3. A metric above its bound rolls back; one within does not.
+        d.create(guarded("lat", canary, 2, guards)).await.unwrap();
+        let report = |value| MetricReport {
+            variant: "v1".into(),
+            name: "latency_p99_ms".into(),
+            value,
+        };
+        let described = d.report_metric("lat", report(20.0)).await.unwrap();
+        assert_eq!(described["rollout"]["phase"], "running");
+        let described = d.report_metric("lat", report(80.0)).await.unwrap();
+        assert_eq!(described["rollout"]["phase"], "rolled_back");
+        // A rolled-back deployment cannot be rolled back again, nor resumed.
+        for action in ["rollback", "resume"] {
+            let err = d
+                .control(
+                    "lat",
+                    ControlRequest {
+                        action: action.into(),
+                        variant: None,
+                        reason: None,
+                    },
+                )
+                .await
+                .unwrap_err();
+            assert!(matches!(err, ExperimentError::Conflict(_)), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bandit_names_its_winner_and_a_pause_stops_moves() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Deployments::open(&dir.path().join("decisions.log"), false).unwrap();
+        let guards = Guards {
+            min_samples: 50,
+            on_winner: crate::rollout::OnWinner::Promote,
+            ..Guards::default()
+        };
+        let rates = [0.2, 0.8, 0.3];
+        let mut env = Rng::from_seed(11);
+        let rewards: Vec<f64> = (0..20_000).map(|_| env.next_f64()).collect();
+        let reward = |v: &str, i: usize| {
+            let arm: usize = v[1..].parse().unwrap();
+            f64::from(rewards[i] < rates[arm])
+        };
+        d.create(guarded(
+            "paused",
+            Strategy::EpsilonGreedy { epsilon: 0.5 },
+            3,
+            guards.clone(),
+        ))
+        .await
+        .unwrap();
+        let pause = ControlRequest {
+            action: "pause".into(),
+            variant: None,
+            reason: Some("holiday traffic".into()),
+        };
+        d.control("paused", pause).await.unwrap();
+        traffic(&d, "paused", 2000, reward, |_, _| false).await;
+        let events = d.events("paused").unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            (
+                events[0].event,
+                events[0].reason.as_str(),
+                events[0].by.as_str()
+            ),
+            (EventKind::Paused, "holiday traffic", "api")
+        );
+
+        d.create(guarded(
+            "eg",
+            Strategy::EpsilonGreedy { epsilon: 0.5 },
+            3,
+            guards,
+        ))
+        .await
+        .unwrap();
+        traffic(&d, "eg", 3000, reward, |_, _| false).await;
+        let events = d.events("eg").unwrap();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].event, EventKind::WinnerFound);
+        assert_eq!(events[0].variant.as_deref(), Some("v1"));
+        let described = d.describe("eg").unwrap();
+        assert_eq!(described["rollout"]["winner"], "v1");
+        assert_eq!(described["rollout"]["phase"], "promoted");
+        let c = d.decide("eg", DecideRequest::default()).await.unwrap();
+        assert_eq!((c.variant.as_str(), c.propensity), ("v1", 1.0));
+        // The plot shows both variants' lines and the winner's marker.
+        let svg = d.plot("eg", 20).unwrap();
+        assert!(svg.contains("winner_found"));
     }
 }

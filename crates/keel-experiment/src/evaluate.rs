@@ -185,6 +185,8 @@ pub fn evaluate(
                 salt: None,
                 per_segment: spec.per_segment,
                 seed: None,
+                guards: None,
+                lifecycle: None,
             };
             candidate_spec.validate().map_err(|e| match e {
                 ExperimentError::Invalid { field, reason } => {

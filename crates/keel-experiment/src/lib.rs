@@ -14,10 +14,12 @@ pub mod analysis;
 pub mod deployments;
 pub mod evaluate;
 pub mod log;
+pub mod plot;
 pub mod policy;
+pub mod rollout;
 pub mod strategy;
 
-pub use deployments::{DecideRequest, Decision, Deployments};
+pub use deployments::{ControlRequest, DecideRequest, Decision, DeploymentEvent, Deployments};
 pub use strategy::{DeploymentSpec, Strategy, VariantSpec};
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,9 @@ pub enum ExperimentError {
     Io(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The request does not fit the deployment's current state.
+    #[error("{0}")]
+    Conflict(String),
     #[error("the decision log is corrupt: {0}")]
     Corrupt(String),
 }

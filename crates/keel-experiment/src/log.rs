@@ -152,6 +152,9 @@ fn frames(
     Ok(at)
 }
 
+/// Resolves when an appended record is on disk.
+pub type Done = oneshot::Receiver<Result<(), String>>;
+
 /// Waits for an append to be durable.
 pub async fn durable(done: oneshot::Receiver<Result<(), String>>) -> Result<(), ExperimentError> {
     match done.await {

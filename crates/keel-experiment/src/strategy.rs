@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ExperimentError;
+use crate::rollout::{Guards, LifecycleLink};
 
 /// A deployment as created: `POST /v1/deployments` takes this body.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -26,6 +27,14 @@ pub struct DeploymentSpec {
     /// the clock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// When the deployment moves on its own: a canary advances step by
+    /// step, any deployment rolls back to its first variant, a bandit or
+    /// A/B test names its winner (see [`crate::rollout::Guards`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guards: Option<Guards>,
+    /// The lifecycle instance that hears the deployment's events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<LifecycleLink>,
 }
 
 /// One arm of a deployment.
@@ -310,6 +319,28 @@ impl DeploymentSpec {
                 draws_ok(*propensity_draws).map_err(|r| bad("strategy.propensity_draws", r))?;
             }
             _ => {}
+        }
+        if let Some(g) = &self.guards {
+            g.validate()?;
+            for (i, suite) in g.required_checks.iter().enumerate() {
+                if suite.is_empty() {
+                    return Err(bad(
+                        &format!("guards.required_checks[{i}]"),
+                        "name the check".into(),
+                    ));
+                }
+            }
+        }
+        if let Some(l) = &self.lifecycle {
+            if !keel_core::is_plain_name(&l.name) {
+                return Err(bad(
+                    "lifecycle.name",
+                    format!("{:?} is not a lifecycle name", l.name),
+                ));
+            }
+            if l.key.as_deref().is_some_and(str::is_empty) {
+                return Err(bad("lifecycle.key", "give a key or leave it out".into()));
+            }
         }
         Ok(())
     }

@@ -5,11 +5,20 @@
 //! GET  /v1/deployments                  every deployment, described
 //! GET  /v1/deployments/{name}           variants with counts, mean reward, traffic share
 //! POST /v1/deployments/{name}/decide    {"unit_id", "context", "segment"} -> decision
-//! POST /v1/feedback                     {"decision_id", "reward"}
+//! POST /v1/feedback                     {"decision_id", "reward", "error"?}
 //! GET  /v1/deployments/{name}/analysis  ?control=&confidence=&tau2=&draws=&segment=
 //! GET  /v1/deployments/{name}/decisions the decision log, one JSON object per line
 //! POST /v1/deployments/{name}/evaluate  {"candidate": ..., "max_weight"} -> IPS, SNIPS, DR
+//! POST /v1/deployments/{name}/rollout   {"action": pause|resume|advance|promote|rollback, "variant"?, "reason"?}
+//! POST /v1/deployments/{name}/checks    {"suite", "variant", "passed", "severity"?, "details"?}
+//! POST /v1/deployments/{name}/metrics   {"variant", "name", "value"}
+//! GET  /v1/deployments/{name}/events    the deployment's moves
+//! GET  /v1/deployments/{name}/plot      SVG: traffic share and mean reward over time (?bins=)
 //! ```
+//!
+//! A deployment with `"lifecycle": {"name", "key"?}` sends each move
+//! (`canary_advanced`, `canary_promoted`, `rolled_back`, `winner_found`,
+//! `paused`, `resumed`) to that lifecycle instance as an event.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -18,7 +27,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use keel_experiment::{DecideRequest, DeploymentSpec, Deployments, ExperimentError};
+use keel_experiment::rollout::{CheckReport, MetricReport};
+use keel_experiment::{
+    ControlRequest, DecideRequest, DeploymentSpec, Deployments, ExperimentError,
+};
+use keel_lifecycle::engine::{SendRequest, Target};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -33,6 +46,11 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/deployments/{name}/analysis", get(analysis))
         .route("/deployments/{name}/decisions", get(decisions))
         .route("/deployments/{name}/evaluate", post(evaluate))
+        .route("/deployments/{name}/rollout", post(rollout))
+        .route("/deployments/{name}/checks", post(check))
+        .route("/deployments/{name}/metrics", post(metric))
+        .route("/deployments/{name}/events", get(events))
+        .route("/deployments/{name}/plot", get(plot))
         .route("/feedback", post(feedback))
 }
 
@@ -51,6 +69,9 @@ impl From<ExperimentError> for V1Error {
                 V1Error::new(StatusCode::CONFLICT, "ALREADY_REWARDED", message)
             }
             ExperimentError::Unavailable(_) => V1Error::unavailable(message),
+            ExperimentError::Conflict(_) => {
+                V1Error::new(StatusCode::CONFLICT, "FAILED_PRECONDITION", message)
+            }
             ExperimentError::Io(_) | ExperimentError::Corrupt(_) => {
                 V1Error::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", message)
             }
@@ -150,13 +171,151 @@ async fn decide(
 #[serde(deny_unknown_fields)]
 struct Feedback {
     decision_id: String,
-    reward: f64,
+    #[serde(default)]
+    reward: Option<f64>,
+    /// The request failed: counts in the variant's error rate.
+    #[serde(default)]
+    error: bool,
 }
 
 async fn feedback(State(s): State<AppState>, bytes: Bytes) -> Result<Response, V1Error> {
     let f: Feedback = body(&bytes, "the feedback")?;
-    deployments(&s)?.feedback(&f.decision_id, f.reward).await?;
+    deployments(&s)?
+        .outcome(&f.decision_id, f.reward, f.error)
+        .await?;
     Ok(Json(json!({ "decision_id": f.decision_id, "recorded": true })).into_response())
+}
+
+async fn rollout(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, V1Error> {
+    let request: ControlRequest = body(&bytes, "the rollout action")?;
+    Ok(Json(deployments(&s)?.control(&name, request).await?).into_response())
+}
+
+async fn check(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, V1Error> {
+    let report: CheckReport = body(&bytes, "the check result")?;
+    Ok(Json(deployments(&s)?.report_check(&name, report).await?).into_response())
+}
+
+async fn metric(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, V1Error> {
+    let report: MetricReport = body(&bytes, "the metric")?;
+    Ok(Json(deployments(&s)?.report_metric(&name, report).await?).into_response())
+}
+
+async fn events(State(s): State<AppState>, Path(name): Path<String>) -> Result<Response, V1Error> {
+    let events = deployments(&s)?.events(&name)?;
+    let events: Vec<_> = events
+        .into_iter()
+        .map(|e| {
+            let at = keel_core::time::rfc3339_millis(e.at);
+            let mut v = json!(e);
+            v["at"] = json!(at);
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "deployment": name, "events": events })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlotQuery {
+    #[serde(default = "default_bins")]
+    bins: usize,
+}
+
+fn default_bins() -> usize {
+    60
+}
+
+async fn plot(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    query: Result<Query<PlotQuery>, QueryRejection>,
+) -> Result<Response, V1Error> {
+    let Query(q) = query.map_err(|e| {
+        let text = e.body_text();
+        V1Error::invalid(&named_field(&text, "bins"), text)
+    })?;
+    if !(1..=keel_experiment::plot::MAX_BINS).contains(&q.bins) {
+        return Err(V1Error::invalid(
+            "bins",
+            format!(
+                "{} is not within 1..={}",
+                q.bins,
+                keel_experiment::plot::MAX_BINS
+            ),
+        ));
+    }
+    let d = shared(&s)?;
+    let svg = blocking(move || d.plot(&name, q.bins)).await?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
+}
+
+/// Sends every deployment move to the lifecycle instance its deployment
+/// names (started when absent), until the process ends. The idempotency
+/// key names the deployment and the move's index, so a move delivered
+/// twice moves the lifecycle once.
+pub async fn deliver_events(s: AppState) {
+    let Some(d) = s.experiments.clone() else {
+        return;
+    };
+    let mut moves = d.subscribe();
+    while let Some(m) = moves.recv().await {
+        let key = m
+            .lifecycle
+            .key
+            .clone()
+            .unwrap_or_else(|| m.deployment.clone());
+        let name = m.event.event.name();
+        let mut data = json!(m.event);
+        data["deployment"] = json!(m.deployment);
+        data["at"] = json!(keel_core::time::rfc3339_millis(m.event.at));
+        let delivered = async {
+            let lc = crate::lifecycle::engine(&s)?;
+            if lc.get(&m.lifecycle.name, &key).await.is_err() {
+                lc.start(
+                    &m.lifecycle.name,
+                    &key,
+                    json!({"deployment": m.deployment}),
+                    None,
+                )
+                .await?;
+            }
+            lc.send(SendRequest {
+                event: name.to_string(),
+                target: Target::Key {
+                    lifecycle: Some(m.lifecycle.name.clone()),
+                    key: key.clone(),
+                },
+                data,
+                idempotency_key: Some(format!("deployment:{}:{}", m.deployment, m.index)),
+            })
+            .await
+            .map_err(V1Error::from)
+        }
+        .await;
+        match delivered {
+            Ok(report) => tracing::info!(
+                deployment = %m.deployment, event = name, lifecycle = %m.lifecycle.name,
+                applied = report.applied, "deployment move sent to its lifecycle"
+            ),
+            Err(e) => tracing::warn!(
+                deployment = %m.deployment, event = name, lifecycle = %m.lifecycle.name,
+                error = ?e, "deployment move not delivered to its lifecycle"
+            ),
+        }
+    }
 }
 
 async fn analysis(
