@@ -82,6 +82,15 @@ def served(tmp_path_factory):
     # The same model with one input per feature and no feature service.
     (models / "plain" / "1").mkdir(parents=True)
     (models / "plain" / "1" / "model.onnx").write_bytes(onx.SerializeToString())
+    # A challenger trained on another rule, for deployments.
+    y_b = (X[:, 0] * 0.05 - X[:, 1] * 0.03 + X[:, 2] * 0.04 > 1.0).astype(int)
+    model_b = LogisticRegression(max_iter=1000).fit(X, y_b)
+    onx_b = to_onnx(model_b, X[:1].astype(np.float32), options={id(model_b): {"zipmap": False}},
+                    target_opset={"": 17, "ai.onnx.ml": 3})
+    (models / "churn_b" / "1").mkdir(parents=True)
+    (models / "churn_b" / "1" / "model.onnx").write_bytes(onx_b.SerializeToString())
+    (models / "churn_b" / "model-settings.json").write_text(json.dumps(
+        {"features": ["clicks", "spend", "age"], "feature_service": "churn_features"}))
 
     server = keel_server(target, extra_args=["--model-repository", str(models)])
     try:
@@ -89,15 +98,16 @@ def served(tmp_path_factory):
             "url": f"http://127.0.0.1:{server.port}",
             "latest": latest,
             "session": ort.InferenceSession(str(models / "churn" / "1" / "model.onnx")),
+            "session_b": ort.InferenceSession(str(models / "churn_b" / "1" / "model.onnx")),
             "artifacts": target.data_dir / "artifacts",
         }
     finally:
         server.stop()
 
 
-def _expected(served, clicks, spend, age):
+def _expected(served, clicks, spend, age, session="session"):
     x = np.array([[clicks, spend, age]], dtype=np.float32)
-    label, proba = served["session"].run(None, {"X": x})
+    label, proba = served[session].run(None, {"X": x})
     return int(label[0]), proba[0]
 
 
@@ -181,3 +191,114 @@ def test_bad_predictions_name_the_problem(served, path, body, status, needle):
     ok = requests.post(f"{served['url']}/v1/predict/churn",
                        json={"entities": {"user_id": 3}, "features": {"age": 30.0}})
     assert ok.status_code == 200, ok.text
+
+
+# --------------------------------------------------------------------------
+# deployments behind the request path
+# --------------------------------------------------------------------------
+
+
+def _deploy(served, body):
+    r = requests.post(f"{served['url']}/v1/deployments", json=body)
+    assert r.status_code == 201, r.text
+
+
+def _log_lines(served, folder_name, want, timeout=10.0):
+    folder = served["artifacts"] / "predictions" / folder_name
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        lines = [json.loads(line) for f in sorted(folder.glob("*.jsonl")) if folder.exists()
+                 for line in f.read_text().splitlines()]
+        found = [x for x in lines if want(x)]
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"no log line in {folder_name} matched within {timeout} s")
+
+
+def test_an_ab_deployment_routes_to_each_variants_model(served):
+    _deploy(served, {"name": "churn-ab", "strategy": {"type": "ab"},
+                     "variants": [{"name": "a", "model": "churn/1"}, {"name": "b", "model": "churn_b"}]})
+    seen = {}
+    for i in range(40):
+        uid = 1 + i % USERS
+        r = requests.post(f"{served['url']}/v1/predict/churn-ab",
+                          json={"unit_id": f"user-{i}", "entities": {"user_id": uid}, "features": {"age": 33.0}})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["decision_id"].startswith("churn-ab.") and body["propensity"] == 0.5
+        _, clicks, spend = served["latest"][uid]
+        session = "session" if body["variant"] == "a" else "session_b"
+        assert body["model"] == {"a": "churn", "b": "churn_b"}[body["variant"]]
+        _, proba = _expected(served, clicks, spend, 33.0, session)
+        np.testing.assert_allclose(body["outputs"]["probabilities"], proba, atol=1e-5)
+        seen.setdefault(body["variant"], []).append(body["decision_id"])
+        # Sticky: the same unit gets the same variant again.
+        again = requests.post(f"{served['url']}/v1/predict/churn-ab",
+                              json={"unit_id": f"user-{i}", "entities": {"user_id": uid}, "features": {"age": 33.0}})
+        assert again.json()["variant"] == body["variant"]
+    assert set(seen) == {"a", "b"}
+    # The decision id takes feedback like any other decision.
+    ok = requests.post(f"{served['url']}/v1/feedback", json={"decision_id": seen["b"][0], "reward": 1.0})
+    assert ok.status_code == 200, ok.text
+    d = requests.get(f"{served['url']}/v1/deployments/churn-ab").json()
+    assert d["decisions"] == 80 and d["rewards"] == 1
+    line = _log_lines(served, "churn-ab", lambda x: x["decision_id"] == seen["a"][0])[0]
+    assert line["variant"] == "a" and line["model"] == "churn" and line["propensity"] == 0.5
+
+
+def test_shadows_answer_in_the_log_only(served):
+    _deploy(served, {"name": "churn-shadow", "strategy": {"type": "shadow"},
+                     "variants": [{"name": "live", "model": "churn"}, {"name": "challenger", "model": "churn_b/1"}]})
+    r = requests.post(f"{served['url']}/v1/predict/churn-shadow",
+                      json={"entities": {"user_id": 4}, "features": {"age": 51.0}})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["variant"] == "live" and body["model"] == "churn"
+    _, clicks, spend = served["latest"][4]
+    _, proba = _expected(served, clicks, spend, 51.0)
+    np.testing.assert_allclose(body["outputs"]["probabilities"], proba, atol=1e-5)
+    shadow = _log_lines(served, "churn-shadow",
+                        lambda x: x["decision_id"] == body["decision_id"] and x.get("shadow"))[0]
+    assert shadow["variant"] == "challenger" and shadow["model"] == "churn_b"
+    _, proba_b = _expected(served, clicks, spend, 51.0, "session_b")
+    np.testing.assert_allclose(shadow["outputs"]["probabilities"], proba_b, atol=1e-5)
+    assert shadow["features"]["age"] == 51.0
+
+
+def test_a_failing_candidate_is_rolled_back_by_its_errors(served):
+    # The candidate's model is not served: each of its predictions fails,
+    # is fed back as an error, and the error-rate guard rolls back.
+    _deploy(served, {"name": "churn-canary", "strategy": {"type": "canary", "steps": [50, 100]},
+                     "variants": [{"name": "stable", "model": "churn"}, {"name": "broken", "model": "ghost/1"}],
+                     "guards": {"min_samples": 5, "max_error_rate": 0.2}})
+    failures = 0
+    for i in range(60):
+        r = requests.post(f"{served['url']}/v1/predict/churn-canary",
+                          json={"unit_id": f"c{i}", "features": {"clicks": 1.0, "spend": 2.0, "age": 3.0}})
+        if r.status_code != 200:
+            assert r.status_code == 404 and "ghost" in r.json()["error"], r.text
+            failures += 1
+    assert 5 <= failures < 20, failures
+    d = requests.get(f"{served['url']}/v1/deployments/churn-canary").json()
+    assert d["rollout"]["phase"] == "rolled_back" and d["variants"][1]["errors"] == failures
+    for i in range(60, 80):
+        r = requests.post(f"{served['url']}/v1/predict/churn-canary",
+                          json={"unit_id": f"c{i}", "features": {"clicks": 1.0, "spend": 2.0, "age": 3.0}})
+        assert r.status_code == 200 and r.json()["variant"] == "stable", r.text
+
+
+def test_a_contextual_deployment_decides_on_the_features(served):
+    _deploy(served, {"name": "churn-linucb", "strategy": {"type": "linucb"},
+                     "variants": [{"name": "a", "model": "churn"}, {"name": "b", "model": "churn_b"}]})
+    r = requests.post(f"{served['url']}/v1/predict/churn-linucb",
+                      json={"features": {"clicks": 1.0, "spend": 2.0, "age": 3.0}})
+    assert r.status_code == 200, r.text
+    logged = requests.get(f"{served['url']}/v1/deployments/churn-linucb/decisions").text.splitlines()
+    assert json.loads(logged[0])["context"] == [3.0, 1.0, 2.0]  # age, clicks, spend
+    bad = requests.post(f"{served['url']}/v1/predict/churn-linucb",
+                        json={"features": {"clicks": 1.0, "spend": 2.0, "age": 3.0}, "context": [1, "x"]})
+    assert bad.status_code == 400 and "context[1]" in bad.json()["error"]
+    pinned = requests.post(f"{served['url']}/v1/predict/churn-linucb",
+                           json={"features": {"clicks": 1.0, "spend": 2.0, "age": 3.0}, "version": "1"})
+    assert pinned.status_code == 400 and "version" in pinned.json()["error"]

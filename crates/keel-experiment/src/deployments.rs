@@ -49,6 +49,9 @@ pub struct Decision {
     /// Variants that also see this request (shadow deployments).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub shadows: Vec<String>,
+    /// The shadows' model references, in the order of `shadows`.
+    #[serde(skip)]
+    pub shadow_models: Vec<Option<String>>,
 }
 
 /// One record of the decision log.
@@ -598,6 +601,11 @@ impl Deployments {
                     .iter()
                     .map(|i| d.spec.variants[*i].name.clone())
                     .collect(),
+                shadow_models: choice
+                    .shadows
+                    .iter()
+                    .map(|i| d.spec.variants[*i].model.clone())
+                    .collect(),
             };
             (decision, done)
         };
@@ -942,6 +950,13 @@ impl Deployments {
             None => total_arms(&d),
         };
         crate::analysis::analyse(&d.spec, &arms, options)
+    }
+
+    /// The strategy of a deployment, if it exists.
+    pub fn strategy(&self, name: &str) -> Option<Strategy> {
+        let deployment = self.get(name).ok()?;
+        let d = deployment.lock().unwrap_or_else(|e| e.into_inner());
+        Some(d.spec.strategy.clone())
     }
 
     /// Names of every deployment.

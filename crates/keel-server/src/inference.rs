@@ -136,8 +136,8 @@ async fn serving_models(State(s): State<AppState>) -> Response {
 /// A V2 error: `{"error": message}`.
 #[derive(Debug)]
 pub struct V2Error {
-    status: StatusCode,
-    message: String,
+    pub(crate) status: StatusCode,
+    pub(crate) message: String,
 }
 
 impl V2Error {

@@ -1,9 +1,20 @@
 //! The online request path, `POST /v1/predict/{deployment}`: named features
 //! and entity keys in, the deployment's model out, with a decision id.
 //!
-//! A deployment is, for now, a served model (its name in the model
-//! repository); experiments will put a choice of variants behind the same
-//! name. The model's `model-settings.json` says how named features become
+//! `DEPLOYMENT` names a deployment of `/v1/deployments` or, when there is
+//! none of that name, a served model. A deployment decides first (with the
+//! request's `unit_id`, `segment` and `context`; a contextual strategy
+//! without a `context` gets the request's numeric features in name order),
+//! and the chosen variant's model answers: its `model` reference
+//! (`models:/NAME/V`, `models:/NAME@ALIAS` — the registry version served
+//! under its registered name — or a served `NAME[/V]`), else the served
+//! model named like the variant. The decision id is the deployment's, so
+//! `POST /v1/feedback` rewards it; a failed model call is fed back as an
+//! error of its variant (the error rate guards roll back on). Shadow
+//! variants run on the same features after the answer is sent; their
+//! outputs are logged, never returned.
+//!
+//! The model's `model-settings.json` says how named features become
 //! its input tensors (`features`: the column order of a single matrix
 //! input; otherwise each input is named after a feature) and which feature
 //! service to fetch online features from for the request's `entities`.
@@ -13,13 +24,15 @@
 //! store, flushed every second (a crash loses at most the last second of
 //! log lines, never an answer already sent).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
+use keel_experiment::{DecideRequest, Decision, ExperimentError};
 use keel_serve::plan::TensorSpec;
 use keel_serve::repository::ServedVersion;
 use keel_serve::tensor::{Datatype, NamedTensor};
@@ -103,7 +116,6 @@ async fn predict(
         Some(Value::Number(n)) => Some(n.to_string()),
         Some(_) => return Err(V2Error::bad("version: expected a version number")),
     };
-    let served = s.inference.get(&deployment)?.version(version.as_deref())?;
     let mut features: Map<String, Value> = match request.get("features") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(m)) => m.clone(),
@@ -112,6 +124,36 @@ async fn predict(
                 "features: expected an object of feature name to value",
             ));
         }
+    };
+    let routed = s
+        .experiments
+        .clone()
+        .and_then(|d| d.strategy(&deployment).map(|strategy| (d, strategy)));
+    let (served, decision) = match &routed {
+        Some((experiments, strategy)) => {
+            if version.is_some() {
+                return Err(V2Error::bad(format!(
+                    "version: {deployment} is a deployment; its strategy chooses the version"
+                )));
+            }
+            let decide = decide_request(request, &features, strategy.contextual())?;
+            let decision = experiments
+                .decide(&deployment, decide)
+                .await
+                .map_err(experiment_error)?;
+            let reference = decision.model.as_deref().unwrap_or(&decision.variant);
+            match resolve_model(&s, reference).await {
+                Ok(served) => (served, Some(decision)),
+                Err(e) => {
+                    record_error(experiments, &decision.decision_id).await;
+                    return Err(e);
+                }
+            }
+        }
+        None => (
+            s.inference.get(&deployment)?.version(version.as_deref())?,
+            None,
+        ),
     };
     if let Some(entities) = request.get("entities").filter(|e| !e.is_null()) {
         let entities = entities
@@ -123,28 +165,29 @@ async fn predict(
             features.entry(name).or_insert(value);
         }
     }
-    let inputs = model_inputs(&served, &features)?;
-    let outputs = served.infer(inputs).await?;
-    let mut answer = Map::new();
-    for out in &outputs {
-        let data = data_json(&out.data);
-        let value = match data {
-            Value::Array(mut items) if items.len() == 1 => items.pop().unwrap_or(Value::Null),
-            other => other,
-        };
-        answer.insert(out.name.clone(), value);
-    }
-    let decision_id = uuid::Uuid::new_v4().to_string();
+    let outputs = match run_model(&served, &features).await {
+        Ok(outputs) => outputs,
+        Err(e) => {
+            if let (Some((experiments, _)), Some(d)) = (&routed, &decision) {
+                record_error(experiments, &d.decision_id).await;
+            }
+            return Err(e);
+        }
+    };
+    let decision_id = decision
+        .as_ref()
+        .map(|d| d.decision_id.clone())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let latency_us = started.elapsed().as_micros() as u64;
-    let response = json!({
+    let mut response = json!({
         "decision_id": decision_id,
         "deployment": deployment,
         "model": served.name,
         "model_version": served.version.to_string(),
-        "outputs": answer,
+        "outputs": outputs,
         "latency_ms": latency_us as f64 / 1e3,
     });
-    let line = json!({
+    let mut line = json!({
         "decision_id": decision_id,
         "at": now_micros(),
         "deployment": deployment,
@@ -154,10 +197,188 @@ async fn predict(
         "outputs": response["outputs"],
         "latency_us": latency_us,
     });
+    if let Some(d) = &decision {
+        for v in [&mut response, &mut line] {
+            v["variant"] = json!(d.variant);
+            v["propensity"] = json!(d.propensity);
+        }
+        if !d.shadows.is_empty() {
+            tokio::spawn(run_shadows(
+                s.clone(),
+                deployment.clone(),
+                d.clone(),
+                features.clone(),
+            ));
+        }
+    }
     if let Ok(bytes) = serde_json::to_vec(&line) {
         s.predictions.record(&deployment, bytes);
     }
     Ok(axum::Json(response).into_response())
+}
+
+/// The decision request of a prediction: `unit_id`, `segment`, and
+/// `context` (or, for a contextual strategy, the numeric features in name
+/// order).
+fn decide_request(
+    request: &Map<String, Value>,
+    features: &Map<String, Value>,
+    contextual: bool,
+) -> Result<DecideRequest, V2Error> {
+    let text = |field: &str| -> Result<Option<String>, V2Error> {
+        match request.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(v)) => Ok(Some(v.clone())),
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(_) => Err(V2Error::bad(format!("{field}: expected a string"))),
+        }
+    };
+    let context = match request.get("context") {
+        None | Some(Value::Null) if contextual => {
+            let mut names: Vec<&String> = features.keys().collect();
+            names.sort();
+            Some(
+                names
+                    .into_iter()
+                    .filter_map(|n| features[n].as_f64())
+                    .collect(),
+            )
+        }
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => Some(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, x)| {
+                    x.as_f64()
+                        .ok_or_else(|| V2Error::bad(format!("context[{i}]: expected a number")))
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        Some(_) => return Err(V2Error::bad("context: expected a list of numbers")),
+    };
+    Ok(DecideRequest {
+        unit_id: text("unit_id")?,
+        context,
+        segment: text("segment")?,
+    })
+}
+
+fn experiment_error(e: ExperimentError) -> V2Error {
+    let status = match &e {
+        ExperimentError::Invalid { .. } => StatusCode::BAD_REQUEST,
+        ExperimentError::UnknownDeployment(_) | ExperimentError::UnknownDecision(_) => {
+            StatusCode::NOT_FOUND
+        }
+        ExperimentError::DeploymentExists(_)
+        | ExperimentError::AlreadyRewarded(_)
+        | ExperimentError::Conflict(_) => StatusCode::CONFLICT,
+        ExperimentError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        ExperimentError::Io(_) | ExperimentError::Corrupt(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    V2Error {
+        status,
+        message: e.to_string(),
+    }
+}
+
+/// Feeds a failed model call back as an error of the decision's variant.
+async fn record_error(experiments: &keel_experiment::Deployments, decision_id: &str) {
+    if let Err(e) = experiments.outcome(decision_id, None, true).await {
+        tracing::warn!(decision = %decision_id, error = %e, "a failed prediction was not fed back");
+    }
+}
+
+/// The served version a variant's model reference names.
+async fn resolve_model(s: &AppState, reference: &str) -> Result<Arc<ServedVersion>, V2Error> {
+    let Some(rest) = reference.strip_prefix("models:/") else {
+        let (name, version) = match reference.rsplit_once('/') {
+            Some((n, v)) if v.parse::<u64>().is_ok() => (n, Some(v)),
+            _ => (reference, None),
+        };
+        return Ok(s.inference.get(name)?.version(version)?);
+    };
+    if let Some((model, alias)) = rest.split_once('@') {
+        let registry = s.registry.as_ref().ok_or_else(|| {
+            V2Error::bad(format!("{reference}: this server has no model registry"))
+        })?;
+        let version = registry
+            .get_model_version_by_alias(model, alias)
+            .await
+            .map_err(|e| V2Error {
+                status: StatusCode::NOT_FOUND,
+                message: format!("{reference}: {e}"),
+            })?;
+        return Ok(s
+            .inference
+            .get(model)?
+            .version(Some(&version.version.to_string()))?);
+    }
+    let (model, number) = rest.rsplit_once('/').ok_or_else(|| {
+        V2Error::bad(format!(
+            "{reference} is not models:/NAME/VERSION or models:/NAME@ALIAS"
+        ))
+    })?;
+    Ok(s.inference.get(model)?.version(Some(number))?)
+}
+
+/// Runs one row of named features through a served version; the outputs
+/// by name (a single row unwrapped).
+async fn run_model(
+    served: &ServedVersion,
+    features: &Map<String, Value>,
+) -> Result<Map<String, Value>, V2Error> {
+    let inputs = model_inputs(served, features)?;
+    let outputs = served.infer(inputs).await?;
+    let mut answer = Map::new();
+    for out in &outputs {
+        let value = match data_json(&out.data) {
+            Value::Array(mut items) if items.len() == 1 => items.pop().unwrap_or(Value::Null),
+            other => other,
+        };
+        answer.insert(out.name.clone(), value);
+    }
+    Ok(answer)
+}
+
+/// Mirrors a request to a deployment's shadow variants and logs their
+/// answers (or errors) beside the primary's, under the same decision id.
+async fn run_shadows(
+    s: AppState,
+    deployment: String,
+    decision: Decision,
+    features: Map<String, Value>,
+) {
+    for (variant, model) in decision.shadows.iter().zip(&decision.shadow_models) {
+        let started = Instant::now();
+        let reference = model.as_deref().unwrap_or(variant);
+        let result = match resolve_model(&s, reference).await {
+            Ok(served) => run_model(&served, &features)
+                .await
+                .map(|outputs| (served, outputs)),
+            Err(e) => Err(e),
+        };
+        let mut line = json!({
+            "decision_id": decision.decision_id,
+            "at": now_micros(),
+            "deployment": deployment,
+            "variant": variant,
+            "shadow": true,
+            "features": features,
+            "latency_us": started.elapsed().as_micros() as u64,
+        });
+        match result {
+            Ok((served, outputs)) => {
+                line["model"] = json!(served.name);
+                line["model_version"] = json!(served.version.to_string());
+                line["outputs"] = Value::Object(outputs);
+            }
+            Err(e) => line["error"] = json!(e.message),
+        }
+        if let Ok(bytes) = serde_json::to_vec(&line) {
+            s.predictions.record(&deployment, bytes);
+        }
+    }
 }
 
 /// The model's feature service, read for the request's entity keys; the
