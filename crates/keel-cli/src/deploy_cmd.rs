@@ -54,6 +54,9 @@ pub enum DeployCmd {
         /// The segment whose policy decides (deployments with per_segment).
         #[arg(long)]
         segment: Option<String>,
+        /// The unit's metric before the experiment, for CUPED (analyse --cuped).
+        #[arg(long, allow_hyphen_values = true)]
+        covariate: Option<f64>,
         #[command(flatten)]
         common: Common,
     },
@@ -78,6 +81,9 @@ pub enum DeployCmd {
         /// One segment's policy (deployments with per_segment).
         #[arg(long)]
         segment: Option<String>,
+        /// Also compare on CUPED-adjusted rewards (decisions made with --covariate).
+        #[arg(long)]
+        cuped: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -314,6 +320,7 @@ pub async fn run(settings: &Settings, cmd: DeployCmd) -> Result<ExitCode> {
             unit_id,
             context,
             segment,
+            covariate,
             common,
         } => {
             needs_server(settings, &common, "decide")?;
@@ -326,6 +333,9 @@ pub async fn run(settings: &Settings, cmd: DeployCmd) -> Result<ExitCode> {
             }
             if let Some(sg) = segment {
                 body["segment"] = json!(sg);
+            }
+            if let Some(x) = covariate {
+                body["covariate"] = json!(x);
             }
             let v = call_json(
                 settings,
@@ -353,10 +363,14 @@ pub async fn run(settings: &Settings, cmd: DeployCmd) -> Result<ExitCode> {
             confidence,
             tau2,
             segment,
+            cuped,
             common,
         } => {
             needs_server(settings, &common, "analyse")?;
             let mut query = vec![format!("confidence={confidence}")];
+            if cuped {
+                query.push("cuped=true".into());
+            }
             if let Some(c) = control {
                 query.push(format!("control={}", enc(&c)));
             }
@@ -455,6 +469,50 @@ pub async fn run(settings: &Settings, cmd: DeployCmd) -> Result<ExitCode> {
                     &rows
                 )
             );
+            let c = &v["cuped"];
+            if let Some(why) = c["unavailable"].as_str() {
+                println!("CUPED: {why}");
+            } else if c.is_object() {
+                println!(
+                    "CUPED on {} rewarded decisions with a covariate: theta {}",
+                    s(&c["rows"]),
+                    num(&c["theta"], 4)
+                );
+                let reduction: std::collections::HashMap<String, String> = c["variants"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|x| {
+                        let r = x["variance_reduction"].as_f64().unwrap_or(0.0) * 100.0;
+                        (s(&x["name"]), format!("{r:.1}%"))
+                    })
+                    .collect();
+                let rows: Vec<Vec<String>> = c["comparisons"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|x| {
+                        vec![
+                            format!("{} − {}", s(&x["variant"]), s(&x["control"])),
+                            num(&x["difference"], 4),
+                            format!(
+                                "[{}, {}]",
+                                num(&x["interval"][0], 4),
+                                num(&x["interval"][1], 4)
+                            ),
+                            num(&x["p_value"], 4),
+                            reduction
+                                .get(&s(&x["variant"]))
+                                .cloned()
+                                .unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    table(&["CUPED", "DIFF", "INTERVAL", "P", "VARIANCE CUT"], &rows)
+                );
+            }
             if let Some(p) = v["sample_ratio"]["p_value"].as_f64() {
                 println!(
                     "sample ratio: p = {p:.4}{}",

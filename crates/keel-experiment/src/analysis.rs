@@ -40,6 +40,10 @@ pub struct AnalysisOptions {
     /// Analyse one segment's policy only (deployments with `per_segment`).
     #[serde(default)]
     pub segment: Option<String>,
+    /// Also compare the variants on CUPED-adjusted rewards, from the
+    /// decisions logged with a pre-period `covariate`.
+    #[serde(default)]
+    pub cuped: bool,
 }
 
 impl Default for AnalysisOptions {
@@ -50,6 +54,7 @@ impl Default for AnalysisOptions {
             tau2: None,
             draws: default_draws(),
             segment: None,
+            cuped: false,
         }
     }
 }
@@ -65,6 +70,27 @@ fn invalid(field: &str, reason: String) -> ExperimentError {
     ExperimentError::Invalid {
         field: field.to_string(),
         reason,
+    }
+}
+
+/// The index of the control variant (the first unless named).
+fn control_index(
+    spec: &DeploymentSpec,
+    options: &AnalysisOptions,
+) -> Result<usize, ExperimentError> {
+    match &options.control {
+        None => Ok(0),
+        Some(name) => spec
+            .variants
+            .iter()
+            .position(|v| &v.name == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = spec.variants.iter().map(|v| v.name.as_str()).collect();
+                invalid(
+                    "control",
+                    format!("no variant {name:?}; the variants are {}", names.join(", ")),
+                )
+            }),
     }
 }
 
@@ -104,20 +130,7 @@ pub fn analyse(
     {
         return Err(invalid("tau2", format!("{t} is not a positive number")));
     }
-    let control = match &options.control {
-        None => 0,
-        Some(name) => spec
-            .variants
-            .iter()
-            .position(|v| &v.name == name)
-            .ok_or_else(|| {
-                let names: Vec<&str> = spec.variants.iter().map(|v| v.name.as_str()).collect();
-                invalid(
-                    "control",
-                    format!("no variant {name:?}; the variants are {}", names.join(", ")),
-                )
-            })?,
-    };
+    let control = control_index(spec, options)?;
     let binary = arms.iter().all(|a| a.non_binary == 0);
     let variants: Vec<Value> = spec
         .variants
@@ -219,6 +232,70 @@ pub fn analyse(
         };
     }
     Ok(result)
+}
+
+/// The CUPED comparison of every variant with the control on rewarded
+/// decisions `(arm, reward, covariate)`: one θ from all of them pooled,
+/// each variant's adjusted mean and variance reduction, and Welch's test
+/// on the adjusted rewards.
+pub fn cuped(
+    spec: &DeploymentSpec,
+    rows: impl Iterator<Item = (usize, f64, f64)>,
+    options: &AnalysisOptions,
+) -> Result<Value, ExperimentError> {
+    let control = control_index(spec, options)?;
+    let k = spec.variants.len();
+    let mut y: Vec<Vec<f64>> = vec![Vec::new(); k];
+    let mut x: Vec<Vec<f64>> = vec![Vec::new(); k];
+    for (arm, reward, covariate) in rows {
+        if arm < k {
+            y[arm].push(reward);
+            x[arm].push(covariate);
+        }
+    }
+    // The control first, then the others in their order.
+    let order: Vec<usize> = std::iter::once(control)
+        .chain((0..k).filter(|i| *i != control))
+        .collect();
+    let groups: Vec<(&[f64], &[f64])> = order
+        .iter()
+        .map(|i| (y[*i].as_slice(), x[*i].as_slice()))
+        .collect();
+    let rows: usize = y.iter().map(Vec::len).sum();
+    Ok(
+        match hypothesis::cuped_compare(&groups, options.confidence) {
+            Ok(c) => {
+                let alpha = 1.0 - options.confidence;
+                json!({
+                    "rows": rows,
+                    "theta": c.theta,
+                    "covariate_mean": c.covariate_mean,
+                    "variants": order.iter().zip(&c.groups).zip(&c.variance_reduction).map(|((i, g), r)| json!({
+                        "name": spec.variants[*i].name,
+                        "rewards": g.n,
+                        "adjusted_mean": g.mean,
+                        "adjusted_variance": g.variance,
+                        "variance_reduction": r,
+                    })).collect::<Vec<_>>(),
+                    "comparisons": order[1..].iter().zip(&c.comparisons).map(|(i, t)| json!({
+                        "variant": spec.variants[*i].name,
+                        "control": spec.variants[control].name,
+                        "test": "welch_ttest",
+                        "difference": t.difference,
+                        "interval": [t.interval.low, t.interval.high],
+                        "statistic": t.t,
+                        "df": t.df,
+                        "p_value": t.p_value,
+                        "significant": t.p_value < alpha,
+                    })).collect::<Vec<_>>(),
+                })
+            }
+            Err(e) => json!({
+                "rows": rows,
+                "unavailable": format!("{e}; send each decision's pre-period \"covariate\" with /decide"),
+            }),
+        },
+    )
 }
 
 /// t interval of a variant's mean reward.

@@ -36,6 +36,10 @@ pub struct DecideRequest {
     /// The segment whose policy decides, with `per_segment`.
     #[serde(default)]
     pub segment: Option<String>,
+    /// The unit's value of the metric before the experiment (CUPED's
+    /// pre-period covariate), logged with the decision.
+    #[serde(default)]
+    pub covariate: Option<f64>,
 }
 
 /// The answer to a decision.
@@ -75,6 +79,8 @@ enum Record {
         context: Vec<f64>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         shadows: Vec<usize>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        covariate: Option<f64>,
         at: i64,
     },
     Reward {
@@ -143,6 +149,8 @@ pub struct LoggedDecision {
     pub segment: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub context: Vec<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub covariate: Option<f64>,
     pub decided_at: String,
     pub reward: Option<f64>,
     /// Milliseconds since the epoch (for plots over time).
@@ -513,6 +521,11 @@ impl Deployments {
                 format!("{} numbers; at most {MAX_CONTEXT}", context.len()),
             ));
         }
+        if let Some(x) = request.covariate
+            && !x.is_finite()
+        {
+            return Err(invalid("covariate", format!("{x} is not a finite number")));
+        }
         if let Some(i) = context.iter().position(|x| !x.is_finite()) {
             return Err(invalid(
                 "context",
@@ -578,6 +591,7 @@ impl Deployments {
                 segment: segment.clone(),
                 context: context.clone(),
                 shadows: choice.shadows.clone(),
+                covariate: request.covariate,
                 at: keel_core::time::now_millis(),
             })
             .map_err(|e| ExperimentError::Io(e.to_string()))?;
@@ -874,6 +888,7 @@ impl Deployments {
                     unit,
                     segment,
                     context,
+                    covariate,
                     at,
                     ..
                 } if created && deployment == name => {
@@ -890,6 +905,7 @@ impl Deployments {
                         unit_id: unit,
                         segment,
                         context,
+                        covariate,
                         decided_at: keel_core::time::rfc3339_millis(at),
                         reward: None,
                         at,
@@ -949,7 +965,18 @@ impl Deployments {
             }
             None => total_arms(&d),
         };
-        crate::analysis::analyse(&d.spec, &arms, options)
+        let spec = d.spec.clone();
+        drop(d);
+        let mut result = crate::analysis::analyse(&spec, &arms, options)?;
+        if options.cuped {
+            let (_, logged) = self.logged(name)?;
+            let rows = logged
+                .iter()
+                .filter(|r| options.segment.as_ref().is_none_or(|s| &r.segment == s))
+                .filter_map(|r| Some((r.arm, r.reward?, r.covariate?)));
+            result["cuped"] = crate::analysis::cuped(&spec, rows, options)?;
+        }
+        Ok(result)
     }
 
     /// The strategy of a deployment, if it exists.

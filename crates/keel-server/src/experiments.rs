@@ -4,9 +4,9 @@
 //! POST /v1/deployments                  create {"name", "strategy", "variants", ...}
 //! GET  /v1/deployments                  every deployment, described
 //! GET  /v1/deployments/{name}           variants with counts, mean reward, traffic share
-//! POST /v1/deployments/{name}/decide    {"unit_id", "context", "segment"} -> decision
+//! POST /v1/deployments/{name}/decide    {"unit_id", "context", "segment", "covariate"} -> decision
 //! POST /v1/feedback                     {"decision_id", "reward", "error"?}
-//! GET  /v1/deployments/{name}/analysis  ?control=&confidence=&tau2=&draws=&segment=
+//! GET  /v1/deployments/{name}/analysis  ?control=&confidence=&tau2=&draws=&segment=&cuped=
 //! GET  /v1/deployments/{name}/decisions the decision log, one JSON object per line
 //! POST /v1/deployments/{name}/evaluate  {"candidate": ..., "max_weight"} -> IPS, SNIPS, DR
 //! POST /v1/deployments/{name}/rollout   {"action": pause|resume|advance|promote|rollback, "variant"?, "reason"?}
@@ -110,6 +110,13 @@ fn deployments(s: &AppState) -> Result<&Deployments, V1Error> {
 /// The field a serde message names (`unknown field `x``, `missing field
 /// `y``), else `whole`.
 fn named_field(text: &str, whole: &str) -> String {
+    // A query value of the wrong type: "...query string: cuped: provided...".
+    if let Some((_, rest)) = text.split_once("query string: ")
+        && let Some((name, _)) = rest.split_once(": ")
+        && !name.contains(' ')
+    {
+        return name.to_string();
+    }
     text.split('`')
         .nth(1)
         .filter(|_| text.contains("field"))
@@ -327,7 +334,9 @@ async fn analysis(
         let text = e.body_text();
         V1Error::invalid(&named_field(&text, "query"), text)
     })?;
-    Ok(Json(deployments(&s)?.analysis(&name, &options)?).into_response())
+    let d = shared(&s)?;
+    // With `cuped` the decision log is read: off the async threads.
+    Ok(Json(blocking(move || d.analysis(&name, &options)).await?).into_response())
 }
 
 async fn decisions(

@@ -217,7 +217,7 @@ async fn predict(
     Ok(axum::Json(response).into_response())
 }
 
-/// The decision request of a prediction: `unit_id`, `segment`, and
+/// The decision request of a prediction: `unit_id`, `segment`, `covariate`, and
 /// `context` (or, for a contextual strategy, the numeric features in name
 /// order).
 fn decide_request(
@@ -261,6 +261,13 @@ fn decide_request(
         unit_id: text("unit_id")?,
         context,
         segment: text("segment")?,
+        covariate: match request.get("covariate") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_f64()
+                    .ok_or_else(|| V2Error::bad("covariate: expected a number"))?,
+            ),
+        },
     })
 }
 
