@@ -265,6 +265,7 @@ mod tests {
                 unit_id: None,
                 segment: String::new(),
                 context: Vec::new(),
+                covariate: None,
                 decided_at: String::new(),
                 reward: Some(f64::from(i % 3 == 0)),
                 at: 1_000_000 + i as i64 * 1000,
