@@ -260,6 +260,41 @@ def test_bad_requests_get_clear_errors(server, method, path, body, status, field
         assert S.get(f"{server.url}/v1/deployments/{name}").status_code == 404
 
 
+def test_batches_decide_and_take_feedback_in_one_call(server):
+    create(server, {"name": "batched", "strategy": {"type": "linucb"}, "variants": variants("xyz")})
+    url = f"{server.url}/v1/deployments/batched/decide/batch"
+    reqs = [{"unit_id": f"b{i}", "context": [i / 10, 1.0]} for i in range(50)]
+    r = S.post(url, json={"requests": reqs})
+    assert r.status_code == 200, r.text
+    decisions = r.json()["decisions"]
+    assert [d["decision_id"] for d in decisions] == [f"batched.{i}" for i in range(1, 51)]
+    assert all(d["variant"] in "xyz" and 0 < d["propensity"] <= 1 for d in decisions)
+    # One bad request refuses the whole batch, naming it; nothing is decided.
+    bad = S.post(url, json={"requests": [{"context": [1.0, 2.0]}, {"context": [1.0]}]})
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "requests[1].context", bad.text
+    for body, field in (({"requests": []}, "requests"), ({"reqs": []}, "reqs")):
+        bad = S.post(url, json=body)
+        assert bad.status_code == 400 and bad.json()["error"]["field"] == field, bad.text
+    assert describe(server, "batched")["decisions"] == 50
+    feedback(server, decisions[0]["decision_id"], 1.0)
+    items = [{"decision_id": d["decision_id"], "reward": float(i % 2)} for i, d in enumerate(decisions)]
+    items.append({"decision_id": "batched.9999", "reward": 1.0})
+    items.append({"decision_id": decisions[3]["decision_id"], "error": True})
+    r = S.post(f"{server.url}/v1/feedback/batch", json={"feedback": items})
+    assert r.status_code == 200, r.text
+    got = r.json()
+    # The first was rewarded already, 9999 was never decided, the last repeats #3.
+    assert got["recorded"] == 49, got
+    assert [x["index"] for x in got["rejected"]] == [0, 50, 51], got
+    assert "already" in got["rejected"][0]["error"] and "batched.9999" in got["rejected"][1]["error"]
+    d = describe(server, "batched")
+    assert d["rewards"] == 50 and d["awaiting_reward"] == 0
+    bad = S.post(f"{server.url}/v1/feedback/batch", json={"feedback": [{"decision_id": "batched.1", "reward": "x"}]})
+    assert bad.status_code == 400, bad.text
+    bad = S.post(f"{server.url}/v1/feedback/batch", json={"feedback": [{"decision_id": "batched.1"}, {"decision_id": "batched.2"}]})
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "feedback[0].reward", bad.text
+
+
 def test_malformed_json_is_a_400(server):
     r = S.post(f"{server.url}/v1/deployments", data=b"{not json", headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and r.json()["error"]["message"]

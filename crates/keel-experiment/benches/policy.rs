@@ -8,7 +8,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use keel_experiment::policy::PolicyState;
 use keel_experiment::strategy::{RewardModel, VariantSpec};
-use keel_experiment::{DecideRequest, DeploymentSpec, Deployments, Strategy};
+use keel_experiment::{DecideRequest, DeploymentSpec, Deployments, Outcome, Strategy};
 use keel_stats::rng::Rng;
 
 const ARMS: usize = 5;
@@ -73,17 +73,8 @@ fn policy_pairs(c: &mut Criterion) {
     }
 }
 
-fn deployment_pairs(c: &mut Criterion) {
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread().build() else {
-        return;
-    };
-    let Ok(dir) = tempfile::tempdir() else {
-        return;
-    };
-    let Ok(deployments) = Deployments::open(&dir.path().join("decisions.log"), false) else {
-        return;
-    };
-    let spec = DeploymentSpec {
+fn bench_spec() -> DeploymentSpec {
+    DeploymentSpec {
         name: "bench".into(),
         strategy: Strategy::EpsilonGreedy { epsilon: 0.1 },
         variants: (0..ARMS)
@@ -98,24 +89,90 @@ fn deployment_pairs(c: &mut Criterion) {
         seed: Some(3),
         guards: None,
         lifecycle: None,
+    }
+}
+
+/// Decide + feedback through `Deployments`, the decision log included
+/// (written, not fsynced): one caller at a time, 64 concurrent callers on
+/// a 2-thread runtime, and batches of 1,000.
+fn deployment_pairs(c: &mut Criterion) {
+    let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+    else {
+        return;
     };
-    if rt.block_on(deployments.create(spec)).is_err() {
+    let Ok(dir) = tempfile::tempdir() else {
+        return;
+    };
+    let Ok(deployments) = Deployments::open(&dir.path().join("decisions.log"), false) else {
+        return;
+    };
+    let deployments = std::sync::Arc::new(deployments);
+    if rt.block_on(deployments.create(bench_spec())).is_err() {
         return;
     }
+    let pair = |d: std::sync::Arc<Deployments>| async move {
+        let decision = d
+            .decide("bench", DecideRequest::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        d.feedback(&decision.decision_id, 1.0)
+            .await
+            .map_err(|e| e.to_string())
+    };
     c.bench_function("deployments/decide_and_feedback_logged", |b| {
+        b.iter(|| rt.block_on(pair(deployments.clone())))
+    });
+    let mut group = c.benchmark_group("deployments");
+    const CALLERS: u64 = 64;
+    group.throughput(criterion::Throughput::Elements(CALLERS));
+    group.bench_function("pairs_64_concurrent_callers", |b| {
+        b.iter_custom(|iters| {
+            let start = std::time::Instant::now();
+            rt.block_on(async {
+                let tasks: Vec<_> = (0..CALLERS)
+                    .map(|_| {
+                        let d = deployments.clone();
+                        tokio::spawn(async move {
+                            for _ in 0..iters {
+                                let _ = pair(d.clone()).await;
+                            }
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    let _ = t.await;
+                }
+            });
+            start.elapsed()
+        })
+    });
+    const BATCH: usize = 1000;
+    group.throughput(criterion::Throughput::Elements(BATCH as u64));
+    group.bench_function("pairs_in_batches_of_1000", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let d = deployments
-                    .decide("bench", DecideRequest::default())
+                let decisions = deployments
+                    .decide_many("bench", vec![DecideRequest::default(); BATCH])
                     .await
                     .map_err(|e| e.to_string())?;
+                let outcomes = decisions
+                    .into_iter()
+                    .map(|d| Outcome {
+                        decision_id: d.decision_id,
+                        reward: Some(1.0),
+                        error: false,
+                    })
+                    .collect();
                 deployments
-                    .feedback(&d.decision_id, 1.0)
+                    .outcomes(outcomes)
                     .await
                     .map_err(|e| e.to_string())
             })
         })
     });
+    group.finish();
 }
 
 criterion_group!(benches, policy_pairs, deployment_pairs);

@@ -109,6 +109,53 @@ enum Record {
     },
 }
 
+/// [`Record::Decision`] borrowed, for writing without copies.
+#[derive(Serialize)]
+struct DecisionRecord<'a> {
+    kind: &'static str,
+    deployment: &'a str,
+    seq: u64,
+    arm: usize,
+    propensity: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unit: Option<&'a str>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    segment: &'a str,
+    #[serde(skip_serializing_if = "<[f64]>::is_empty")]
+    context: &'a [f64],
+    #[serde(skip_serializing_if = "<[usize]>::is_empty")]
+    shadows: &'a [usize],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    covariate: Option<f64>,
+    at: i64,
+}
+
+/// [`Record::Reward`] borrowed.
+#[derive(Serialize)]
+struct RewardRecord<'a> {
+    kind: &'static str,
+    deployment: &'a str,
+    seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reward: Option<f64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    error: bool,
+    at: i64,
+}
+
+/// One decision's outcome, as `POST /v1/feedback` takes it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outcome {
+    pub decision_id: String,
+    /// The reward; may be left out when `error` is true.
+    #[serde(default)]
+    pub reward: Option<f64>,
+    /// The request failed: counts in the variant's error rate.
+    #[serde(default)]
+    pub error: bool,
+}
+
 /// A deployment's move, for the lifecycle that follows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeploymentEvent {
@@ -282,10 +329,14 @@ impl Deployment {
     }
 
     fn policy(&mut self, segment: &str) -> &mut PolicyState {
-        let arms = self.spec.variants.len();
+        if !self.policies.contains_key(segment) {
+            let arms = self.spec.variants.len();
+            self.policies
+                .insert(segment.to_string(), PolicyState::new(arms));
+        }
         self.policies
-            .entry(segment.to_string())
-            .or_insert_with(|| PolicyState::new(arms))
+            .get_mut(segment)
+            .expect("the segment's policy was just inserted")
     }
 
     fn remember(&mut self, seq: u64, pending: Pending) {
@@ -513,118 +564,153 @@ impl Deployments {
         name: &str,
         request: DecideRequest,
     ) -> Result<Decision, ExperimentError> {
+        let mut decisions = self.decide_many(name, vec![request]).await?;
+        decisions
+            .pop()
+            .ok_or_else(|| ExperimentError::Io("no decision was made".into()))
+    }
+
+    /// Picks a variant for each request, in order, under one lock and with
+    /// one append to the decision log: the fast path for many decisions.
+    /// Every request is checked first; one bad request refuses the batch
+    /// (its field is named with its index) and nothing is decided.
+    pub async fn decide_many(
+        &self,
+        name: &str,
+        requests: Vec<DecideRequest>,
+    ) -> Result<Vec<Decision>, ExperimentError> {
         let deployment = self.get(name)?;
-        let context = request.context.unwrap_or_default();
-        if context.len() > MAX_CONTEXT {
-            return Err(invalid(
-                "context",
-                format!("{} numbers; at most {MAX_CONTEXT}", context.len()),
-            ));
-        }
-        if let Some(x) = request.covariate
-            && !x.is_finite()
-        {
-            return Err(invalid("covariate", format!("{x} is not a finite number")));
-        }
-        if let Some(i) = context.iter().position(|x| !x.is_finite()) {
-            return Err(invalid(
-                "context",
-                format!("element {i} is not a finite number"),
-            ));
-        }
-        let (decision, done) = {
-            let mut d = deployment.lock().unwrap_or_else(|e| e.into_inner());
-            let segment = if d.spec.per_segment {
-                request.segment.clone().unwrap_or_default()
+        let batch = requests.len() > 1;
+        let field = |i: usize, f: &str| {
+            if batch {
+                format!("requests[{i}].{f}")
             } else {
-                String::new()
-            };
+                f.to_string()
+            }
+        };
+        for (i, r) in requests.iter().enumerate() {
+            let context = r.context.as_deref().unwrap_or_default();
+            if context.len() > MAX_CONTEXT {
+                return Err(invalid(
+                    &field(i, "context"),
+                    format!("{} numbers; at most {MAX_CONTEXT}", context.len()),
+                ));
+            }
+            if let Some(x) = r.covariate
+                && !x.is_finite()
+            {
+                return Err(invalid(
+                    &field(i, "covariate"),
+                    format!("{x} is not a finite number"),
+                ));
+            }
+            if let Some(j) = context.iter().position(|x| !x.is_finite()) {
+                return Err(invalid(
+                    &field(i, "context"),
+                    format!("element {j} is not a finite number"),
+                ));
+            }
+        }
+        let (decisions, done) = {
+            let mut d = deployment.lock().unwrap_or_else(|e| e.into_inner());
             let strategy = d.current_strategy();
-            let fixed = d.rollout.fixed_arm();
             if strategy.contextual() {
-                if context.is_empty() {
-                    return Err(invalid(
-                        "context",
-                        format!(
-                            "{} decides on a context: send \"context\": [numbers]",
-                            strategy.kind()
-                        ),
-                    ));
-                }
-                let fixed = d.policies.values().find_map(PolicyState::dim);
-                if let Some(dim) = fixed
-                    && dim != context.len()
-                {
-                    return Err(invalid(
-                        "context",
-                        format!(
-                            "{} numbers, but this deployment's contexts have {dim}",
-                            context.len()
-                        ),
-                    ));
+                // The first context fixes the dimension of a new deployment.
+                let mut dim = d.policies.values().find_map(PolicyState::dim);
+                for (i, r) in requests.iter().enumerate() {
+                    let n = r.context.as_ref().map_or(0, Vec::len);
+                    if n == 0 {
+                        return Err(invalid(
+                            &field(i, "context"),
+                            format!(
+                                "{} decides on a context: send \"context\": [numbers]",
+                                strategy.kind()
+                            ),
+                        ));
+                    }
+                    match dim {
+                        Some(dim) if dim != n => {
+                            return Err(invalid(
+                                &field(i, "context"),
+                                format!("{n} numbers, but this deployment's contexts have {dim}"),
+                            ));
+                        }
+                        _ => dim = Some(n),
+                    }
                 }
             }
-            let bucket = match &request.unit_id {
-                Some(unit) => bucket(d.spec.salt(), unit),
-                None => d.rng.next_f64(),
-            };
+            let fixed = d.rollout.fixed_arm();
             let weights = d.weights.clone();
-            let mut rng = d.rng.clone();
-            let policy = d.policy(&segment);
-            let choice = match fixed {
-                Some(arm) => Choice {
-                    arm,
-                    propensity: 1.0,
-                    shadows: Vec::new(),
-                },
-                None => policy.decide(&strategy, &weights, bucket, &context, &mut rng),
-            };
-            policy.record_decision(choice.arm);
-            d.rng = rng;
-            let seq = d.next_seq;
-            let record = serde_json::to_vec(&Record::Decision {
-                deployment: name.to_string(),
-                seq,
-                arm: choice.arm,
-                propensity: choice.propensity,
-                unit: request.unit_id.clone(),
-                segment: segment.clone(),
-                context: context.clone(),
-                shadows: choice.shadows.clone(),
-                covariate: request.covariate,
-                at: keel_core::time::now_millis(),
-            })
-            .map_err(|e| ExperimentError::Io(e.to_string()))?;
-            let done = self.log.append(&record)?;
-            d.remember(
-                seq,
-                Pending {
+            let at = keel_core::time::now_millis();
+            let mut frames = Vec::with_capacity(requests.len() * 160);
+            let mut decisions = Vec::with_capacity(requests.len());
+            for request in requests {
+                let segment = match (d.spec.per_segment, request.segment) {
+                    (true, Some(s)) => s,
+                    _ => String::new(),
+                };
+                let context = request.context.unwrap_or_default();
+                let bucket = match &request.unit_id {
+                    Some(unit) => bucket(d.spec.salt(), unit),
+                    None => d.rng.next_f64(),
+                };
+                let mut rng = d.rng.clone();
+                let policy = d.policy(&segment);
+                let choice = match fixed {
+                    Some(arm) => Choice {
+                        arm,
+                        propensity: 1.0,
+                        shadows: Vec::new(),
+                    },
+                    None => policy.decide(&strategy, &weights, bucket, &context, &mut rng),
+                };
+                policy.record_decision(choice.arm);
+                d.rng = rng;
+                let seq = d.next_seq;
+                let record = DecisionRecord {
+                    kind: "decision",
+                    deployment: name,
+                    seq,
                     arm: choice.arm,
-                    segment,
-                    context,
-                },
-            );
-            let variant = &d.spec.variants[choice.arm];
-            let decision = Decision {
-                decision_id: format!("{name}.{seq}"),
-                variant: variant.name.clone(),
-                propensity: choice.propensity,
-                model: variant.model.clone(),
-                shadows: choice
+                    propensity: choice.propensity,
+                    unit: request.unit_id.as_deref(),
+                    segment: &segment,
+                    context: &context,
+                    shadows: &choice.shadows,
+                    covariate: request.covariate,
+                    at,
+                };
+                crate::log::frame_json(&mut frames, &record)?;
+                d.remember(
+                    seq,
+                    Pending {
+                        arm: choice.arm,
+                        segment,
+                        context,
+                    },
+                );
+                let variant = &d.spec.variants[choice.arm];
+                let (shadows, shadow_models) = choice
                     .shadows
                     .iter()
-                    .map(|i| d.spec.variants[*i].name.clone())
-                    .collect(),
-                shadow_models: choice
-                    .shadows
-                    .iter()
-                    .map(|i| d.spec.variants[*i].model.clone())
-                    .collect(),
-            };
-            (decision, done)
+                    .map(|i| {
+                        let v = &d.spec.variants[*i];
+                        (v.name.clone(), v.model.clone())
+                    })
+                    .unzip();
+                decisions.push(Decision {
+                    decision_id: format!("{name}.{seq}"),
+                    variant: variant.name.clone(),
+                    propensity: choice.propensity,
+                    model: variant.model.clone(),
+                    shadows,
+                    shadow_models,
+                });
+            }
+            (decisions, self.log.append_frames(frames)?)
         };
         durable(done).await?;
-        Ok(decision)
+        Ok(decisions)
     }
 
     /// Records the reward of a decision and updates its policy.
@@ -641,47 +727,117 @@ impl Deployments {
         reward: Option<f64>,
         error: bool,
     ) -> Result<(), ExperimentError> {
-        if let Some(reward) = reward
-            && !reward.is_finite()
-        {
-            return Err(invalid(
-                "reward",
-                format!("{reward} is not a finite number"),
-            ));
-        }
-        if reward.is_none() && !error {
-            return Err(invalid(
-                "reward",
-                "send the reward, or \"error\": true for a failed request".into(),
-            ));
-        }
-        let unknown = || ExperimentError::UnknownDecision(decision_id.to_string());
-        let (name, seq) = decision_id.rsplit_once('.').ok_or_else(unknown)?;
-        let seq: u64 = seq.parse().map_err(|_| unknown())?;
-        let deployment = self.get(name).map_err(|_| unknown())?;
-        let (done, moved) = {
-            let mut d = deployment.lock().unwrap_or_else(|e| e.into_inner());
-            if !d.pending.contains_key(&seq) {
-                return Err(if seq < d.next_seq {
-                    ExperimentError::AlreadyRewarded(decision_id.to_string())
-                } else {
-                    unknown()
-                });
-            }
-            let record = serde_json::to_vec(&Record::Reward {
-                deployment: name.to_string(),
-                seq,
-                reward,
-                error,
-                at: keel_core::time::now_millis(),
-            })
-            .map_err(|e| ExperimentError::Io(e.to_string()))?;
-            let done = self.log.append(&record)?;
-            d.apply_reward(seq, reward, error);
-            (done, self.guard(&mut d)?)
+        let item = Outcome {
+            decision_id: decision_id.to_string(),
+            reward,
+            error,
         };
-        durable(done).await?;
-        self.publish(moved).await
+        match self.outcomes(vec![item]).await?.pop() {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Records many outcomes: one lock, one log append and one run of the
+    /// guards per deployment. A malformed item refuses the whole batch
+    /// (naming its index); unknown or already rewarded decisions are
+    /// answered per item, as `(index, error)`, and the rest are recorded.
+    pub async fn outcomes(
+        &self,
+        items: Vec<Outcome>,
+    ) -> Result<Vec<(usize, ExperimentError)>, ExperimentError> {
+        let batch = items.len() > 1;
+        let field = |i: usize| {
+            if batch {
+                format!("feedback[{i}].reward")
+            } else {
+                "reward".to_string()
+            }
+        };
+        for (i, item) in items.iter().enumerate() {
+            if let Some(reward) = item.reward
+                && !reward.is_finite()
+            {
+                return Err(invalid(
+                    &field(i),
+                    format!("{reward} is not a finite number"),
+                ));
+            }
+            if item.reward.is_none() && !item.error {
+                return Err(invalid(
+                    &field(i),
+                    "send the reward, or \"error\": true for a failed request".into(),
+                ));
+            }
+        }
+        let mut rejected = Vec::new();
+        // Items by deployment, in order.
+        let mut groups: BTreeMap<&str, Vec<(usize, u64)>> = BTreeMap::new();
+        for (i, item) in items.iter().enumerate() {
+            match item
+                .decision_id
+                .rsplit_once('.')
+                .and_then(|(name, seq)| Some((name, seq.parse::<u64>().ok()?)))
+            {
+                Some((name, seq)) => groups.entry(name).or_default().push((i, seq)),
+                None => rejected.push((
+                    i,
+                    ExperimentError::UnknownDecision(item.decision_id.clone()),
+                )),
+            }
+        }
+        let at = keel_core::time::now_millis();
+        let mut waits = Vec::with_capacity(groups.len());
+        for (name, group) in groups {
+            let Ok(deployment) = self.get(name) else {
+                for (i, _) in group {
+                    rejected.push((
+                        i,
+                        ExperimentError::UnknownDecision(items[i].decision_id.clone()),
+                    ));
+                }
+                continue;
+            };
+            let mut d = deployment.lock().unwrap_or_else(|e| e.into_inner());
+            let mut frames = Vec::with_capacity(group.len() * 96);
+            for (i, seq) in group {
+                let item = &items[i];
+                if !d.pending.contains_key(&seq) {
+                    let id = item.decision_id.clone();
+                    rejected.push((
+                        i,
+                        if seq < d.next_seq {
+                            ExperimentError::AlreadyRewarded(id)
+                        } else {
+                            ExperimentError::UnknownDecision(id)
+                        },
+                    ));
+                    continue;
+                }
+                crate::log::frame_json(
+                    &mut frames,
+                    &RewardRecord {
+                        kind: "reward",
+                        deployment: name,
+                        seq,
+                        reward: item.reward,
+                        error: item.error,
+                        at,
+                    },
+                )?;
+                d.apply_reward(seq, item.reward, item.error);
+            }
+            if !frames.is_empty() {
+                let done = self.log.append_frames(frames)?;
+                waits.push((done, self.guard(&mut d)?));
+            }
+        }
+        for (done, moved) in waits {
+            durable(done).await?;
+            self.publish(moved).await?;
+        }
+        rejected.sort_by_key(|(i, _)| *i);
+        Ok(rejected)
     }
 
     /// Records a check (test-suite) result against one variant and runs

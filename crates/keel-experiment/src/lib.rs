@@ -19,7 +19,9 @@ pub mod policy;
 pub mod rollout;
 pub mod strategy;
 
-pub use deployments::{ControlRequest, DecideRequest, Decision, DeploymentEvent, Deployments};
+pub use deployments::{
+    ControlRequest, DecideRequest, Decision, DeploymentEvent, Deployments, Outcome,
+};
 pub use strategy::{DeploymentSpec, Strategy, VariantSpec};
 
 #[derive(Debug, thiserror::Error)]

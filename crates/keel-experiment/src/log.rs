@@ -89,20 +89,22 @@ impl DecisionLog {
 
     /// Queues a record; the returned receiver says when it is on disk.
     /// Records queued by one caller are written in the order queued.
-    pub fn append(
-        &self,
-        record: &[u8],
-    ) -> Result<oneshot::Receiver<Result<(), String>>, ExperimentError> {
-        if self.failed.load(Ordering::Relaxed) {
-            return Err(self.unavailable());
-        }
+    pub fn append(&self, record: &[u8]) -> Result<Done, ExperimentError> {
         let mut frame = Vec::with_capacity(FRAME_HEADER + record.len());
         frame.extend_from_slice(&(record.len() as u32).to_le_bytes());
         frame.extend_from_slice(&crc32c(record).to_le_bytes());
         frame.extend_from_slice(record);
+        self.append_frames(frame)
+    }
+
+    /// Queues frames built with [`frame_json`] as one write.
+    pub fn append_frames(&self, frames: Vec<u8>) -> Result<Done, ExperimentError> {
+        if self.failed.load(Ordering::Relaxed) {
+            return Err(self.unavailable());
+        }
         let (ack, done) = oneshot::channel();
         self.queue
-            .send((frame, ack))
+            .send((frames, ack))
             .map_err(|_| self.unavailable())?;
         Ok(done)
     }
@@ -125,6 +127,21 @@ impl DecisionLog {
             self.path.display()
         ))
     }
+}
+
+/// Appends one frame holding `record` as JSON to `frames`.
+pub fn frame_json(
+    frames: &mut Vec<u8>,
+    record: &impl serde::Serialize,
+) -> Result<(), ExperimentError> {
+    let start = frames.len();
+    frames.extend_from_slice(&[0; FRAME_HEADER]);
+    serde_json::to_writer(&mut *frames, record).map_err(|e| ExperimentError::Io(e.to_string()))?;
+    let body = &frames[start + FRAME_HEADER..];
+    let (len, crc) = (body.len() as u32, crc32c(body));
+    frames[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    frames[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
 }
 
 /// Hands each intact frame's body to `each`; returns where the intact

@@ -6,6 +6,8 @@
 //! GET  /v1/deployments/{name}           variants with counts, mean reward, traffic share
 //! POST /v1/deployments/{name}/decide    {"unit_id", "context", "segment", "covariate"} -> decision
 //! POST /v1/feedback                     {"decision_id", "reward", "error"?}
+//! POST /v1/deployments/{name}/decide/batch {"requests": [decide requests]} -> {"decisions": [...]}
+//! POST /v1/feedback/batch               {"feedback": [feedback]} -> {"recorded", "rejected": [...]}
 //! GET  /v1/deployments/{name}/analysis  ?control=&confidence=&tau2=&draws=&segment=&cuped=
 //! GET  /v1/deployments/{name}/decisions the decision log, one JSON object per line
 //! POST /v1/deployments/{name}/evaluate  {"candidate": ..., "max_weight"} -> IPS, SNIPS, DR
@@ -27,6 +29,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use keel_experiment::Outcome;
 use keel_experiment::rollout::{CheckReport, MetricReport};
 use keel_experiment::{
     ControlRequest, DecideRequest, DeploymentSpec, Deployments, ExperimentError,
@@ -43,6 +46,8 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/deployments", post(create).get(list))
         .route("/deployments/{name}", get(describe))
         .route("/deployments/{name}/decide", post(decide))
+        .route("/deployments/{name}/decide/batch", post(decide_batch))
+        .route("/feedback/batch", post(feedback_batch))
         .route("/deployments/{name}/analysis", get(analysis))
         .route("/deployments/{name}/decisions", get(decisions))
         .route("/deployments/{name}/evaluate", post(evaluate))
@@ -174,23 +179,65 @@ async fn decide(
     Ok(Json(deployments(&s)?.decide(&name, request).await?).into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Feedback {
-    decision_id: String,
-    #[serde(default)]
-    reward: Option<f64>,
-    /// The request failed: counts in the variant's error rate.
-    #[serde(default)]
-    error: bool,
-}
-
 async fn feedback(State(s): State<AppState>, bytes: Bytes) -> Result<Response, V1Error> {
-    let f: Feedback = body(&bytes, "the feedback")?;
+    let f: Outcome = body(&bytes, "the feedback")?;
     deployments(&s)?
         .outcome(&f.decision_id, f.reward, f.error)
         .await?;
     Ok(Json(json!({ "decision_id": f.decision_id, "recorded": true })).into_response())
+}
+
+/// The most items of one batch request.
+const MAX_BATCH: usize = 10_000;
+
+fn batch_size(field: &str, n: usize) -> Result<(), V1Error> {
+    if n == 0 || n > MAX_BATCH {
+        return Err(V1Error::invalid(
+            field,
+            format!("{n} items; send 1 to {MAX_BATCH}"),
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecideBatch {
+    requests: Vec<DecideRequest>,
+}
+
+async fn decide_batch(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, V1Error> {
+    let batch: DecideBatch = body(&bytes, "{\"requests\": [decision requests]}")?;
+    batch_size("requests", batch.requests.len())?;
+    let decisions = deployments(&s)?.decide_many(&name, batch.requests).await?;
+    Ok(Json(json!({ "decisions": decisions })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedbackBatch {
+    feedback: Vec<Outcome>,
+}
+
+async fn feedback_batch(State(s): State<AppState>, bytes: Bytes) -> Result<Response, V1Error> {
+    let batch: FeedbackBatch = body(&bytes, "{\"feedback\": [feedback]}")?;
+    batch_size("feedback", batch.feedback.len())?;
+    let ids: Vec<String> = batch
+        .feedback
+        .iter()
+        .map(|f| f.decision_id.clone())
+        .collect();
+    let total = ids.len();
+    let rejected = deployments(&s)?.outcomes(batch.feedback).await?;
+    let rejected: Vec<_> = rejected
+        .into_iter()
+        .map(|(i, e)| json!({ "index": i, "decision_id": ids[i], "error": e.to_string() }))
+        .collect();
+    Ok(Json(json!({ "recorded": total - rejected.len(), "rejected": rejected })).into_response())
 }
 
 async fn rollout(
