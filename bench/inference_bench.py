@@ -351,21 +351,26 @@ def check(servers: dict[str, Server], m: dict, bodies_rows: list) -> dict:
 # load: wrk
 # --------------------------------------------------------------------------
 
-WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = [==[%s]==]
+# wrk's done hook: one line "WRK_JSON {...}" with the counts and latency
+# percentiles (microseconds) for the drivers to parse.
+WRK_DONE = """
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
-    'WRK_JSON {"requests": %%d, "duration_us": %%d, "bytes": %%d, "connect": %%d, "read": %%d, ' ..
-    '"write": %%d, "status": %%d, "timeout": %%d, "mean_us": %%.2f, "stdev_us": %%.2f, ' ..
-    '"max_us": %%d, "p50_us": %%d, "p90_us": %%d, "p99_us": %%d, "p999_us": %%d}\\n',
+    'WRK_JSON {"requests": %d, "duration_us": %d, "bytes": %d, "connect": %d, "read": %d, ' ..
+    '"write": %d, "status": %d, "timeout": %d, "mean_us": %.2f, "stdev_us": %.2f, ' ..
+    '"max_us": %d, "p50_us": %d, "p90_us": %d, "p99_us": %d, "p999_us": %d}\\n',
     summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status,
     e.timeout, latency.mean, latency.stdev, latency.max, latency:percentile(50),
     latency:percentile(90), latency:percentile(99), latency:percentile(99.9)))
 end
 """
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = [==[%s]==]
+""" + WRK_DONE.replace("%", "%%")
 
 
 def wrk(url: str, body: bytes, connections: int, seconds: int, script: Path,

@@ -225,6 +225,7 @@ def test_people_move_deployments_by_hand(server):
     create(server, {"name": "mab-manual", "strategy": {"type": "epsilon_greedy"}, "variants": [{"name": "p"}, {"name": "q"}]})
     r = S.post(f"{server.url}/v1/deployments/mab-manual/rollout", json={"action": "promote", "variant": "q"})
     assert r.status_code == 200 and r.json()["rollout"]["promoted"] == "q", r.text
+    assert events(server, "mab-manual")[-1]["event"] == "promoted"
     d = S.post(f"{server.url}/v1/deployments/mab-manual/decide", json={}).json()
     assert (d["variant"], d["propensity"]) == ("q", 1.0)
 

@@ -969,7 +969,12 @@ impl Deployments {
                             return Err(invalid("variant", "name the variant to promote".into()));
                         }
                     };
-                    (EventKind::CanaryPromoted, Some(arm), None)
+                    let kind = if steps.is_some() {
+                        EventKind::CanaryPromoted
+                    } else {
+                        EventKind::Promoted
+                    };
+                    (kind, Some(arm), None)
                 }
                 "rollback" if phase != Phase::RolledBack => (EventKind::RolledBack, None, None),
                 "rollback" => {

@@ -87,7 +87,8 @@ pub enum OnWinner {
 
 /// The lifecycle instance that hears a deployment's events (`"lifecycle"`
 /// of the spec): each event is sent to it by name (`canary_advanced`,
-/// `canary_promoted`, `rolled_back`, `winner_found`, `paused`, `resumed`).
+/// `canary_promoted`, `promoted`, `rolled_back`, `winner_found`, `paused`,
+/// `resumed`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LifecycleLink {
@@ -208,6 +209,8 @@ pub enum Phase {
 pub enum EventKind {
     CanaryAdvanced,
     CanaryPromoted,
+    /// A variant of a non-canary deployment promoted by hand.
+    Promoted,
     RolledBack,
     WinnerFound,
     Paused,
@@ -220,6 +223,7 @@ impl EventKind {
         match self {
             EventKind::CanaryAdvanced => "canary_advanced",
             EventKind::CanaryPromoted => "canary_promoted",
+            EventKind::Promoted => "promoted",
             EventKind::RolledBack => "rolled_back",
             EventKind::WinnerFound => "winner_found",
             EventKind::Paused => "paused",
@@ -301,7 +305,7 @@ impl Rollout {
                 self.step_since = event.at;
                 self.step_base = outcomes.to_vec();
             }
-            EventKind::CanaryPromoted => {
+            EventKind::CanaryPromoted | EventKind::Promoted => {
                 self.phase = Phase::Promoted;
                 self.promoted = arm(&event.variant).or(Some(1));
             }

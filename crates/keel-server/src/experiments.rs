@@ -19,7 +19,7 @@
 //! ```
 //!
 //! A deployment with `"lifecycle": {"name", "key"?}` sends each move
-//! (`canary_advanced`, `canary_promoted`, `rolled_back`, `winner_found`,
+//! (`canary_advanced`, `canary_promoted`, `promoted`, `rolled_back`, `winner_found`,
 //! `paused`, `resumed`) to that lifecycle instance as an event.
 
 use axum::Json;
