@@ -4,9 +4,12 @@
 //! ```text
 //! frame  [body length u32 LE][crc32c(body) u32 LE][body: one JSON record]
 //! ```
-//! Appends go through one writer thread that group-commits: whatever queued
-//! while the last write was on disk goes out in one write and one fsync,
-//! and only then is each append acknowledged. At startup the file is read
+//! With fsync, appends go through one writer thread that group-commits:
+//! whatever queued while the last write was on disk goes out in one write
+//! and one fsync, and only then is each append acknowledged. Without fsync
+//! (the process-crash guarantee) the caller writes its frames itself, under
+//! a lock, before its append returns: no thread hand-off on the decision
+//! path. At startup the file is read
 //! back; a frame cut short or failing its checksum at the end is a torn
 //! write and is cut off (it was never acknowledged).
 
@@ -36,9 +39,17 @@ type Ack = oneshot::Sender<Result<(), String>>;
 /// The appending side; cheap to clone.
 #[derive(Clone)]
 pub struct DecisionLog {
-    queue: mpsc::Sender<(Vec<u8>, Ack)>,
+    writer: Writer,
     failed: Arc<AtomicBool>,
     path: PathBuf,
+}
+
+#[derive(Clone)]
+enum Writer {
+    /// The group-committing thread (fsync).
+    Thread(mpsc::Sender<(Vec<u8>, Ack)>),
+    /// Written by the appender (no fsync).
+    Direct(Arc<std::sync::Mutex<File>>),
 }
 
 impl DecisionLog {
@@ -72,16 +83,21 @@ impl DecisionLog {
             file.sync_all().map_err(io)?;
         }
         file.seek(SeekFrom::End(0)).map_err(io)?;
-        let (queue, jobs) = mpsc::channel();
         let failed = Arc::new(AtomicBool::new(false));
-        let flag = failed.clone();
-        let name = path.to_path_buf();
-        std::thread::Builder::new()
-            .name("keel-decision-log".into())
-            .spawn(move || write_loop(file, fsync, jobs, flag, name))
-            .map_err(io)?;
+        let writer = if fsync {
+            let (queue, jobs) = mpsc::channel();
+            let flag = failed.clone();
+            let name = path.to_path_buf();
+            std::thread::Builder::new()
+                .name("keel-decision-log".into())
+                .spawn(move || write_loop(file, jobs, flag, name))
+                .map_err(io)?;
+            Writer::Thread(queue)
+        } else {
+            Writer::Direct(Arc::new(std::sync::Mutex::new(file)))
+        };
         Ok(DecisionLog {
-            queue,
+            writer,
             failed,
             path: path.to_path_buf(),
         })
@@ -103,9 +119,18 @@ impl DecisionLog {
             return Err(self.unavailable());
         }
         let (ack, done) = oneshot::channel();
-        self.queue
-            .send((frames, ack))
-            .map_err(|_| self.unavailable())?;
+        match &self.writer {
+            Writer::Thread(queue) => queue.send((frames, ack)).map_err(|_| self.unavailable())?,
+            Writer::Direct(file) => {
+                let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+                if let Err(e) = file.write_all(&frames) {
+                    tracing::error!(path = %self.path.display(), error = %e, "the decision log failed; experiments stop accepting writes");
+                    self.failed.store(true, Ordering::Relaxed);
+                    return Err(self.unavailable());
+                }
+                let _ = ack.send(Ok(()));
+            }
+        }
         Ok(done)
     }
 
@@ -185,7 +210,6 @@ pub async fn durable(done: oneshot::Receiver<Result<(), String>>) -> Result<(), 
 
 fn write_loop(
     mut file: File,
-    fsync: bool,
     jobs: mpsc::Receiver<(Vec<u8>, Ack)>,
     failed: Arc<AtomicBool>,
     path: PathBuf,
@@ -205,7 +229,7 @@ fn write_loop(
         }
         let result = file
             .write_all(&buf)
-            .and_then(|()| if fsync { file.sync_data() } else { Ok(()) })
+            .and_then(|()| file.sync_data())
             .map_err(|e| format!("{}: {e}", path.display()));
         if let Err(e) = &result {
             tracing::error!(error = %e, "the decision log failed; experiments stop accepting writes");
@@ -229,7 +253,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("decisions.log");
         let log = DecisionLog::open(&path, true, |_| Ok(())).unwrap();
-        for i in 0..100 {
+        for i in 0..50 {
+            let done = log.append(format!("{{\"i\":{i}}}").as_bytes()).unwrap();
+            if i % 10 == 9 {
+                durable(done).await.unwrap();
+            }
+        }
+        drop(log);
+        // Without fsync the appender writes itself; the order holds.
+        let log = DecisionLog::open(&path, false, |_| Ok(())).unwrap();
+        for i in 50..100 {
             let done = log.append(format!("{{\"i\":{i}}}").as_bytes()).unwrap();
             if i % 10 == 9 {
                 durable(done).await.unwrap();
