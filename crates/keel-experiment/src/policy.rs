@@ -93,38 +93,10 @@ impl LinearArm {
         }
         self.theta = self.a_inv_x(&self.b);
     }
-
-    /// θ̃ ~ N(θ, v²A⁻¹), through the Cholesky factor of A⁻¹.
-    fn sample(&self, v: f64, rng: &mut Rng) -> Vec<f64> {
-        let d = self.dim();
-        let l = cholesky(&self.a_inv, d);
-        let z: Vec<f64> = (0..d).map(|_| rng.normal()).collect();
-        (0..d)
-            .map(|i| self.theta[i] + v * dot(&l[i * d..i * d + i + 1], &z[..=i]))
-            .collect()
-    }
 }
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-/// Lower-triangular L with LLᵀ = m (m symmetric positive definite; tiny
-/// negative pivots from rounding are clamped to zero).
-fn cholesky(m: &[f64], d: usize) -> Vec<f64> {
-    let mut l = vec![0.0; d * d];
-    for i in 0..d {
-        for j in 0..=i {
-            let s: f64 = (0..j).map(|k| l[i * d + k] * l[j * d + k]).sum();
-            if i == j {
-                l[i * d + i] = (m[i * d + i] - s).max(0.0).sqrt();
-            } else {
-                let p = l[j * d + j];
-                l[i * d + j] = if p > 0.0 { (m[i * d + j] - s) / p } else { 0.0 };
-            }
-        }
-    }
-    l
 }
 
 /// A policy's learnt state (one per segment with `per_segment`).
@@ -264,6 +236,13 @@ impl PolicyState {
                     shadows: Vec::new(),
                 }
             }
+            // Contextual strategies try every variant once first, as the
+            // others do: an untried variant's model knows nothing yet.
+            Strategy::Linucb { .. } | Strategy::LinearThompson { .. }
+                if self.untried().is_some() =>
+            {
+                only(self.untried().unwrap_or(0))
+            }
             Strategy::Linucb { alpha, lambda } => {
                 self.ensure_linear(context.len(), *lambda);
                 only(argmax(self.linear.iter().map(|m| {
@@ -276,9 +255,10 @@ impl PolicyState {
                 propensity_draws,
             } => {
                 self.ensure_linear(context.len(), *lambda);
-                let arm = self.linear_thompson_draw(*v, context, rng);
+                let scores = self.linear_scores(*v, context);
+                let arm = linear_thompson_draw(&scores, rng);
                 let wins = (0..*propensity_draws)
-                    .filter(|_| self.linear_thompson_draw(*v, context, rng) == arm)
+                    .filter(|_| linear_thompson_draw(&scores, rng) == arm)
                     .count();
                 Choice {
                     arm,
@@ -288,7 +268,9 @@ impl PolicyState {
             }
             Strategy::CbEpsilonGreedy { epsilon, lambda } => {
                 self.ensure_linear(context.len(), *lambda);
-                let greedy = argmax(self.linear.iter().map(|m| m.predict(context)));
+                let greedy = self
+                    .untried()
+                    .unwrap_or_else(|| argmax(self.linear.iter().map(|m| m.predict(context))));
                 self.epsilon_pick(greedy, *epsilon, rng)
             }
         }
@@ -325,7 +307,9 @@ impl PolicyState {
                 let greedy = match strategy {
                     Strategy::CbEpsilonGreedy { lambda, .. } => {
                         self.ensure_linear(context.len(), *lambda);
-                        argmax(self.linear.iter().map(|m| m.predict(context)))
+                        self.untried().unwrap_or_else(|| {
+                            argmax(self.linear.iter().map(|m| m.predict(context)))
+                        })
                     }
                     _ => self.untried().unwrap_or_else(|| self.best_mean()),
                 };
@@ -334,20 +318,33 @@ impl PolicyState {
                 }
                 p[greedy] += 1.0 - epsilon;
             }
-            Strategy::Softmax { .. } if self.untried().is_some() => {
+            Strategy::Softmax { .. }
+            | Strategy::Linucb { .. }
+            | Strategy::LinearThompson { .. }
+                if self.untried().is_some() =>
+            {
                 p[self.untried().unwrap_or(0)] = 1.0;
             }
             Strategy::Softmax { temperature } => p = self.softmax(*temperature),
             Strategy::Thompson {
-                propensity_draws, ..
-            }
-            | Strategy::LinearThompson {
-                propensity_draws, ..
+                reward,
+                propensity_draws,
             } => {
                 let draws = (*propensity_draws).max(1);
                 for _ in 0..draws {
-                    let arm = self.decide(strategy, weights, 0.0, context, rng).arm;
-                    p[arm] += 1.0 / draws as f64;
+                    p[self.thompson_draw(*reward, rng)] += 1.0 / draws as f64;
+                }
+            }
+            Strategy::LinearThompson {
+                v,
+                lambda,
+                propensity_draws,
+            } => {
+                self.ensure_linear(context.len(), *lambda);
+                let scores = self.linear_scores(*v, context);
+                let draws = (*propensity_draws).max(1);
+                for _ in 0..draws {
+                    p[linear_thompson_draw(&scores, rng)] += 1.0 / draws as f64;
                 }
             }
             Strategy::Single | Strategy::Shadow | Strategy::Ucb1 | Strategy::Linucb { .. } => {
@@ -473,9 +470,21 @@ impl PolicyState {
         }
     }
 
-    fn linear_thompson_draw(&self, v: f64, context: &[f64], rng: &mut Rng) -> usize {
-        argmax(self.linear.iter().map(|m| dot(&m.sample(v, rng), context)))
+    /// Each variant's posterior score at `context` under θ̃ ~ N(θ, v²A⁻¹):
+    /// θ̃·x is normal with mean θ·x and standard deviation v√(xᵀA⁻¹x), so a
+    /// draw of the scores needs one normal per variant, not a d-dimensional
+    /// sample and a Cholesky factor.
+    fn linear_scores(&self, v: f64, context: &[f64]) -> Vec<(f64, f64)> {
+        self.linear
+            .iter()
+            .map(|m| (m.predict(context), v * m.width(context).sqrt()))
+            .collect()
     }
+}
+
+/// One linear-Thompson pick from the variants' (mean, sd) scores.
+fn linear_thompson_draw(scores: &[(f64, f64)], rng: &mut Rng) -> usize {
+    argmax(scores.iter().map(|(mean, sd)| mean + sd * rng.normal()))
 }
 
 /// wins/draws, never 0: the pick itself happened, so its probability is at
@@ -529,17 +538,49 @@ mod tests {
         for (got, want) in m.a_inv.iter().zip([0.4, -0.2, -0.2, 0.6]) {
             assert!((got - want).abs() < 1e-12);
         }
-        let l = cholesky(&m.a_inv, 2);
-        // LLᵀ reproduces A⁻¹.
-        let back = [
-            l[0] * l[0],
-            l[0] * l[2],
-            l[2] * l[0],
-            l[2] * l[2] + l[3] * l[3],
-        ];
-        for (got, want) in back.iter().zip(&m.a_inv) {
-            assert!((got - want).abs() < 1e-12);
+        // The posterior sd of θ̃·x is √(xᵀA⁻¹x): at x = (1, 1), √0.6.
+        assert!((m.width(&[1.0, 1.0]) - 0.6).abs() < 1e-12);
+    }
+
+    #[test]
+    fn linear_thompson_scores_have_the_posterior_mean_and_spread() {
+        let s = Strategy::LinearThompson {
+            v: 0.5,
+            lambda: 1.0,
+            propensity_draws: 100,
+        };
+        let mut p = PolicyState::new(2);
+        let mut rng = Rng::from_seed(9);
+        let x = [1.0, 0.5];
+        // Every variant is tried once first.
+        for want in 0..2 {
+            let c = p.decide(&s, &[1.0, 1.0], 0.0, &x, &mut rng);
+            assert_eq!((c.arm, c.propensity), (want, 1.0));
+            p.reward(&s, c.arm, &x, if want == 0 { 1.0 } else { 0.0 });
         }
+        let scores = p.linear_scores(0.5, &x);
+        for (m, (mean, sd)) in p.linear.iter().zip(&scores) {
+            assert!((mean - m.predict(&x)).abs() < 1e-15);
+            assert!((sd - 0.5 * m.width(&x).sqrt()).abs() < 1e-15);
+        }
+        // The decision's propensity estimates P(arm) = P(score_arm is the largest).
+        let (m0, s0) = scores[0];
+        let (m1, s1) = scores[1];
+        let exact = keel_stats::special::norm_cdf((m0 - m1) / (s0 * s0 + s1 * s1).sqrt()).unwrap();
+        let probabilities = p.probabilities(
+            &Strategy::LinearThompson {
+                v: 0.5,
+                lambda: 1.0,
+                propensity_draws: 20_000,
+            },
+            &[1.0, 1.0],
+            &x,
+            &mut rng,
+        );
+        assert!(
+            (probabilities[0] - exact).abs() < 0.015,
+            "{probabilities:?} vs {exact}"
+        );
     }
 
     #[test]
