@@ -1,0 +1,75 @@
+"""keel-quality's reference fixture, proven:
+``crates/keel-quality/tests/reference.py`` is rerun into a temporary file and
+must reproduce the committed ``reference.json`` that the Rust crate's
+``tests/reference.rs`` checks against, so every expected value there is what
+scikit-learn, fairlearn and numpy compute, not a hand-edited number.
+
+* With the library versions recorded in the fixture the output must be
+  byte-for-byte identical.
+* With other versions (an unpinned library moved on) the datasets must still
+  be identical and every number equal to 1e-9 relative; the fixture should
+  then be regenerated with the new versions.
+
+Needs no Keel server or binary.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CRATE_TESTS = REPO_ROOT / "crates" / "keel-quality" / "tests"
+SCRIPT = CRATE_TESTS / "reference.py"
+FIXTURE = CRATE_TESTS / "reference.json"
+
+
+def regenerate(tmp_path: Path) -> Path:
+    out = tmp_path / "reference.json"
+    res = subprocess.run([sys.executable, str(SCRIPT), "--out", str(out)],
+                         capture_output=True, text=True, timeout=240)
+    assert res.returncode == 0, f"reference.py failed:\n{res.stderr}"
+    return out
+
+
+def assert_close(fresh, committed, path="$"):
+    """Same structure; numbers equal to 1e-9 relative; everything else equal."""
+    if isinstance(committed, dict):
+        assert isinstance(fresh, dict) and fresh.keys() == committed.keys(), path
+        for key in committed:
+            assert_close(fresh[key], committed[key], f"{path}.{key}")
+    elif isinstance(committed, list):
+        assert isinstance(fresh, list) and len(fresh) == len(committed), path
+        for i, (a, b) in enumerate(zip(fresh, committed)):
+            assert_close(a, b, f"{path}[{i}]")
+    elif isinstance(committed, float):
+        assert math.isclose(fresh, committed, rel_tol=1e-9, abs_tol=1e-300), (
+            f"{path}: fresh {fresh!r} != committed {committed!r}")
+    else:
+        assert fresh == committed, f"{path}: fresh {fresh!r} != committed {committed!r}"
+
+
+def test_quality_reference_json_is_what_the_libraries_compute(tmp_path):
+    fresh_path = regenerate(tmp_path)
+    fresh = json.loads(fresh_path.read_text())
+    committed = json.loads(FIXTURE.read_text())
+    if fresh["versions"] == committed["versions"]:
+        assert fresh_path.read_bytes() == FIXTURE.read_bytes(), (
+            "reference.json differs from what reference.py writes with the same "
+            "library versions: regenerate it, do not edit it by hand")
+    else:
+        versions = {k: v for k, v in fresh.items() if k == "versions"}
+        print(f"library versions differ from the fixture's: {versions} vs {committed['versions']}")
+        fresh.pop("versions")
+        committed.pop("versions")
+        assert_close(fresh, committed)
+
+
+def test_quality_fixture_covers_every_checked_metric():
+    committed = json.loads(FIXTURE.read_text())
+    assert set(committed) >= {"versions", "classification", "regression", "ranking", "fairness"}
+    assert set(committed["classification"]) == {"binary", "multiclass"}
+    assert set(committed["versions"]) == {"numpy", "scikit-learn", "fairlearn", "pandas"}
