@@ -59,17 +59,15 @@ function setup(thread)
   thread_count = thread_count + 1
 end
 local counter = 0
-local pending = nil
-local deciding = false
+-- Decisions awaiting their feedback: one Lua state serves all of a
+-- thread's connections, so responses are told apart by their bodies.
+local pending = {}
 request = function()
-  if pairing and pending then
-    local id = pending
-    pending = nil
-    deciding = false
+  if pairing and #pending > 0 then
+    local id = table.remove(pending)
     return wrk.format("POST", "/v1/feedback", nil,
       string.format('{"decision_id":"%s","reward":%d}', id, counter % 2))
   end
-  deciding = true
   counter = counter + 1
   local unit = string.format('"unit_id":"t%d-%d"', tid or 0, counter)
   local body
@@ -81,8 +79,8 @@ request = function()
   return wrk.format("POST", path, nil, body)
 end
 response = function(status, headers, body)
-  if pairing and deciding and status == 200 then
-    pending = string.match(body, '"decision_id":"([^"]+)"')
+  if pairing and status == 200 and string.find(body, '"variant"', 1, true) then
+    pending[#pending + 1] = string.match(body, '"decision_id":"([^"]+)"')
   end
 end
 """ + WRK_DONE
