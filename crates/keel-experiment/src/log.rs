@@ -2,7 +2,7 @@
 //! order, in one append-only file of checksummed frames.
 //!
 //! ```text
-//! frame  [body length u32 LE][crc32c(body) u32 LE][body: one JSON record]
+//! frame  [body length u32 LE][crc32c(body) u32 LE][body: one record]
 //! ```
 //! With fsync, appends go through one writer thread that group-commits:
 //! whatever queued while the last write was on disk goes out in one write
@@ -107,13 +107,11 @@ impl DecisionLog {
     /// Records queued by one caller are written in the order queued.
     pub fn append(&self, record: &[u8]) -> Result<Done, ExperimentError> {
         let mut frame = Vec::with_capacity(FRAME_HEADER + record.len());
-        frame.extend_from_slice(&(record.len() as u32).to_le_bytes());
-        frame.extend_from_slice(&crc32c(record).to_le_bytes());
-        frame.extend_from_slice(record);
+        frame_with(&mut frame, |out| out.extend_from_slice(record));
         self.append_frames(frame)
     }
 
-    /// Queues frames built with [`frame_json`] as one write.
+    /// Queues frames built with [`frame_with`] as one write.
     pub fn append_frames(&self, frames: Vec<u8>) -> Result<Done, ExperimentError> {
         if self.failed.load(Ordering::Relaxed) {
             return Err(self.unavailable());
@@ -154,24 +152,20 @@ impl DecisionLog {
     }
 }
 
-/// Appends one frame holding `record` as JSON to `frames`.
-pub fn frame_json(
-    frames: &mut Vec<u8>,
-    record: &impl serde::Serialize,
-) -> Result<(), ExperimentError> {
+/// Appends one frame to `frames` whose body `write` appends.
+pub fn frame_with(frames: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
     let start = frames.len();
     frames.extend_from_slice(&[0; FRAME_HEADER]);
-    serde_json::to_writer(&mut *frames, record).map_err(|e| ExperimentError::Io(e.to_string()))?;
+    write(frames);
     let body = &frames[start + FRAME_HEADER..];
     let (len, crc) = (body.len() as u32, crc32c(body));
     frames[start..start + 4].copy_from_slice(&len.to_le_bytes());
     frames[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-    Ok(())
 }
 
 /// Hands each intact frame's body to `each`; returns where the intact
 /// frames end.
-fn frames(
+pub(crate) fn frames(
     bytes: &[u8],
     each: &mut impl FnMut(&[u8]) -> Result<(), ExperimentError>,
 ) -> Result<usize, ExperimentError> {
