@@ -10,6 +10,7 @@ mod lifecycle_cmd;
 mod models_cmd;
 mod output;
 mod serve_cmd;
+mod test_cmd;
 mod tracking_cmd;
 
 use std::net::SocketAddr;
@@ -152,6 +153,12 @@ enum Command {
     ///       --entities labels.parquet --out train.parquet
     #[command(subcommand, verbatim_doc_comment)]
     Features(features_cmd::FeaturesCmd),
+    /// Model-quality suites: checks with pass/fail outcomes over
+    /// performance, fairness and the other dimensions, on a model file.
+    ///
+    ///   keel test run suite.yaml --junit report.xml
+    #[command(subcommand, verbatim_doc_comment)]
+    Test(test_cmd::TestCmd),
 }
 
 fn main() -> ExitCode {
@@ -193,6 +200,7 @@ fn main() -> ExitCode {
             Command::Serve(cmd) => serve_cmd::run(&settings, cmd).await,
             Command::Deploy(cmd) => deploy_cmd::run(&settings, cmd).await,
             Command::Features(cmd) => features_cmd::run(&settings, cmd).await,
+            Command::Test(cmd) => test_cmd::run(cmd).await,
         }
     });
     match result {

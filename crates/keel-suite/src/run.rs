@@ -1,0 +1,488 @@
+//! Running a suite: every check gets a result, `pass`, `fail` or `error`,
+//! with its measured value, threshold, severity and evidence; the suite
+//! passes when every `error`-severity check passes.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use keel_quality::fairness;
+use keel_quality::metrics::classification::{self as cls, Average, ClassScores};
+use keel_quality::metrics::regression;
+use keel_quality::slices::{RowOutcome, SliceColumn, SliceSearch, worst_slices};
+use keel_quality::suite::{CheckKind, CheckSpec, ModelRef, Severity, Suite};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::SuiteError;
+use crate::data::{Table, Values};
+use crate::model::{Model, Predictions};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pass,
+    Fail,
+    Error,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    pub kind: CheckKind,
+    pub name: String,
+    pub status: Status,
+    pub value: Option<f64>,
+    pub threshold: Value,
+    pub severity: Severity,
+    pub evidence: Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SuiteResult {
+    pub suite: String,
+    pub passed: bool,
+    pub checks: Vec<CheckResult>,
+    /// Rows of each dataset used.
+    pub rows: BTreeMap<String, usize>,
+    pub seconds: f64,
+}
+
+/// A dataset with the model's answers on it.
+struct Scored {
+    table: Table,
+    label: Option<String>,
+    predictions: Predictions,
+}
+
+/// Reads, validates and runs the suite file at `path`; files it names are
+/// relative to its folder.
+pub async fn run_file(path: &Path) -> Result<SuiteResult, SuiteError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| SuiteError::Io(format!("{}: {e}", path.display())))?;
+    let suite = keel_quality::suite::parse(&text)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    run(&suite, base).await
+}
+
+pub async fn run(suite: &Suite, base: &Path) -> Result<SuiteResult, SuiteError> {
+    let started = std::time::Instant::now();
+    let mut tables = BTreeMap::new();
+    for (name, d) in &suite.data {
+        let table = Table::load(name, &base.join(&d.path)).await?;
+        for column in d.label.iter().chain(&d.exclude) {
+            table.column(column)?;
+        }
+        tables.insert(name.clone(), table);
+    }
+    let test = &suite.data["test"];
+    let (model_path, features) = match &suite.model {
+        ModelRef::Onnx { path, features } => (base.join(path), features.clone()),
+        ModelRef::Registry { reference, .. } => {
+            return Err(SuiteError::Model(format!(
+                "{reference}: registry models are read by `keel test run --server URL`, which is not built yet; export the version's model.onnx and use `onnx:`"
+            )));
+        }
+    };
+    let mut skip: Vec<&str> = test.exclude.iter().map(String::as_str).collect();
+    if let Some(l) = &test.label {
+        skip.push(l);
+    }
+    for c in &suite.checks {
+        if let Some(s) = c.params.get("sensitive") {
+            for v in s.as_array().into_iter().flatten().chain(std::iter::once(s)) {
+                if let Some(name) = v.as_str() {
+                    skip.push(name);
+                }
+            }
+        }
+    }
+    let model = Model::load(&model_path, features.as_deref(), &tables["test"], &skip)?;
+    let mut scored = BTreeMap::new();
+    for (name, table) in tables {
+        let matrix = model.matrix(&table, None)?;
+        let predictions = model.predict(&matrix)?;
+        scored.insert(
+            name.clone(),
+            Scored {
+                label: suite.data[&name].label.clone(),
+                table,
+                predictions,
+            },
+        );
+    }
+    let mut slices = BTreeMap::new();
+    for (name, predicate) in &suite.slices {
+        slices.insert(
+            name.clone(),
+            scored["test"].table.select(name, predicate).await?,
+        );
+    }
+    let mut checks = Vec::with_capacity(suite.checks.len());
+    for spec in &suite.checks {
+        checks.push(check(spec, &scored, &slices).await);
+    }
+    let passed = checks
+        .iter()
+        .all(|c| c.severity == Severity::Warning || c.status == Status::Pass);
+    Ok(SuiteResult {
+        suite: suite.name.clone(),
+        passed,
+        checks,
+        rows: scored
+            .iter()
+            .map(|(k, s)| (k.clone(), s.table.rows))
+            .collect(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// A check's answer before thresholds: its value and evidence.
+type Measured = Result<(f64, Value), String>;
+
+async fn check(
+    spec: &CheckSpec,
+    scored: &BTreeMap<String, Scored>,
+    slices: &BTreeMap<String, Vec<usize>>,
+) -> CheckResult {
+    let p = &spec.params;
+    let dataset = p.get("dataset").and_then(Value::as_str).unwrap_or("test");
+    let rows = p
+        .get("slice")
+        .and_then(Value::as_str)
+        .and_then(|s| slices.get(s));
+    let measured = match scored.get(dataset) {
+        None => Err(format!("no dataset {dataset:?}")),
+        Some(s) => match spec.kind {
+            CheckKind::Performance => performance(spec, s, rows, slices),
+            CheckKind::Fairness => fairness_check(spec, s, rows),
+            kind => Err(format!(
+                "{} checks are not built yet in this version of Keel",
+                serde_json::to_value(kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            )),
+        },
+    };
+    let (min, max) = (
+        p.get("min").and_then(Value::as_f64),
+        p.get("max")
+            .or_else(|| p.get("max_gap"))
+            .and_then(Value::as_f64),
+    );
+    let threshold = match (min, max) {
+        (Some(a), Some(b)) => json!({"min": a, "max": b}),
+        (Some(a), None) => json!({"min": a}),
+        (None, Some(b)) => json!({"max": b}),
+        (None, None) => Value::Null,
+    };
+    let (status, value, evidence) = match measured {
+        Ok((v, evidence)) => {
+            let ok = min.is_none_or(|m| v >= m) && max.is_none_or(|m| v <= m) && v.is_finite();
+            (
+                if ok { Status::Pass } else { Status::Fail },
+                Some(v),
+                evidence,
+            )
+        }
+        Err(message) => (Status::Error, None, json!({ "error": message })),
+    };
+    CheckResult {
+        kind: spec.kind,
+        name: spec.name.clone(),
+        status,
+        value,
+        threshold,
+        severity: spec.severity,
+        evidence,
+    }
+}
+
+fn pick<T: Copy>(values: &[T], rows: Option<&Vec<usize>>) -> Vec<T> {
+    match rows {
+        Some(r) => r.iter().map(|i| values[*i]).collect(),
+        None => values.to_vec(),
+    }
+}
+
+fn labels(s: &Scored) -> Result<Vec<i64>, String> {
+    let name = s
+        .label
+        .as_deref()
+        .ok_or("the dataset has no label column")?;
+    match &s.table.column(name).map_err(|e| e.to_string())?.values {
+        Values::Number(v) => v
+            .iter()
+            .enumerate()
+            .map(|(i, x)| {
+                if x.is_finite() && x.fract() == 0.0 {
+                    Ok(*x as i64)
+                } else {
+                    Err(format!("label {name:?} row {i} is {x}, not a class"))
+                }
+            })
+            .collect(),
+        Values::Text(_) => Err(format!("label {name:?} is text; classes must be integers")),
+    }
+}
+
+fn targets(s: &Scored) -> Result<Vec<f64>, String> {
+    let name = s
+        .label
+        .as_deref()
+        .ok_or("the dataset has no label column")?;
+    match &s.table.column(name).map_err(|e| e.to_string())?.values {
+        Values::Number(v) => Ok(v.clone()),
+        Values::Text(_) => Err(format!("label {name:?} is text, not a number")),
+    }
+}
+
+fn performance(
+    spec: &CheckSpec,
+    s: &Scored,
+    rows: Option<&Vec<usize>>,
+    slices: &BTreeMap<String, Vec<usize>>,
+) -> Measured {
+    let p = &spec.params;
+    let metric = p.get("metric").and_then(Value::as_str).unwrap_or_default();
+    let positive = p.get("positive").and_then(Value::as_i64).unwrap_or(1);
+    let e = |x: keel_quality::QualityError| x.to_string();
+    let n = rows.map_or(s.table.rows, Vec::len);
+    if n == 0 {
+        return Err("the slice selects no rows".into());
+    }
+    if matches!(metric, "rmse" | "mae" | "r2" | "mape") {
+        let y = pick(&targets(s)?, rows);
+        let pred = pick(
+            s.predictions
+                .values
+                .as_ref()
+                .ok_or("the model gives no regression output")?,
+            rows,
+        );
+        let m = regression::regression_metrics(&y, &pred).map_err(e)?;
+        let v = match metric {
+            "rmse" => m.rmse,
+            "mae" => m.mae,
+            "r2" => m.r2,
+            _ => m.mape,
+        };
+        return Ok((v, json!({ "rows": n })));
+    }
+    let y = pick(&labels(s)?, rows);
+    let predicted = pick(
+        s.predictions
+            .labels
+            .as_ref()
+            .ok_or("the model gives no labels")?,
+        rows,
+    );
+    let binary = s.predictions.classes <= 2;
+    let average = if binary {
+        Average::Binary {
+            pos_label: positive,
+        }
+    } else {
+        Average::Macro
+    };
+    let scores = || -> Result<Vec<f64>, String> {
+        let all = s
+            .predictions
+            .positive_scores()
+            .ok_or("this metric needs a binary classifier's probabilities")?;
+        Ok(pick(&all, rows))
+    };
+    let value = match metric {
+        "accuracy" => cls::accuracy(&y, &predicted).map_err(e)?,
+        "precision" => cls::precision(&y, &predicted, average).map_err(e)?,
+        "recall" => cls::recall(&y, &predicted, average).map_err(e)?,
+        "f1" => cls::f1(&y, &predicted, average).map_err(e)?,
+        "roc_auc" => cls::roc_auc(&y, &scores()?, positive).map_err(e)?,
+        "pr_auc" => cls::average_precision(&y, &scores()?, positive).map_err(e)?,
+        "log_loss" if binary => cls::log_loss(&y, &scores()?, positive).map_err(e)?,
+        "log_loss" => {
+            let proba = s
+                .predictions
+                .probabilities
+                .as_ref()
+                .ok_or("no probabilities")?;
+            let k = s.predictions.classes;
+            let rows_proba: Vec<f64> = match rows {
+                Some(r) => r
+                    .iter()
+                    .flat_map(|i| proba[i * k..(i + 1) * k].iter().copied())
+                    .collect(),
+                None => proba.clone(),
+            };
+            let classes: Vec<i64> = (0..k as i64).collect();
+            cls::log_loss_multiclass(
+                &y,
+                ClassScores {
+                    classes: &classes,
+                    values: &rows_proba,
+                },
+            )
+            .map_err(e)?
+        }
+        "brier" => cls::brier_score(&y, &scores()?, positive).map_err(e)?,
+        "ece" => {
+            let bins = p.get("bins").and_then(Value::as_u64).unwrap_or(10) as usize;
+            let curve = cls::calibration_curve(&y, &scores()?, positive, bins).map_err(e)?;
+            return Ok((
+                curve.expected_calibration_error,
+                json!({ "rows": n, "calibration_curve": curve.bins }),
+            ));
+        }
+        "no_slice_worse_than_overall" => {
+            let overall = cls::accuracy(&y, &predicted).map_err(e)?;
+            let all_y = labels(s)?;
+            let all_pred = s
+                .predictions
+                .labels
+                .as_ref()
+                .ok_or("the model gives no labels")?;
+            let mut per_slice = Vec::new();
+            let mut worst_gap = 0.0f64;
+            for (name, r) in slices {
+                if r.is_empty() {
+                    continue;
+                }
+                let acc =
+                    cls::accuracy(&pick(&all_y, Some(r)), &pick(all_pred, Some(r))).map_err(e)?;
+                worst_gap = worst_gap.max(overall - acc);
+                per_slice.push(json!({"slice": name, "rows": r.len(), "accuracy": acc}));
+            }
+            let discovered = discovered_slices(s, &all_y, all_pred, p)?;
+            if let Some(w) = discovered.get("slices").and_then(|v| v.get(0)) {
+                worst_gap = worst_gap.max(-w["difference"].as_f64().unwrap_or(0.0));
+            }
+            return Ok((
+                worst_gap,
+                json!({"overall_accuracy": overall, "slices": per_slice, "discovered": discovered}),
+            ));
+        }
+        other => {
+            return Err(format!(
+                "metric {other:?} is not built yet in this version of Keel"
+            ));
+        }
+    };
+    let mut evidence = json!({ "rows": n });
+    if rows.is_none() && matches!(metric, "accuracy" | "f1" | "precision" | "recall") {
+        let all_pred = s
+            .predictions
+            .labels
+            .as_ref()
+            .ok_or("the model gives no labels")?;
+        evidence["worst_slices"] = discovered_slices(s, &y, all_pred, p)?;
+    }
+    Ok((value, evidence))
+}
+
+/// The worst slices of correctness over the dataset's other columns.
+fn discovered_slices(
+    s: &Scored,
+    y: &[i64],
+    predicted: &[i64],
+    p: &serde_json::Map<String, Value>,
+) -> Result<Value, String> {
+    let correct: Vec<bool> = y.iter().zip(predicted).map(|(a, b)| a == b).collect();
+    let texts: Vec<(String, Vec<&str>)> = s
+        .table
+        .columns
+        .iter()
+        .filter(|c| Some(c.name.as_str()) != s.label.as_deref())
+        .filter_map(|c| match &c.values {
+            Values::Text(v) => Some((
+                c.name.clone(),
+                v.iter().map(|x| x.as_deref().unwrap_or("(null)")).collect(),
+            )),
+            Values::Number(_) => None,
+        })
+        .collect();
+    let mut columns: Vec<SliceColumn> = texts
+        .iter()
+        .map(|(name, values)| SliceColumn::Categorical { name, values })
+        .collect();
+    for c in &s.table.columns {
+        if let Values::Number(v) = &c.values
+            && Some(c.name.as_str()) != s.label.as_deref()
+        {
+            columns.push(SliceColumn::Numeric {
+                name: &c.name,
+                values: v,
+            });
+        }
+    }
+    let search = SliceSearch {
+        min_size: p
+            .get("min_size")
+            .and_then(Value::as_u64)
+            .map_or(SliceSearch::default().min_size, |x| x as usize),
+        top_k: 5,
+        ..SliceSearch::default()
+    };
+    let report =
+        worst_slices(&columns, RowOutcome::Correct(&correct), search).map_err(|e| e.to_string())?;
+    serde_json::to_value(report).map_err(|e| e.to_string())
+}
+
+fn fairness_check(spec: &CheckSpec, s: &Scored, rows: Option<&Vec<usize>>) -> Measured {
+    let p = &spec.params;
+    let metric = p.get("metric").and_then(Value::as_str).unwrap_or_default();
+    let positive = p.get("positive").and_then(Value::as_i64).unwrap_or(1);
+    let names: Vec<String> = match p.get("sensitive") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => return Err("sensitive: name the column(s)".into()),
+    };
+    let y = pick(&labels(s)?, rows);
+    let predicted = pick(
+        s.predictions
+            .labels
+            .as_ref()
+            .ok_or("the model gives no labels")?,
+        rows,
+    );
+    let mut columns: Vec<Vec<String>> = Vec::new();
+    for name in &names {
+        let c = s.table.column(name).map_err(|e| e.to_string())?;
+        let all: Vec<String> = match &c.values {
+            Values::Text(v) => v
+                .iter()
+                .map(|x| x.clone().unwrap_or_else(|| "(null)".into()))
+                .collect(),
+            Values::Number(v) => v.iter().map(|x| format!("{x}")).collect(),
+        };
+        columns.push(match rows {
+            Some(r) => r.iter().map(|i| all[*i].clone()).collect(),
+            None => all,
+        });
+    }
+    let refs: Vec<&[String]> = columns.iter().map(Vec::as_slice).collect();
+    let table =
+        fairness::group_table(&y, &predicted, positive, &refs).map_err(|e| e.to_string())?;
+    let d = table.disparities();
+    let value = match metric {
+        "demographic_parity_difference" => Some(d.demographic_parity_difference),
+        "demographic_parity_ratio" => d.demographic_parity_ratio,
+        "equal_opportunity_difference" => Some(d.equal_opportunity_difference),
+        "equalized_odds_difference" => Some(d.equalized_odds_difference),
+        "equalized_odds_ratio" => d.equalized_odds_ratio,
+        "disparate_impact" => d.disparate_impact_ratio,
+        // The table is the point; its value is the parity difference.
+        "group_metrics" => Some(d.demographic_parity_difference),
+        other => {
+            return Err(format!(
+                "metric {other:?} is not built yet in this version of Keel"
+            ));
+        }
+    };
+    let value = value.ok_or("undefined: no group has a predicted positive")?;
+    Ok((
+        value,
+        json!({ "groups": table.groups, "overall": table.overall, "disparities": d }),
+    ))
+}

@@ -1,0 +1,163 @@
+"""Model-quality suites end to end: ``keel test run`` on a real model.
+
+A scikit-learn logistic regression is trained on a synthetic credit data set
+(numbers, a sex and a region column) and exported to ONNX with skl2onnx;
+the test set goes to Parquet. A suite with performance checks (overall, on a
+SQL slice, discovered slices) and fairness checks runs through the CLI, and
+every value must equal scikit-learn's / fairlearn's on onnxruntime's
+predictions for the same rows. The exit status is 0 when all error checks
+pass, 1 when one fails, 2 for an invalid suite (with line and column); the
+JUnit XML lists each check.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import onnxruntime as ort
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from fairlearn.metrics import (demographic_parity_difference, equalized_odds_difference)
+from skl2onnx import to_onnx
+from sklearn import metrics
+from sklearn.linear_model import LogisticRegression
+
+from online_crosscheck import keel_bin
+
+N = 4000
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("quality")
+    rng = np.random.default_rng(5)
+    age = rng.integers(18, 70, N).astype(float)
+    income = rng.normal(3000, 900, N)
+    debt = rng.gamma(2.0, 800, N)
+    sex = rng.choice(["f", "m"], N)
+    region = rng.choice(["EU", "US", "APAC"], N, p=[0.5, 0.3, 0.2])
+    logit = -1.0 + 0.0008 * debt - 0.0006 * (income - 3000) - 0.02 * (age - 40) + 0.4 * (sex == "m")
+    default = (rng.random(N) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+    X = np.column_stack([age, income, debt]).astype(np.float32)
+    model = LogisticRegression(max_iter=2000).fit(X[:2000], default[:2000])
+    onx = to_onnx(model, X[:1], options={id(model): {"zipmap": False}},
+                  target_opset={"": 17, "ai.onnx.ml": 3})
+    (root / "model.onnx").write_bytes(onx.SerializeToString())
+    test = slice(2000, N)
+    pq.write_table(pa.table({
+        "age": age[test], "income": income[test], "debt": debt[test],
+        "sex": sex[test], "region": region[test], "default": default[test],
+    }), root / "test.parquet")
+    sess = ort.InferenceSession(str(root / "model.onnx"))
+    label, proba = sess.run(None, {"X": X[test]})
+    return {"root": root, "y": default[test], "pred": label.astype(np.int64), "score": proba[:, 1],
+            "age": age[test], "sex": sex[test], "region": region[test]}
+
+
+SUITE = """\
+suite: credit-candidate
+model: {onnx: model.onnx}
+data:
+  test: {path: test.parquet, label: default}
+slices:
+  young: "age < 25"
+  young_eu: "age < 25 AND region = 'EU'"
+checks:
+  - {kind: performance, metric: roc_auc, min: 0.60}
+  - {kind: performance, metric: accuracy, min: 0.5}
+  - {kind: performance, metric: accuracy, slice: young, min: 0.5}
+  - {kind: performance, metric: f1, slice: young_eu, min: 0.0}
+  - {kind: performance, metric: log_loss, max: 1.0}
+  - {kind: performance, metric: brier, max: 0.5}
+  - {kind: performance, metric: ece, max: 0.5}
+  - {kind: performance, metric: pr_auc, min: 0.1}
+  - {kind: fairness, metric: demographic_parity_difference, sensitive: sex, max: 0.9}
+  - {kind: fairness, metric: equalized_odds_difference, sensitive: [sex, region], max: 0.9, severity: warning}
+"""
+
+
+def keel_test(workdir, text: str, *extra) -> subprocess.CompletedProcess:
+    path = workdir["root"] / "suite.yaml"
+    path.write_text(text)
+    return subprocess.run([keel_bin(), "test", "run", str(path), *extra],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_every_value_matches_sklearn_and_fairlearn(workdir):
+    junit = workdir["root"] / "report.xml"
+    res = keel_test(workdir, SUITE, "--json", "--junit", str(junit))
+    assert res.returncode == 0, res.stderr + res.stdout
+    out = json.loads(res.stdout)
+    assert out["suite"] == "credit-candidate" and out["passed"] is True
+    got = {c["name"]: c for c in out["checks"]}
+    y, pred, score = workdir["y"], workdir["pred"], workdir["score"]
+    young = workdir["age"] < 25
+    young_eu = young & (workdir["region"] == "EU")
+    expected = {
+        "performance.roc_auc": metrics.roc_auc_score(y, score),
+        "performance.accuracy": metrics.accuracy_score(y, pred),
+        "performance.accuracy[young]": metrics.accuracy_score(y[young], pred[young]),
+        "performance.f1[young_eu]": metrics.f1_score(y[young_eu], pred[young_eu], zero_division=0),
+        "performance.log_loss": metrics.log_loss(y, score),
+        "performance.brier": metrics.brier_score_loss(y, score),
+        "performance.pr_auc": metrics.average_precision_score(y, score),
+        "fairness.demographic_parity_difference@sex":
+            demographic_parity_difference(y, pred, sensitive_features=workdir["sex"]),
+        "fairness.equalized_odds_difference@[sex,region]":
+            equalized_odds_difference(y, pred, sensitive_features=np.column_stack(
+                [workdir["sex"], workdir["region"]])),
+    }
+    for name, want in expected.items():
+        assert name in got, (name, list(got))
+        # onnxruntime and tract compute the float32 scores independently.
+        assert got[name]["value"] == pytest.approx(want, rel=1e-5, abs=1e-6), name
+        assert got[name]["status"] == "pass"
+    assert got["performance.accuracy[young]"]["evidence"]["rows"] == int(young.sum())
+    assert got["performance.accuracy"]["evidence"]["worst_slices"]["slices"], "discovered slices"
+    ece = got["performance.ece"]
+    assert 0 <= ece["value"] < 0.5 and len(ece["evidence"]["calibration_curve"]) > 0
+    groups = got["fairness.demographic_parity_difference@sex"]["evidence"]["groups"]
+    assert [g["group"] for g in groups] == [["f"], ["m"]]
+    assert got["fairness.equalized_odds_difference@[sex,region]"]["severity"] == "warning"
+    cases = ET.parse(junit).getroot()
+    assert cases.get("tests") == str(len(out["checks"])) and cases.get("failures") == "0"
+    assert {c.get("name") for c in cases.iter("testcase")} == set(got)
+
+
+def test_a_failed_check_fails_the_suite_and_a_warning_does_not(workdir):
+    text = SUITE.replace("metric: roc_auc, min: 0.60", "metric: roc_auc, min: 0.99")
+    res = keel_test(workdir, text)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "FAIL" in res.stdout and "performance.roc_auc" in res.stdout and "FAILED" in res.stdout
+    text = SUITE.replace("max: 0.9, severity: warning", "max: 0.0, severity: warning")
+    res = keel_test(workdir, text, "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    warn = [c for c in json.loads(res.stdout)["checks"] if c["severity"] == "warning"][0]
+    assert warn["status"] == "fail"
+
+
+def test_checks_that_cannot_run_say_why(workdir):
+    text = SUITE + "  - {kind: performance, metric: accuracy, slice: nobody, min: 0.5}\n"
+    text = text.replace('young: "age < 25"', 'young: "age < 25"\n  nobody: "age > 200"')
+    res = keel_test(workdir, text, "--json")
+    assert res.returncode == 1
+    bad = [c for c in json.loads(res.stdout)["checks"] if c["status"] == "error"]
+    assert len(bad) == 1 and "no rows" in bad[0]["evidence"]["error"]
+
+
+@pytest.mark.parametrize("mutate,needle", [
+    (lambda s: s.replace("metric: roc_auc,", "metric: roc_acu,"), "did you mean `roc_auc`"),
+    (lambda s: s.replace("slice: young,", "slice: yuong,"), "line 11, column 50: checks[2].slice"),
+    (lambda s: s.replace("test.parquet", "missing.parquet"), "missing.parquet"),
+    (lambda s: s.replace("label: default", "label: defualt"), 'data.test: no column "defualt"'),
+    (lambda s: s.replace('"age < 25"', '"agee < 25"'), "slices.young"),
+    (lambda s: s.replace("model.onnx", "nothing.onnx"), "nothing.onnx"),
+])
+def test_bad_suites_and_data_exit_2_with_the_reason(workdir, mutate, needle):
+    res = keel_test(workdir, mutate(SUITE))
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert needle in res.stderr, res.stderr
