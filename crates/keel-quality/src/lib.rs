@@ -54,6 +54,7 @@
 //! # Ok::<(), keel_quality::QualityError>(())
 //! ```
 
+pub mod checks;
 pub mod fairness;
 pub mod metrics;
 pub mod slices;
