@@ -48,14 +48,25 @@ def workdir(tmp_path_factory):
                   target_opset={"": 17, "ai.onnx.ml": 3})
     (root / "model.onnx").write_bytes(onx.SerializeToString())
     test = slice(2000, N)
+    contact = np.array([f"user{i}@example.com" if i % 50 == 0 else f"note {i}" for i in range(N)])
     pq.write_table(pa.table({
         "age": age[test], "income": income[test], "debt": debt[test],
-        "sex": sex[test], "region": region[test], "default": default[test],
+        "sex": sex[test], "region": region[test], "contact": contact[test], "default": default[test],
     }), root / "test.parquet")
+    # Training rows (the model saw them) and holdout rows (it did not).
+    for name, rows in (("train", slice(0, 1000)), ("holdout", slice(3000, N))):
+        pq.write_table(pa.table({"age": age[rows], "income": income[rows], "debt": debt[rows],
+                                 "default": default[rows]}), root / f"{name}.parquet")
     sess = ort.InferenceSession(str(root / "model.onnx"))
     label, proba = sess.run(None, {"X": X[test]})
+    losses = {}
+    for name, rows in (("train", slice(0, 1000)), ("holdout", slice(3000, N))):
+        p = np.clip(sess.run(None, {"X": X[rows]})[1][:, 1].astype(np.float64), 1e-15, 1 - 1e-15)
+        y = default[rows]
+        losses[name] = -(y * np.log(p) + (1 - y) * np.log(1 - p))
     return {"root": root, "y": default[test], "pred": label.astype(np.int64), "score": proba[:, 1],
-            "age": age[test], "sex": sex[test], "region": region[test]}
+            "age": age[test], "sex": sex[test], "region": region[test], "losses": losses,
+            "emails": int(sum(1 for c in contact[test] if "@" in c))}
 
 
 SUITE = """\
@@ -161,3 +172,62 @@ def test_bad_suites_and_data_exit_2_with_the_reason(workdir, mutate, needle):
     res = keel_test(workdir, mutate(SUITE))
     assert res.returncode == 2, res.stdout + res.stderr
     assert needle in res.stderr, res.stderr
+
+
+OTHER_KINDS = """\
+suite: credit-other-kinds
+model: {onnx: model.onnx, features: [age, income, debt]}
+data:
+  test: {path: test.parquet, label: default}
+  train: {path: train.parquet, label: default}
+  holdout: {path: holdout.parquet, label: default}
+checks:
+  - {kind: robustness, perturbation: {gaussian_noise: {columns: [income], scale: 0.05}}, max_flip_rate: 0.2, seed: 3}
+  - {kind: robustness, perturbation: {missing: {columns: [debt], rate: 0.1}}, max_mean_change: 1.0}
+  - {kind: robustness, directional: {feature: debt, increase: 500, expect: increase}, max_violation_rate: 0.0}
+  - {kind: privacy, test: membership_inference, max_advantage: 0.5}
+  - {kind: privacy, test: k_anonymity, quasi_identifiers: [sex, region], min_k: 5}
+  - {kind: privacy, test: pii, max_findings: 0, severity: warning}
+  - {kind: security, test: evasion, norm: linf, budget: 0.5, max_success_rate: 1.0, samples: 50}
+  - {kind: cost, latency_p99_ms: {batch: 1, max: 1000}}
+  - {kind: cost, throughput: {batch: 500, min: 1}}
+  - {kind: cost, cost_per_1000: {max: 1.0}, cpu_hour_usd: 0.05}
+"""
+
+
+def test_robustness_privacy_security_and_cost_checks(workdir):
+    res = keel_test(workdir, OTHER_KINDS, "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    got = {c["name"]: c for c in json.loads(res.stdout)["checks"]}
+    assert all(c["status"] in ("pass", "fail") for c in got.values()), got
+    noise = got["robustness.gaussian_noise"]
+    assert 0 <= noise["value"] <= 0.2 and noise["evidence"]["rows"] == len(workdir["y"])
+    # Seeded: the same suite gives the same flips.
+    again = {c["name"]: c for c in json.loads(keel_test(workdir, OTHER_KINDS, "--json").stdout)["checks"]}
+    assert again["robustness.gaussian_noise"]["value"] == noise["value"]
+    # More debt never lowers this model's default score (its debt weight is positive).
+    assert got["robustness.directional"]["value"] == 0.0 and got["robustness.directional"]["status"] == "pass"
+    # Membership advantage = max over thresholds of TPR - FPR, members = low loss.
+    train, holdout = workdir["losses"]["train"], workdir["losses"]["holdout"]
+    thresholds = np.unique(np.concatenate([train, holdout]))
+    adv = max(0.0, max((train <= t).mean() - (holdout <= t).mean() for t in thresholds))
+    mi = got["privacy.membership_inference"]
+    assert mi["value"] == pytest.approx(adv, abs=2e-3), mi
+    assert mi["evidence"]["auc"] == pytest.approx(
+        metrics.roc_auc_score(np.r_[np.ones(len(train)), np.zeros(len(holdout))], -np.r_[train, holdout]), abs=2e-3)
+    k = got["privacy.k_anonymity"]
+    pairs = {}
+    for a, b in zip(workdir["sex"], workdir["region"]):
+        pairs[(a, b)] = pairs.get((a, b), 0) + 1
+    assert k["value"] == min(pairs.values()) and k["evidence"]["classes"] == len(pairs)
+    pii = got["privacy.pii"]
+    assert pii["value"] == workdir["emails"] and pii["status"] == "fail" and pii["severity"] == "warning"
+    assert "contact" in pii["evidence"]["columns"]
+    assert 0.0 <= got["security.evasion"]["value"] <= 1.0
+    assert got["security.evasion"]["evidence"]["rows"] == 50
+    latency = got["cost.latency_p99_ms"]
+    assert 0 < latency["value"] < 1000 and latency["evidence"]["runs"] >= 50
+    assert got["cost.throughput"]["value"] > 1
+    per_1000 = got["cost.cost_per_1000"]
+    assert per_1000["value"] == pytest.approx(
+        0.05 / 3600 / per_1000["evidence"]["rows_per_s"] * 1000, rel=1e-9)

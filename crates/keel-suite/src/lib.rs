@@ -7,6 +7,7 @@
 //! files (Parquet and CSV through DataFusion, which also evaluates the
 //! slices' SQL predicates) and models (ONNX through keel-serve).
 
+mod checks;
 pub mod data;
 pub mod model;
 pub mod report;

@@ -47,10 +47,12 @@ pub struct SuiteResult {
 }
 
 /// A dataset with the model's answers on it.
-struct Scored {
-    table: Table,
-    label: Option<String>,
-    predictions: Predictions,
+pub(crate) struct Scored {
+    pub(crate) table: Table,
+    pub(crate) label: Option<String>,
+    pub(crate) predictions: Predictions,
+    /// The model's feature matrix of the table, row-major.
+    pub(crate) matrix: Vec<f64>,
 }
 
 /// Reads, validates and runs the suite file at `path`; files it names are
@@ -106,6 +108,7 @@ pub async fn run(suite: &Suite, base: &Path) -> Result<SuiteResult, SuiteError> 
                 label: suite.data[&name].label.clone(),
                 table,
                 predictions,
+                matrix,
             },
         );
     }
@@ -118,7 +121,7 @@ pub async fn run(suite: &Suite, base: &Path) -> Result<SuiteResult, SuiteError> 
     }
     let mut checks = Vec::with_capacity(suite.checks.len());
     for spec in &suite.checks {
-        checks.push(check(spec, &scored, &slices).await);
+        checks.push(check(spec, &model, &scored, &slices).await);
     }
     let passed = checks
         .iter()
@@ -140,6 +143,7 @@ type Measured = Result<(f64, Value), String>;
 
 async fn check(
     spec: &CheckSpec,
+    model: &Model,
     scored: &BTreeMap<String, Scored>,
     slices: &BTreeMap<String, Vec<usize>>,
 ) -> CheckResult {
@@ -154,21 +158,33 @@ async fn check(
         Some(s) => match spec.kind {
             CheckKind::Performance => performance(spec, s, rows, slices),
             CheckKind::Fairness => fairness_check(spec, s, rows),
-            kind => Err(format!(
-                "{} checks are not built yet in this version of Keel",
-                serde_json::to_value(kind)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default()
-            )),
+            CheckKind::Robustness => crate::checks::robustness(spec, model, s),
+            CheckKind::Privacy => crate::checks::privacy(spec, s, scored),
+            CheckKind::Security => crate::checks::security(spec, model, s),
+            CheckKind::Cost => crate::checks::cost(spec, model, s),
         },
     };
-    let (min, max) = (
-        p.get("min").and_then(Value::as_f64),
-        p.get("max")
-            .or_else(|| p.get("max_gap"))
-            .and_then(Value::as_f64),
-    );
+    let first = |keys: &[&str]| keys.iter().find_map(|k| p.get(*k).and_then(Value::as_f64));
+    let cost_bound = |key: &str| {
+        keel_quality::suite::COST_MEASURES
+            .iter()
+            .find_map(|m| p.get(*m))
+            .and_then(|m| m.get(key))
+            .and_then(Value::as_f64)
+    };
+    let min = first(&["min", "min_pass_rate", "min_k"]).or_else(|| cost_bound("min"));
+    let max = first(&[
+        "max",
+        "max_gap",
+        "max_flip_rate",
+        "max_mean_change",
+        "max_violation_rate",
+        "max_advantage",
+        "max_auc",
+        "max_findings",
+        "max_success_rate",
+    ])
+    .or_else(|| cost_bound("max"));
     let threshold = match (min, max) {
         (Some(a), Some(b)) => json!({"min": a, "max": b}),
         (Some(a), None) => json!({"min": a}),
@@ -204,7 +220,7 @@ fn pick<T: Copy>(values: &[T], rows: Option<&Vec<usize>>) -> Vec<T> {
     }
 }
 
-fn labels(s: &Scored) -> Result<Vec<i64>, String> {
+pub(crate) fn labels(s: &Scored) -> Result<Vec<i64>, String> {
     let name = s
         .label
         .as_deref()

@@ -1,0 +1,282 @@
+//! The robustness, privacy, security and cost checks of a suite: the
+//! suite's keys turned into keel-quality's check primitives, run against
+//! the compiled model.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use keel_quality::checks::{self as q, Matrix, privacy, robustness, security};
+use keel_quality::suite::CheckSpec;
+use keel_stats::rng::Rng;
+use serde_json::{Value, json};
+
+use crate::data::Values;
+use crate::model::Model;
+use crate::run::{Scored, labels};
+
+type Measured = Result<(f64, Value), String>;
+
+fn text(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// The model as keel-quality's predict closure: labels, and the positive
+/// class's probability (or the regression output) as scores.
+fn predictor(model: &Model) -> impl FnMut(&Matrix) -> keel_quality::Result<q::Predictions> + '_ {
+    move |m: &Matrix| {
+        let p = model
+            .predict(&m.values)
+            .map_err(|e| keel_quality::QualityError::Invalid {
+                name: "model".into(),
+                reason: e.to_string(),
+            })?;
+        let scores = p.positive_scores().or_else(|| p.values.clone());
+        let labels = match p.labels {
+            Some(l) => l,
+            // A regressor: every row one "label", the scores carry it.
+            None => vec![0; m.rows],
+        };
+        Ok(q::Predictions { labels, scores })
+    }
+}
+
+fn matrix(model: &Model, s: &Scored) -> Result<Matrix, String> {
+    Matrix::new(s.table.rows, model.features.len(), s.matrix.clone()).map_err(text)
+}
+
+fn column_indices(model: &Model, names: &Value, field: &str) -> Result<Vec<usize>, String> {
+    let names: Vec<&str> = match names {
+        Value::String(n) => vec![n.as_str()],
+        Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+        _ => return Err(format!("{field}: name the columns")),
+    };
+    names
+        .iter()
+        .map(|n| {
+            model.features.iter().position(|f| f == n).ok_or_else(|| {
+                format!(
+                    "{field}: {n:?} is not one of the model's features ({})",
+                    model.features.join(", ")
+                )
+            })
+        })
+        .collect()
+}
+
+fn seed(p: &serde_json::Map<String, Value>) -> u64 {
+    p.get("seed").and_then(Value::as_u64).unwrap_or(0)
+}
+
+pub(crate) fn robustness(spec: &CheckSpec, model: &Model, s: &Scored) -> Measured {
+    let p = &spec.params;
+    let m = matrix(model, s)?;
+    let mut predict = predictor(model);
+    let before = predict(&m).map_err(text)?;
+    let mut rng = Rng::from_seed(seed(p));
+    if let Some(Value::Object(perturbation)) = p.get("perturbation") {
+        let (kind, args) = perturbation.iter().next().ok_or("perturbation: give one")?;
+        let columns = column_indices(
+            model,
+            args.get("columns").unwrap_or(&Value::Null),
+            "perturbation.columns",
+        )?;
+        let amount = |key: &str| args.get(key).and_then(Value::as_f64).unwrap_or(0.0);
+        let after_matrix = match kind.as_str() {
+            "gaussian_noise" => robustness::gaussian_noise(&m, &columns, amount("scale"), &mut rng),
+            "missing" => robustness::missing_values(&m, &columns, amount("rate"), &mut rng),
+            "category_swap" => robustness::category_swap(&m, &columns, amount("rate"), &mut rng),
+            other => {
+                return Err(format!(
+                    "{other} perturbs text columns; this model takes only numbers"
+                ));
+            }
+        }
+        .map_err(text)?;
+        let after = predict(&after_matrix).map_err(text)?;
+        let flips = robustness::flip_rate(&before, &after).map_err(text)?;
+        let change = robustness::mean_abs_change(&before, &after).ok();
+        let value = if p.contains_key("max_mean_change") {
+            change.ok_or("the model gives no scores to compare")?
+        } else {
+            flips
+        };
+        return Ok((
+            value,
+            json!({"perturbation": kind, "rows": m.rows, "flip_rate": flips, "mean_abs_change": change}),
+        ));
+    }
+    if let Some(d) = p.get("directional") {
+        let column = column_indices(
+            model,
+            d.get("feature").unwrap_or(&Value::Null),
+            "directional.feature",
+        )?[0];
+        let delta = d.get("increase").and_then(Value::as_f64).unwrap_or(1.0);
+        let expect = match d.get("expect").and_then(Value::as_str) {
+            Some("increase") => robustness::Expectation::Increase,
+            Some("decrease") => robustness::Expectation::Decrease,
+            Some("no_change") => robustness::Expectation::NoChange,
+            other => {
+                return Err(format!(
+                    "directional.expect: {other:?}; expected increase, decrease or no_change"
+                ));
+            }
+        };
+        let r =
+            robustness::directional(&m, column, delta, expect, 1e-9, &mut predict).map_err(text)?;
+        return Ok((r.violation_rate, serde_json::to_value(&r).map_err(text)?));
+    }
+    Err("minimum-functionality cases are not built yet in this version of Keel".into())
+}
+
+pub(crate) fn privacy(spec: &CheckSpec, s: &Scored, all: &BTreeMap<String, Scored>) -> Measured {
+    let p = &spec.params;
+    match p.get("test").and_then(Value::as_str) {
+        Some("membership_inference") => {
+            let loss = |name: &str| -> Result<Vec<f64>, String> {
+                let d = all.get(name).ok_or(format!("no {name} dataset"))?;
+                let scores = d
+                    .predictions
+                    .positive_scores()
+                    .ok_or("membership inference needs a binary classifier's probabilities")?;
+                privacy::per_row_log_loss(&labels(d)?, &scores, 1).map_err(text)
+            };
+            let r =
+                privacy::membership_inference(&loss("train")?, &loss("holdout")?).map_err(text)?;
+            let value = if p.contains_key("max_auc") {
+                r.auc
+            } else {
+                r.advantage
+            };
+            Ok((value, serde_json::to_value(&r).map_err(text)?))
+        }
+        Some("pii") => {
+            let wanted: Option<Vec<&str>> = p
+                .get("columns")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect());
+            let mut reports = serde_json::Map::new();
+            let mut total = 0u64;
+            for c in &s.table.columns {
+                if wanted
+                    .as_ref()
+                    .is_some_and(|w| !w.contains(&c.name.as_str()))
+                {
+                    continue;
+                }
+                let Values::Text(v) = &c.values else { continue };
+                let values: Vec<&str> = v.iter().map(|x| x.as_deref().unwrap_or("")).collect();
+                let r = privacy::scan(&values);
+                total += r.total_findings();
+                if r.total_findings() > 0 {
+                    reports.insert(c.name.clone(), serde_json::to_value(&r).map_err(text)?);
+                }
+            }
+            Ok((total as f64, json!({ "columns": reports })))
+        }
+        Some("k_anonymity") => {
+            let names: Vec<&str> = p
+                .get("quasi_identifiers")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let mut columns: Vec<Vec<String>> = Vec::new();
+            for n in &names {
+                let c = s.table.column(n).map_err(text)?;
+                columns.push(match &c.values {
+                    Values::Text(v) => v.iter().map(|x| x.clone().unwrap_or_default()).collect(),
+                    Values::Number(v) => v.iter().map(|x| format!("{x}")).collect(),
+                });
+            }
+            let refs: Vec<Vec<&str>> = columns
+                .iter()
+                .map(|c| c.iter().map(String::as_str).collect())
+                .collect();
+            let slices: Vec<&[&str]> = refs.iter().map(Vec::as_slice).collect();
+            let r = privacy::k_anonymity(&slices).map_err(text)?;
+            let min_k = p.get("min_k").and_then(Value::as_u64).unwrap_or(1);
+            Ok((
+                r.k as f64,
+                json!({"k": r.k, "classes": r.classes, "rows_in_smaller_classes": r.rows_in_classes_below(min_k)}),
+            ))
+        }
+        other => Err(format!("privacy test {other:?} is not built yet")),
+    }
+}
+
+pub(crate) fn security(spec: &CheckSpec, model: &Model, s: &Scored) -> Measured {
+    let p = &spec.params;
+    let m = matrix(model, s)?;
+    let mut predict = predictor(model);
+    match p.get("test").and_then(Value::as_str) {
+        Some("evasion") => {
+            let samples = p
+                .get("samples")
+                .and_then(Value::as_u64)
+                .unwrap_or(200)
+                .min(m.rows as u64) as usize;
+            let cols = m.cols;
+            let sample =
+                Matrix::new(samples, cols, m.values[..samples * cols].to_vec()).map_err(text)?;
+            let params = security::Evasion {
+                norm: match p.get("norm").and_then(Value::as_str) {
+                    Some("l2") => security::Norm::L2,
+                    _ => security::Norm::Linf,
+                },
+                budget: p.get("budget").and_then(Value::as_f64).unwrap_or(0.1),
+                queries: p.get("queries").and_then(Value::as_u64).unwrap_or(100) as usize,
+                seed: seed(p),
+                ..security::Evasion::default()
+            };
+            let r =
+                security::evasion(&sample, &m.column_std(), &params, &mut predict).map_err(text)?;
+            Ok((r.success_rate, serde_json::to_value(&r).map_err(text)?))
+        }
+        other => Err(format!("security test {other:?} is not built yet")),
+    }
+}
+
+pub(crate) fn cost(spec: &CheckSpec, model: &Model, s: &Scored) -> Measured {
+    let p = &spec.params;
+    let (measure, args) = keel_quality::suite::COST_MEASURES
+        .iter()
+        .find_map(|k| p.get(*k).map(|v| (*k, v)))
+        .ok_or("name a cost measure")?;
+    let batch = args
+        .get("batch")
+        .and_then(Value::as_u64)
+        .unwrap_or(1)
+        .clamp(1, s.table.rows as u64) as usize;
+    let width = model.features.len();
+    let input = &s.matrix[..batch * width];
+    // Time at least 50 runs and at least half a second, at most 10,000 runs.
+    let mut times = Vec::new();
+    let started = Instant::now();
+    while times.len() < 10_000 && (times.len() < 50 || started.elapsed().as_secs_f64() < 0.5) {
+        let t = Instant::now();
+        model.predict(input).map_err(text)?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let pct = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+    let (p50, p99) = (pct(0.5), pct(0.99));
+    let rows_per_s = batch as f64 / (times.iter().sum::<f64>() / times.len() as f64);
+    let value = match measure {
+        "latency_p50_ms" => p50 * 1e3,
+        "latency_p99_ms" => p99 * 1e3,
+        "throughput" => rows_per_s,
+        "cost_per_1000" => {
+            let price = p.get("cpu_hour_usd").and_then(Value::as_f64).unwrap_or(0.0);
+            price / 3600.0 / rows_per_s * 1000.0
+        }
+        other => {
+            return Err(format!(
+                "{other} is not measured yet in this version of Keel"
+            ));
+        }
+    };
+    Ok((
+        value,
+        json!({"batch": batch, "runs": times.len(), "p50_ms": p50 * 1e3, "p99_ms": p99 * 1e3, "rows_per_s": rows_per_s}),
+    ))
+}
