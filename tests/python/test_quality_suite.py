@@ -100,7 +100,8 @@ def keel_test(workdir, text: str, *extra) -> subprocess.CompletedProcess:
 
 def test_every_value_matches_sklearn_and_fairlearn(workdir):
     junit = workdir["root"] / "report.xml"
-    res = keel_test(workdir, SUITE, "--json", "--junit", str(junit))
+    html = workdir["root"] / "report.html"
+    res = keel_test(workdir, SUITE, "--json", "--junit", str(junit), "--html", str(html))
     assert res.returncode == 0, res.stderr + res.stdout
     out = json.loads(res.stdout)
     assert out["suite"] == "credit-candidate" and out["passed"] is True
@@ -134,6 +135,12 @@ def test_every_value_matches_sklearn_and_fairlearn(workdir):
     groups = got["fairness.demographic_parity_difference@sex"]["evidence"]["groups"]
     assert [g["group"] for g in groups] == [["f"], ["m"]]
     assert got["fairness.equalized_odds_difference@[sex,region]"]["severity"] == "warning"
+    page = html.read_text()
+    assert page.startswith("<!doctype html>") and "credit-candidate" in page and "PASSED" in page
+    assert "fraction positive" in page and "Selection rate per group" in page
+    assert "Worst slices" in page and page.count("<svg") >= 4
+    for name in got:
+        assert name.replace("<", "&lt;") in page
     cases = ET.parse(junit).getroot()
     assert cases.get("tests") == str(len(out["checks"])) and cases.get("failures") == "0"
     assert {c.get("name") for c in cases.iter("testcase")} == set(got)

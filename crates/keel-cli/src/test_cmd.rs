@@ -25,7 +25,7 @@ pub enum TestCmd {
     ///     - {kind: performance, metric: accuracy, slice: young, min: 0.70}
     ///     - {kind: fairness, metric: demographic_parity_difference, sensitive: sex, max: 0.10}
     ///
-    ///   keel test run suite.yaml [--json] [--junit report.xml]
+    ///   keel test run suite.yaml [--json] [--junit report.xml] [--html report.html]
     ///
     /// Exit status: 0 when every error-severity check passes, 1 when one
     /// fails (or cannot run), 2 when the suite file or its data is invalid.
@@ -38,12 +38,21 @@ pub enum TestCmd {
         /// Also write JUnit XML here, one test case per check.
         #[arg(long)]
         junit: Option<PathBuf>,
+        /// Also write an HTML report here (plots of calibration, worst
+        /// slices, per-group rates, flip rates; the evidence underneath).
+        #[arg(long)]
+        html: Option<PathBuf>,
     },
 }
 
 pub async fn run(cmd: TestCmd) -> Result<ExitCode> {
     match cmd {
-        TestCmd::Run { suite, json, junit } => {
+        TestCmd::Run {
+            suite,
+            json,
+            junit,
+            html,
+        } => {
             let result = match keel_suite::run::run_file(&suite).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -53,6 +62,11 @@ pub async fn run(cmd: TestCmd) -> Result<ExitCode> {
             };
             if let Some(path) = junit {
                 std::fs::write(&path, keel_suite::report::junit(&result)).map_err(|e| {
+                    crate::output::UsageError(format!("cannot write {}: {e}", path.display()))
+                })?;
+            }
+            if let Some(path) = html {
+                std::fs::write(&path, keel_suite::report::html(&result)).map_err(|e| {
                     crate::output::UsageError(format!("cannot write {}: {e}", path.display()))
                 })?;
             }
