@@ -68,6 +68,9 @@ impl Table {
             None => return Err(bad(&"the file has no rows")),
         };
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        if rows == 0 {
+            return Err(bad(&"the file has no rows"));
+        }
         let mut columns = Vec::with_capacity(schema.fields().len());
         for (i, field) in schema.fields().iter().enumerate() {
             let arrays: Vec<&ArrayRef> = batches.iter().map(|b| b.column(i)).collect();
