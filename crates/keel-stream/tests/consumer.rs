@@ -189,11 +189,13 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    for _ in 0..200 {
+    // Up to 30 s: a loaded CI machine can take over 10 s to start a
+    // consumer and deliver; success ends the wait at once.
+    for _ in 0..600 {
         if f().await {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("timed out waiting");
+    panic!("timed out waiting (30 s)");
 }
