@@ -189,13 +189,14 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    // Up to 30 s: a loaded CI machine can take over 10 s to start a
-    // consumer and deliver; success ends the wait at once.
-    for _ in 0..600 {
+    // Up to 45 s; success ends the wait at once. A message the server
+    // handed to the previous consumer's pull request (still open when that
+    // consumer stopped) comes back only after the ack wait, 30 s.
+    for _ in 0..900 {
         if f().await {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("timed out waiting (30 s)");
+    panic!("timed out waiting (45 s)");
 }
