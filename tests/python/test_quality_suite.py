@@ -192,6 +192,7 @@ checks:
   - {kind: robustness, perturbation: {gaussian_noise: {columns: [income], scale: 0.05}}, max_flip_rate: 0.2, seed: 3}
   - {kind: robustness, perturbation: {missing: {columns: [debt], rate: 0.1}}, max_mean_change: 1.0}
   - {kind: robustness, directional: {feature: debt, increase: 500, expect: increase}, max_violation_rate: 0.0}
+  - {kind: robustness, cases: cases.csv, min_pass_rate: 0.5}
   - {kind: privacy, test: membership_inference, max_advantage: 0.5}
   - {kind: privacy, test: k_anonymity, quasi_identifiers: [sex, region], min_k: 5}
   - {kind: privacy, test: pii, max_findings: 0, severity: warning}
@@ -203,6 +204,10 @@ checks:
 
 
 def test_robustness_privacy_security_and_cost_checks(workdir):
+    # Minimum functionality: huge debt and low income must default; the
+    # opposite must not; the last case expects the wrong answer on purpose.
+    (workdir["root"] / "cases.csv").write_text(
+        "age,income,debt,expected\n30,500,20000,1\n45,9000,0,0\n50,8000,100,0\n30,500,20000,0\n")
     res = keel_test(workdir, OTHER_KINDS, "--json")
     assert res.returncode == 0, res.stdout + res.stderr
     got = {c["name"]: c for c in json.loads(res.stdout)["checks"]}
@@ -214,6 +219,8 @@ def test_robustness_privacy_security_and_cost_checks(workdir):
     assert again["robustness.gaussian_noise"]["value"] == noise["value"]
     # More debt never lowers this model's default score (its debt weight is positive).
     assert got["robustness.directional"]["value"] == 0.0 and got["robustness.directional"]["status"] == "pass"
+    mft = got["robustness.minimum_functionality"]
+    assert mft["value"] == 0.75 and mft["evidence"]["failing"] == [{"index": 3, "expected": 0, "predicted": 1}]
     # Membership advantage = max over thresholds of TPR - FPR, members = low loss.
     train, holdout = workdir["losses"]["train"], workdir["losses"]["holdout"]
     thresholds = np.unique(np.concatenate([train, holdout]))

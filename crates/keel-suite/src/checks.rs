@@ -10,7 +10,7 @@ use keel_quality::suite::CheckSpec;
 use keel_stats::rng::Rng;
 use serde_json::{Value, json};
 
-use crate::data::Values;
+use crate::data::{Table, Values};
 use crate::model::Model;
 use crate::run::{Scored, labels};
 
@@ -67,11 +67,27 @@ fn seed(p: &serde_json::Map<String, Value>) -> u64 {
     p.get("seed").and_then(Value::as_u64).unwrap_or(0)
 }
 
-pub(crate) fn robustness(spec: &CheckSpec, model: &Model, s: &Scored) -> Measured {
+pub(crate) async fn robustness(
+    spec: &CheckSpec,
+    base: &std::path::Path,
+    model: &Model,
+    s: &Scored,
+) -> Measured {
     let p = &spec.params;
     let m = matrix(model, s)?;
     let mut predict = predictor(model);
-    let before = predict(&m).map_err(text)?;
+    // The model's answers on the unperturbed data, computed once already.
+    let before = q::Predictions {
+        labels: s
+            .predictions
+            .labels
+            .clone()
+            .unwrap_or_else(|| vec![0; s.table.rows]),
+        scores: s
+            .predictions
+            .positive_scores()
+            .or_else(|| s.predictions.values.clone()),
+    };
     let mut rng = Rng::from_seed(seed(p));
     if let Some(Value::Object(perturbation)) = p.get("perturbation") {
         let (kind, args) = perturbation.iter().next().ok_or("perturbation: give one")?;
@@ -126,7 +142,31 @@ pub(crate) fn robustness(spec: &CheckSpec, model: &Model, s: &Scored) -> Measure
             robustness::directional(&m, column, delta, expect, 1e-9, &mut predict).map_err(text)?;
         return Ok((r.violation_rate, serde_json::to_value(&r).map_err(text)?));
     }
-    Err("minimum-functionality cases are not built yet in this version of Keel".into())
+    if let Some(file) = p.get("cases").and_then(Value::as_str) {
+        // Minimum functionality: a table of inputs (the model's feature
+        // columns) and the label each must get, in a column `expected`.
+        let cases = Table::load("cases", &base.join(file)).await.map_err(text)?;
+        let expected: Vec<i64> = match &cases.column("expected").map_err(text)?.values {
+            Values::Number(v) if v.iter().all(|x| x.fract() == 0.0) => {
+                v.iter().map(|x| *x as i64).collect()
+            }
+            _ => {
+                return Err(format!(
+                    "{file}: column `expected` must hold integer labels"
+                ));
+            }
+        };
+        let inputs = Matrix::new(
+            cases.rows,
+            model.features.len(),
+            model.matrix(&cases, None).map_err(text)?,
+        )
+        .map_err(text)?;
+        let r =
+            robustness::minimum_functionality(&inputs, &expected, &mut predict).map_err(text)?;
+        return Ok((r.pass_rate, serde_json::to_value(&r).map_err(text)?));
+    }
+    Err("give a perturbation, a directional expectation or minimum-functionality cases".into())
 }
 
 pub(crate) fn privacy(spec: &CheckSpec, s: &Scored, all: &BTreeMap<String, Scored>) -> Measured {

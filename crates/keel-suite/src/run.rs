@@ -121,7 +121,7 @@ pub async fn run(suite: &Suite, base: &Path) -> Result<SuiteResult, SuiteError> 
     }
     let mut checks = Vec::with_capacity(suite.checks.len());
     for spec in &suite.checks {
-        checks.push(check(spec, &model, &scored, &slices).await);
+        checks.push(check(spec, base, &model, &scored, &slices).await);
     }
     let passed = checks
         .iter()
@@ -143,6 +143,7 @@ type Measured = Result<(f64, Value), String>;
 
 async fn check(
     spec: &CheckSpec,
+    base: &Path,
     model: &Model,
     scored: &BTreeMap<String, Scored>,
     slices: &BTreeMap<String, Vec<usize>>,
@@ -158,7 +159,7 @@ async fn check(
         Some(s) => match spec.kind {
             CheckKind::Performance => performance(spec, s, rows, slices),
             CheckKind::Fairness => fairness_check(spec, s, rows),
-            CheckKind::Robustness => crate::checks::robustness(spec, model, s),
+            CheckKind::Robustness => crate::checks::robustness(spec, base, model, s).await,
             CheckKind::Privacy => crate::checks::privacy(spec, s, scored),
             CheckKind::Security => crate::checks::security(spec, model, s),
             CheckKind::Cost => crate::checks::cost(spec, model, s),
