@@ -26,7 +26,7 @@ from skl2onnx import to_onnx
 from sklearn import metrics
 from sklearn.linear_model import LogisticRegression
 
-from online_crosscheck import keel_bin
+from online_crosscheck import KeelTarget, keel_bin, keel_server
 
 N = 4000
 
@@ -245,3 +245,35 @@ def test_robustness_privacy_security_and_cost_checks(workdir):
     per_1000 = got["cost.cost_per_1000"]
     assert per_1000["value"] == pytest.approx(
         0.05 / 3600 / per_1000["evidence"]["rows_per_s"] * 1000, rel=1e-9)
+
+
+GATE = """\
+lifecycle: release-gate
+initial: testing
+states:
+  testing:
+    on: {suite_passed: staging, suite_failed: rejected}
+  staging: {terminal: true}
+  rejected: {terminal: true}
+"""
+
+
+def test_a_suite_result_moves_a_lifecycle(workdir, tmp_path):
+    import requests
+
+    srv = keel_server(KeelTarget(tmp_path / "data"))
+    try:
+        r = requests.post(f"{srv.url}/v1/lifecycles", data=GATE.encode(), timeout=30)
+        assert r.status_code in (200, 201), r.text
+        res = keel_test(workdir, SUITE, "--lifecycle", "release-gate", "--key", "churn-v7", "--server", srv.url)
+        assert res.returncode == 0 and "sent suite_passed to release-gate/churn-v7" in res.stdout, res.stderr
+        failing = SUITE.replace("metric: roc_auc, min: 0.60", "metric: roc_auc, min: 0.99")
+        res = keel_test(workdir, failing, "--lifecycle", "release-gate", "--key", "churn-v8", "--server", srv.url)
+        assert res.returncode == 1 and "sent suite_failed" in res.stdout, res.stderr
+        states = {k: requests.get(f"{srv.url}/v1/lifecycles/release-gate/instances/{k}", timeout=10).json()["state"]
+                  for k in ("churn-v7", "churn-v8")}
+        assert states == {"churn-v7": "staging", "churn-v8": "rejected"}
+        history = requests.get(f"{srv.url}/v1/lifecycles/release-gate/history/churn-v8", timeout=10).json()
+        assert "performance.roc_auc" in json.dumps(history), history
+    finally:
+        srv.stop()

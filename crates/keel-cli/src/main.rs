@@ -200,7 +200,7 @@ fn main() -> ExitCode {
             Command::Serve(cmd) => serve_cmd::run(&settings, cmd).await,
             Command::Deploy(cmd) => deploy_cmd::run(&settings, cmd).await,
             Command::Features(cmd) => features_cmd::run(&settings, cmd).await,
-            Command::Test(cmd) => test_cmd::run(cmd).await,
+            Command::Test(cmd) => test_cmd::run(&settings, cmd).await,
         }
     });
     match result {

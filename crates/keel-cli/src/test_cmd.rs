@@ -6,6 +6,12 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Subcommand;
 
+use keel_suite::run::Status;
+use reqwest::Method;
+use serde_json::json;
+
+use crate::config::Settings;
+use crate::lifecycle_cmd::{Common, call_json, enc};
 use crate::output::{print_json, table};
 
 #[derive(Subcommand, Debug)]
@@ -26,6 +32,7 @@ pub enum TestCmd {
     ///     - {kind: fairness, metric: demographic_parity_difference, sensitive: sex, max: 0.10}
     ///
     ///   keel test run suite.yaml [--json] [--junit report.xml] [--html report.html]
+    ///   keel test run suite.yaml --lifecycle model-release --key churn-v7 --server URL
     ///
     /// Exit status: 0 when every error-severity check passes, 1 when one
     /// fails (or cannot run), 2 when the suite file or its data is invalid.
@@ -42,16 +49,30 @@ pub enum TestCmd {
         /// slices, per-group rates, flip rates; the evidence underneath).
         #[arg(long)]
         html: Option<PathBuf>,
+        /// Send `suite_passed` or `suite_failed` to this lifecycle's
+        /// instance (started when absent), so a lifecycle can gate a
+        /// promotion on the suite.
+        #[arg(long)]
+        lifecycle: Option<String>,
+        /// The lifecycle instance's key (default: the suite's name).
+        #[arg(long, requires = "lifecycle")]
+        key: Option<String>,
+        /// The Keel server holding the lifecycle (default: the data directory).
+        #[arg(long, env = "KEEL_SERVER")]
+        server: Option<String>,
     },
 }
 
-pub async fn run(cmd: TestCmd) -> Result<ExitCode> {
+pub async fn run(settings: &Settings, cmd: TestCmd) -> Result<ExitCode> {
     match cmd {
         TestCmd::Run {
             suite,
             json,
             junit,
             html,
+            lifecycle,
+            key,
+            server,
         } => {
             let result = match keel_suite::run::run_file(&suite).await {
                 Ok(r) => r,
@@ -101,6 +122,39 @@ pub async fn run(cmd: TestCmd) -> Result<ExitCode> {
                     result.checks.len(),
                     result.seconds
                 );
+            }
+            if let Some(lifecycle) = lifecycle {
+                let key = key.unwrap_or_else(|| result.suite.clone());
+                let common = Common { server, json: true };
+                let path = format!("/v1/lifecycles/{}/instances", enc(&lifecycle));
+                call_json(
+                    settings,
+                    &common,
+                    Method::POST,
+                    &path,
+                    Some(json!({"key": key, "data": {"suite": result.suite}})),
+                )
+                .await?;
+                let failed: Vec<&str> = result
+                    .checks
+                    .iter()
+                    .filter(|c| c.status != Status::Pass)
+                    .map(|c| c.name.as_str())
+                    .collect();
+                let event = if result.passed {
+                    "suite_passed"
+                } else {
+                    "suite_failed"
+                };
+                let body = json!({
+                    "event": event, "lifecycle": lifecycle, "key": key,
+                    "data": {"suite": result.suite, "passed": result.passed,
+                             "checks": result.checks.len(), "not_passed": failed},
+                });
+                call_json(settings, &common, Method::POST, "/v1/events", Some(body)).await?;
+                if !json {
+                    println!("sent {event} to {lifecycle}/{key}");
+                }
             }
             Ok(if result.passed {
                 ExitCode::SUCCESS
