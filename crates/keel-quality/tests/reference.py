@@ -7,7 +7,7 @@ both (with the library versions) to ``reference.json`` beside this file,
 which ``reference.rs`` checks the Rust crate against. The output is
 deterministic: rerunning this script with the same library versions
 reproduces the file byte for byte, and
-``tests/python/test_quality_reference.py`` asserts exactly that.
+``tests/python/test_reference_fixtures.py`` asserts exactly that.
 
 Where the crate defines a metric that scikit-learn has no function for
 (expected calibration error, precision@k, MAP@k), the value comes from a

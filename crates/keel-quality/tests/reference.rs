@@ -1,6 +1,6 @@
 //! keel-quality against scikit-learn, fairlearn and numpy: every metric is
 //! checked against `reference.json`, which `reference.py` computes (and
-//! `tests/python/test_quality_reference.py` proves it still computes).
+//! `tests/python/test_reference_fixtures.py` proves it still computes).
 //!
 //! Every definition here is exact, so every value is held to 1e-9 relative
 //! (1e-12 absolute near 0); counts and group orders must be equal. Run with

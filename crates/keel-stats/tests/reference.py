@@ -5,7 +5,7 @@ about them, and writes both (with the library versions) to
 ``reference.json`` beside this file, which ``reference.rs`` checks the Rust
 crate against. The output is deterministic: rerunning this script with the
 same library versions reproduces the file byte for byte, and
-``tests/python/test_stats_reference.py`` asserts exactly that.
+``tests/python/test_reference_fixtures.py`` asserts exactly that.
 
     python crates/keel-stats/tests/reference.py [--out PATH]
 """

@@ -1,6 +1,6 @@
 //! keel-stats against scipy and statsmodels: every function is checked
 //! against `reference.json`, which `reference.py` computes (and
-//! `tests/python/test_stats_reference.py` proves it still computes).
+//! `tests/python/test_reference_fixtures.py` proves it still computes).
 //!
 //! Exact computations are held to ~1e-12 relative or tighter (special
 //! functions to 1e-14 where double precision allows); Monte Carlo ones to

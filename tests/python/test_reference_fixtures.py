@@ -1,12 +1,13 @@
-"""keel-stats' reference fixture, proven: ``crates/keel-stats/tests/reference.py``
-is rerun into a temporary file and must reproduce the committed
-``reference.json`` that the Rust crate's ``tests/reference.rs`` checks
-against, so every expected value there is what numpy, scipy and statsmodels
-compute, not a hand-edited number.
+"""The Rust crates' reference fixtures, proven: each crate's
+``tests/reference.py`` is rerun into a temporary file and must reproduce the
+committed ``tests/reference.json`` that its ``tests/reference.rs`` checks
+against, so every expected value there is what the reference libraries
+compute (keel-stats: numpy, scipy, statsmodels; keel-quality: scikit-learn,
+fairlearn, numpy), not a hand-edited number.
 
 * With the library versions recorded in the fixture the output must be
   byte-for-byte identical.
-* With other versions (an unpinned scipy moved on) the datasets must still
+* With other versions (an unpinned library moved on) the datasets must still
   be identical and every number equal to 1e-9 relative; the fixture should
   then be regenerated with the new versions.
 
@@ -21,17 +22,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CRATE_TESTS = REPO_ROOT / "crates" / "keel-stats" / "tests"
-SCRIPT = CRATE_TESTS / "reference.py"
-FIXTURE = CRATE_TESTS / "reference.json"
+CRATES = ["keel-stats", "keel-quality"]
 
 
-def regenerate(tmp_path: Path) -> Path:
+def fixture(crate: str) -> Path:
+    return REPO_ROOT / "crates" / crate / "tests" / "reference.json"
+
+
+def regenerate(crate: str, tmp_path: Path) -> Path:
+    script = REPO_ROOT / "crates" / crate / "tests" / "reference.py"
     out = tmp_path / "reference.json"
-    res = subprocess.run([sys.executable, str(SCRIPT), "--out", str(out)],
+    res = subprocess.run([sys.executable, str(script), "--out", str(out)],
                          capture_output=True, text=True, timeout=240)
-    assert res.returncode == 0, f"reference.py failed:\n{res.stderr}"
+    assert res.returncode == 0, f"{crate}'s reference.py failed:\n{res.stderr}"
     return out
 
 
@@ -52,24 +58,31 @@ def assert_close(fresh, committed, path="$"):
         assert fresh == committed, f"{path}: fresh {fresh!r} != committed {committed!r}"
 
 
-def test_reference_json_is_what_the_libraries_compute(tmp_path):
-    fresh_path = regenerate(tmp_path)
+@pytest.mark.parametrize("crate", CRATES)
+def test_reference_json_is_what_the_libraries_compute(crate, tmp_path):
+    fresh_path = regenerate(crate, tmp_path)
     fresh = json.loads(fresh_path.read_text())
-    committed = json.loads(FIXTURE.read_text())
+    committed = json.loads(fixture(crate).read_text())
     if fresh["versions"] == committed["versions"]:
-        assert fresh_path.read_bytes() == FIXTURE.read_bytes(), (
+        assert fresh_path.read_bytes() == fixture(crate).read_bytes(), (
             "reference.json differs from what reference.py writes with the same "
             "library versions: regenerate it, do not edit it by hand")
     else:
-        versions = {k: v for k, v in fresh.items() if k == "versions"}
-        print(f"library versions differ from the fixture's: {versions} vs {committed['versions']}")
+        print(f"library versions differ from the fixture's: {fresh['versions']} vs {committed['versions']}")
         fresh.pop("versions")
         committed.pop("versions")
         assert_close(fresh, committed)
 
 
-def test_fixture_covers_every_checked_function():
-    committed = json.loads(FIXTURE.read_text())
+def test_stats_fixture_covers_every_checked_function():
+    committed = json.loads(fixture("keel-stats").read_text())
     assert set(committed) >= {"versions", "special", "proportions", "welch", "srm",
                               "msprt", "cuped", "bayes", "ope"}
     assert set(committed["versions"]) == {"numpy", "scipy", "statsmodels"}
+
+
+def test_quality_fixture_covers_every_checked_metric():
+    committed = json.loads(fixture("keel-quality").read_text())
+    assert set(committed) >= {"versions", "classification", "regression", "ranking", "fairness"}
+    assert set(committed["classification"]) == {"binary", "multiclass"}
+    assert set(committed["versions"]) == {"numpy", "scikit-learn", "fairlearn", "pandas"}
