@@ -556,21 +556,8 @@ pub async fn run(settings: &Settings, cmd: DeployCmd) -> Result<ExitCode> {
             reason,
             common,
         } => {
-            needs_server(settings, &common, "rollout")?;
-            let v = call_json(
-                settings,
-                &common,
-                Method::POST,
-                &format!("/v1/deployments/{}/rollout", enc(&name)),
-                Some(json!({ "action": action, "variant": variant, "reason": reason })),
-            )
-            .await?;
-            if common.json {
-                print_json(&v);
-            } else {
-                print_rollout(&v);
-            }
-            Ok(ExitCode::SUCCESS)
+            let body = json!({ "action": action, "variant": variant, "reason": reason });
+            move_deployment(settings, &common, &name, ("rollout", "rollout"), body).await
         }
         DeployCmd::Check {
             name,
@@ -581,22 +568,9 @@ pub async fn run(settings: &Settings, cmd: DeployCmd) -> Result<ExitCode> {
             severity,
             common,
         } => {
-            needs_server(settings, &common, "check")?;
-            let v = call_json(
-                settings,
-                &common,
-                Method::POST,
-                &format!("/v1/deployments/{}/checks", enc(&name)),
-                Some(json!({ "suite": suite, "variant": variant,
-                             "passed": passed && !failed, "severity": severity })),
-            )
-            .await?;
-            if common.json {
-                print_json(&v);
-            } else {
-                print_rollout(&v);
-            }
-            Ok(ExitCode::SUCCESS)
+            let body = json!({ "suite": suite, "variant": variant,
+                               "passed": passed && !failed, "severity": severity });
+            move_deployment(settings, &common, &name, ("check", "checks"), body).await
         }
         DeployCmd::Metric {
             name,
@@ -605,21 +579,8 @@ pub async fn run(settings: &Settings, cmd: DeployCmd) -> Result<ExitCode> {
             value,
             common,
         } => {
-            needs_server(settings, &common, "metric")?;
-            let v = call_json(
-                settings,
-                &common,
-                Method::POST,
-                &format!("/v1/deployments/{}/metrics", enc(&name)),
-                Some(json!({ "variant": variant, "name": metric, "value": value })),
-            )
-            .await?;
-            if common.json {
-                print_json(&v);
-            } else {
-                print_rollout(&v);
-            }
-            Ok(ExitCode::SUCCESS)
+            let body = json!({ "variant": variant, "name": metric, "value": value });
+            move_deployment(settings, &common, &name, ("metric", "metrics"), body).await
         }
         DeployCmd::Events { name, common } => {
             needs_server(settings, &common, "events")?;
@@ -686,6 +647,33 @@ pub async fn run(settings: &Settings, cmd: DeployCmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `keel deploy COMMAND`: POSTs to `/v1/deployments/NAME/ROUTE` (a rollout
+/// action, a check, a metric: each may move the deployment) and shows
+/// where it stands.
+async fn move_deployment(
+    settings: &Settings,
+    common: &Common,
+    name: &str,
+    (command, route): (&str, &str),
+    body: Value,
+) -> Result<ExitCode> {
+    needs_server(settings, common, command)?;
+    let v = call_json(
+        settings,
+        common,
+        Method::POST,
+        &format!("/v1/deployments/{}/{route}", enc(name)),
+        Some(body),
+    )
+    .await?;
+    if common.json {
+        print_json(&v);
+    } else {
+        print_rollout(&v);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// One line on where a deployment stands as a long process.
