@@ -40,10 +40,6 @@ fn predictor(model: &Model) -> impl FnMut(&Matrix) -> keel_quality::Result<q::Pr
     }
 }
 
-fn matrix(model: &Model, s: &Scored) -> Result<Matrix, String> {
-    Matrix::new(s.table.rows, model.features.len(), s.matrix.clone()).map_err(text)
-}
-
 fn column_indices(model: &Model, names: &Value, field: &str) -> Result<Vec<usize>, String> {
     let names: Vec<&str> = match names {
         Value::String(n) => vec![n.as_str()],
@@ -74,7 +70,7 @@ pub(crate) async fn robustness(
     s: &Scored,
 ) -> Measured {
     let p = &spec.params;
-    let m = matrix(model, s)?;
+    let m = &s.matrix;
     let mut predict = predictor(model);
     // The model's answers on the unperturbed data, computed once already.
     let before = q::Predictions {
@@ -98,9 +94,9 @@ pub(crate) async fn robustness(
         )?;
         let amount = |key: &str| args.get(key).and_then(Value::as_f64).unwrap_or(0.0);
         let after_matrix = match kind.as_str() {
-            "gaussian_noise" => robustness::gaussian_noise(&m, &columns, amount("scale"), &mut rng),
-            "missing" => robustness::missing_values(&m, &columns, amount("rate"), &mut rng),
-            "category_swap" => robustness::category_swap(&m, &columns, amount("rate"), &mut rng),
+            "gaussian_noise" => robustness::gaussian_noise(m, &columns, amount("scale"), &mut rng),
+            "missing" => robustness::missing_values(m, &columns, amount("rate"), &mut rng),
+            "category_swap" => robustness::category_swap(m, &columns, amount("rate"), &mut rng),
             other => {
                 return Err(format!(
                     "{other} perturbs text columns; this model takes only numbers"
@@ -139,7 +135,7 @@ pub(crate) async fn robustness(
             }
         };
         let r =
-            robustness::directional(&m, column, delta, expect, 1e-9, &mut predict).map_err(text)?;
+            robustness::directional(m, column, delta, expect, 1e-9, &mut predict).map_err(text)?;
         return Ok((r.violation_rate, serde_json::to_value(&r).map_err(text)?));
     }
     if let Some(file) = p.get("cases").and_then(Value::as_str) {
@@ -246,7 +242,7 @@ pub(crate) fn privacy(spec: &CheckSpec, s: &Scored, all: &BTreeMap<String, Score
 
 pub(crate) fn security(spec: &CheckSpec, model: &Model, s: &Scored) -> Measured {
     let p = &spec.params;
-    let m = matrix(model, s)?;
+    let m = &s.matrix;
     let mut predict = predictor(model);
     match p.get("test").and_then(Value::as_str) {
         Some("evasion") => {
@@ -288,7 +284,7 @@ pub(crate) fn cost(spec: &CheckSpec, model: &Model, s: &Scored) -> Measured {
         .unwrap_or(1)
         .clamp(1, s.table.rows as u64) as usize;
     let width = model.features.len();
-    let input = &s.matrix[..batch * width];
+    let input = &s.matrix.values[..batch * width];
     // Time at least 50 runs and at least half a second, at most 10,000 runs.
     let mut times = Vec::new();
     let started = Instant::now();

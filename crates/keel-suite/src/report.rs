@@ -2,6 +2,8 @@
 
 use std::fmt::Write;
 
+use serde_json::Value;
+
 use crate::run::{Status, SuiteResult};
 
 /// One `<testsuite>` with a `<testcase>` per check: a failed check is a
@@ -177,8 +179,6 @@ section{{margin:1.5em 0}}pre{{background:#f6f8fa;padding:8px;overflow:auto;max-h
     out.push_str("</body></html>\n");
     out
 }
-
-use serde_json::Value;
 
 fn status_name(s: Status) -> &'static str {
     match s {

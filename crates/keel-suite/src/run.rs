@@ -51,8 +51,8 @@ pub(crate) struct Scored {
     pub(crate) table: Table,
     pub(crate) label: Option<String>,
     pub(crate) predictions: Predictions,
-    /// The model's feature matrix of the table, row-major.
-    pub(crate) matrix: Vec<f64>,
+    /// The model's feature matrix of the table.
+    pub(crate) matrix: keel_quality::checks::Matrix,
 }
 
 /// Reads, validates and runs the suite file at `path`; files it names are
@@ -100,8 +100,13 @@ pub async fn run(suite: &Suite, base: &Path) -> Result<SuiteResult, SuiteError> 
     let model = Model::load(&model_path, features.as_deref(), &tables["test"], &skip)?;
     let mut scored = BTreeMap::new();
     for (name, table) in tables {
-        let matrix = model.matrix(&table, None)?;
-        let predictions = model.predict(&matrix)?;
+        let matrix = keel_quality::checks::Matrix::new(
+            table.rows,
+            model.features.len(),
+            model.matrix(&table, None)?,
+        )
+        .map_err(|e| SuiteError::Model(e.to_string()))?;
+        let predictions = model.predict(&matrix.values)?;
         scored.insert(
             name.clone(),
             Scored {
