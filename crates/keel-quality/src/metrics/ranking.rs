@@ -179,6 +179,23 @@ fn for_each_query<Q: Ord>(query: &[Q], rows: &[usize], mut each: impl FnMut(&[us
     }
 }
 
+/// The mean of `per_query` over the queries of `rows` (sorted by query).
+fn average_over_queries<Q: Ord>(
+    query: &[Q],
+    rows: &[usize],
+    mut per_query: impl FnMut(&[usize]) -> f64,
+) -> QueryAverage {
+    let (mut sum, mut queries) = (Sum::default(), 0);
+    for_each_query(query, rows, |q| {
+        sum.add(per_query(q));
+        queries += 1;
+    });
+    QueryAverage {
+        mean: sum.value() / queries as f64,
+        queries,
+    }
+}
+
 fn validate<Q>(query: &[Q], relevance: &[f64], scores: &[f64]) -> Result<Vec<u64>> {
     paired("query", query.len(), "relevance", relevance.len())?;
     paired("query", query.len(), "scores", scores.len())?;
@@ -204,17 +221,9 @@ pub fn ndcg_by_query<Q: Ord>(
     let discount = discounts(longest, k);
     let cumsum = cumulative(&discount);
     let mut ideal = Vec::new();
-    let (mut sum, mut queries) = (Sum::default(), 0);
-    for_each_query(query, &rows, |q| {
-        sum.add(ndcg_sorted(
-            q, &keys, relevance, &discount, &cumsum, &mut ideal,
-        ));
-        queries += 1;
-    });
-    Ok(QueryAverage {
-        mean: sum.value() / queries as f64,
-        queries,
-    })
+    Ok(average_over_queries(query, &rows, |q| {
+        ndcg_sorted(q, &keys, relevance, &discount, &cumsum, &mut ideal)
+    }))
 }
 
 /// Precision@k averaged over queries: per query, the number of relevant
@@ -230,16 +239,10 @@ pub fn precision_at_k<Q: Ord>(
     check_k(Some(k))?;
     let keys = validate(query, relevance, scores)?;
     let rows = by_query(query, &keys);
-    let (mut sum, mut queries) = (Sum::default(), 0);
-    for_each_query(query, &rows, |q| {
+    Ok(average_over_queries(query, &rows, |q| {
         let hits = q.iter().take(k).filter(|&&r| relevance[r] > 0.0).count();
-        sum.add(hits as f64 / k as f64);
-        queries += 1;
-    });
-    Ok(QueryAverage {
-        mean: sum.value() / queries as f64,
-        queries,
-    })
+        hits as f64 / k as f64
+    }))
 }
 
 /// MAP@k, the mean over queries of average precision at k:
@@ -257,8 +260,7 @@ pub fn map_at_k<Q: Ord>(
     check_k(Some(k))?;
     let keys = validate(query, relevance, scores)?;
     let rows = by_query(query, &keys);
-    let (mut sum, mut queries) = (Sum::default(), 0);
-    for_each_query(query, &rows, |q| {
+    Ok(average_over_queries(query, &rows, |q| {
         let relevant = q.iter().filter(|&&r| relevance[r] > 0.0).count();
         let mut ap = 0.0;
         if relevant > 0 {
@@ -271,13 +273,8 @@ pub fn map_at_k<Q: Ord>(
             }
             ap /= relevant.min(k) as f64;
         }
-        sum.add(ap);
-        queries += 1;
-    });
-    Ok(QueryAverage {
-        mean: sum.value() / queries as f64,
-        queries,
-    })
+        ap
+    }))
 }
 
 #[cfg(test)]
