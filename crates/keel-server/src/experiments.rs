@@ -34,7 +34,6 @@ use keel_experiment::rollout::{CheckReport, MetricReport};
 use keel_experiment::{
     ControlRequest, DecideRequest, DeploymentSpec, Deployments, ExperimentError,
 };
-use keel_lifecycle::engine::{SendRequest, Target};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -335,29 +334,15 @@ pub async fn deliver_events(s: AppState) {
         let mut data = json!(m.event);
         data["deployment"] = json!(m.deployment);
         data["at"] = json!(keel_core::time::rfc3339_millis(m.event.at));
-        let delivered = async {
-            let lc = crate::lifecycle::engine(&s)?;
-            if lc.get(&m.lifecycle.name, &key).await.is_err() {
-                lc.start(
-                    &m.lifecycle.name,
-                    &key,
-                    json!({"deployment": m.deployment}),
-                    None,
-                )
-                .await?;
-            }
-            lc.send(SendRequest {
-                event: name.to_string(),
-                target: Target::Key {
-                    lifecycle: Some(m.lifecycle.name.clone()),
-                    key: key.clone(),
-                },
-                data,
-                idempotency_key: Some(format!("deployment:{}:{}", m.deployment, m.index)),
-            })
-            .await
-            .map_err(V1Error::from)
-        }
+        let delivered = crate::lifecycle::send_starting(
+            &s,
+            &m.lifecycle.name,
+            &key,
+            json!({"deployment": m.deployment}),
+            name,
+            data,
+            format!("deployment:{}:{}", m.deployment, m.index),
+        )
         .await;
         match delivered {
             Ok(report) => tracing::info!(

@@ -164,6 +164,35 @@ pub(crate) fn engine(s: &AppState) -> Result<&Lifecycles, V1Error> {
         .ok_or_else(|| V1Error::unavailable("the lifecycle engine is not running on this server"))
 }
 
+/// Sends `event` to the instance `lifecycle/key`, starting it with
+/// `start_data` when it does not exist yet: how other domains (retraining
+/// policies, deployment moves) drive lifecycles.
+pub(crate) async fn send_starting(
+    s: &AppState,
+    lifecycle: &str,
+    key: &str,
+    start_data: Value,
+    event: &str,
+    data: Value,
+    idempotency_key: String,
+) -> Result<keel_lifecycle::engine::SendReport, V1Error> {
+    let lc = engine(s)?;
+    if lc.get(lifecycle, key).await.is_err() {
+        lc.start(lifecycle, key, start_data, None).await?;
+    }
+    Ok(lc
+        .send(SendRequest {
+            event: event.to_string(),
+            target: Target::Key {
+                lifecycle: Some(lifecycle.to_string()),
+                key: key.to_string(),
+            },
+            data,
+            idempotency_key: Some(idempotency_key),
+        })
+        .await?)
+}
+
 fn ok(v: impl serde::Serialize) -> V1Result {
     Ok(Json(v).into_response())
 }

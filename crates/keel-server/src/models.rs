@@ -12,7 +12,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use keel_lifecycle::engine::{SendRequest, Target};
 use keel_lineage::{Direction, Edge, LineageError, NewNode};
 use keel_registry::card::{self, CardInputs, DatasetSummary, RunSummary};
 use keel_registry::{Checkpoint, Registry, RegistryError, RetrainingPolicy};
@@ -504,23 +503,17 @@ async fn deliver_retraining(
     data: Value,
     idempotency_key: String,
 ) -> Result<Value, V1Error> {
-    let lc = crate::lifecycle::engine(s)?;
     let key = policy.key.clone().unwrap_or_else(|| name.to_owned());
-    if lc.get(&policy.lifecycle, &key).await.is_err() {
-        lc.start(&policy.lifecycle, &key, json!({"model": name}), None)
-            .await?;
-    }
-    let report = lc
-        .send(SendRequest {
-            event: policy.event.clone(),
-            target: Target::Key {
-                lifecycle: Some(policy.lifecycle.clone()),
-                key: key.clone(),
-            },
-            data,
-            idempotency_key: Some(idempotency_key),
-        })
-        .await?;
+    let report = crate::lifecycle::send_starting(
+        s,
+        &policy.lifecycle,
+        &key,
+        json!({"model": name}),
+        &policy.event,
+        data,
+        idempotency_key,
+    )
+    .await?;
     Ok(json!({"lifecycle": policy.lifecycle, "key": key, "event": policy.event, "report": report}))
 }
 
