@@ -398,7 +398,6 @@ pub fn judge(
             at: e.now,
         })
     };
-    let canary = matches!(spec.strategy, Strategy::Canary { .. });
     // Candidates: every variant but the first (a canary's candidate is the second).
     for i in 1..k {
         let name = &spec.variants[i].name;
@@ -546,8 +545,8 @@ pub fn judge(
             )
         };
     }
+    // (A canary returned above: it is promoted, never "won".)
     if !e.winner_due
-        || canary
         || rollout.winner.is_some()
         || k < 2
         || !(spec.strategy.learns() || spec.strategy == Strategy::Ab)
