@@ -173,6 +173,19 @@ pub const FAIRNESS_METRICS: [&str; 7] = [
 pub const PERTURBATIONS: [&str; 4] = ["gaussian_noise", "category_swap", "missing", "typos"];
 pub const PRIVACY_TESTS: [&str; 3] = ["membership_inference", "pii", "k_anonymity"];
 pub const SECURITY_TESTS: [&str; 2] = ["evasion", "hostile_inputs"];
+/// The probes of `hostile_inputs`: non-finite and far out-of-range values,
+/// a wrong datatype, a wrong width, an empty and an oversized batch.
+pub const HOSTILE_PROBES: [&str; 9] = [
+    "nan",
+    "pos_inf",
+    "neg_inf",
+    "huge",
+    "neg_huge",
+    "wrong_type",
+    "wrong_shape",
+    "empty_batch",
+    "oversized_batch",
+];
 pub const COST_MEASURES: [&str; 5] = [
     "latency_p50_ms",
     "latency_p99_ms",
@@ -549,6 +562,8 @@ impl Reader {
                 "norm",
                 "budget",
                 "max_success_rate",
+                "reject",
+                "max_answered",
                 "queries",
                 "samples",
                 "seed",
@@ -617,6 +632,7 @@ impl Reader {
             "max_advantage",
             "max_auc",
             "max_success_rate",
+            "max_answered",
             "budget",
             "cpu_hour_usd",
         ] {
@@ -729,6 +745,30 @@ impl Reader {
                     }
                 } else {
                     bound(self, &["min", "max"]);
+                }
+                if RANKING_METRICS.contains(&metric.as_str()) {
+                    match node.get("query") {
+                        Some(q) => {
+                            self.string(q, &join(path, "query"));
+                        }
+                        None => self.problem(
+                            node.span,
+                            &join(path, "query"),
+                            "missing: the column that groups rows into queries (or users)",
+                        ),
+                    }
+                    match node.get("k").map(|k| (k, k.to_json().as_i64())) {
+                        Some((_, Some(k))) if k >= 1 => {}
+                        Some((k, _)) => {
+                            self.problem(k.span, &join(path, "k"), "expected a whole number ≥ 1")
+                        }
+                        None if metric != "ndcg_at_k" => self.problem(
+                            node.span,
+                            &join(path, "k"),
+                            "missing: how many top-ranked items count",
+                        ),
+                        None => {}
+                    }
                 }
                 let dataset = node.get("dataset").and_then(Node::as_str).unwrap_or("test");
                 if let Some(d) = data.get(dataset)
@@ -861,6 +901,24 @@ impl Reader {
                         );
                     }
                     bound(self, &["max_success_rate"]);
+                } else if let Some(r) = node.get("reject") {
+                    for (i, probe) in self
+                        .strings(r, &join(path, "reject"))
+                        .unwrap_or_default()
+                        .iter()
+                        .enumerate()
+                    {
+                        if !HOSTILE_PROBES.contains(&probe.as_str()) {
+                            self.problem(
+                                r.span,
+                                &format!("{}[{i}]", join(path, "reject")),
+                                format!(
+                                    "unknown probe {probe:?}; expected one of {}",
+                                    HOSTILE_PROBES.join(", ")
+                                ),
+                            );
+                        }
+                    }
                 }
                 Some(test)
             }
@@ -993,6 +1051,35 @@ checks:
         // In file order.
         let lines: Vec<usize> = err.problems.iter().map(|p| p.line).collect();
         assert!(lines.windows(2).all(|w| w[0] <= w[1]), "{lines:?}");
+    }
+
+    #[test]
+    fn ranking_needs_a_query_column_and_hostile_probes_are_named() {
+        let src = r#"
+suite: s
+model: {onnx: m.onnx}
+data:
+  test: {path: t.parquet, label: clicked}
+checks:
+  - {kind: performance, metric: map_at_k, min: 0.2}
+  - {kind: performance, metric: ndcg_at_k, query: user, k: 0, min: 0.2}
+  - {kind: security, test: hostile_inputs, reject: [nan, nan_values]}
+"#;
+        let text = parse(src).unwrap_err().to_string();
+        for needle in [
+            "checks[0].query: missing: the column that groups rows",
+            "checks[0].k: missing",
+            "checks[1].k: expected a whole number",
+            "checks[2].reject[1]: unknown probe \"nan_values\"",
+        ] {
+            assert!(text.contains(needle), "{needle:?} not in\n{text}");
+        }
+        let ok = src
+            .replace("metric: map_at_k,", "metric: map_at_k, query: user, k: 5,")
+            .replace("k: 0", "k: 10")
+            .replace(", nan_values", ", wrong_type");
+        let suite = parse(&ok).unwrap();
+        assert_eq!(suite.checks[2].name, "security.hostile_inputs");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use crate::data::{Table, Values};
 use crate::model::Model;
 use crate::run::{Scored, labels};
+use keel_serve::tensor::{Data, Datatype, NamedTensor};
 
 type Measured = Result<(f64, Value), String>;
 
@@ -268,8 +269,104 @@ pub(crate) fn security(spec: &CheckSpec, model: &Model, s: &Scored) -> Measured 
                 security::evasion(&sample, &m.column_std(), &params, &mut predict).map_err(text)?;
             Ok((r.success_rate, serde_json::to_value(&r).map_err(text)?))
         }
+        Some("hostile_inputs") => hostile_inputs(p, model, m),
         other => Err(format!("security test {other:?} is not built yet")),
     }
+}
+
+/// Sends hostile probes through the same signature enforcement and plan
+/// a served model answers with, and counts the probes that should have
+/// been refused but were answered.
+fn hostile_inputs(p: &serde_json::Map<String, Value>, model: &Model, m: &Matrix) -> Measured {
+    if m.rows == 0 {
+        return Err("the dataset has no rows to build probes from".into());
+    }
+    let (input, datatype) = model.input();
+    let floats = |values: Vec<f64>| match datatype {
+        Datatype::Fp64 => Data::Fp64(values),
+        _ => Data::Fp32(values.iter().map(|x| *x as f32).collect()),
+    };
+    let template = Matrix::new(1, m.cols, m.row(0).to_vec()).map_err(text)?;
+    let mut probes: Vec<(&str, NamedTensor)> = security::hostile_probes(&template)
+        .map_err(text)?
+        .into_iter()
+        .map(|(name, x)| {
+            let shape = vec![x.rows, x.cols];
+            (name, NamedTensor::new(input, shape, floats(x.values)))
+        })
+        .collect();
+    probes.push((
+        "wrong_type",
+        NamedTensor::new(
+            input,
+            vec![1, m.cols],
+            Data::Bytes(vec![b"not a number".to_vec(); m.cols]),
+        ),
+    ));
+    probes.push((
+        "wrong_shape",
+        NamedTensor::new(
+            input,
+            vec![1, m.cols + 1],
+            floats([m.row(0), &[0.0]].concat()),
+        ),
+    ));
+    let accepts_missing = model.accepts_non_finite();
+    let reject: Vec<String> = match p.get("reject").and_then(Value::as_array) {
+        Some(list) => list
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        None if accepts_missing => vec!["wrong_type".into(), "wrong_shape".into()],
+        None => ["nan", "pos_inf", "neg_inf", "wrong_type", "wrong_shape"]
+            .map(String::from)
+            .to_vec(),
+    };
+    let mut outcomes = Vec::with_capacity(probes.len());
+    let mut answered = Vec::new();
+    for (name, tensor) in probes {
+        let rows = tensor.shape.first().copied().unwrap_or(0);
+        let result = model.serve(vec![tensor]);
+        if result.is_ok() && reject.iter().any(|r| r == name) {
+            answered.push(name);
+        }
+        outcomes.push(json!({
+            "probe": name,
+            "rows": rows,
+            "answered": result.is_ok(),
+            "error": result.err().map(|e| e.to_string()),
+        }));
+    }
+    Ok((
+        answered.len() as f64,
+        json!({
+            "probes": outcomes,
+            "must_reject": reject,
+            "answered_but_should_not": answered,
+            "accepts_missing_values": accepts_missing,
+        }),
+    ))
+}
+
+/// The process's resident set (`VmRSS`) or its peak (`VmHWM`), in bytes.
+fn resident_bytes(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The memory answering `input` takes: the process's peak resident set
+/// while the model runs, above its resident set before. Linux only (it
+/// resets the peak through `/proc/self/clear_refs`).
+fn peak_memory(model: &Model, input: &[f64]) -> Result<(u64, u64), String> {
+    let unavailable =
+        || "peak memory is measured through /proc/self (Linux); it is not available here";
+    std::fs::write("/proc/self/clear_refs", "5").map_err(|_| unavailable())?;
+    let before = resident_bytes("VmRSS:").ok_or_else(unavailable)?;
+    model.predict(input).map_err(text)?;
+    let peak = resident_bytes("VmHWM:").ok_or_else(unavailable)?;
+    Ok((before, peak.saturating_sub(before)))
 }
 
 pub(crate) fn cost(spec: &CheckSpec, model: &Model, s: &Scored) -> Measured {
@@ -285,6 +382,14 @@ pub(crate) fn cost(spec: &CheckSpec, model: &Model, s: &Scored) -> Measured {
         .clamp(1, s.table.rows as u64) as usize;
     let width = model.features.len();
     let input = &s.matrix.values[..batch * width];
+    if measure == "peak_memory_mb" {
+        let (before, extra) = peak_memory(model, input)?;
+        let mb = |b: u64| b as f64 / 1e6;
+        return Ok((
+            mb(extra),
+            json!({"batch": batch, "resident_before_mb": mb(before), "peak_above_before_mb": mb(extra)}),
+        ));
+    }
     // Time at least 50 runs and at least half a second, at most 10,000 runs.
     let mut times = Vec::new();
     let started = Instant::now();

@@ -109,6 +109,31 @@ impl Model {
         Ok(out)
     }
 
+    /// Answers raw input tensors as a served model does: checked against
+    /// the signature first (keel-serve's enforcement: names, datatypes,
+    /// shapes, NaN and infinity unless the model accepts them), then run.
+    /// Returns the rows answered.
+    pub fn serve(&self, tensors: Vec<NamedTensor>) -> Result<usize, SuiteError> {
+        let (ordered, rows) = keel_serve::signature::check_inputs(&self.plan.signature, tensors)
+            .map_err(|e| SuiteError::Model(e.to_string()))?;
+        self.plan
+            .run(&ordered)
+            .map_err(|e| SuiteError::Model(e.to_string()))?;
+        Ok(rows)
+    }
+
+    /// The model's one input: its name and datatype.
+    pub fn input(&self) -> (&str, Datatype) {
+        let input = &self.plan.signature.inputs[0];
+        (&input.name, input.datatype)
+    }
+
+    /// Whether the model declares that it takes NaN and infinities (it
+    /// routes or imputes missing values).
+    pub fn accepts_non_finite(&self) -> bool {
+        self.plan.signature.allow_non_finite
+    }
+
     /// Runs the model on a row-major matrix of `self.features` columns.
     pub fn predict(&self, matrix: &[f64]) -> Result<Predictions, SuiteError> {
         let width = self.features.len().max(1);
@@ -137,11 +162,13 @@ impl Model {
                         out.classes = k;
                         out.probabilities
                             .get_or_insert_with(Vec::new)
-                            .extend(v.iter().map(|x| f64::from(*x)));
+                            .extend(v.iter().map(|x| within_unit(f64::from(*x), 1e-6)));
                     }
                     (Data::Fp64(v), k) if k >= 2 => {
                         out.classes = k;
-                        out.probabilities.get_or_insert_with(Vec::new).extend(v);
+                        out.probabilities
+                            .get_or_insert_with(Vec::new)
+                            .extend(v.iter().map(|x| within_unit(*x, 1e-12)));
                     }
                     (Data::Fp32(v), 1) => out
                         .values
@@ -153,5 +180,33 @@ impl Model {
             }
         }
         Ok(out)
+    }
+}
+
+/// A probability rounded into [0, 1] when it is outside by no more than
+/// rounding (`slack`): a float32 tree ensemble's average of 25 trees can
+/// come out as 1.0000001. Values further out are left for the metrics to
+/// refuse.
+fn within_unit(p: f64, slack: f64) -> f64 {
+    if (-slack..0.0).contains(&p) {
+        0.0
+    } else if p > 1.0 && p <= 1.0 + slack {
+        1.0
+    } else {
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::within_unit;
+
+    #[test]
+    fn rounding_overshoot_is_clamped_and_real_errors_are_kept() {
+        assert_eq!(within_unit(1.000_000_119_209_289_6, 1e-6), 1.0);
+        assert_eq!(within_unit(-1e-8, 1e-6), 0.0);
+        assert_eq!(within_unit(0.25, 1e-6), 0.25);
+        assert_eq!(within_unit(1.01, 1e-6), 1.01);
+        assert!(within_unit(f64::NAN, 1e-6).is_nan());
     }
 }

@@ -58,17 +58,58 @@ pub(crate) struct Scored {
 /// Reads, validates and runs the suite file at `path`; files it names are
 /// relative to its folder.
 pub async fn run_file(path: &Path) -> Result<SuiteResult, SuiteError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| SuiteError::Io(format!("{}: {e}", path.display())))?;
-    let suite = keel_quality::suite::parse(&text)?;
+    let suite = read_file(path)?;
     let base = path.parent().unwrap_or(Path::new("."));
-    run(&suite, base).await
+    run(&suite, base, &Progress::none()).await
 }
 
-pub async fn run(suite: &Suite, base: &Path) -> Result<SuiteResult, SuiteError> {
+/// Reads and validates a suite file.
+pub fn read_file(path: &Path) -> Result<Suite, SuiteError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| SuiteError::Io(format!("{}: {e}", path.display())))?;
+    Ok(keel_quality::suite::parse(&text)?)
+}
+
+/// Where a run is: called with what it is doing, the steps done and the
+/// steps in all (each dataset loaded and scored, each slice, each check).
+pub struct Progress<'a> {
+    report: Option<&'a ReportStep<'a>>,
+}
+
+/// What a [`Progress`] calls: the step, the steps done, the steps in all.
+pub type ReportStep<'a> = dyn Fn(&str, usize, usize) + Send + Sync + 'a;
+
+impl<'a> Progress<'a> {
+    pub fn none() -> Self {
+        Progress { report: None }
+    }
+
+    pub fn to(report: &'a ReportStep<'a>) -> Self {
+        Progress {
+            report: Some(report),
+        }
+    }
+
+    fn step(&self, what: &str, done: usize, total: usize) {
+        if let Some(r) = self.report {
+            r(what, done, total);
+        }
+    }
+}
+
+/// Runs `suite`, whose files are relative to `base`.
+pub async fn run(
+    suite: &Suite,
+    base: &Path,
+    progress: &Progress<'_>,
+) -> Result<SuiteResult, SuiteError> {
     let started = std::time::Instant::now();
+    let total = 2 * suite.data.len() + suite.slices.len() + suite.checks.len();
+    let mut done = 0;
     let mut tables = BTreeMap::new();
     for (name, d) in &suite.data {
+        progress.step(&format!("loading {name}"), done, total);
+        done += 1;
         let table = Table::load(name, &base.join(&d.path)).await?;
         for column in d.label.iter().chain(&d.exclude) {
             table.column(column)?;
@@ -89,6 +130,9 @@ pub async fn run(suite: &Suite, base: &Path) -> Result<SuiteResult, SuiteError> 
         skip.push(l);
     }
     for c in &suite.checks {
+        if let Some(Value::String(query)) = c.params.get("query") {
+            skip.push(query);
+        }
         if let Some(s) = c.params.get("sensitive") {
             for v in s.as_array().into_iter().flatten().chain(std::iter::once(s)) {
                 if let Some(name) = v.as_str() {
@@ -100,6 +144,8 @@ pub async fn run(suite: &Suite, base: &Path) -> Result<SuiteResult, SuiteError> 
     let model = Model::load(&model_path, features.as_deref(), &tables["test"], &skip)?;
     let mut scored = BTreeMap::new();
     for (name, table) in tables {
+        progress.step(&format!("scoring {name}"), done, total);
+        done += 1;
         let matrix = keel_quality::checks::Matrix::new(
             table.rows,
             model.features.len(),
@@ -119,6 +165,8 @@ pub async fn run(suite: &Suite, base: &Path) -> Result<SuiteResult, SuiteError> 
     }
     let mut slices = BTreeMap::new();
     for (name, predicate) in &suite.slices {
+        progress.step(&format!("slice {name}"), done, total);
+        done += 1;
         slices.insert(
             name.clone(),
             scored["test"].table.select(name, predicate).await?,
@@ -126,8 +174,11 @@ pub async fn run(suite: &Suite, base: &Path) -> Result<SuiteResult, SuiteError> 
     }
     let mut checks = Vec::with_capacity(suite.checks.len());
     for spec in &suite.checks {
+        progress.step(&spec.name, done, total);
+        done += 1;
         checks.push(check(spec, base, &model, &scored, &slices).await);
     }
+    progress.step("done", done, total);
     let passed = checks
         .iter()
         .all(|c| c.severity == Severity::Warning || c.status == Status::Pass);
@@ -189,8 +240,11 @@ async fn check(
         "max_auc",
         "max_findings",
         "max_success_rate",
+        "max_answered",
     ])
-    .or_else(|| cost_bound("max"));
+    .or_else(|| cost_bound("max"))
+    // A served model must answer none of the probes it should refuse.
+    .or_else(|| (p.get("test").and_then(Value::as_str) == Some("hostile_inputs")).then_some(0.0));
     let threshold = match (min, max) {
         (Some(a), Some(b)) => json!({"min": a, "max": b}),
         (Some(a), None) => json!({"min": a}),
@@ -289,6 +343,9 @@ fn performance(
             _ => m.mape,
         };
         return Ok((v, json!({ "rows": n })));
+    }
+    if keel_quality::suite::RANKING_METRICS.contains(&metric) {
+        return ranking(p, metric, s, rows);
     }
     let y = pick(&labels(s)?, rows);
     let predicted = pick(
@@ -398,6 +455,65 @@ fn performance(
         evidence["worst_slices"] = discovered_slices(s, &y, all_pred, p)?;
     }
     Ok((value, evidence))
+}
+
+/// NDCG@k, MAP@k or precision@k: the label is each row's relevance, the
+/// model's score (a binary classifier's positive probability, or a
+/// regressor's output) ranks the rows of each query.
+fn ranking(
+    p: &serde_json::Map<String, Value>,
+    metric: &str,
+    s: &Scored,
+    rows: Option<&Vec<usize>>,
+) -> Measured {
+    let query_name = p
+        .get("query")
+        .and_then(Value::as_str)
+        .ok_or("query: name the column that groups rows into queries")?;
+    let k = p.get("k").and_then(Value::as_u64).map(|k| k as usize);
+    let relevance = pick(&targets(s)?, rows);
+    let scores = pick(
+        &s.predictions
+            .positive_scores()
+            .or_else(|| s.predictions.values.clone())
+            .ok_or("ranking needs a score per row: a binary classifier's probability or a regressor's output")?,
+        rows,
+    );
+    let query = pick(&query_ids(&s.table, query_name)?, rows);
+    let e = |x: keel_quality::QualityError| x.to_string();
+    use keel_quality::metrics::ranking as rk;
+    let need_k = || k.ok_or(format!("{metric} needs k"));
+    let average = match metric {
+        "ndcg_at_k" => rk::ndcg_by_query(&query, &relevance, &scores, k).map_err(e)?,
+        "map_at_k" => rk::map_at_k(&query, &relevance, &scores, need_k()?).map_err(e)?,
+        _ => rk::precision_at_k(&query, &relevance, &scores, need_k()?).map_err(e)?,
+    };
+    Ok((
+        average.mean,
+        json!({"rows": relevance.len(), "queries": average.queries, "k": k}),
+    ))
+}
+
+/// A column as query ids: equal values, equal ids (numbers by value, text
+/// by its string, nulls one group).
+fn query_ids(table: &Table, name: &str) -> Result<Vec<u64>, String> {
+    let column = table.column(name).map_err(|e| e.to_string())?;
+    Ok(match &column.values {
+        Values::Number(v) => v
+            .iter()
+            .map(|x| if *x == 0.0 { 0 } else { x.to_bits() })
+            .collect(),
+        Values::Text(v) => {
+            let mut ids: std::collections::HashMap<Option<&str>, u64> =
+                std::collections::HashMap::new();
+            v.iter()
+                .map(|x| {
+                    let next = ids.len() as u64;
+                    *ids.entry(x.as_deref()).or_insert(next)
+                })
+                .collect()
+        }
+    })
 }
 
 /// The worst slices of correctness over the dataset's other columns.
