@@ -15,7 +15,7 @@ mod store;
 pub use filter::{Condition, FilterError, parse_filter};
 pub use model_store::{
     AliasChange, Checkpoint, ModelCardRecord, RegisteredFile, RetrainingPolicy, RetrainingTrigger,
-    TRIGGER_KINDS, VersionExtras,
+    SuiteRecord, TRIGGER_KINDS, VersionExtras, suite_tag,
 };
 pub use store::Registry;
 
@@ -36,6 +36,13 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "artifact digests, signatures, dependencies, checkpoints, model cards, alias history, retraining",
         sqlite: include_str!("migrations/0002_model_store.sql"),
         postgres: include_str!("migrations/0002_model_store.sql"),
+    },
+    Migration {
+        domain: "registry",
+        version: 3,
+        description: "quality-suite results attached to model versions",
+        sqlite: include_str!("migrations/0003_suite_results.sql"),
+        postgres: include_str!("migrations/0003_suite_results.sql"),
     },
 ];
 

@@ -59,6 +59,23 @@ pub struct AliasChange {
     pub time: i64,
 }
 
+/// The latest result of a quality suite run against a version.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SuiteRecord {
+    pub suite: String,
+    pub passed: bool,
+    pub created_at: i64,
+    pub created_by: String,
+    /// The suite result as `keel test run --json` prints it.
+    pub result: Value,
+}
+
+/// The model-version tag that carries a suite's verdict (`passed` or
+/// `failed`), so MLflow clients and searches see it.
+pub fn suite_tag(suite: &str) -> String {
+    format!("keel.suite.{suite}")
+}
+
 /// The editable fields of a model card, as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelCardRecord {
@@ -379,6 +396,102 @@ impl Registry {
                     previous_version: r.try_get(5)?,
                     actor: r.try_get(6)?,
                     time: r.try_get(7)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Attaches a suite result (`{"suite", "passed", "checks", …}`) to a
+    /// version, replacing that suite's previous result, and sets the tag
+    /// [`suite_tag`] to `passed` or `failed`, in one transaction.
+    pub async fn set_suite_result(
+        &self,
+        name: &str,
+        version: i64,
+        result: Value,
+        actor: &str,
+    ) -> Result<SuiteRecord> {
+        let invalid = |m: &str| Err(RegistryError::Invalid(m.to_string()));
+        let Some(suite) = result.get("suite").and_then(Value::as_str) else {
+            return invalid("suite: missing; a suite result names its suite");
+        };
+        if suite.is_empty() || suite.len() > 250 {
+            return invalid("suite: must be 1 to 250 characters");
+        }
+        let Some(passed) = result.get("passed").and_then(Value::as_bool) else {
+            return invalid("passed: missing; expected true or false");
+        };
+        if !result.get("checks").is_some_and(Value::is_array) {
+            return invalid("checks: missing; expected the list of check results");
+        }
+        let record = SuiteRecord {
+            suite: suite.to_owned(),
+            passed,
+            created_at: now_millis(),
+            created_by: actor.to_owned(),
+            result,
+        };
+        let (n, row) = (name.to_owned(), record.clone());
+        self.db
+            .write::<_, RegistryError, _>(move |conn| {
+                Box::pin(async move {
+                    require_version(conn, &n, version).await?;
+                    sqlx::query("DELETE FROM model_suite_results WHERE name = $1 AND version = $2 AND suite = $3")
+                        .bind(n.as_str())
+                        .bind(version)
+                        .bind(row.suite.as_str())
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("INSERT INTO model_suite_results (name, version, suite, passed, result, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                        .bind(n.as_str())
+                        .bind(version)
+                        .bind(row.suite.as_str())
+                        .bind(i64::from(row.passed))
+                        .bind(row.result.to_string())
+                        .bind(row.created_at)
+                        .bind(row.created_by.as_str())
+                        .execute(&mut *conn)
+                        .await?;
+                    let tag = suite_tag(&row.suite);
+                    sqlx::query("DELETE FROM model_version_tags WHERE name = $1 AND version = $2 AND key = $3")
+                        .bind(n.as_str())
+                        .bind(version)
+                        .bind(tag.as_str())
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("INSERT INTO model_version_tags (name, version, key, value) VALUES ($1, $2, $3, $4)")
+                        .bind(n.as_str())
+                        .bind(version)
+                        .bind(tag.as_str())
+                        .bind(if row.passed { "passed" } else { "failed" })
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .await?;
+        Ok(record)
+    }
+
+    /// The latest result of each suite run against a version, by suite name.
+    pub async fn suite_results(&self, name: &str, version: i64) -> Result<Vec<SuiteRecord>> {
+        let conn = &mut *self.db.reader().acquire().await?;
+        require_version(conn, name, version).await?;
+        let rows = sqlx::query(
+            "SELECT suite, passed, result, created_at, created_by FROM model_suite_results WHERE name = $1 AND version = $2 ORDER BY suite",
+        )
+        .bind(name)
+        .bind(version)
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SuiteRecord {
+                    suite: r.try_get(0)?,
+                    passed: r.try_get::<i64, _>(1)? != 0,
+                    result: json_text(r.try_get(2)?).unwrap_or(Value::Null),
+                    created_at: r.try_get(3)?,
+                    created_by: r.try_get(4)?,
                 })
             })
             .collect()

@@ -181,6 +181,7 @@ impl Registry {
                         "model_version_files",
                         "model_checkpoints",
                         "model_cards",
+                        "model_suite_results",
                         "model_alias_history",
                         "retraining_policies",
                     ] {
@@ -226,6 +227,7 @@ impl Registry {
                         "model_version_files",
                         "model_checkpoints",
                         "model_cards",
+                        "model_suite_results",
                         "model_alias_history",
                         "retraining_policies",
                     ] {
@@ -578,7 +580,7 @@ impl Registry {
                     if done.rows_affected() == 0 {
                         return Err(not_found_version(&n, version));
                     }
-                    for table in ["model_version_tags", "model_version_files", "model_checkpoints", "model_cards"] {
+                    for table in ["model_version_tags", "model_version_files", "model_checkpoints", "model_cards", "model_suite_results"] {
                         sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE name = $1 AND version = $2")))
                             .bind(n.as_str())
                             .bind(version)

@@ -39,6 +39,10 @@ pub fn routes() -> axum::Router<AppState> {
             "/models/{name}/versions/{version}/checkpoints",
             get(list_checkpoints).post(add_checkpoint),
         )
+        .route(
+            "/models/{name}/versions/{version}/suites",
+            get(list_suite_results).post(add_suite_result),
+        )
         .route("/models/{name}/aliases/history", get(alias_history))
         .route(
             "/models/{name}/retraining",
@@ -199,7 +203,7 @@ async fn version_detail(
     Ok(Json(json!({
         "model_version": crate::mlflow::registry::model_version_json(&mv),
         "artifact_root": extras.artifact_root,
-        "files": extras.files.iter().map(|f| json!({"path": f.path, "size": f.size, "sha256": f.sha256})).collect::<Vec<_>>(),
+        "files": extras.files.iter().map(|f| json!({"path": f.path, "size": f.size, "sha256": f.sha256, "store_path": f.store_path})).collect::<Vec<_>>(),
         "signature": extras.signature,
         "dependencies": extras.dependencies,
         "checkpoints": checkpoints,
@@ -418,6 +422,44 @@ async fn add_checkpoint(
     })?;
     let stored = r.add_checkpoint(&name, v, cp).await?;
     Ok((StatusCode::CREATED, Json(json!({"checkpoint": stored}))).into_response())
+}
+
+/// Attaches a quality-suite result (`keel test run --json`'s output) to a
+/// version: the latest per suite is kept, and the version's tag
+/// `keel.suite.SUITE` says `passed` or `failed`.
+async fn add_suite_result(
+    State(s): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> V1Result {
+    let r = registry(&s)?;
+    let v = resolve_version(r, &name, &version).await?;
+    let result = json_body(&body)?;
+    if !result.is_object() {
+        return Err(V1Error::invalid(
+            "body",
+            "expected a suite result object {\"suite\", \"passed\", \"checks\"}",
+        ));
+    }
+    let stored = r
+        .set_suite_result(&name, v, result, &actor(&headers))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"name": name, "version": v, "suite": stored})),
+    )
+        .into_response())
+}
+
+async fn list_suite_results(
+    State(s): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> V1Result {
+    let r = registry(&s)?;
+    let v = resolve_version(r, &name, &version).await?;
+    let suites = r.suite_results(&name, v).await?;
+    Ok(Json(json!({"name": name, "version": v, "suites": suites})).into_response())
 }
 
 async fn alias_history(State(s): State<AppState>, Path(name): Path<String>) -> V1Result {

@@ -339,3 +339,63 @@ async fn model_store_records_files_history_checkpoints_cards_and_retraining() {
         );
     }
 }
+
+#[tokio::test]
+async fn suite_results_attach_to_a_version_with_a_verdict_tag() {
+    use serde_json::json;
+    for (r, _dir) in registries().await {
+        r.create_registered_model("credit".into(), vec![], None)
+            .await
+            .unwrap();
+        r.create_model_version(version("credit", "models:/m-1", "r1"))
+            .await
+            .unwrap();
+        let failed = json!({"suite": "candidate", "passed": false, "checks": [{"name": "a"}]});
+        let stored = r.set_suite_result("credit", 1, failed, "ci").await.unwrap();
+        assert!(!stored.passed);
+        let passed = json!({"suite": "candidate", "passed": true, "checks": []});
+        r.set_suite_result("credit", 1, passed.clone(), "ci")
+            .await
+            .unwrap();
+        r.set_suite_result(
+            "credit",
+            1,
+            json!({"suite": "fairness", "passed": false, "checks": []}),
+            "ci",
+        )
+        .await
+        .unwrap();
+        // The latest result per suite, by name.
+        let results = r.suite_results("credit", 1).await.unwrap();
+        let names: Vec<(&str, bool)> = results
+            .iter()
+            .map(|s| (s.suite.as_str(), s.passed))
+            .collect();
+        assert_eq!(names, [("candidate", true), ("fairness", false)]);
+        assert_eq!(results[0].result, passed);
+        assert_eq!(results[0].created_by, "ci");
+        let tags = r.get_model_version("credit", 1).await.unwrap().tags;
+        let tag = |k: &str| tags.iter().find(|t| t.key == k).map(|t| t.value.clone());
+        assert_eq!(tag("keel.suite.candidate").as_deref(), Some("passed"));
+        assert_eq!(tag("keel.suite.fairness").as_deref(), Some("failed"));
+        // Bad results and unknown versions write nothing.
+        for bad in [
+            json!({"passed": true, "checks": []}),
+            json!({"suite": "x", "checks": []}),
+            json!({"suite": "x", "passed": true}),
+        ] {
+            assert!(matches!(
+                r.set_suite_result("credit", 1, bad, "ci").await,
+                Err(RegistryError::Invalid(_))
+            ));
+        }
+        assert!(r.set_suite_result("credit", 9, passed, "ci").await.is_err());
+        assert_eq!(r.suite_results("credit", 1).await.unwrap().len(), 2);
+        // Deleting the version deletes its results.
+        r.delete_model_version("credit", 1, "ci").await.unwrap();
+        r.create_model_version(version("credit", "models:/m-2", "r2"))
+            .await
+            .unwrap();
+        assert!(r.suite_results("credit", 2).await.unwrap().is_empty());
+    }
+}
