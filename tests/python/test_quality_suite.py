@@ -277,3 +277,188 @@ def test_a_suite_result_moves_a_lifecycle(workdir, tmp_path):
         assert "performance.roc_auc" in json.dumps(history), history
     finally:
         srv.stop()
+
+
+def _suite_at(workdir, name: str, text: str, *extra) -> subprocess.CompletedProcess:
+    path = workdir["root"] / name
+    path.write_text(text)
+    return subprocess.run([keel_bin(), "test", "run", str(path), *extra],
+                          capture_output=True, text=True, timeout=300)
+
+
+MEMBERSHIP = """\
+suite: membership-{model}
+model: {{onnx: {model}.onnx, features: [age, income, debt]}}
+data:
+  test: {{path: test.parquet, label: default}}
+  train: {{path: train.parquet, label: default}}
+  holdout: {{path: holdout.parquet, label: default}}
+checks:
+  - {{kind: privacy, test: membership_inference, max_advantage: 0.1}}
+"""
+
+
+def test_membership_inference_finds_an_overfit_model_and_not_a_regularised_one(workdir):
+    # A forest of unpruned trees memorises its 1,000 noisy training rows; the
+    # logistic regression (fitted on 2,000 rows, three weights) cannot.
+    from sklearn.ensemble import RandomForestClassifier
+
+    root = workdir["root"]
+    train = pq.read_table(root / "train.parquet").to_pandas()
+    X = train[["age", "income", "debt"]].to_numpy(np.float32)
+    forest = RandomForestClassifier(n_estimators=25, random_state=0).fit(X, train["default"])
+    onx = to_onnx(forest, X[:1], options={id(forest): {"zipmap": False}},
+                  target_opset={"": 17, "ai.onnx.ml": 3})
+    (root / "forest.onnx").write_bytes(onx.SerializeToString())
+    got = {}
+    for model in ("forest", "model"):
+        res = _suite_at(workdir, f"mi-{model}.yaml", MEMBERSHIP.format(model=model), "--json")
+        got[model] = json.loads(res.stdout)["checks"][0]
+        assert res.returncode == (1 if model == "forest" else 0), res.stdout + res.stderr
+    overfit, regularised = got["forest"], got["model"]
+    assert overfit["status"] == "fail" and overfit["value"] > 0.3, overfit
+    assert overfit["evidence"]["auc"] > 0.7, overfit
+    assert regularised["status"] == "pass" and regularised["value"] < 0.1, regularised
+    assert abs(regularised["evidence"]["auc"] - 0.5) < 0.1, regularised
+    # The regularised figure equals the attack computed here (see above).
+    train_l, holdout_l = workdir["losses"]["train"], workdir["losses"]["holdout"]
+    thresholds = np.unique(np.concatenate([train_l, holdout_l]))
+    adv = max(0.0, max((train_l <= t).mean() - (holdout_l <= t).mean() for t in thresholds))
+    assert regularised["value"] == pytest.approx(adv, abs=2e-3)
+
+
+RANKING = """\
+suite: ranking
+model: {onnx: model.onnx, features: [age, income, debt]}
+data:
+  test: {path: ranked.parquet, label: relevance}
+checks:
+  - {kind: performance, metric: ndcg_at_k, query: user, k: 5, min: 0.1}
+  - {kind: performance, metric: ndcg_at_k, query: user, min: 0.1, name: ndcg}
+  - {kind: performance, metric: map_at_k, query: user, k: 5, min: 0.0}
+  - {kind: performance, metric: precision_at_k, query: user, k: 3, min: 0.0}
+"""
+
+
+def test_ranking_metrics_match_sklearn_per_query(workdir):
+    # Each user's candidate rows are ranked by the model's score; the label
+    # is a graded relevance that mostly follows the score.
+    rng = np.random.default_rng(11)
+    users = np.repeat(np.arange(150), rng.integers(2, 12, 150))
+    n = len(users)
+    age = rng.integers(18, 70, n).astype(float)
+    income = rng.normal(3000, 900, n)
+    debt = rng.gamma(2.0, 800, n)
+    X = np.column_stack([age, income, debt]).astype(np.float32)
+    sess = ort.InferenceSession(str(workdir["root"] / "model.onnx"))
+    score = sess.run(None, {"X": X})[1][:, 1].astype(np.float64)
+    relevance = np.clip(np.round(score * 4 + rng.normal(0, 0.8, n)), 0, 3)
+    pq.write_table(pa.table({"user": users.astype(np.int64), "age": age, "income": income, "debt": debt,
+                             "relevance": relevance}), workdir["root"] / "ranked.parquet")
+    res = _suite_at(workdir, "ranking.yaml", RANKING, "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    got = {c["name"]: c for c in json.loads(res.stdout)["checks"]}
+    queries = [np.flatnonzero(users == u) for u in np.unique(users)]
+
+    def per_query(f):
+        return float(np.mean([f(relevance[q], score[q]) for q in queries]))
+
+    def ap_at(rel, s, k):
+        order = np.argsort(-s, kind="stable")[:k]
+        hits, ap = 0, 0.0
+        for i, r in enumerate(order):
+            if rel[r] > 0:
+                hits += 1
+                ap += hits / (i + 1)
+        relevant = int((rel > 0).sum())
+        return ap / min(k, relevant) if relevant else 0.0
+
+    expected = {
+        "performance.ndcg_at_k": per_query(lambda r, s: metrics.ndcg_score([r], [s], k=5)),
+        "ndcg": per_query(lambda r, s: metrics.ndcg_score([r], [s])),
+        "performance.map_at_k": per_query(lambda r, s: ap_at(r, s, 5)),
+        "performance.precision_at_k": per_query(
+            lambda r, s: (r[np.argsort(-s, kind="stable")[:3]] > 0).sum() / 3),
+    }
+    for name, want in expected.items():
+        assert got[name]["value"] == pytest.approx(want, rel=1e-6), name
+        assert got[name]["evidence"]["queries"] == len(queries)
+
+
+HOSTILE = """\
+suite: hostile
+model: {onnx: model.onnx, features: [age, income, debt]}
+data:
+  test: {path: test.parquet, label: default}
+checks:
+  - {kind: security, test: hostile_inputs}
+  - {kind: security, test: hostile_inputs, reject: [huge, oversized_batch], name: strict, severity: warning}
+  - {kind: cost, peak_memory_mb: {batch: 2000, max: 500}}
+"""
+
+
+def test_hostile_inputs_are_refused_and_peak_memory_is_measured(workdir):
+    res = _suite_at(workdir, "hostile.yaml", HOSTILE, "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    got = {c["name"]: c for c in json.loads(res.stdout)["checks"]}
+    default = got["security.hostile_inputs"]
+    assert default["status"] == "pass" and default["value"] == 0 and default["threshold"] == {"max": 0.0}
+    probes = {p["probe"]: p for p in default["evidence"]["probes"]}
+    assert set(probes) == {"nan", "pos_inf", "neg_inf", "huge", "neg_huge", "wrong_type",
+                           "wrong_shape", "empty_batch", "oversized_batch"}
+    for refused in ("nan", "pos_inf", "neg_inf", "wrong_type", "wrong_shape"):
+        assert probes[refused]["answered"] is False and probes[refused]["error"], refused
+    assert "NaN or infinite" in probes["nan"]["error"]
+    assert "datatype" in probes["wrong_type"]["error"] and "shape" in probes["wrong_shape"]["error"]
+    # A logistic regression answers a value of 1e12 and 100,000 rows: a
+    # suite that demands their refusal fails (here as a warning).
+    strict = got["strict"]
+    assert strict["status"] == "fail" and strict["value"] == 2
+    assert strict["evidence"]["answered_but_should_not"] == ["huge", "oversized_batch"]
+    memory = got["cost.peak_memory_mb"]
+    assert memory["status"] == "pass" and 0 <= memory["value"] < 500, memory
+    assert memory["evidence"]["batch"] == 2000 and memory["evidence"]["resident_before_mb"] > 1
+
+
+def test_a_registry_model_is_tested_and_the_result_attached(workdir, tmp_path):
+    import mlflow
+    import onnx
+    import requests
+
+    srv = keel_server(KeelTarget(tmp_path / "data"))
+    previous = mlflow.get_tracking_uri()
+    try:
+        mlflow.set_tracking_uri(srv.url)
+        mlflow.set_experiment("quality-registry")
+        with mlflow.start_run():
+            mlflow.onnx.log_model(onnx.load(str(workdir["root"] / "model.onnx")), name="model",
+                                  registered_model_name="credit")
+        client = mlflow.MlflowClient(srv.url)
+        client.set_registered_model_alias("credit", "candidate", "1")
+        text = SUITE.replace("model: {onnx: model.onnx}",
+                             'model: {registry: "models:/credit@candidate", features: [age, income, debt]}')
+        res = keel_test(workdir, text, "--json", "--server", srv.url)
+        assert res.returncode == 0, res.stdout + res.stderr
+        local = json.loads(keel_test(workdir, SUITE, "--json").stdout)
+        remote = json.loads(res.stdout)
+        # The registered copy of the same ONNX model gives the same values.
+        assert [(c["name"], c["value"]) for c in remote["checks"]] == \
+            [(c["name"], c["value"]) for c in local["checks"]]
+        stored = requests.get(f"{srv.url}/v1/models/credit/versions/@candidate/suites", timeout=30).json()
+        assert stored["version"] == 1 and [s["suite"] for s in stored["suites"]] == ["credit-candidate"]
+        assert stored["suites"][0]["passed"] is True
+        assert stored["suites"][0]["result"]["checks"] == remote["checks"]
+        assert client.get_model_version("credit", "1").tags["keel.suite.credit-candidate"] == "passed"
+        # A failing run replaces the verdict.
+        failing = text.replace("metric: roc_auc, min: 0.60", "metric: roc_auc, min: 0.99")
+        assert keel_test(workdir, failing, "--server", srv.url).returncode == 1
+        assert client.get_model_version("credit", "1").tags["keel.suite.credit-candidate"] == "failed"
+        # An unknown alias is an invalid suite (exit 2) naming the reference.
+        missing = text.replace("@candidate", "@champion")
+        res = keel_test(workdir, missing, "--server", srv.url)
+        assert res.returncode == 2 and "model.registry" in res.stderr and "champion" in res.stderr, res.stderr
+        bad = requests.post(f"{srv.url}/v1/models/credit/versions/1/suites", json={"suite": "x"}, timeout=30)
+        assert bad.status_code == 400 and "passed" in bad.text
+    finally:
+        mlflow.set_tracking_uri(previous)
+        srv.stop()

@@ -95,14 +95,22 @@ pub fn time(ms: Option<i64>) -> String {
 /// terminal, at most ten times a second.
 pub struct ProgressBar {
     tty: bool,
+    unit: &'static str,
     last: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl ProgressBar {
+    /// A bar counting rows.
     pub fn new() -> Self {
+        Self::counting("rows")
+    }
+
+    /// A bar counting `unit`s (`rows`, `steps`).
+    pub fn counting(unit: &'static str) -> Self {
         use std::io::IsTerminal;
         ProgressBar {
             tty: std::io::stderr().is_terminal(),
+            unit,
             last: std::sync::Mutex::new(None),
         }
     }
@@ -127,9 +135,10 @@ impl ProgressBar {
         }
         .min(width);
         eprint!(
-            "\r\x1b[2K{label} [{}{}] {done}/{total} rows",
+            "\r\x1b[2K{label} [{}{}] {done}/{total} {}",
             "#".repeat(filled),
-            "-".repeat(width - filled)
+            "-".repeat(width - filled),
+            self.unit
         );
     }
 

@@ -11,8 +11,9 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::config::Settings;
-use crate::lifecycle_cmd::{Common, call_json, enc};
-use crate::output::{print_json, table};
+use crate::lifecycle_cmd::{Common, call, call_json, enc, enc_path};
+use crate::output::{ProgressBar, print_json, table};
+use keel_quality::suite::ModelRef;
 
 #[derive(Subcommand, Debug)]
 pub enum TestCmd {
@@ -33,6 +34,12 @@ pub enum TestCmd {
     ///
     ///   keel test run suite.yaml [--json] [--junit report.xml] [--html report.html]
     ///   keel test run suite.yaml --lifecycle model-release --key churn-v7 --server URL
+    ///
+    /// With `model: {registry: "models:/credit@candidate"}` the version's
+    /// ONNX file is fetched from the server (--server, else the data
+    /// directory) and the result is attached to that version: see it with
+    /// GET /v1/models/credit/versions/N/suites, and in the version's tag
+    /// `keel.suite.SUITE` (passed or failed).
     ///
     /// Exit status: 0 when every error-severity check passes, 1 when one
     /// fails (or cannot run), 2 when the suite file or its data is invalid.
@@ -57,7 +64,8 @@ pub enum TestCmd {
         /// The lifecycle instance's key (default: the suite's name).
         #[arg(long, requires = "lifecycle")]
         key: Option<String>,
-        /// The Keel server holding the lifecycle (default: the data directory).
+        /// The Keel server holding the lifecycle and the registry model
+        /// (default: the data directory).
         #[arg(long, env = "KEEL_SERVER")]
         server: Option<String>,
     },
@@ -74,12 +82,55 @@ pub async fn run(settings: &Settings, cmd: TestCmd) -> Result<ExitCode> {
             key,
             server,
         } => {
-            let result = match keel_suite::run::run_file(&suite).await {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: {}: {e}", suite.display());
-                    return Ok(ExitCode::from(2));
+            let invalid = |e: &dyn std::fmt::Display| {
+                eprintln!("error: {}: {e}", suite.display());
+                Ok(ExitCode::from(2))
+            };
+            let mut definition = match keel_suite::run::read_file(&suite) {
+                Ok(d) => d,
+                Err(e) => return invalid(&e),
+            };
+            let common = Common {
+                server: server.clone(),
+                json: true,
+            };
+            // A registry model is fetched from the server (or the data
+            // directory) into a temporary folder, and the result is
+            // attached to the version tested.
+            let scratch = tempfile::tempdir()?;
+            let mut tested_version = None;
+            if let ModelRef::Registry {
+                reference,
+                features,
+            } = &definition.model
+            {
+                match fetch_registered(settings, &common, reference, scratch.path()).await {
+                    Ok((name, version, path)) => {
+                        definition.model = ModelRef::Onnx {
+                            path: path.display().to_string(),
+                            features: features.clone(),
+                        };
+                        tested_version = Some((name, version));
+                    }
+                    Err(e) => return invalid(&format!("model.registry: {e:#}")),
                 }
+            }
+            let base = suite.parent().unwrap_or(std::path::Path::new("."));
+            let bar = ProgressBar::counting("steps");
+            let report = |what: &str, done: usize, total: usize| {
+                bar.update(
+                    &format!("{}: {what}", definition.name),
+                    done as u64,
+                    total as u64,
+                );
+            };
+            let outcome =
+                keel_suite::run::run(&definition, base, &keel_suite::run::Progress::to(&report))
+                    .await;
+            bar.finish();
+            let result = match outcome {
+                Ok(r) => r,
+                Err(e) => return invalid(&e),
             };
             if let Some(path) = junit {
                 std::fs::write(&path, keel_suite::report::junit(&result)).map_err(|e| {
@@ -123,9 +174,22 @@ pub async fn run(settings: &Settings, cmd: TestCmd) -> Result<ExitCode> {
                     result.seconds
                 );
             }
+            if let Some((name, version)) = &tested_version {
+                let path = format!("/v1/models/{}/versions/{version}/suites", enc(name));
+                call_json(
+                    settings,
+                    &common,
+                    Method::POST,
+                    &path,
+                    Some(serde_json::to_value(&result)?),
+                )
+                .await?;
+                if !json {
+                    println!("attached the result to {name} version {version}");
+                }
+            }
             if let Some(lifecycle) = lifecycle {
                 let key = key.unwrap_or_else(|| result.suite.clone());
-                let common = Common { server, json: true };
                 let path = format!("/v1/lifecycles/{}/instances", enc(&lifecycle));
                 call_json(
                     settings,
@@ -163,6 +227,83 @@ pub async fn run(settings: &Settings, cmd: TestCmd) -> Result<ExitCode> {
             })
         }
     }
+}
+
+/// Resolves `models:/NAME/V` or `models:/NAME@ALIAS` and downloads the
+/// version's ONNX file (its only `.onnx` file, or `model.onnx`) into
+/// `folder`; the server checks the file against its registered digest.
+async fn fetch_registered(
+    settings: &Settings,
+    common: &Common,
+    reference: &str,
+    folder: &std::path::Path,
+) -> Result<(String, i64, PathBuf)> {
+    let usage =
+        || anyhow::anyhow!("{reference:?} is not models:/NAME/VERSION or models:/NAME@ALIAS");
+    let rest = reference.strip_prefix("models:/").ok_or_else(usage)?;
+    let (name, selector) = match rest.split_once('@') {
+        Some((name, alias)) => (name, format!("@{alias}")),
+        None => {
+            let (name, number) = rest.rsplit_once('/').ok_or_else(usage)?;
+            number.parse::<i64>().map_err(|_| usage())?;
+            (name, number.to_string())
+        }
+    };
+    let detail = call_json(
+        settings,
+        common,
+        Method::GET,
+        &format!("/v1/models/{}/versions/{}", enc(name), enc(&selector)),
+        None,
+    )
+    .await?;
+    let version: i64 = match &detail["model_version"]["version"] {
+        serde_json::Value::String(v) => v.parse().ok(),
+        v => v.as_i64(),
+    }
+    .ok_or_else(|| anyhow::anyhow!("the server's answer names no version"))?;
+    let files = detail["files"].as_array().cloned().unwrap_or_default();
+    let onnx: Vec<&serde_json::Value> = files
+        .iter()
+        .filter(|f| f["path"].as_str().is_some_and(|p| p.ends_with(".onnx")))
+        .collect();
+    let file = match onnx.as_slice() {
+        [one] => *one,
+        [] => anyhow::bail!(
+            "{reference} (version {version}) has no .onnx file among its {} files; the suite runner compiles ONNX models",
+            files.len()
+        ),
+        many => *many
+            .iter()
+            .find(|f| {
+                f["path"]
+                    .as_str()
+                    .is_some_and(|p| p == "model.onnx" || p.ends_with("/model.onnx"))
+            })
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{reference} has {} .onnx files and none is model.onnx",
+                    many.len()
+                )
+            })?,
+    };
+    let store_path = file["store_path"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("the server's answer gives no store_path; upgrade it"))?;
+    let reply = call(
+        settings,
+        common,
+        Method::GET,
+        &format!(
+            "/api/2.0/mlflow-artifacts/artifacts/{}",
+            enc_path(store_path)
+        ),
+        None,
+    )
+    .await?;
+    let path = folder.join("model.onnx");
+    std::fs::write(&path, &reply.body)?;
+    Ok((name.to_string(), version, path))
 }
 
 fn threshold_text(t: &serde_json::Value) -> String {
