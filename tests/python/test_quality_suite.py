@@ -196,6 +196,7 @@ checks:
   - {kind: privacy, test: membership_inference, max_advantage: 0.5}
   - {kind: privacy, test: k_anonymity, quasi_identifiers: [sex, region], min_k: 5}
   - {kind: privacy, test: pii, max_findings: 0, severity: warning}
+  - {kind: privacy, test: pii, scan: [test, train, outputs], max_findings: 1000, name: pii-everywhere}
   - {kind: security, test: evasion, norm: linf, budget: 0.5, max_success_rate: 1.0, samples: 50}
   - {kind: cost, latency_p99_ms: {batch: 1, max: 1000}}
   - {kind: cost, throughput: {batch: 500, min: 1}}
@@ -237,6 +238,15 @@ def test_robustness_privacy_security_and_cost_checks(workdir):
     pii = got["privacy.pii"]
     assert pii["value"] == workdir["emails"] and pii["status"] == "fail" and pii["severity"] == "warning"
     assert "contact" in pii["evidence"]["columns"]
+    everywhere = got["pii-everywhere"]
+    assert everywhere["value"] == workdir["emails"] and set(everywhere["evidence"]["scanned"]) == {
+        "test", "train", "outputs"}
+    assert everywhere["evidence"]["scanned"]["train"] == {} and everywhere["evidence"]["scanned"]["outputs"] == {}
+    # The rows that flipped under noise, with the perturbed value.
+    for ex in noise["evidence"]["examples"]:
+        assert ex["label_before"] != ex["label_after"] and len(ex["inputs_before"]) == 1
+        assert ex["inputs_before"] != ex["inputs_after"]
+    assert len(noise["evidence"]["examples"]) == min(5, round(noise["value"] * len(workdir["y"])))
     assert 0.0 <= got["security.evasion"]["value"] <= 1.0
     assert got["security.evasion"]["evidence"]["rows"] == 50
     latency = got["cost.latency_p99_ms"]

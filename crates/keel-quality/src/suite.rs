@@ -874,7 +874,31 @@ impl Reader {
                             }
                         }
                     }
-                    "pii" => bound(self, &["max_findings"]),
+                    "pii" => {
+                        bound(self, &["max_findings"]);
+                        if let Some(n) = node.get("scan") {
+                            let spath = join(path, "scan");
+                            for (i, what) in self
+                                .strings(n, &spath)
+                                .unwrap_or_default()
+                                .iter()
+                                .enumerate()
+                            {
+                                if what != "outputs" && !data.contains_key(what) {
+                                    let declared: Vec<&str> =
+                                        data.keys().map(String::as_str).collect();
+                                    self.problem(
+                                        n.span,
+                                        &format!("{spath}[{i}]"),
+                                        format!(
+                                            "{what:?} is neither a dataset under data ({}) nor `outputs`",
+                                            declared.join(", ")
+                                        ),
+                                    );
+                                }
+                            }
+                        }
+                    }
                     _ => {
                         match node.get("quasi_identifiers") {
                             Some(q) => {
@@ -1064,6 +1088,7 @@ checks:
   - {kind: performance, metric: map_at_k, min: 0.2}
   - {kind: performance, metric: ndcg_at_k, query: user, k: 0, min: 0.2}
   - {kind: security, test: hostile_inputs, reject: [nan, nan_values]}
+  - {kind: privacy, test: pii, max_findings: 0, scan: [test, outputs, trian]}
 "#;
         let text = parse(src).unwrap_err().to_string();
         for needle in [
@@ -1071,13 +1096,15 @@ checks:
             "checks[0].k: missing",
             "checks[1].k: expected a whole number",
             "checks[2].reject[1]: unknown probe \"nan_values\"",
+            "checks[3].scan[2]: \"trian\" is neither a dataset under data (test) nor `outputs`",
         ] {
             assert!(text.contains(needle), "{needle:?} not in\n{text}");
         }
         let ok = src
             .replace("metric: map_at_k,", "metric: map_at_k, query: user, k: 5,")
             .replace("k: 0", "k: 10")
-            .replace(", nan_values", ", wrong_type");
+            .replace(", nan_values", ", wrong_type")
+            .replace(", trian", "");
         let suite = parse(&ok).unwrap();
         assert_eq!(suite.checks[2].name, "security.hostile_inputs");
     }

@@ -108,14 +108,16 @@ pub(crate) async fn robustness(
         let after = predict(&after_matrix).map_err(text)?;
         let flips = robustness::flip_rate(&before, &after).map_err(text)?;
         let change = robustness::mean_abs_change(&before, &after).ok();
-        let value = if p.contains_key("max_mean_change") {
+        let by_change = p.contains_key("max_mean_change");
+        let value = if by_change {
             change.ok_or("the model gives no scores to compare")?
         } else {
             flips
         };
         return Ok((
             value,
-            json!({"perturbation": kind, "rows": m.rows, "flip_rate": flips, "mean_abs_change": change}),
+            json!({"perturbation": kind, "rows": m.rows, "flip_rate": flips, "mean_abs_change": change,
+                   "examples": changed_rows(&before, &after, m, &after_matrix, &columns, by_change)}),
         ));
     }
     if let Some(d) = p.get("directional") {
@@ -166,6 +168,49 @@ pub(crate) async fn robustness(
     Err("give a perturbation, a directional expectation or minimum-functionality cases".into())
 }
 
+/// Up to five rows the perturbation changed most: flipped labels first
+/// (or, for a mean-change check, the largest score changes), with the
+/// perturbed columns' values before and after.
+fn changed_rows(
+    before: &q::Predictions,
+    after: &q::Predictions,
+    m: &Matrix,
+    perturbed: &Matrix,
+    columns: &[usize],
+    by_change: bool,
+) -> Value {
+    let score = |p: &q::Predictions, i: usize| p.scores.as_ref().map(|s| s[i]);
+    let change = |i: usize| match (score(before, i), score(after, i)) {
+        (Some(a), Some(b)) if (b - a).is_finite() => (b - a).abs(),
+        _ => 0.0,
+    };
+    let mut rows: Vec<usize> = if by_change {
+        (0..m.rows).filter(|&i| change(i) > 0.0).collect()
+    } else {
+        (0..m.rows)
+            .filter(|&i| before.labels[i] != after.labels[i])
+            .collect()
+    };
+    rows.sort_by(|&a, &b| change(b).total_cmp(&change(a)));
+    rows.truncate(5);
+    let values = |x: &Matrix, i: usize| -> Vec<Value> {
+        columns
+            .iter()
+            .map(|&c| serde_json::Number::from_f64(x.get(i, c)).map_or(Value::Null, Value::Number))
+            .collect()
+    };
+    rows.iter()
+        .map(|&i| {
+            json!({
+                "row": i,
+                "label_before": before.labels[i], "label_after": after.labels[i],
+                "score_before": score(before, i), "score_after": score(after, i),
+                "inputs_before": values(m, i), "inputs_after": values(perturbed, i),
+            })
+        })
+        .collect()
+}
+
 pub(crate) fn privacy(spec: &CheckSpec, s: &Scored, all: &BTreeMap<String, Scored>) -> Measured {
     let p = &spec.params;
     match p.get("test").and_then(Value::as_str) {
@@ -192,24 +237,57 @@ pub(crate) fn privacy(spec: &CheckSpec, s: &Scored, all: &BTreeMap<String, Score
                 .get("columns")
                 .and_then(Value::as_array)
                 .map(|a| a.iter().filter_map(Value::as_str).collect());
-            let mut reports = serde_json::Map::new();
+            // What to scan: the check's dataset, or the datasets and/or
+            // the model's `outputs` named in `scan`.
+            let dataset = p.get("dataset").and_then(Value::as_str).unwrap_or("test");
+            let targets: Vec<&str> = match p.get("scan") {
+                Some(Value::String(one)) => vec![one.as_str()],
+                Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
+                _ => vec![dataset],
+            };
+            let mut scanned = serde_json::Map::new();
             let mut total = 0u64;
-            for c in &s.table.columns {
-                if wanted
-                    .as_ref()
-                    .is_some_and(|w| !w.contains(&c.name.as_str()))
-                {
-                    continue;
-                }
-                let Values::Text(v) = &c.values else { continue };
-                let values: Vec<&str> = v.iter().map(|x| x.as_deref().unwrap_or("")).collect();
-                let r = privacy::scan(&values);
+            let mut scan_texts = |values: &[&str]| -> Result<Option<Value>, String> {
+                let r = privacy::scan(values);
                 total += r.total_findings();
-                if r.total_findings() > 0 {
-                    reports.insert(c.name.clone(), serde_json::to_value(&r).map_err(text)?);
+                (r.total_findings() > 0)
+                    .then(|| serde_json::to_value(&r))
+                    .transpose()
+                    .map_err(text)
+            };
+            for target in targets {
+                let mut reports = serde_json::Map::new();
+                if target == "outputs" {
+                    let d = all.get(dataset).ok_or(format!("no dataset {dataset:?}"))?;
+                    let outputs = d.predictions.texts.as_deref().unwrap_or_default();
+                    let values: Vec<&str> = outputs.iter().map(String::as_str).collect();
+                    if let Some(r) = scan_texts(&values)? {
+                        reports.insert("text_output".into(), r);
+                    }
+                } else {
+                    let d = all.get(target).ok_or(format!("no dataset {target:?}"))?;
+                    for c in &d.table.columns {
+                        if wanted
+                            .as_ref()
+                            .is_some_and(|w| !w.contains(&c.name.as_str()))
+                        {
+                            continue;
+                        }
+                        let Values::Text(v) = &c.values else { continue };
+                        let values: Vec<&str> =
+                            v.iter().map(|x| x.as_deref().unwrap_or("")).collect();
+                        if let Some(r) = scan_texts(&values)? {
+                            reports.insert(c.name.clone(), r);
+                        }
+                    }
                 }
+                scanned.insert(target.to_string(), Value::Object(reports));
             }
-            Ok((total as f64, json!({ "columns": reports })))
+            let columns = scanned.get(dataset).cloned().unwrap_or(json!({}));
+            Ok((
+                total as f64,
+                json!({ "columns": columns, "scanned": scanned }),
+            ))
         }
         Some("k_anonymity") => {
             let names: Vec<&str> = p

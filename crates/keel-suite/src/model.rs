@@ -23,6 +23,8 @@ pub struct Predictions {
     pub classes: usize,
     /// A regressor's outputs.
     pub values: Option<Vec<f64>>,
+    /// Text outputs (one string per row), for PII scans of what a model says.
+    pub texts: Option<Vec<String>>,
 }
 
 impl Predictions {
@@ -175,6 +177,10 @@ impl Model {
                         .get_or_insert_with(Vec::new)
                         .extend(v.iter().map(|x| f64::from(*x))),
                     (Data::Fp64(v), 1) => out.values.get_or_insert_with(Vec::new).extend(v),
+                    (Data::Bytes(v), 1) => out
+                        .texts
+                        .get_or_insert_with(Vec::new)
+                        .extend(v.iter().map(|b| String::from_utf8_lossy(b).into_owned())),
                     _ => {}
                 }
             }
