@@ -472,3 +472,98 @@ def test_a_registry_model_is_tested_and_the_result_attached(workdir, tmp_path):
     finally:
         mlflow.set_tracking_uri(previous)
         srv.stop()
+
+
+MORE = """\
+suite: more-kinds
+model: {onnx: model.onnx, features: [age, income, debt]}
+data:
+  test: {path: test.parquet, label: default}
+slices:
+  young: "age < 25"
+  eu: "region = 'EU'"
+checks:
+  - {kind: fairness, metric: demographic_parity_ratio, sensitive: sex, min: 0.0}
+  - {kind: fairness, metric: disparate_impact, sensitive: region, min: 0.0}
+  - {kind: fairness, metric: equal_opportunity_difference, sensitive: [sex, region], max: 1.0}
+  - {kind: fairness, metric: equalized_odds_ratio, sensitive: sex, min: 0.0}
+  - {kind: fairness, metric: group_metrics, sensitive: region}
+  - {kind: performance, metric: precision, min: 0.0}
+  - {kind: performance, metric: recall, slice: eu, min: 0.0}
+  - {kind: performance, metric: no_slice_worse_than_overall, max_gap: 1.0, min_size: 50}
+  - {kind: robustness, perturbation: {category_swap: {columns: [age], rate: 0.5}}, max_flip_rate: 1.0, seed: 2}
+"""
+
+
+def test_more_fairness_and_performance_metrics_match_fairlearn(workdir):
+    from fairlearn.metrics import (demographic_parity_ratio, equal_opportunity_difference,
+                                   equalized_odds_ratio)
+
+    res = _suite_at(workdir, "more.yaml", MORE, "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    got = {c["name"]: c for c in json.loads(res.stdout)["checks"]}
+    y, pred = workdir["y"], workdir["pred"]
+    both = np.column_stack([workdir["sex"], workdir["region"]])
+    eu = workdir["region"] == "EU"
+    young = workdir["age"] < 25
+    expected = {
+        "fairness.demographic_parity_ratio@sex": demographic_parity_ratio(
+            y, pred, sensitive_features=workdir["sex"]),
+        # Disparate impact: the lowest selection rate over the highest.
+        "fairness.disparate_impact@region": demographic_parity_ratio(
+            y, pred, sensitive_features=workdir["region"]),
+        "fairness.equal_opportunity_difference@[sex,region]": equal_opportunity_difference(
+            y, pred, sensitive_features=both),
+        "fairness.equalized_odds_ratio@sex": equalized_odds_ratio(
+            y, pred, sensitive_features=workdir["sex"]),
+        "performance.precision": metrics.precision_score(y, pred),
+        "performance.recall[eu]": metrics.recall_score(y[eu], pred[eu]),
+    }
+    for name, want in expected.items():
+        assert got[name]["value"] == pytest.approx(want, rel=1e-9, abs=1e-12), name
+    groups = got["fairness.group_metrics@region"]["evidence"]["groups"]
+    assert {g["group"][0]: g["count"] for g in groups} == {
+        r: int((workdir["region"] == r).sum()) for r in ("APAC", "EU", "US")}
+    # The gap is overall accuracy minus the worst slice's (named or found).
+    gap = got["performance.no_slice_worse_than_overall"]
+    overall = metrics.accuracy_score(y, pred)
+    named = overall - metrics.accuracy_score(y[young], pred[young])
+    assert gap["value"] >= named - 1e-12 and gap["evidence"]["overall_accuracy"] == pytest.approx(overall)
+    assert {s["slice"] for s in gap["evidence"]["slices"]} == {"young", "eu"}
+    swap = got["robustness.category_swap"]
+    assert swap["status"] == "pass" and 0 <= swap["value"] <= 1
+
+
+REGRESSION = """\
+suite: regression
+model: {onnx: regressor.onnx, features: [age, debt]}
+data:
+  test: {path: test.parquet, label: income}
+checks:
+  - {kind: performance, metric: rmse, max: 1.0e9}
+  - {kind: performance, metric: mae, max: 1.0e9}
+  - {kind: performance, metric: r2, min: -1.0e9}
+  - {kind: performance, metric: mape, max: 1.0e9}
+"""
+
+
+def test_regression_metrics_match_sklearn(workdir):
+    # A regressor of income from age and debt, scored on the test set's income.
+    from sklearn.linear_model import Ridge
+
+    root = workdir["root"]
+    test = pq.read_table(root / "test.parquet").to_pandas()
+    X = test[["age", "debt"]].to_numpy(np.float32)
+    target = test["income"].to_numpy()
+    reg = Ridge(alpha=1.0).fit(X[:1000], target[:1000])
+    onx = to_onnx(reg, X[:1], target_opset={"": 17, "ai.onnx.ml": 3})
+    (root / "regressor.onnx").write_bytes(onx.SerializeToString())
+    out = ort.InferenceSession(str(root / "regressor.onnx")).run(None, {"X": X})[0].ravel().astype(np.float64)
+    res = _suite_at(workdir, "regression.yaml", REGRESSION, "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    got = {c["name"]: c["value"] for c in json.loads(res.stdout)["checks"]}
+    assert got["performance.rmse"] == pytest.approx(metrics.root_mean_squared_error(target, out), rel=1e-6)
+    assert got["performance.mae"] == pytest.approx(metrics.mean_absolute_error(target, out), rel=1e-6)
+    assert got["performance.r2"] == pytest.approx(metrics.r2_score(target, out), rel=1e-5, abs=1e-6)
+    assert got["performance.mape"] == pytest.approx(
+        metrics.mean_absolute_percentage_error(target, out), rel=1e-6)
