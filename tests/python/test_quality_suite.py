@@ -463,6 +463,11 @@ def test_a_registry_model_is_tested_and_the_result_attached(workdir, tmp_path):
         failing = text.replace("metric: roc_auc, min: 0.60", "metric: roc_auc, min: 0.99")
         assert keel_test(workdir, failing, "--server", srv.url).returncode == 1
         assert client.get_model_version("credit", "1").tags["keel.suite.credit-candidate"] == "failed"
+        listed = subprocess.run([keel_bin(), "models", "suites", "credit@candidate", "--server", srv.url],
+                                capture_output=True, text=True, timeout=60)
+        assert listed.returncode == 0, listed.stderr
+        row = [line for line in listed.stdout.splitlines() if "credit-candidate" in line]
+        assert len(row) == 1 and "FAILED" in row[0] and f"{len(remote['checks']) - 1}/{len(remote['checks'])}" in row[0]
         # An unknown alias is an invalid suite (exit 2) naming the reference.
         missing = text.replace("@candidate", "@champion")
         res = keel_test(workdir, missing, "--server", srv.url)

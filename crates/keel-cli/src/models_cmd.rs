@@ -166,6 +166,18 @@ pub enum ModelsCmd {
         #[command(flatten)]
         common: Common,
     },
+    /// List the quality-suite results attached to a version (by
+    /// `keel test run` with a registry model): the latest per suite.
+    ///
+    /// Examples:
+    ///   keel models suites credit/3
+    ///   keel models suites credit@candidate --json
+    #[command(verbatim_doc_comment)]
+    Suites {
+        version: String,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Show or set a model's retraining cadence: a cron schedule and
     /// trigger conditions, delivered as events to a lifecycle.
     ///
@@ -746,6 +758,51 @@ pub async fn run(settings: &Settings, cmd: ModelsCmd) -> Result<ExitCode> {
                         .collect();
                     print!("{}", table(&["step", "metrics", "artifact"], &rows));
                 }
+            }
+        }
+        ModelsCmd::Suites { version, common } => {
+            let (_, _, path) = version_path(&version)?;
+            let v = call_json(
+                settings,
+                &common,
+                Method::GET,
+                &format!("{path}/suites"),
+                None,
+            )
+            .await?;
+            if common.json {
+                print_json(&v);
+            } else {
+                let rows: Vec<Vec<String>> = v["suites"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|r| {
+                        let checks = r["result"]["checks"].as_array();
+                        let total = checks.map_or(0, Vec::len);
+                        let passing = checks
+                            .map_or(0, |c| c.iter().filter(|c| c["status"] == "pass").count());
+                        vec![
+                            s(&r["suite"]),
+                            if r["passed"] == true {
+                                "PASSED"
+                            } else {
+                                "FAILED"
+                            }
+                            .to_string(),
+                            format!("{passing}/{total}"),
+                            r["created_at"]
+                                .as_i64()
+                                .map(keel_core::time::rfc3339_millis)
+                                .unwrap_or_default(),
+                            s(&r["created_by"]),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    table(&["suite", "verdict", "checks passing", "at", "by"], &rows)
+                );
             }
         }
         ModelsCmd::Retrain {
