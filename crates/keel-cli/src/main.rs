@@ -161,6 +161,11 @@ enum Command {
     Test(test_cmd::TestCmd),
 }
 
+/// The system allocator, counting bytes only while a quality suite
+/// measures a model's peak memory.
+#[global_allocator]
+static ALLOCATOR: keel_core::alloc::Tracking = keel_core::alloc::Tracking;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let settings = match Settings::resolve(&cli) {

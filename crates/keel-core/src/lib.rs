@@ -3,6 +3,7 @@
 //! "did you mean" hints, and the small error vocabulary. It knows nothing about HTTP, databases
 //! or any one domain.
 
+pub mod alloc;
 pub mod sql;
 pub mod suggest;
 pub mod time;

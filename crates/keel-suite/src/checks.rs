@@ -426,25 +426,15 @@ fn hostile_inputs(p: &serde_json::Map<String, Value>, model: &Model, m: &Matrix)
     ))
 }
 
-/// The process's resident set (`VmRSS`) or its peak (`VmHWM`), in bytes.
-fn resident_bytes(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
-/// The memory answering `input` takes: the process's peak resident set
-/// while the model runs, above its resident set before. Linux only (it
-/// resets the peak through `/proc/self/clear_refs`).
-fn peak_memory(model: &Model, input: &[f64]) -> Result<(u64, u64), String> {
-    let unavailable =
-        || "peak memory is measured through /proc/self (Linux); it is not available here";
-    std::fs::write("/proc/self/clear_refs", "5").map_err(|_| unavailable())?;
-    let before = resident_bytes("VmRSS:").ok_or_else(unavailable)?;
-    model.predict(input).map_err(text)?;
-    let peak = resident_bytes("VmHWM:").ok_or_else(unavailable)?;
-    Ok((before, peak.saturating_sub(before)))
+/// The bytes answering `input` allocates at its peak (keel-core's
+/// allocation tracking, which the `keel` binary installs).
+fn peak_memory(model: &Model, input: &[f64]) -> Result<u64, String> {
+    let (answer, peak) = keel_core::alloc::measure(|| model.predict(input));
+    answer.map_err(text)?;
+    peak.ok_or_else(|| {
+        "peak memory needs keel-core's allocation tracking, which this program does not install"
+            .to_string()
+    })
 }
 
 pub(crate) fn cost(spec: &CheckSpec, model: &Model, s: &Scored) -> Measured {
@@ -461,11 +451,10 @@ pub(crate) fn cost(spec: &CheckSpec, model: &Model, s: &Scored) -> Measured {
     let width = model.features.len();
     let input = &s.matrix.values[..batch * width];
     if measure == "peak_memory_mb" {
-        let (before, extra) = peak_memory(model, input)?;
-        let mb = |b: u64| b as f64 / 1e6;
+        let peak = peak_memory(model, input)?;
         return Ok((
-            mb(extra),
-            json!({"batch": batch, "resident_before_mb": mb(before), "peak_above_before_mb": mb(extra)}),
+            peak as f64 / 1e6,
+            json!({"batch": batch, "peak_bytes": peak, "input_bytes": std::mem::size_of_val(input)}),
         ));
     }
     // Time at least 50 runs and at least half a second, at most 10,000 runs.

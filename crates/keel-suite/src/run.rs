@@ -53,6 +53,9 @@ pub(crate) struct Scored {
     pub(crate) predictions: Predictions,
     /// The model's feature matrix of the table.
     pub(crate) matrix: keel_quality::checks::Matrix,
+    /// The discovered worst slices of the whole dataset, by minimum size:
+    /// every label metric shows them, so they are searched once.
+    pub(crate) worst_slices: std::sync::Mutex<BTreeMap<usize, Value>>,
 }
 
 /// Reads, validates and runs the suite file at `path`; files it names are
@@ -160,6 +163,7 @@ pub async fn run(
                 table,
                 predictions,
                 matrix,
+                worst_slices: Default::default(),
             },
         );
     }
@@ -516,13 +520,27 @@ fn query_ids(table: &Table, name: &str) -> Result<Vec<u64>, String> {
     })
 }
 
-/// The worst slices of correctness over the dataset's other columns.
+/// The worst slices of correctness over the dataset's other columns; `y`
+/// and `predicted` are of the whole dataset (the result is cached by
+/// minimum size).
 fn discovered_slices(
     s: &Scored,
     y: &[i64],
     predicted: &[i64],
     p: &serde_json::Map<String, Value>,
 ) -> Result<Value, String> {
+    let min_size = p
+        .get("min_size")
+        .and_then(Value::as_u64)
+        .map_or(SliceSearch::default().min_size, |x| x as usize);
+    if let Some(found) = s
+        .worst_slices
+        .lock()
+        .ok()
+        .and_then(|c| c.get(&min_size).cloned())
+    {
+        return Ok(found);
+    }
     let correct: Vec<bool> = y.iter().zip(predicted).map(|(a, b)| a == b).collect();
     let texts: Vec<(String, Vec<&str>)> = s
         .table
@@ -552,16 +570,17 @@ fn discovered_slices(
         }
     }
     let search = SliceSearch {
-        min_size: p
-            .get("min_size")
-            .and_then(Value::as_u64)
-            .map_or(SliceSearch::default().min_size, |x| x as usize),
+        min_size,
         top_k: 5,
         ..SliceSearch::default()
     };
     let report =
         worst_slices(&columns, RowOutcome::Correct(&correct), search).map_err(|e| e.to_string())?;
-    serde_json::to_value(report).map_err(|e| e.to_string())
+    let value = serde_json::to_value(report).map_err(|e| e.to_string())?;
+    if let Ok(mut cache) = s.worst_slices.lock() {
+        cache.insert(min_size, value.clone());
+    }
+    Ok(value)
 }
 
 fn fairness_check(spec: &CheckSpec, s: &Scored, rows: Option<&Vec<usize>>) -> Measured {
