@@ -171,8 +171,7 @@ fn encode(column: &SliceColumn<'_>, bins: usize) -> Result<Encoded> {
                     keys.push(order::key(v));
                 }
             }
-            keys.sort_unstable();
-            let edges = quantile_edges(&keys, bins);
+            let edges = quantile_edges(&mut keys, bins);
             let mut names: Vec<SliceValue> = edges
                 .windows(2)
                 .map(|w| SliceValue::Range {
@@ -217,21 +216,32 @@ fn encode(column: &SliceColumn<'_>, bins: usize) -> Result<Encoded> {
 
 /// The quantile edges `pandas.qcut` uses: numpy's linear-interpolation
 /// quantiles at `np.linspace(0, 1, bins + 1)` (with numpy's two-sided lerp),
-/// duplicates dropped.
-fn quantile_edges(sorted_keys: &[u64], bins: usize) -> Vec<f64> {
-    let n = sorted_keys.len();
+/// duplicates dropped. `keys` (order keys) are reordered: only the order
+/// statistics the quantiles need are selected, not a full sort.
+fn quantile_edges(keys: &mut [u64], bins: usize) -> Vec<f64> {
+    let n = keys.len();
     if n == 0 {
         return Vec::new();
     }
-    let at = |i: usize| order::value(sorted_keys[i]);
     let step = 1.0 / bins as f64;
-    let mut edges: Vec<f64> = (0..=bins)
+    // Each quantile interpolates between order statistics `lo` and `lo + 1`.
+    let points: Vec<(usize, usize, f64)> = (0..=bins)
         .map(|i| {
             let q = if i == bins { 1.0 } else { i as f64 * step };
             let h = (n - 1) as f64 * q;
             let lo = (h.floor() as usize).min(n - 1);
-            let hi = (lo + 1).min(n - 1);
-            let (a, b, t) = (at(lo), at(hi), h - lo as f64);
+            (lo, (lo + 1).min(n - 1), h - lo as f64)
+        })
+        .collect();
+    let mut positions: Vec<usize> = points.iter().flat_map(|p| [p.0, p.1]).collect();
+    positions.sort_unstable();
+    positions.dedup();
+    let stats = order_statistics(keys, &positions);
+    let at = |i: usize| order::value(stats[positions.partition_point(|&p| p < i)]);
+    let mut edges: Vec<f64> = points
+        .iter()
+        .map(|&(lo, hi, t)| {
+            let (a, b) = (at(lo), at(hi));
             let diff = b - a;
             if t >= 0.5 {
                 b - diff * (1.0 - t)
@@ -242,6 +252,45 @@ fn quantile_edges(sorted_keys: &[u64], bins: usize) -> Vec<f64> {
         .collect();
     edges.dedup();
     edges
+}
+
+/// The values at `positions` (ascending, distinct) of `keys` in sorted
+/// order, by successive selection on the part right of the last one.
+fn order_statistics(keys: &mut [u64], positions: &[usize]) -> Vec<u64> {
+    let mut out = Vec::with_capacity(positions.len());
+    let mut rest = keys;
+    let mut base = 0;
+    for &p in positions {
+        let (_, value, right) = std::mem::take(&mut rest).select_nth_unstable(p - base);
+        out.push(*value);
+        rest = right;
+        base = p + 1;
+    }
+    out
+}
+
+/// `f` over `items` on up to one thread per core, results in item order.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(items.len());
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(|| part.iter().map(&f).collect::<Vec<R>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| match w.join() {
+                Ok(results) => results,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -315,9 +364,8 @@ pub fn worst_slices(
     y.iter().for_each(|&v| total.add(v));
     let overall = total.value() / n as f64;
     let lower_is_worse = matches!(outcome, RowOutcome::Correct(_));
-    let encoded: Vec<Encoded> = columns
-        .iter()
-        .map(|c| encode(c, search.numeric_bins))
+    let encoded: Vec<Encoded> = parallel_map(columns, |c| encode(c, search.numeric_bins))
+        .into_iter()
         .collect::<Result<_>>()?;
 
     let min_size = search.min_size.max(1) as u64;
@@ -357,11 +405,17 @@ pub fn worst_slices(
     }
 
     if search.pairs {
-        for a in 0..encoded.len() {
-            for b in a + 1..encoded.len() {
+        let pairs: Vec<(usize, usize)> = (0..encoded.len())
+            .flat_map(|a| (a + 1..encoded.len()).map(move |b| (a, b)))
+            .collect();
+        let counted = parallel_map(&pairs, |&(a, b)| {
+            let (ea, eb) = (&encoded[a], &encoded[b]);
+            pair_cells(&ea.codes, &eb.codes, eb.values.len(), &y)
+        });
+        for (&(a, b), cells) in pairs.iter().zip(counted) {
+            {
                 let (ea, eb) = (&encoded[a], &encoded[b]);
                 let kb = eb.values.len();
-                let cells = pair_cells(&ea.codes, &eb.codes, kb, &y);
                 for (key, cell) in cells {
                     let (ca, cb) = (key / kb, key % kb);
                     // A pair holding exactly the rows of one of its columns'
@@ -420,6 +474,21 @@ mod tests {
     }
 
     proptest! {
+        /// Selecting the order statistics gives what a full sort gives.
+        #[test]
+        fn selected_order_statistics_equal_sorted(
+            mut keys in proptest::collection::vec(0u64..50, 1..200),
+            picks in proptest::collection::vec(0usize..1000, 1..8),
+        ) {
+            let mut sorted = keys.clone();
+            sorted.sort_unstable();
+            let mut positions: Vec<usize> = picks.iter().map(|p| p % keys.len()).collect();
+            positions.sort_unstable();
+            positions.dedup();
+            let want: Vec<u64> = positions.iter().map(|&p| sorted[p]).collect();
+            prop_assert_eq!(order_statistics(&mut keys, &positions), want);
+        }
+
         #[test]
         fn slices_are_what_they_say(
             rows in proptest::collection::vec(
@@ -500,8 +569,11 @@ mod tests {
     #[test]
     fn quantile_bins_like_qcut() {
         // pandas.qcut([1..8], 4) edges: 1, 2.75, 4.5, 6.25, 8.
-        let keys: Vec<u64> = (1..=8).map(|v| order::key(v as f64)).collect();
-        assert_eq!(quantile_edges(&keys, 4), vec![1.0, 2.75, 4.5, 6.25, 8.0]);
+        let mut keys: Vec<u64> = (1..=8).rev().map(|v| order::key(v as f64)).collect();
+        assert_eq!(
+            quantile_edges(&mut keys, 4),
+            vec![1.0, 2.75, 4.5, 6.25, 8.0]
+        );
         let values = [1.0, 2.75, 3.0, 8.0, f64::NAN, 1.0, 2.0, 4.0, 5.0, 6.0, 7.0];
         let e = encode(
             &SliceColumn::Numeric {
