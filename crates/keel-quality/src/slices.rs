@@ -269,30 +269,6 @@ fn order_statistics(keys: &mut [u64], positions: &[usize]) -> Vec<u64> {
     out
 }
 
-/// `f` over `items` on up to one thread per core, results in item order.
-fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(items.len());
-    if threads <= 1 {
-        return items.iter().map(f).collect();
-    }
-    let chunk = items.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| scope.spawn(|| part.iter().map(&f).collect::<Vec<R>>()))
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| match w.join() {
-                Ok(results) => results,
-                Err(panic) => std::panic::resume_unwind(panic),
-            })
-            .collect()
-    })
-}
-
 #[derive(Debug, Clone, Copy, Default)]
 struct Cell {
     count: u64,
@@ -364,7 +340,7 @@ pub fn worst_slices(
     y.iter().for_each(|&v| total.add(v));
     let overall = total.value() / n as f64;
     let lower_is_worse = matches!(outcome, RowOutcome::Correct(_));
-    let encoded: Vec<Encoded> = parallel_map(columns, |c| encode(c, search.numeric_bins))
+    let encoded: Vec<Encoded> = crate::parallel_map(columns, |c| encode(c, search.numeric_bins))
         .into_iter()
         .collect::<Result<_>>()?;
 
@@ -408,7 +384,7 @@ pub fn worst_slices(
         let pairs: Vec<(usize, usize)> = (0..encoded.len())
             .flat_map(|a| (a + 1..encoded.len()).map(move |b| (a, b)))
             .collect();
-        let counted = parallel_map(&pairs, |&(a, b)| {
+        let counted = crate::parallel_map(&pairs, |&(a, b)| {
             let (ea, eb) = (&encoded[a], &encoded[b]);
             pair_cells(&ea.codes, &eb.codes, eb.values.len(), &y)
         });

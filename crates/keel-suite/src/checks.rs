@@ -64,9 +64,9 @@ fn seed(p: &serde_json::Map<String, Value>) -> u64 {
     p.get("seed").and_then(Value::as_u64).unwrap_or(0)
 }
 
-pub(crate) async fn robustness(
+pub(crate) fn robustness(
     spec: &CheckSpec,
-    base: &std::path::Path,
+    cases: &BTreeMap<String, Result<Table, String>>,
     model: &Model,
     s: &Scored,
 ) -> Measured {
@@ -144,7 +144,11 @@ pub(crate) async fn robustness(
     if let Some(file) = p.get("cases").and_then(Value::as_str) {
         // Minimum functionality: a table of inputs (the model's feature
         // columns) and the label each must get, in a column `expected`.
-        let cases = Table::load("cases", &base.join(file)).await.map_err(text)?;
+        let cases = match cases.get(file) {
+            Some(Ok(table)) => table,
+            Some(Err(e)) => return Err(e.clone()),
+            None => return Err(format!("{file}: not read")),
+        };
         let expected: Vec<i64> = match &cases.column("expected").map_err(text)?.values {
             Values::Number(v) if v.iter().all(|x| x.fract() == 0.0) => {
                 v.iter().map(|x| *x as i64).collect()
@@ -158,7 +162,7 @@ pub(crate) async fn robustness(
         let inputs = Matrix::new(
             cases.rows,
             model.features.len(),
-            model.matrix(&cases, None).map_err(text)?,
+            model.matrix(cases, None).map_err(text)?,
         )
         .map_err(text)?;
         let r =

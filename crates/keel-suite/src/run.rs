@@ -176,13 +176,44 @@ pub async fn run(
             scored["test"].table.select(name, predicate).await?,
         );
     }
-    let mut checks = Vec::with_capacity(suite.checks.len());
+    // Minimum-functionality case tables are read first (reading is async);
+    // a table that cannot be read is that check's error.
+    let mut cases = BTreeMap::new();
     for spec in &suite.checks {
-        progress.step(&spec.name, done, total);
-        done += 1;
-        checks.push(check(spec, base, &model, &scored, &slices).await);
+        if let Some(file) = spec.params.get("cases").and_then(Value::as_str) {
+            let table = Table::load("cases", &base.join(file))
+                .await
+                .map_err(|e| e.to_string());
+            cases.insert(file.to_string(), table);
+        }
     }
-    progress.step("done", done, total);
+    // The checks run on every core, except the cost checks: they time and
+    // measure the model, so they run after the others, one at a time.
+    let inputs = CheckInputs {
+        model: &model,
+        scored: &scored,
+        slices: &slices,
+        cases: &cases,
+    };
+    let finished = std::sync::atomic::AtomicUsize::new(done);
+    let step = |spec: &CheckSpec| {
+        let result = check(spec, &inputs);
+        let now = finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        progress.step(&spec.name, now, total);
+        result
+    };
+    let (timed, parallel): (Vec<usize>, Vec<usize>) =
+        (0..suite.checks.len()).partition(|&i| suite.checks[i].kind == CheckKind::Cost);
+    let mut results: Vec<Option<CheckResult>> = vec![None; suite.checks.len()];
+    let ran = keel_quality::parallel_map(&parallel, |&i| step(&suite.checks[i]));
+    for (i, result) in parallel.into_iter().zip(ran) {
+        results[i] = Some(result);
+    }
+    for i in timed {
+        results[i] = Some(step(&suite.checks[i]));
+    }
+    let checks: Vec<CheckResult> = results.into_iter().flatten().collect();
+    progress.step("done", total, total);
     let passed = checks
         .iter()
         .all(|c| c.severity == Severity::Warning || c.status == Status::Pass);
@@ -201,13 +232,22 @@ pub async fn run(
 /// A check's answer before thresholds: its value and evidence.
 type Measured = Result<(f64, Value), String>;
 
-async fn check(
-    spec: &CheckSpec,
-    base: &Path,
-    model: &Model,
-    scored: &BTreeMap<String, Scored>,
-    slices: &BTreeMap<String, Vec<usize>>,
-) -> CheckResult {
+/// What every check reads.
+pub(crate) struct CheckInputs<'a> {
+    pub(crate) model: &'a Model,
+    pub(crate) scored: &'a BTreeMap<String, Scored>,
+    pub(crate) slices: &'a BTreeMap<String, Vec<usize>>,
+    /// Minimum-functionality tables by file name, or why they could not be read.
+    pub(crate) cases: &'a BTreeMap<String, Result<Table, String>>,
+}
+
+fn check(spec: &CheckSpec, inputs: &CheckInputs<'_>) -> CheckResult {
+    let CheckInputs {
+        model,
+        scored,
+        slices,
+        ..
+    } = *inputs;
     let p = &spec.params;
     let dataset = p.get("dataset").and_then(Value::as_str).unwrap_or("test");
     let rows = p
@@ -219,7 +259,7 @@ async fn check(
         Some(s) => match spec.kind {
             CheckKind::Performance => performance(spec, s, rows, slices),
             CheckKind::Fairness => fairness_check(spec, s, rows),
-            CheckKind::Robustness => crate::checks::robustness(spec, base, model, s).await,
+            CheckKind::Robustness => crate::checks::robustness(spec, inputs.cases, model, s),
             CheckKind::Privacy => crate::checks::privacy(spec, s, scored),
             CheckKind::Security => crate::checks::security(spec, model, s),
             CheckKind::Cost => crate::checks::cost(spec, model, s),
