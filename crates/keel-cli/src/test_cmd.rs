@@ -263,30 +263,12 @@ async fn fetch_registered(
     }
     .ok_or_else(|| anyhow::anyhow!("the server's answer names no version"))?;
     let files = detail["files"].as_array().cloned().unwrap_or_default();
-    let onnx: Vec<&serde_json::Value> = files
+    let paths: Vec<&str> = files
         .iter()
-        .filter(|f| f["path"].as_str().is_some_and(|p| p.ends_with(".onnx")))
+        .map(|f| f["path"].as_str().unwrap_or_default())
         .collect();
-    let file = match onnx.as_slice() {
-        [one] => *one,
-        [] => anyhow::bail!(
-            "{reference} (version {version}) has no .onnx file among its {} files; the suite runner compiles ONNX models",
-            files.len()
-        ),
-        many => *many
-            .iter()
-            .find(|f| {
-                f["path"]
-                    .as_str()
-                    .is_some_and(|p| p == "model.onnx" || p.ends_with("/model.onnx"))
-            })
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "{reference} has {} .onnx files and none is model.onnx",
-                    many.len()
-                )
-            })?,
-    };
+    let file = &files[keel_registry::onnx_model_file(&paths)
+        .map_err(|e| anyhow::anyhow!("{reference} (version {version}) {e}"))?];
     let store_path = file["store_path"]
         .as_str()
         .ok_or_else(|| anyhow::anyhow!("the server's answer gives no store_path; upgrade it"))?;

@@ -1,7 +1,7 @@
 //! Measuring the memory a piece of work allocates: [`Tracking`] wraps the
 //! system allocator and, only while a [`measure`] runs, counts the bytes
 //! allocated and freed and keeps their peak. Outside a measurement it adds
-//! one relaxed load per allocation. A binary opts in with
+//! one relaxed load per allocation and per free. A binary opts in with
 //! `#[global_allocator] static A: keel_core::alloc::Tracking = keel_core::alloc::Tracking;`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -11,20 +11,11 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 /// The system allocator with byte counting during a [`measure`].
 pub struct Tracking;
 
-static INSTALLED: AtomicBool = AtomicBool::new(false);
 static ON: AtomicBool = AtomicBool::new(false);
 static CURRENT: AtomicI64 = AtomicI64::new(0);
 static PEAK: AtomicI64 = AtomicI64::new(0);
 /// One measurement at a time.
 static MEASURING: Mutex<()> = Mutex::new(());
-
-/// Records that the allocator is in use; a load first, so the shared flag
-/// is written once, not on every allocation of every thread.
-fn installed() {
-    if !INSTALLED.load(Ordering::Relaxed) {
-        INSTALLED.store(true, Ordering::Relaxed);
-    }
-}
 
 fn grew(bytes: usize) {
     let now = CURRENT.fetch_add(bytes as i64, Ordering::Relaxed) + bytes as i64;
@@ -39,7 +30,6 @@ fn shrank(bytes: usize) {
 // atomics that never allocate.
 unsafe impl GlobalAlloc for Tracking {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        installed();
         // SAFETY: forwarded with the caller's layout.
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() && ON.load(Ordering::Relaxed) {
@@ -49,7 +39,6 @@ unsafe impl GlobalAlloc for Tracking {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        installed();
         // SAFETY: forwarded with the caller's layout.
         let p = unsafe { System.alloc_zeroed(layout) };
         if !p.is_null() && ON.load(Ordering::Relaxed) {
@@ -87,14 +76,19 @@ unsafe impl GlobalAlloc for Tracking {
 /// binary has not installed [`Tracking`].
 pub fn measure<T>(work: impl FnOnce() -> T) -> (T, Option<u64>) {
     let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
-    // An allocation proves the allocator is installed.
+    let start = || {
+        CURRENT.store(0, Ordering::Relaxed);
+        PEAK.store(0, Ordering::Relaxed);
+        ON.store(true, Ordering::SeqCst);
+    };
+    // An allocation that is counted proves the allocator is installed.
+    start();
     drop(std::hint::black_box(Box::new(0u64)));
-    if !INSTALLED.load(Ordering::Relaxed) {
+    if PEAK.load(Ordering::Relaxed) == 0 {
+        ON.store(false, Ordering::SeqCst);
         return (work(), None);
     }
-    CURRENT.store(0, Ordering::Relaxed);
-    PEAK.store(0, Ordering::Relaxed);
-    ON.store(true, Ordering::SeqCst);
+    start();
     let out = work();
     ON.store(false, Ordering::SeqCst);
     let peak = PEAK.load(Ordering::Relaxed).max(0) as u64;

@@ -15,7 +15,7 @@ mod store;
 pub use filter::{Condition, FilterError, parse_filter};
 pub use model_store::{
     AliasChange, Checkpoint, ModelCardRecord, RegisteredFile, RetrainingPolicy, RetrainingTrigger,
-    SuiteRecord, TRIGGER_KINDS, VersionExtras, suite_tag,
+    SuiteRecord, TRIGGER_KINDS, VersionExtras, onnx_model_file, suite_tag,
 };
 pub use store::Registry;
 

@@ -8,7 +8,7 @@ use keel_store::Row;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::store::{require_model, require_version};
+use crate::store::{put_version_tag, require_model, require_version};
 use crate::{Registry, RegistryError, VersionFile};
 
 type Result<T> = std::result::Result<T, RegistryError>;
@@ -68,6 +68,24 @@ pub struct SuiteRecord {
     pub created_by: String,
     /// The suite result as `keel test run --json` prints it.
     pub result: Value,
+}
+
+/// Which of a version's files is its ONNX model: its only `.onnx` file,
+/// or among several the one named `model.onnx`. Returns the index into
+/// `paths`, or what is wrong (to follow the version's name).
+pub fn onnx_model_file(paths: &[&str]) -> std::result::Result<usize, String> {
+    let onnx: Vec<usize> = (0..paths.len())
+        .filter(|&i| paths[i].ends_with(".onnx"))
+        .collect();
+    match onnx.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(format!("has no .onnx file among its {} files", paths.len())),
+        many => many
+            .iter()
+            .copied()
+            .find(|&i| paths[i] == "model.onnx" || paths[i].ends_with("/model.onnx"))
+            .ok_or_else(|| format!("has {} .onnx files and none is model.onnx", many.len())),
+    }
 }
 
 /// The model-version tag that carries a suite's verdict (`passed` or
@@ -452,21 +470,8 @@ impl Registry {
                         .bind(row.created_by.as_str())
                         .execute(&mut *conn)
                         .await?;
-                    let tag = suite_tag(&row.suite);
-                    sqlx::query("DELETE FROM model_version_tags WHERE name = $1 AND version = $2 AND key = $3")
-                        .bind(n.as_str())
-                        .bind(version)
-                        .bind(tag.as_str())
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query("INSERT INTO model_version_tags (name, version, key, value) VALUES ($1, $2, $3, $4)")
-                        .bind(n.as_str())
-                        .bind(version)
-                        .bind(tag.as_str())
-                        .bind(if row.passed { "passed" } else { "failed" })
-                        .execute(&mut *conn)
-                        .await?;
-                    Ok(())
+                    let verdict = if row.passed { "passed" } else { "failed" };
+                    put_version_tag(conn, &n, version, &suite_tag(&row.suite), verdict).await
                 })
             })
             .await?;
@@ -675,5 +680,26 @@ impl Registry {
                 })
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::onnx_model_file;
+
+    #[test]
+    fn the_onnx_model_file_is_the_only_one_or_model_onnx() {
+        assert_eq!(onnx_model_file(&["MLmodel", "m.onnx"]), Ok(1));
+        assert_eq!(onnx_model_file(&["a.onnx", "x/model.onnx"]), Ok(1));
+        assert!(
+            onnx_model_file(&["MLmodel"])
+                .unwrap_err()
+                .contains("no .onnx file among its 1")
+        );
+        assert!(
+            onnx_model_file(&["a.onnx", "b.onnx"])
+                .unwrap_err()
+                .contains("none is model.onnx")
+        );
     }
 }

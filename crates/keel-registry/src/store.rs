@@ -606,20 +606,7 @@ impl Registry {
             .write::<_, RegistryError, _>(move |conn| {
                 Box::pin(async move {
                     require_version(conn, &n, version).await?;
-                    sqlx::query("DELETE FROM model_version_tags WHERE name = $1 AND version = $2 AND key = $3")
-                        .bind(n.as_str())
-                        .bind(version)
-                        .bind(tag.key.as_str())
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query("INSERT INTO model_version_tags (name, version, key, value) VALUES ($1, $2, $3, $4)")
-                        .bind(n.as_str())
-                        .bind(version)
-                        .bind(tag.key)
-                        .bind(tag.value)
-                        .execute(&mut *conn)
-                        .await?;
-                    Ok(())
+                    put_version_tag(conn, &n, version, &tag.key, &tag.value).await
                 })
             })
             .await
@@ -934,6 +921,32 @@ pub(crate) async fn require_model(conn: &mut AnyConnection, name: &str) -> Resul
         .await?
         .map(|_| ())
         .ok_or_else(|| not_found_model(name))
+}
+
+/// Sets (replaces) a model version's tag inside the caller's transaction.
+pub(crate) async fn put_version_tag(
+    conn: &mut AnyConnection,
+    name: &str,
+    version: i64,
+    key: &str,
+    value: &str,
+) -> Result<()> {
+    sqlx::query("DELETE FROM model_version_tags WHERE name = $1 AND version = $2 AND key = $3")
+        .bind(name)
+        .bind(version)
+        .bind(key)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO model_version_tags (name, version, key, value) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(name)
+    .bind(version)
+    .bind(key)
+    .bind(value)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 pub(crate) async fn require_version(

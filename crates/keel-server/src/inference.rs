@@ -376,29 +376,9 @@ async fn load_registered(
         .version_extras(&version.name, version.version)
         .await
         .map_err(not_found)?;
-    let onnx: Vec<&keel_registry::VersionFile> = extras
-        .files
-        .iter()
-        .filter(|f| f.path.ends_with(".onnx"))
-        .collect();
-    let file = match onnx.as_slice() {
-        [one] => *one,
-        [] => {
-            return Err(V2Error::bad(format!(
-                "{source} has no .onnx file among its {} files",
-                extras.files.len()
-            )));
-        }
-        many => *many
-            .iter()
-            .find(|f| f.path == "model.onnx" || f.path.ends_with("/model.onnx"))
-            .ok_or_else(|| {
-                V2Error::bad(format!(
-                    "{source} has {} .onnx files and none is model.onnx",
-                    many.len()
-                ))
-            })?,
-    };
+    let paths: Vec<&str> = extras.files.iter().map(|f| f.path.as_str()).collect();
+    let file = &extras.files[keel_registry::onnx_model_file(&paths)
+        .map_err(|e| V2Error::bad(format!("{source} {e}")))?];
     let (_, mut stream) = s
         .artifacts
         .get_stream(&file.store_path)

@@ -302,10 +302,7 @@ pub(crate) fn privacy(spec: &CheckSpec, s: &Scored, all: &BTreeMap<String, Score
             let mut columns: Vec<Vec<String>> = Vec::new();
             for n in &names {
                 let c = s.table.column(n).map_err(text)?;
-                columns.push(match &c.values {
-                    Values::Text(v) => v.iter().map(|x| x.clone().unwrap_or_default()).collect(),
-                    Values::Number(v) => v.iter().map(|x| format!("{x}")).collect(),
-                });
+                columns.push(c.values.texts(""));
             }
             let refs: Vec<Vec<&str>> = columns
                 .iter()

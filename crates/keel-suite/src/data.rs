@@ -24,6 +24,20 @@ pub enum Values {
     Text(Vec<Option<String>>),
 }
 
+impl Values {
+    /// Every value as text (numbers as Rust prints them), null as `null`:
+    /// for grouping rows by value.
+    pub fn texts(&self, null: &str) -> Vec<String> {
+        match self {
+            Values::Text(v) => v
+                .iter()
+                .map(|x| x.clone().unwrap_or_else(|| null.to_string()))
+                .collect(),
+            Values::Number(v) => v.iter().map(|x| format!("{x}")).collect(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Column {
     pub name: String,

@@ -324,6 +324,14 @@ fn pick<T: Copy>(values: &[T], rows: Option<&Vec<usize>>) -> Vec<T> {
     }
 }
 
+/// The model's labels of every row of the dataset.
+fn predicted_labels(s: &Scored) -> Result<&Vec<i64>, String> {
+    s.predictions
+        .labels
+        .as_ref()
+        .ok_or_else(|| "the model gives no labels".to_string())
+}
+
 pub(crate) fn labels(s: &Scored) -> Result<Vec<i64>, String> {
     let name = s
         .label
@@ -392,13 +400,7 @@ fn performance(
         return ranking(p, metric, s, rows);
     }
     let y = pick(&labels(s)?, rows);
-    let predicted = pick(
-        s.predictions
-            .labels
-            .as_ref()
-            .ok_or("the model gives no labels")?,
-        rows,
-    );
+    let predicted = pick(predicted_labels(s)?, rows);
     let binary = s.predictions.classes <= 2;
     let average = if binary {
         Average::Binary {
@@ -458,11 +460,7 @@ fn performance(
         "no_slice_worse_than_overall" => {
             let overall = cls::accuracy(&y, &predicted).map_err(e)?;
             let all_y = labels(s)?;
-            let all_pred = s
-                .predictions
-                .labels
-                .as_ref()
-                .ok_or("the model gives no labels")?;
+            let all_pred = predicted_labels(s)?;
             let mut per_slice = Vec::new();
             let mut worst_gap = 0.0f64;
             for (name, r) in slices {
@@ -491,11 +489,7 @@ fn performance(
     };
     let mut evidence = json!({ "rows": n });
     if rows.is_none() && matches!(metric, "accuracy" | "f1" | "precision" | "recall") {
-        let all_pred = s
-            .predictions
-            .labels
-            .as_ref()
-            .ok_or("the model gives no labels")?;
+        let all_pred = predicted_labels(s)?;
         evidence["worst_slices"] = discovered_slices(s, &y, all_pred, p)?;
     }
     Ok((value, evidence))
@@ -636,23 +630,11 @@ fn fairness_check(spec: &CheckSpec, s: &Scored, rows: Option<&Vec<usize>>) -> Me
         _ => return Err("sensitive: name the column(s)".into()),
     };
     let y = pick(&labels(s)?, rows);
-    let predicted = pick(
-        s.predictions
-            .labels
-            .as_ref()
-            .ok_or("the model gives no labels")?,
-        rows,
-    );
+    let predicted = pick(predicted_labels(s)?, rows);
     let mut columns: Vec<Vec<String>> = Vec::new();
     for name in &names {
         let c = s.table.column(name).map_err(|e| e.to_string())?;
-        let all: Vec<String> = match &c.values {
-            Values::Text(v) => v
-                .iter()
-                .map(|x| x.clone().unwrap_or_else(|| "(null)".into()))
-                .collect(),
-            Values::Number(v) => v.iter().map(|x| format!("{x}")).collect(),
-        };
+        let all = c.values.texts("(null)");
         columns.push(match rows {
             Some(r) => r.iter().map(|i| all[*i].clone()).collect(),
             None => all,
