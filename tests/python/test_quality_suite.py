@@ -574,3 +574,180 @@ def test_regression_metrics_match_sklearn(workdir):
     assert got["performance.r2"] == pytest.approx(metrics.r2_score(target, out), rel=1e-5, abs=1e-6)
     assert got["performance.mape"] == pytest.approx(
         metrics.mean_absolute_percentage_error(target, out), rel=1e-6)
+
+
+# --------------------------------------------------------------------------
+# a model with text inputs: one ONNX input per column, as skl2onnx exports a
+# pipeline over a data frame
+# --------------------------------------------------------------------------
+
+TEXT_SUITE = """\
+suite: churn-text
+model: {onnx: pipeline.onnx}
+data:
+  test: {path: test.parquet, label: churned}
+slices:
+  eu: "region = 'EU'"
+checks:
+  - {kind: performance, metric: accuracy, min: 0.5}
+  - {kind: performance, metric: roc_auc, min: 0.5}
+  - {kind: performance, metric: accuracy, slice: eu, min: 0.0}
+  - {kind: fairness, metric: demographic_parity_difference, sensitive: region, max: 1.0}
+  - {kind: robustness, perturbation: {typos: {columns: [region], rate: 1.0}}, max_flip_rate: 1.0, name: typos, seed: 4}
+  - {kind: robustness, perturbation: {typos: {columns: region, rate: 1.0}}, max_mean_change: 1.0, name: typos-change}
+  - {kind: robustness, perturbation: {missing: {columns: [region], rate: 1.0}}, max_flip_rate: 1.0, name: missing}
+  - {kind: robustness, perturbation: {category_swap: {columns: [region], rate: 1.0}}, max_flip_rate: 1.0, name: swap, seed: 9}
+  - {kind: robustness, perturbation: {category_swap: {columns: [plan], rate: 0.5}}, max_flip_rate: 1.0, name: swap-plan}
+  - {kind: robustness, perturbation: {gaussian_noise: {columns: [age], scale: 0.1}}, max_flip_rate: 1.0, name: noise}
+  - {kind: robustness, perturbation: {gaussian_noise: {columns: [region], scale: 0.1}}, max_flip_rate: 1.0, name: noise-text}
+  - {kind: robustness, perturbation: {missing: {columns: [plan], rate: 0.1}}, max_flip_rate: 1.0, name: missing-int}
+  - {kind: robustness, perturbation: {typos: {columns: [age], rate: 0.1}}, max_flip_rate: 1.0, name: typos-number}
+  - {kind: robustness, directional: {feature: debt, increase: 500, expect: increase}, max_violation_rate: 0.0}
+  - {kind: robustness, cases: cases.csv, min_pass_rate: 0.5}
+  - {kind: security, test: evasion, norm: linf, budget: 0.5, max_success_rate: 1.0, samples: 40}
+  - {kind: security, test: hostile_inputs}
+  - {kind: cost, latency_p50_ms: {batch: 1, max: 1000}}
+"""
+
+
+@pytest.fixture(scope="module")
+def text_model(tmp_path_factory):
+    import pandas as pd
+    from skl2onnx.common.data_types import FloatTensorType, Int64TensorType, StringTensorType
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    root = tmp_path_factory.mktemp("quality_text")
+    rng = np.random.default_rng(11)
+    n = 3000
+    df = pd.DataFrame({
+        "age": rng.integers(18, 70, n).astype(np.float32),
+        "debt": rng.gamma(2.0, 800, n).astype(np.float32),
+        "region": rng.choice(["EU", "US", "APAC"], n, p=[0.5, 0.3, 0.2]),
+        "plan": rng.integers(0, 3, n).astype(np.int64),
+    })
+    logit = (-0.5 + 0.0008 * (df.debt - 1600) - 0.02 * (df.age - 40) + 1.5 * (df.region == "APAC")
+             - 1.0 * (df.region == "US") + 0.8 * (df.plan == 2))
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit.to_numpy()))).astype(np.int64)
+    pipe = Pipeline([
+        ("pre", ColumnTransformer([("num", StandardScaler(), ["age", "debt"]),
+                                   ("cat", OneHotEncoder(handle_unknown="ignore"), ["region", "plan"])])),
+        ("clf", LogisticRegression(max_iter=1000)),
+    ]).fit(df[:2000], y[:2000])
+    types = [("age", FloatTensorType([None, 1])), ("debt", FloatTensorType([None, 1])),
+             ("region", StringTensorType([None, 1])), ("plan", Int64TensorType([None, 1]))]
+    onx = to_onnx(pipe, initial_types=types, options={id(pipe.steps[-1][1]): {"zipmap": False}},
+                  target_opset={"": 17, "ai.onnx.ml": 3})
+    (root / "pipeline.onnx").write_bytes(onx.SerializeToString())
+    test = df[2000:].reset_index(drop=True)
+    pq.write_table(pa.table({"age": test.age, "debt": test.debt, "region": test.region,
+                             "plan": test.plan, "churned": y[2000:]}), root / "test.parquet")
+    sess = ort.InferenceSession(str(root / "pipeline.onnx"))
+
+    def predict(frame):
+        label, proba = sess.run(None, {
+            "age": frame.age.to_numpy(np.float32).reshape(-1, 1),
+            "debt": frame.debt.to_numpy(np.float32).reshape(-1, 1),
+            "region": frame.region.to_numpy(object).reshape(-1, 1),
+            "plan": frame.plan.to_numpy(np.int64).reshape(-1, 1)})
+        return label.astype(np.int64), proba[:, 1]
+
+    return {"root": root, "test": test, "y": y[2000:], "predict": predict}
+
+
+def test_a_model_with_text_inputs_is_tested_per_column(text_model):
+    from fairlearn.metrics import demographic_parity_difference
+
+    root, test, y, predict = (text_model[k] for k in ("root", "test", "y", "predict"))
+    # Cases: the model's own answers for three rows, and a wrong one on purpose.
+    cases = test.iloc[[0, 1, 2, 3]].copy()
+    cases_label, _ = predict(cases)
+    cases["expected"] = cases_label
+    cases.loc[cases.index[3], "expected"] = 1 - cases_label[3]
+    cases.to_csv(root / "cases.csv", index=False)
+    (root / "suite.yaml").write_text(TEXT_SUITE)
+    res = subprocess.run([keel_bin(), "test", "run", str(root / "suite.yaml"), "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1, res.stdout + res.stderr  # the three misuse checks are errors
+    got = {c["name"]: c for c in json.loads(res.stdout)["checks"]}
+
+    # The inputs are found by name: age, debt (float), region (string), plan (int64).
+    pred, score = predict(test)
+    assert got["performance.accuracy"]["value"] == pytest.approx(metrics.accuracy_score(y, pred), abs=1e-12)
+    assert got["performance.roc_auc"]["value"] == pytest.approx(metrics.roc_auc_score(y, score), rel=1e-5)
+    eu = (test.region == "EU").to_numpy()
+    assert got["performance.accuracy[eu]"]["value"] == pytest.approx(
+        metrics.accuracy_score(y[eu], pred[eu]), abs=1e-12)
+    assert got["fairness.demographic_parity_difference@region"]["value"] == pytest.approx(
+        demographic_parity_difference(y, pred, sensitive_features=test.region), abs=1e-12)
+
+    # A typo makes every region unknown to the one-hot encoder (no category
+    # is one typo from another), as does a missing region (fed as ""): all
+    # three equal onnxruntime's answers with the region blanked.
+    blank_label, blank_score = predict(test.assign(region=""))
+    flips = float(np.mean(blank_label != pred))
+    assert 0.05 < flips < 0.95
+    for name in ("typos", "missing"):
+        assert got[name]["status"] == "pass", got[name]
+        assert got[name]["value"] == pytest.approx(flips, abs=1e-12), name
+    assert got["typos-change"]["value"] == pytest.approx(np.mean(np.abs(blank_score - score)), abs=1e-5)
+    for ex in got["typos"]["evidence"]["examples"]:
+        (before,), (after,) = ex["inputs_before"], ex["inputs_after"]
+        assert before in ("EU", "US", "APAC") and after not in ("EU", "US", "APAC")
+        assert abs(len(after) - len(before)) <= 1 and ex["label_before"] != ex["label_after"]
+        assert ex["label_before"] == pred[ex["row"]]
+
+    # Swapping every region for another: between the rows every other
+    # region flips and the rows some other region flips.
+    others = {r: [o for o in ("EU", "US", "APAC") if o != r] for r in ("EU", "US", "APAC")}
+    alt = {o: predict(test.assign(region=o))[0] for o in ("EU", "US", "APAC")}
+    regions = test.region.to_numpy()
+    flip_any = np.array([any(alt[o][i] != pred[i] for o in others[regions[i]]) for i in range(len(y))])
+    flip_all = np.array([all(alt[o][i] != pred[i] for o in others[regions[i]]) for i in range(len(y))])
+    swap = got["swap"]
+    assert flip_all.mean() <= swap["value"] <= flip_any.mean(), (flip_all.mean(), swap["value"], flip_any.mean())
+    for ex in swap["evidence"]["examples"]:
+        (before,), (after,) = ex["inputs_before"], ex["inputs_after"]
+        assert before == regions[ex["row"]] and after in others[before]
+        assert alt[after][ex["row"]] == ex["label_after"]
+    assert got["swap-plan"]["status"] == "pass" and got["noise"]["status"] == "pass"
+    assert got["robustness.directional"]["value"] == 0.0
+    assert got["robustness.minimum_functionality"]["value"] == 0.75
+
+    # Perturbations that do not fit how the model reads a column say so.
+    assert got["noise-text"]["status"] == "error"
+    assert 'perturbs numbers; the model reads "region" as text' in got["noise-text"]["evidence"]["error"]
+    assert got["missing-int"]["status"] == "error" and "integer" in got["missing-int"]["evidence"]["error"]
+    assert got["typos-number"]["status"] == "error"
+    assert 'the model reads "age" as floats' in got["typos-number"]["evidence"]["error"]
+
+    # Evasion moves only the numbers; hostile probes reach each input.
+    assert got["security.evasion"]["status"] == "pass" and got["security.evasion"]["evidence"]["rows"] == 40
+    hostile = got["security.hostile_inputs"]
+    assert hostile["status"] == "pass" and hostile["value"] == 0, hostile
+    probes = {p["probe"]: p for p in hostile["evidence"]["probes"]}
+    assert "NaN or infinite" in probes["nan"]["error"] and "input age" in probes["wrong_type"]["error"]
+    assert probes["oversized_batch"]["answered"] is True
+    assert got["cost.latency_p50_ms"]["status"] == "pass"
+
+
+def test_a_text_model_whose_inputs_are_not_columns_asks_for_features(text_model, tmp_path):
+    root = text_model["root"]
+    (root / "renamed.yaml").write_text(TEXT_SUITE.replace("test.parquet", "renamed.parquet")
+                                       .split("checks:")[0] + "checks:\n  - {kind: performance, metric: accuracy, min: 0.5}\n")
+    test = text_model["test"].rename(columns={"region": "area"})
+    pq.write_table(pa.Table.from_pandas(test.assign(churned=text_model["y"]), preserve_index=False),
+                   root / "renamed.parquet")
+    res = subprocess.run([keel_bin(), "test", "run", str(root / "renamed.yaml")],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "model.features" in res.stderr, res.stderr
+    (root / "named.yaml").write_text((root / "renamed.yaml").read_text().replace(
+        "model: {onnx: pipeline.onnx}", "model: {onnx: pipeline.onnx, features: [age, debt, area, plan]}")
+        .replace("slices:\n  eu: \"region = 'EU'\"\n", ""))
+    res = subprocess.run([keel_bin(), "test", "run", str(root / "named.yaml"), "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    pred, _ = text_model["predict"](text_model["test"])
+    assert json.loads(res.stdout)["checks"][0]["value"] == pytest.approx(
+        metrics.accuracy_score(text_model["y"], pred), abs=1e-12)

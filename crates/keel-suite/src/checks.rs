@@ -11,9 +11,9 @@ use keel_stats::rng::Rng;
 use serde_json::{Value, json};
 
 use crate::data::{Table, Values};
-use crate::model::Model;
+use crate::model::{FeatureKind, Model};
 use crate::run::{Scored, labels};
-use keel_serve::tensor::{Data, Datatype, NamedTensor};
+use keel_serve::tensor::{Data, NamedTensor};
 
 type Measured = Result<(f64, Value), String>;
 
@@ -94,17 +94,49 @@ pub(crate) fn robustness(
             "perturbation.columns",
         )?;
         let amount = |key: &str| args.get(key).and_then(Value::as_f64).unwrap_or(0.0);
-        let after_matrix = match kind.as_str() {
-            "gaussian_noise" => robustness::gaussian_noise(m, &columns, amount("scale"), &mut rng),
-            "missing" => robustness::missing_values(m, &columns, amount("rate"), &mut rng),
-            "category_swap" => robustness::category_swap(m, &columns, amount("rate"), &mut rng),
-            other => {
-                return Err(format!(
-                    "{other} perturbs text columns; this model takes only numbers"
-                ));
+        // Which columns a perturbation can touch, by how the model reads them.
+        let refuse = |allowed: &[FeatureKind], what: &str| -> Result<(), String> {
+            match columns.iter().find(|&&c| !allowed.contains(&model.kind(c))) {
+                Some(&c) => Err(format!(
+                    "perturbation.columns: {kind} {what}; the model reads {:?} as {}",
+                    model.features[c],
+                    match model.kind(c) {
+                        FeatureKind::Float => "floats",
+                        FeatureKind::Integer => "integers",
+                        FeatureKind::Text => "text",
+                    }
+                )),
+                None => Ok(()),
             }
-        }
-        .map_err(text)?;
+        };
+        let after_matrix = match kind.as_str() {
+            "gaussian_noise" => {
+                refuse(
+                    &[FeatureKind::Float, FeatureKind::Integer],
+                    "perturbs numbers",
+                )?;
+                robustness::gaussian_noise(m, &columns, amount("scale"), &mut rng).map_err(text)?
+            }
+            "missing" => {
+                refuse(
+                    &[FeatureKind::Float, FeatureKind::Text],
+                    "needs columns that can be missing (integer inputs cannot)",
+                )?;
+                robustness::missing_values(m, &columns, amount("rate"), &mut rng).map_err(text)?
+            }
+            // Text columns hold dictionary codes, so swapping codes swaps
+            // the strings.
+            "category_swap" => {
+                robustness::category_swap(m, &columns, amount("rate"), &mut rng).map_err(text)?
+            }
+            "typos" => {
+                refuse(&[FeatureKind::Text], "perturbs strings")?;
+                model
+                    .typos(m, &columns, amount("rate"), &mut rng)
+                    .map_err(text)?
+            }
+            other => return Err(format!("perturbation {other:?} is not known")),
+        };
         let after = predict(&after_matrix).map_err(text)?;
         let flips = robustness::flip_rate(&before, &after).map_err(text)?;
         let change = robustness::mean_abs_change(&before, &after).ok();
@@ -117,7 +149,7 @@ pub(crate) fn robustness(
         return Ok((
             value,
             json!({"perturbation": kind, "rows": m.rows, "flip_rate": flips, "mean_abs_change": change,
-                   "examples": changed_rows(&before, &after, m, &after_matrix, &columns, by_change)}),
+                   "examples": changed_rows(model, &before, &after, m, &after_matrix, &columns, by_change)}),
         ));
     }
     if let Some(d) = p.get("directional") {
@@ -126,6 +158,12 @@ pub(crate) fn robustness(
             d.get("feature").unwrap_or(&Value::Null),
             "directional.feature",
         )?[0];
+        if model.kind(column) == FeatureKind::Text {
+            return Err(format!(
+                "directional.feature: {:?} is text; a directional expectation raises a number",
+                model.features[column]
+            ));
+        }
         let delta = d.get("increase").and_then(Value::as_f64).unwrap_or(1.0);
         let expect = match d.get("expect").and_then(Value::as_str) {
             Some("increase") => robustness::Expectation::Increase,
@@ -176,6 +214,7 @@ pub(crate) fn robustness(
 /// (or, for a mean-change check, the largest score changes), with the
 /// perturbed columns' values before and after.
 fn changed_rows(
+    model: &Model,
     before: &q::Predictions,
     after: &q::Predictions,
     m: &Matrix,
@@ -200,7 +239,12 @@ fn changed_rows(
     let values = |x: &Matrix, i: usize| -> Vec<Value> {
         columns
             .iter()
-            .map(|&c| serde_json::Number::from_f64(x.get(i, c)).map_or(Value::Null, Value::Number))
+            .map(|&c| match model.kind(c) {
+                FeatureKind::Text => model
+                    .text(c, x.get(i, c))
+                    .map_or(Value::Null, Value::String),
+                _ => serde_json::Number::from_f64(x.get(i, c)).map_or(Value::Null, Value::Number),
+            })
             .collect()
     };
     rows.iter()
@@ -344,8 +388,15 @@ pub(crate) fn security(spec: &CheckSpec, model: &Model, s: &Scored) -> Measured 
                 seed: seed(p),
                 ..security::Evasion::default()
             };
-            let r =
-                security::evasion(&sample, &m.column_std(), &params, &mut predict).map_err(text)?;
+            // Only numbers move; text features hold codes, which have no
+            // distance.
+            let mut std = m.column_std();
+            for (c, s) in std.iter_mut().enumerate() {
+                if model.kind(c) == FeatureKind::Text {
+                    *s = 0.0;
+                }
+            }
+            let r = security::evasion(&sample, &std, &params, &mut predict).map_err(text)?;
             Ok((r.success_rate, serde_json::to_value(&r).map_err(text)?))
         }
         Some("hostile_inputs") => hostile_inputs(p, model, m),
@@ -360,36 +411,48 @@ fn hostile_inputs(p: &serde_json::Map<String, Value>, model: &Model, m: &Matrix)
     if m.rows == 0 {
         return Err("the dataset has no rows to build probes from".into());
     }
-    let (input, datatype) = model.input();
-    let floats = |values: Vec<f64>| match datatype {
-        Datatype::Fp64 => Data::Fp64(values),
-        _ => Data::Fp32(values.iter().map(|x| *x as f32).collect()),
-    };
+    // keel-quality's probes fill every value of a valid row; only the
+    // float features take them, the other features keep the row's values.
     let template = Matrix::new(1, m.cols, m.row(0).to_vec()).map_err(text)?;
-    let mut probes: Vec<(&str, NamedTensor)> = security::hostile_probes(&template)
-        .map_err(text)?
-        .into_iter()
-        .map(|(name, x)| {
-            let shape = vec![x.rows, x.cols];
-            (name, NamedTensor::new(input, shape, floats(x.values)))
-        })
+    let floats: Vec<usize> = (0..m.cols)
+        .filter(|&c| model.kind(c) == FeatureKind::Float)
         .collect();
-    probes.push((
-        "wrong_type",
-        NamedTensor::new(
-            input,
-            vec![1, m.cols],
-            Data::Bytes(vec![b"not a number".to_vec(); m.cols]),
-        ),
-    ));
-    probes.push((
-        "wrong_shape",
-        NamedTensor::new(
-            input,
-            vec![1, m.cols + 1],
-            floats([m.row(0), &[0.0]].concat()),
-        ),
-    ));
+    let mut probes: Vec<(&str, Vec<NamedTensor>)> = Vec::new();
+    for (name, mut x) in security::hostile_probes(&template).map_err(text)? {
+        let filled = !matches!(name, "empty_batch" | "oversized_batch");
+        if filled && floats.is_empty() {
+            continue;
+        }
+        for r in 0..x.rows {
+            for c in 0..x.cols {
+                if filled && model.kind(c) != FeatureKind::Float {
+                    x.values[r * x.cols + c] = template.values[c];
+                }
+            }
+        }
+        probes.push((name, model.tensors(&x.values, x.rows).map_err(text)?));
+    }
+    // The first input given the wrong datatype, then one column too many.
+    let valid = model.tensors(&template.values, 1).map_err(text)?;
+    let mut wrong_type = valid.clone();
+    let n = wrong_type[0].data.len();
+    wrong_type[0].data = match wrong_type[0].data {
+        Data::Bytes(_) => Data::Fp32(vec![0.0; n]),
+        _ => Data::Bytes(vec![b"not a number".to_vec(); n]),
+    };
+    probes.push(("wrong_type", wrong_type));
+    let mut wrong_shape = valid;
+    let first = &mut wrong_shape[0];
+    first.shape = vec![1, first.data.len() + 1];
+    match &mut first.data {
+        Data::Fp32(v) => v.push(0.0),
+        Data::Fp64(v) => v.push(0.0),
+        Data::Int64(v) => v.push(0),
+        Data::Int32(v) => v.push(0),
+        Data::Bytes(v) => v.push(Vec::new()),
+        other => return Err(format!("input {} is {}", first.name, other.datatype())),
+    }
+    probes.push(("wrong_shape", wrong_shape));
     let accepts_missing = model.accepts_non_finite();
     let reject: Vec<String> = match p.get("reject").and_then(Value::as_array) {
         Some(list) => list
@@ -403,9 +466,9 @@ fn hostile_inputs(p: &serde_json::Map<String, Value>, model: &Model, m: &Matrix)
     };
     let mut outcomes = Vec::with_capacity(probes.len());
     let mut answered = Vec::new();
-    for (name, tensor) in probes {
-        let rows = tensor.shape.first().copied().unwrap_or(0);
-        let result = model.serve(vec![tensor]);
+    for (name, tensors) in probes {
+        let rows = tensors[0].shape.first().copied().unwrap_or(0);
+        let result = model.serve(tensors);
         if result.is_ok() && reject.iter().any(|r| r == name) {
             answered.push(name);
         }
