@@ -336,6 +336,33 @@ def test_membership_inference_finds_an_overfit_model_and_not_a_regularised_one(w
     adv = max(0.0, max((train_l <= t).mean() - (holdout_l <= t).mean() for t in thresholds))
     assert regularised["value"] == pytest.approx(adv, abs=2e-3)
 
+    # The confidence-threshold attack needs no labels: members are the rows
+    # the model is surest of (largest class probability).
+    for model in ("forest", "model"):
+        text = MEMBERSHIP.format(model=model).replace(
+            "membership_inference,", "membership_inference, attack: confidence,")
+        res = _suite_at(workdir, f"mi-conf-{model}.yaml", text, "--json")
+        check = json.loads(res.stdout)["checks"][0]
+        sess = ort.InferenceSession(str(root / f"{model}.onnx"))
+        conf = {}
+        for part in ("train", "holdout"):
+            rows = pq.read_table(root / f"{part}.parquet").to_pandas()
+            proba = sess.run(None, {"X": rows[["age", "income", "debt"]].to_numpy(np.float32)})[1]
+            conf[part] = proba.max(axis=1).astype(np.float64)
+        thresholds = np.unique(np.concatenate([conf["train"], conf["holdout"]]))
+        adv = max(0.0, max((conf["train"] >= t).mean() - (conf["holdout"] >= t).mean() for t in thresholds))
+        assert check["evidence"]["attack"] == "confidence"
+        assert check["value"] == pytest.approx(adv, abs=2e-3), (model, check)
+        auc = metrics.roc_auc_score(np.r_[np.ones(len(conf["train"])), np.zeros(len(conf["holdout"]))],
+                                    np.r_[conf["train"], conf["holdout"]])
+        # A forest's confidences are few values (votes of 25 trees) that
+        # tract and onnxruntime sum in different orders: rows tied in one
+        # are a float32 rounding apart in the other, which moves the AUC's
+        # tie credit a little.
+        assert check["evidence"]["auc"] == pytest.approx(auc, abs=2e-3 if model == "model" else 1e-2), (
+            model, check)
+        assert (check["status"], res.returncode) == (("fail", 1) if model == "forest" else ("pass", 0))
+
 
 RANKING = """\
 suite: ranking

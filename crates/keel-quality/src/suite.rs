@@ -172,6 +172,10 @@ pub const FAIRNESS_METRICS: [&str; 7] = [
 ];
 pub const PERTURBATIONS: [&str; 4] = ["gaussian_noise", "category_swap", "missing", "typos"];
 pub const PRIVACY_TESTS: [&str; 3] = ["membership_inference", "pii", "k_anonymity"];
+/// How a membership-inference attacker scores a row: by the model's loss
+/// on it (needs the label; the default) or by its confidence, the largest
+/// class probability (needs no label).
+pub const MEMBERSHIP_ATTACKS: [&str; 2] = ["loss", "confidence"];
 pub const SECURITY_TESTS: [&str; 2] = ["evasion", "hostile_inputs"];
 /// The probes of `hostile_inputs`: non-finite and far out-of-range values,
 /// a wrong datatype, a wrong width, an empty and an oversized batch.
@@ -556,6 +560,7 @@ impl Reader {
                 "quasi_identifiers",
                 "min_k",
                 "scan",
+                "attack",
             ],
             CheckKind::Security => &[
                 "test",
@@ -868,6 +873,9 @@ impl Reader {
                 match test.as_str() {
                     "membership_inference" => {
                         bound(self, &["max_advantage", "max_auc"]);
+                        if node.get("attack").is_some() {
+                            one_of(self, "attack", &MEMBERSHIP_ATTACKS);
+                        }
                         for needed in ["train", "holdout"] {
                             if !data.contains_key(needed) {
                                 self.problem(node.span, path, format!("membership inference compares training rows with holdout rows: add data.{needed}"));
@@ -1084,11 +1092,14 @@ suite: s
 model: {onnx: m.onnx}
 data:
   test: {path: t.parquet, label: clicked}
+  train: {path: train.parquet}
+  holdout: {path: holdout.parquet}
 checks:
   - {kind: performance, metric: map_at_k, min: 0.2}
   - {kind: performance, metric: ndcg_at_k, query: user, k: 0, min: 0.2}
   - {kind: security, test: hostile_inputs, reject: [nan, nan_values]}
   - {kind: privacy, test: pii, max_findings: 0, scan: [test, outputs, trian]}
+  - {kind: privacy, test: membership_inference, attack: confidense, max_auc: 0.6}
 "#;
         let text = parse(src).unwrap_err().to_string();
         for needle in [
@@ -1096,7 +1107,8 @@ checks:
             "checks[0].k: missing",
             "checks[1].k: expected a whole number",
             "checks[2].reject[1]: unknown probe \"nan_values\"",
-            "checks[3].scan[2]: \"trian\" is neither a dataset under data (test) nor `outputs`",
+            "checks[3].scan[2]: \"trian\" is neither a dataset under data (holdout, test, train) nor `outputs`",
+            "checks[4].attack: unknown attack \"confidense\"; did you mean `confidence`?",
         ] {
             assert!(text.contains(needle), "{needle:?} not in\n{text}");
         }
@@ -1104,7 +1116,8 @@ checks:
             .replace("metric: map_at_k,", "metric: map_at_k, query: user, k: 5,")
             .replace("k: 0", "k: 10")
             .replace(", nan_values", ", wrong_type")
-            .replace(", trian", "");
+            .replace(", trian", "")
+            .replace("confidense", "confidence");
         let suite = parse(&ok).unwrap();
         assert_eq!(suite.checks[2].name, "security.hostile_inputs");
     }

@@ -263,8 +263,22 @@ pub(crate) fn privacy(spec: &CheckSpec, s: &Scored, all: &BTreeMap<String, Score
     let p = &spec.params;
     match p.get("test").and_then(Value::as_str) {
         Some("membership_inference") => {
+            let by_confidence = p.get("attack").and_then(Value::as_str) == Some("confidence");
+            // Lower means "member" for the attack: the loss, or one minus
+            // the confidence (the largest class probability).
             let loss = |name: &str| -> Result<Vec<f64>, String> {
                 let d = all.get(name).ok_or(format!("no {name} dataset"))?;
+                if by_confidence {
+                    let probabilities =
+                        d.predictions.probabilities.as_ref().ok_or(
+                            "a confidence attack needs a classifier's class probabilities",
+                        )?;
+                    let classes = d.predictions.classes.max(1);
+                    return Ok(probabilities
+                        .chunks(classes)
+                        .map(|row| 1.0 - row.iter().copied().fold(f64::NEG_INFINITY, f64::max))
+                        .collect());
+                }
                 let scores = d
                     .predictions
                     .positive_scores()
@@ -278,7 +292,9 @@ pub(crate) fn privacy(spec: &CheckSpec, s: &Scored, all: &BTreeMap<String, Score
             } else {
                 r.advantage
             };
-            Ok((value, serde_json::to_value(&r).map_err(text)?))
+            let mut evidence = serde_json::to_value(&r).map_err(text)?;
+            evidence["attack"] = json!(if by_confidence { "confidence" } else { "loss" });
+            Ok((value, evidence))
         }
         Some("pii") => {
             let wanted: Option<Vec<&str>> = p
