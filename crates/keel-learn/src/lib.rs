@@ -1,0 +1,1 @@
+//! Keel's built-in trainers.
