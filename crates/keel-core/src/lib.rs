@@ -4,6 +4,7 @@
 //! or any one domain.
 
 pub mod alloc;
+pub mod duration;
 pub mod sql;
 pub mod suggest;
 pub mod time;

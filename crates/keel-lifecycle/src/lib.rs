@@ -15,7 +15,7 @@ pub mod cluster;
 mod codec;
 pub mod cron;
 pub mod definition;
-pub mod duration;
+pub use keel_core::duration;
 pub mod engine;
 mod error;
 pub mod expr;

@@ -1,7 +1,7 @@
 //! Human-written durations such as `500ms`, `10s`, `1h30m` or `7d`.
 //!
-//! Lifecycle definitions express timeouts, retention and cool-downs as short
-//! strings. Requiring a unit on every number (and a fixed descending unit
+//! Lifecycle definitions and job specs express timeouts, retention and
+//! cool-downs as short strings. Requiring a unit on every number (and a fixed descending unit
 //! order) keeps them unambiguous: `10` could mean seconds or minutes, and
 //! `30m1h` is almost always a typo, so both are rejected with a message that
 //! shows the accepted forms.
