@@ -6,6 +6,7 @@ mod config;
 mod data_cmd;
 mod deploy_cmd;
 mod features_cmd;
+mod jobs_cmd;
 mod lifecycle_cmd;
 mod models_cmd;
 mod output;
@@ -159,6 +160,22 @@ enum Command {
     ///   keel test run suite.yaml --junit report.xml
     #[command(subcommand, verbatim_doc_comment)]
     Test(test_cmd::TestCmd),
+    /// Training jobs on the server's scheduler: submit, follow, cancel;
+    /// tenants' shares and quotas.
+    ///
+    ///   keel jobs submit job.yaml --server URL --wait
+    ///   keel jobs list --tenant growth --json
+    ///   keel jobs tenant growth --weight 2 --max-cpus 4 --server URL
+    #[command(subcommand, verbatim_doc_comment)]
+    Jobs(jobs_cmd::JobsCmd),
+    /// What training cost: measured usage priced from the price table.
+    ///
+    ///   keel billing report --tenant growth --json
+    #[command(subcommand, verbatim_doc_comment)]
+    Billing(jobs_cmd::BillingCmd),
+    /// Training internals (the supervisor of a job attempt).
+    #[command(subcommand, hide = true)]
+    Train(jobs_cmd::TrainCmd),
 }
 
 /// The system allocator, counting bytes only while a quality suite
@@ -206,6 +223,9 @@ fn main() -> ExitCode {
             Command::Deploy(cmd) => deploy_cmd::run(&settings, cmd).await,
             Command::Features(cmd) => features_cmd::run(&settings, cmd).await,
             Command::Test(cmd) => test_cmd::run(&settings, cmd).await,
+            Command::Jobs(cmd) => jobs_cmd::jobs(&settings, cmd).await,
+            Command::Billing(cmd) => jobs_cmd::billing(&settings, cmd).await,
+            Command::Train(cmd) => jobs_cmd::train(&settings, cmd).await,
         }
     });
     match result {
@@ -246,6 +266,7 @@ fn migrations() -> Vec<keel_store::Migration> {
         keel_lineage::MIGRATIONS,
         keel_data::MIGRATIONS,
         keel_features::MIGRATIONS,
+        keel_train::MIGRATIONS,
     ]
     .concat()
 }
@@ -387,7 +408,10 @@ pub async fn local_state(settings: &Settings) -> Result<AppState> {
     let registry = keel_registry::Registry::new(tracking.db().clone());
     let lineage = keel_lineage::Lineage::new(tracking.db().clone());
     let catalog = keel_data::Catalog::new(tracking.db().clone(), artifacts.clone());
+    let jobs = keel_train::store::JobStore::new(tracking.db().clone());
+    let jobs_dir = settings.data_dir.join("jobs");
     Ok(AppState::new(tracking, artifacts)
+        .with_jobs(jobs, jobs_dir)
         .with_lifecycle(engine)
         .with_registry(registry)
         .with_lineage(lineage)
@@ -419,8 +443,26 @@ async fn serve(
             .await?
             .with_context(|| format!("cannot open the decision log {}", decision_log.display()))?
     };
+    let addr: SocketAddr = format!("{host}:{port}")
+        .parse()
+        .or_else(|_| {
+            use std::net::ToSocketAddrs;
+            format!("{host}:{port}")
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or(())
+        })
+        .map_err(|_| output::UsageError(format!("cannot resolve --host '{host}'")))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr}; is another server using the port? Try --port")
+    })?;
+    let bound = listener.local_addr()?;
+    let training = open_training(settings, &tracking, &artifacts, bound).await?;
+    let train_loop = tokio::spawn(training.clone().run());
     let state = AppState::new(tracking.clone(), artifacts.clone())
         .with_experiments(std::sync::Arc::new(experiments))
+        .with_training(training)
         .with_inference(inference)
         .with_lifecycle(engine.clone())
         .with_registry(registry)
@@ -472,21 +514,6 @@ async fn serve(
         state.clone(),
         retraining_tick(),
     ));
-    let addr: SocketAddr = format!("{host}:{port}")
-        .parse()
-        .or_else(|_| {
-            use std::net::ToSocketAddrs;
-            format!("{host}:{port}")
-                .to_socket_addrs()
-                .ok()
-                .and_then(|mut a| a.next())
-                .ok_or(())
-        })
-        .map_err(|_| output::UsageError(format!("cannot resolve --host '{host}'")))?;
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
-        format!("cannot listen on {addr}; is another server using the port? Try --port")
-    })?;
-    let bound = listener.local_addr()?;
     tracing::info!(%bound, metadata = %metadata, artifacts = %artifacts.url(), "keel server ready");
     eprintln!(
         "Keel {} listening on http://{bound}\n  metadata:  {metadata}\n  artifacts: {}\n  online features: {online_desc}\n  MLflow clients: export MLFLOW_TRACKING_URI=http://{bound}\n  Feast clients: POST http://{bound}/get-online-features\n  models:    {models_desc} served over V2 (POST http://{bound}/v2/models/NAME/infer)",
@@ -499,6 +526,7 @@ async fn serve(
         .await
         .context("the HTTP server failed")?;
     scheduler.abort();
+    train_loop.abort();
     deployment_moves.abort();
     if let Some(f) = log_flusher {
         f.abort();
@@ -518,6 +546,76 @@ async fn serve(
     engine.shutdown().await;
     tracing::info!("keel server stopped");
     Ok(())
+}
+
+/// The training scheduler over the metadata store. Its capacity is this
+/// machine's (or `KEEL_TRAIN_CPUS` / `KEEL_TRAIN_MEMORY`), its prices
+/// `KEEL_CPU_HOUR_PRICE` and `KEEL_GB_HOUR_PRICE`, and its jobs log to this
+/// server.
+async fn open_training(
+    settings: &Settings,
+    tracking: &Tracking,
+    artifacts: &ArtifactStore,
+    bound: SocketAddr,
+) -> Result<keel_train::Training> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let number = |name: &str, default: f64| -> Result<f64> {
+        match env(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite() && *x >= 0.0)
+                .ok_or_else(|| {
+                    output::UsageError(format!("{name}={v:?}: expected a number ≥ 0")).into()
+                }),
+        }
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let memory = match env("KEEL_TRAIN_MEMORY") {
+        Some(v) => keel_train::spec::parse_bytes(&v)
+            .map_err(|e| output::UsageError(format!("KEEL_TRAIN_MEMORY: {e}")))?,
+        None => total_memory().unwrap_or(8 << 30),
+    };
+    let defaults = keel_train::store::Prices::default();
+    let host = if bound.ip().is_unspecified() {
+        format!("127.0.0.1:{}", bound.port())
+    } else {
+        bound.to_string()
+    };
+    let config = keel_train::TrainingConfig {
+        jobs_dir: settings.data_dir.join("jobs"),
+        capacity: keel_train::scheduler::Capacity {
+            cpus: number("KEEL_TRAIN_CPUS", cores)?.max(0.001),
+            memory_bytes: memory,
+        },
+        prices: keel_train::store::Prices {
+            cpu_hour: number("KEEL_CPU_HOUR_PRICE", defaults.cpu_hour)?,
+            gb_hour: number("KEEL_GB_HOUR_PRICE", defaults.gb_hour)?,
+        },
+        tracking_uri: Some(format!("http://{host}")),
+        program: std::env::current_exe().context("cannot find the keel binary")?,
+        retry_backoff: std::time::Duration::from_millis(number(
+            "KEEL_TRAIN_RETRY_BACKOFF_MS",
+            10_000.0,
+        )? as u64),
+    };
+    keel_train::Training::open(
+        keel_train::store::JobStore::new(tracking.db().clone()),
+        tracking.clone(),
+        artifacts.clone(),
+        config,
+    )
+    .await
+    .context("cannot start the training scheduler")
+}
+
+/// This machine's memory (`MemTotal` of /proc/meminfo).
+fn total_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// How often due retraining schedules are looked for

@@ -13,6 +13,7 @@ pub mod mlflow;
 pub mod models;
 pub mod online;
 pub mod predict;
+pub mod train;
 
 use std::sync::Arc;
 
@@ -52,6 +53,12 @@ pub struct AppState {
     pub predictions: Arc<predict::PredictionLog>,
     /// Deployments and live experiments (absent in tools that do not run them).
     pub experiments: Option<Arc<keel_experiment::Deployments>>,
+    /// The training scheduler (only in `keel server`).
+    pub training: Option<keel_train::Training>,
+    /// Training jobs and the billing ledger, for reading.
+    pub jobs: Option<keel_train::store::JobStore>,
+    /// Where jobs' directories (logs) live.
+    pub jobs_dir: Option<std::path::PathBuf>,
 }
 
 impl AppState {
@@ -69,7 +76,29 @@ impl AppState {
             inference: Arc::new(keel_serve::repository::Repository::new(None)),
             predictions: Arc::new(predict::PredictionLog::default()),
             experiments: None,
+            training: None,
+            jobs: None,
+            jobs_dir: None,
         }
+    }
+
+    /// Training jobs for reading (`jobs_dir` holds their logs).
+    pub fn with_jobs(
+        mut self,
+        store: keel_train::store::JobStore,
+        jobs_dir: std::path::PathBuf,
+    ) -> Self {
+        self.jobs = Some(store);
+        self.jobs_dir = Some(jobs_dir);
+        self
+    }
+
+    /// The training scheduler that takes submissions.
+    pub fn with_training(mut self, training: keel_train::Training) -> Self {
+        self.jobs = Some(training.store().clone());
+        self.jobs_dir = Some(training.config().jobs_dir.clone());
+        self.training = Some(training);
+        self
     }
 
     /// Deployments and their decision log.
@@ -153,6 +182,7 @@ pub fn app(state: AppState) -> Router {
                 .merge(online::routes())
                 .merge(predict::routes())
                 .merge(experiments::routes())
+                .merge(train::routes())
                 .layer(DefaultBodyLimit::max(4 * 1024 * 1024)),
         )
         .merge(online::feast_routes().layer(DefaultBodyLimit::max(online::MAX_BODY)))

@@ -1,0 +1,276 @@
+"""Training jobs end to end: a real ``keel server`` schedules jobs that run
+as supervised local processes, log to their tracking run with the mlflow
+client, are billed from the operating system's accounting, retried, timed
+out, cancelled, rate-limited, shared fairly between tenants and found
+again after the server is killed with SIGKILL.
+
+The server's scheduler is given 6 virtual CPUs (``KEEL_TRAIN_CPUS``) so
+that contention between tenants is visible on a 2-core machine: the jobs
+mostly sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from mlflow.tracking import MlflowClient
+
+from conftest import KEEL_BACKENDS, ServerProcess, _requested_backends, keel_bin
+
+PY = sys.executable
+CPU_HOUR = 0.36  # $ per CPU-hour: 0.0001 per CPU-second
+GB_HOUR = 0.018
+
+
+@pytest.fixture(scope="module", params=[b for b in _requested_backends() if b in KEEL_BACKENDS])
+def server(request):
+    mp = pytest.MonkeyPatch()
+    for k, v in {"KEEL_TRAIN_CPUS": "6", "KEEL_TRAIN_RETRY_BACKOFF_MS": "200",
+                 "KEEL_CPU_HOUR_PRICE": str(CPU_HOUR), "KEEL_GB_HOUR_PRICE": str(GB_HOUR)}.items():
+        mp.setenv(k, v)
+    workdir = Path(tempfile.mkdtemp(prefix="keel-train-"))
+    s = ServerProcess(request.param, workdir)
+    try:
+        s.prepare()
+        s.start()
+        yield s
+    finally:
+        s.cleanup()
+        mp.undo()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def submit(server, spec: dict) -> requests.Response:
+    return requests.post(f"{server.uri}/v1/train/jobs", data=json.dumps(spec), timeout=30)
+
+
+def job(server, job_id: int) -> dict:
+    r = requests.get(f"{server.uri}/v1/train/jobs/{job_id}", timeout=30)
+    r.raise_for_status()
+    return r.json()
+
+
+def wait(server, job_id: int, states=("succeeded", "failed", "cancelled"), timeout=60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        j = job(server, job_id)
+        if j["job"]["state"] in states:
+            if j["job"]["state"] == "failed":
+                err = requests.get(f"{server.uri}/v1/train/jobs/{job_id}/logs",
+                                   params={"stream": "stderr"}, timeout=30)
+                j["job"]["stderr"] = err.text[-2000:]
+            return j
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} not in {states} after {timeout}s: {job(server, job_id)}")
+
+
+def python_job(name: str, tenant: str, code: str, **extra) -> dict:
+    return {"job": name, "tenant": tenant, "command": f"{PY} -c {shlex.quote(code)}", **extra}
+
+
+def test_a_command_job_logs_to_its_run_with_the_mlflow_client(server):
+    code = (
+        "import json, os, mlflow\n"
+        "p = json.load(open('params.json'))\n"
+        "with mlflow.start_run():\n"
+        "    mlflow.log_metric('loss', 0.25 * p['lr'], step=1)\n"
+        "    mlflow.log_param('seen_lr', p['lr'])\n"
+        "print('trained with', os.environ['KEEL_PARAMS'])\n"
+    )
+    r = submit(server, python_job("mlflow-logging", "growth", code, params={"lr": 0.4}))
+    assert r.status_code == 201, r.text
+    j = wait(server, r.json()["job"]["id"])["job"]
+    assert j["state"] == "succeeded", j
+    client = MlflowClient(server.uri)
+    run = client.get_run(j["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["loss"] == pytest.approx(0.1)
+    assert run.data.params["lr"] == "0.4" and run.data.params["seen_lr"] == "0.4"
+    assert run.data.tags["keel.job_id"] == str(j["id"]) and run.data.tags["keel.tenant"] == "growth"
+    assert run.data.metrics["keel.cpu_seconds"] > 0
+    exp = client.get_experiment(run.info.experiment_id)
+    assert exp.name == "mlflow-logging"
+    # stdout is a run artifact, and readable through the jobs API.
+    local = client.download_artifacts(j["run_id"], "logs/stdout.log", tempfile.mkdtemp())
+    assert 'trained with {"lr":0.4}' in Path(local).read_text()
+    logs = requests.get(f"{server.uri}/v1/train/jobs/{j['id']}/logs", timeout=30)
+    assert logs.status_code == 200 and "trained with" in logs.text
+
+
+def test_billing_equals_the_measured_usage(server):
+    # Each job burns CPU and reports its own CPU time from the kernel.
+    code = (
+        "import resource, time\n"
+        "t = time.process_time()\n"
+        "x = 0\n"
+        "while time.process_time() - t < {secs}: x += 1\n"
+        "u = resource.getrusage(resource.RUSAGE_SELF)\n"
+        "print(u.ru_utime + u.ru_stime)\n"
+    )
+    ids = []
+    for secs in (0.4, 0.8):
+        r = submit(server, python_job(f"burn-{secs}", "billing", code.format(secs=secs)))
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["job"]["id"])
+    for i in ids:
+        assert wait(server, i)["job"]["state"] == "succeeded"
+    report = requests.get(f"{server.uri}/v1/billing/report", params={"tenant": "billing"}, timeout=30).json()
+    assert report["attempts"] == 2
+    for e, i in zip(report["entries"], ids):
+        assert e["job_id"] == i
+        own = float(requests.get(f"{server.uri}/v1/train/jobs/{i}/logs", timeout=30).text)
+        # The kernel's count for the whole process tree (the shell, the
+        # interpreter's start-up) is at least the job's own and not much more.
+        assert own - 0.01 <= e["cpu_seconds"] <= own + 0.5, (own, e)
+        assert e["memory_gb_seconds"] > 0 and e["max_rss_bytes"] > 1_000_000
+        assert e["cost"] == pytest.approx(e["cpu_seconds"] / 3600 * CPU_HOUR
+                                          + e["memory_gb_seconds"] / 3600 * GB_HOUR, rel=1e-12)
+    for key in ("cpu_seconds", "memory_gb_seconds", "wall_seconds", "cost"):
+        assert report[key] == pytest.approx(sum(e[key] for e in report["entries"]), rel=1e-12)
+    # The CLI prints the same report.
+    out = subprocess.run([str(keel_bin()), "billing", "report", "--tenant", "billing", "--json",
+                          "--server", server.uri], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["cost"] == pytest.approx(report["cost"], rel=1e-12)
+
+
+def test_failures_are_retried_with_backoff_then_fail(server):
+    r = submit(server, {"job": "flaky", "tenant": "growth", "command": "echo try; exit 3", "retries": 2})
+    assert r.status_code == 201
+    j = wait(server, r.json()["job"]["id"])["job"]
+    assert j["state"] == "failed" and j["attempts"] == 3 and j["max_attempts"] == 3, j
+    assert j["message"] == "exited with status 3" and j["result"]["exit_code"] == 3
+    report = requests.get(f"{server.uri}/v1/billing/report", params={"tenant": "growth"}, timeout=30).json()
+    assert sorted(e["attempt"] for e in report["entries"] if e["job_id"] == j["id"]) == [1, 2, 3]
+    # A job that fails once and then succeeds (it counts its attempts in its
+    # working directory, which attempts share).
+    script = "n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count; [ $n -ge 2 ]"
+    r = submit(server, {"job": "second-time-lucky", "tenant": "growth", "command": script, "retries": 3})
+    j = wait(server, r.json()["job"]["id"])["job"]
+    assert j["state"] == "succeeded" and j["attempts"] == 2, j
+    assert MlflowClient(server.uri).get_run(j["run_id"]).data.tags["keel.attempt"] == "2"
+
+
+def test_timeouts_and_cancellation_stop_the_process_group(server):
+    r = submit(server, {"job": "slow", "tenant": "growth", "command": "sleep 60 & sleep 60", "timeout": "500ms"})
+    j = wait(server, r.json()["job"]["id"])["job"]
+    assert j["state"] == "failed" and j["message"] == "timed out" and j["result"]["timed_out"]
+    assert j["result"]["usage"]["wall_seconds"] < 10
+    r = submit(server, {"job": "cancelled", "tenant": "growth", "command": "sleep 60"})
+    jid = r.json()["job"]["id"]
+    wait(server, jid, states=("running",))
+    out = subprocess.run([str(keel_bin()), "jobs", "cancel", str(jid), "--server", server.uri],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    j = wait(server, jid, timeout=20)["job"]
+    assert j["state"] == "cancelled", j
+    assert MlflowClient(server.uri).get_run(j["run_id"]).info.status == "KILLED"
+    again = requests.post(f"{server.uri}/v1/train/jobs/{jid}/cancel", timeout=30)
+    assert again.status_code == 409
+
+
+def test_submissions_beyond_the_rate_get_429(server):
+    r = requests.put(f"{server.uri}/v1/train/tenants/bursty",
+                     json={"submit_rate": 0.5, "submit_burst": 2}, timeout=30)
+    assert r.status_code == 200, r.text
+    spec = {"job": "noop", "tenant": "bursty", "command": "true"}
+    codes = [submit(server, spec) for _ in range(3)]
+    assert [c.status_code for c in codes] == [201, 201, 429]
+    assert int(codes[2].headers["Retry-After"]) >= 1
+    assert codes[2].json()["error"]["code"] == "RATE_LIMITED"
+    bad = requests.put(f"{server.uri}/v1/train/tenants/bursty", json={"weight": -1}, timeout=30)
+    assert bad.status_code == 400 and "weight" in bad.json()["error"]["message"]
+
+
+def test_bad_specs_name_the_field(server):
+    r = requests.post(f"{server.uri}/v1/train/jobs",
+                      data="job: x\ntenant: t\ntrainer: builtin:gbtd\nresources: {cpus: 64}\n", timeout=30)
+    assert r.status_code == 400
+    problems = r.json()["error"]["problems"]
+    assert problems[0]["path"] == "trainer" and problems[0]["line"] == 3
+    assert "did you mean `builtin:gbdt`" in problems[0]["message"]
+    r = submit(server, {"job": "huge", "tenant": "t", "command": "true", "resources": {"cpus": 64}})
+    assert r.status_code == 400 and "resources" in r.json()["error"]["message"]
+    spec = Path(tempfile.mkdtemp()) / "job.yaml"
+    spec.write_text("job: x\ntenant: t\nexecutor: kubernetes\ncommand: true\n")
+    out = subprocess.run([str(keel_bin()), "jobs", "submit", str(spec), "--server", server.uri],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "job.yaml:line 3, column 11: executor" in out.stderr, out.stderr
+
+
+def test_a_grid_sweep_runs_one_child_per_combination(server):
+    code = "import json; p = json.load(open('params.json')); print(p['a'] * p['b'])"
+    r = submit(server, python_job("grid", "growth", code, sweep={"grid": {"a": [1, 2], "b": [10, 20]}}))
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["job"]["state"] == "sweep" and len(body["children"]) == 4
+    parent = wait(server, body["job"]["id"])
+    assert parent["job"]["state"] == "succeeded" and parent["job"]["result"] == {"succeeded": 4}
+    outputs = sorted(int(requests.get(f"{server.uri}/v1/train/jobs/{c['id']}/logs", timeout=30).text)
+                     for c in parent["children"])
+    assert outputs == [10, 20, 20, 40]
+
+
+def test_contending_tenants_get_their_weighted_shares(server):
+    for tenant, weight in (("t1", 1), ("t2", 2), ("t3", 3)):
+        r = requests.put(f"{server.uri}/v1/train/tenants/{tenant}", json={"weight": weight}, timeout=30)
+        assert r.status_code == 200
+    ids = {}
+    for _ in range(24):
+        for tenant in ("t1", "t2", "t3"):
+            r = submit(server, {"job": f"share-{tenant}", "tenant": tenant, "command": "sleep 0.5"})
+            assert r.status_code == 201, r.text
+            ids.setdefault(tenant, []).append(r.json()["job"]["id"])
+    # While every tenant still has a backlog, sample who runs.
+    samples = {"t1": 0.0, "t2": 0.0, "t3": 0.0}
+    n = 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        s = requests.get(f"{server.uri}/v1/train/scheduler", timeout=30).json()
+        tenants = {t["tenant"]: t for t in s["tenants"]}
+        if any(tenants[t]["queued"] == 0 for t in samples):
+            break
+        for t in samples:
+            samples[t] += tenants[t]["running_cpus"]
+        n += 1
+        time.sleep(0.1)
+    assert n >= 10, "the tenants were backlogged long enough to sample"
+    total = sum(samples.values())
+    shares = {t: v / total for t, v in samples.items()}
+    for t, w in (("t1", 1), ("t2", 2), ("t3", 3)):
+        assert shares[t] == pytest.approx(w / 6, abs=0.06), shares
+    for t in ids:
+        for i in ids[t]:
+            wait(server, i)
+
+
+def test_a_running_job_survives_a_server_killed_with_sigkill(server):
+    r = submit(server, {"job": "survivor", "tenant": "growth",
+                        "command": "sleep 2; echo finished"})
+    jid = r.json()["job"]["id"]
+    deadline = time.monotonic() + 30
+    while "handle" not in job(server, jid)["job"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    server.kill9()
+    server.start()
+    j = wait(server, jid, timeout=60)["job"]
+    assert j["state"] == "succeeded" and j["attempts"] == 1, j
+    assert requests.get(f"{server.uri}/v1/train/jobs/{jid}/logs", timeout=30).text == "finished\n"
+    report = requests.get(f"{server.uri}/v1/billing/report", params={"tenant": "growth"}, timeout=30).json()
+    assert [e["attempt"] for e in report["entries"] if e["job_id"] == jid] == [1]
+    # Jobs queued when it died are still there and run.
+    r = submit(server, {"job": "after", "tenant": "growth", "command": "true"})
+    assert wait(server, r.json()["job"]["id"])["job"]["state"] == "succeeded"
+    listed = subprocess.run([str(keel_bin()), "jobs", "list", "--tenant", "growth", "--json",
+                             "--server", server.uri], capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0 and jid in [j["id"] for j in json.loads(listed.stdout)["jobs"]]
