@@ -1,0 +1,778 @@
+//! Growing one tree on binned features from per-row gradients and
+//! hessians (LightGBM's histogram algorithm).
+//!
+//! * Growth is best-first: the open leaf whose best split gains most is
+//!   split next (ties: the leaf created first), until `max_leaves` leaves
+//!   exist or no leaf can be split (depth `max_depth`, fewer than
+//!   `2·min_data_in_leaf` rows, or no split gaining more than
+//!   `min_split_gain`). Without a leaf limit this is exactly depth-wise
+//!   growth: every leaf with a worthwhile split is split down to
+//!   `max_depth`, and the order does not change the tree.
+//! * The gain of a split is `G_L²/(H_L+λ) + G_R²/(H_R+λ) − G²/(H+λ)`
+//!   (LightGBM's, twice XGBoost's, without the γ); a leaf's value is
+//!   `−learning_rate·G/(H+λ)`, rounded to `f32`.
+//! * Histograms of gradient sums, hessian sums and row counts per bin are
+//!   built for the smaller child of each split only; the larger child's is
+//!   the parent's minus the smaller's (the subtraction trick).
+//! * Missing values: each candidate threshold is tried with the missing
+//!   rows on the left and on the right, and the better one becomes the
+//!   split's default direction. When a node has no missing rows the
+//!   default is the child that received more rows (scikit-learn's rule), so
+//!   a value missing only at prediction time follows the majority. A split
+//!   may also separate the missing rows from all the others.
+//! * The work per split — histograms and split search — is spread over
+//!   threads by feature. Each feature's histogram is summed by one thread in
+//!   row order and the best split is the first feature (in index order) with
+//!   the highest gain, so trees are identical for any number of threads.
+
+use super::bins::BinMapper;
+use super::tree::Tree;
+
+/// Histogram slots per feature: up to 255 value bins and the missing bin.
+pub(crate) const SLOTS: usize = 256;
+
+/// Work (rows × features) below which a split is processed on one thread:
+/// spawning costs more than it saves.
+const PARALLEL_MIN_WORK: usize = 1 << 17;
+
+/// Sums of gradients, hessians and rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Sums {
+    pub g: f64,
+    pub h: f64,
+    /// Rows, as f64 so that subtraction is uniform (exact below 2⁵³).
+    pub n: f64,
+}
+
+impl Sums {
+    #[inline]
+    fn add(&mut self, o: &Sums) {
+        self.g += o.g;
+        self.h += o.h;
+        self.n += o.n;
+    }
+
+    #[inline]
+    fn sub(&self, o: &Sums) -> Sums {
+        Sums {
+            g: self.g - o.g,
+            h: self.h - o.h,
+            n: self.n - o.n,
+        }
+    }
+}
+
+/// The constraints and regularisation of growth.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GrowParams {
+    pub max_depth: usize,
+    pub max_leaves: usize,
+    pub min_data_in_leaf: f64,
+    pub min_child_weight: f64,
+    pub lambda: f64,
+    pub min_split_gain: f64,
+    pub learning_rate: f64,
+}
+
+impl GrowParams {
+    fn score(&self, s: &Sums) -> f64 {
+        let d = s.h + self.lambda;
+        if d > 0.0 { s.g * s.g / d } else { 0.0 }
+    }
+
+    fn leaf_value(&self, s: &Sums) -> f32 {
+        let d = s.h + self.lambda;
+        if d > 0.0 && s.g.is_finite() {
+            (-self.learning_rate * s.g / d) as f32
+        } else {
+            0.0
+        }
+    }
+
+    fn can_split(&self, depth: usize, s: &Sums) -> bool {
+        depth < self.max_depth
+            && s.n >= 2.0 * self.min_data_in_leaf
+            && s.h >= 2.0 * self.min_child_weight
+    }
+
+    fn child_ok(&self, s: &Sums) -> bool {
+        s.n >= self.min_data_in_leaf && s.h >= self.min_child_weight
+    }
+}
+
+/// The best split of a leaf.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Split {
+    gain: f64,
+    /// Index into the selected features.
+    pos: usize,
+    /// Rows with bin ≤ this go left.
+    bin: u8,
+    default_left: bool,
+    left: Sums,
+    right: Sums,
+}
+
+/// What the trees are grown from, fixed for a training run.
+pub(crate) struct Grower<'a> {
+    /// Row-major bins: `bins[r * cols + f]`.
+    pub bins: &'a [u8],
+    pub cols: usize,
+    pub mapper: &'a BinMapper,
+    pub params: GrowParams,
+    pub threads: usize,
+}
+
+struct OpenLeaf {
+    node: usize,
+    begin: usize,
+    end: usize,
+    depth: usize,
+    sums: Sums,
+    best: Option<Split>,
+    hist: Option<Vec<[f64; 3]>>,
+}
+
+/// Reusable buffers: the row partition and the ordered gradients.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    pub indices: Vec<u32>,
+    tmp: Vec<u32>,
+    ordered: Vec<[f64; 2]>,
+    pool: Vec<Vec<[f64; 3]>>,
+}
+
+/// A grown tree and, for every leaf, its rows in `Scratch::indices`.
+pub(crate) struct Grown {
+    pub tree: Tree,
+    /// `(begin, end, value)` of each leaf over `Scratch::indices`.
+    pub leaves: Vec<(usize, usize, f32)>,
+}
+
+impl Grower<'_> {
+    /// Grows a tree over the rows in `scratch.indices` (ascending), using
+    /// only `features` (ascending), from per-row `[gradient, hessian]`.
+    pub(crate) fn grow(&self, scratch: &mut Scratch, features: &[usize], gh: &[[f64; 2]]) -> Grown {
+        let p = &self.params;
+        let mut tree = Tree::leaf(0.0);
+        let n_in = scratch.indices.len();
+        let mut root_sums = Sums::default();
+        for &r in &scratch.indices {
+            let [g, h] = gh[r as usize];
+            root_sums.add(&Sums { g, h, n: 1.0 });
+        }
+        let mut root = OpenLeaf {
+            node: 0,
+            begin: 0,
+            end: n_in,
+            depth: 0,
+            sums: root_sums,
+            best: None,
+            hist: None,
+        };
+        if p.can_split(0, &root_sums) && p.max_leaves > 1 {
+            let mut hist = take_buffer(&mut scratch.pool, features.len());
+            let rows = std::mem::take(&mut scratch.indices);
+            gather(&rows, gh, &mut scratch.ordered);
+            let (best, _) = self.build_and_find(
+                features,
+                &rows,
+                &scratch.ordered,
+                &mut hist,
+                Some(root_sums),
+                None,
+            );
+            scratch.indices = rows;
+            root.best = best;
+            root.hist = Some(hist);
+        }
+        let mut open = vec![root];
+        let mut closed: Vec<OpenLeaf> = Vec::new();
+        let mut n_leaves = 1;
+        while n_leaves < p.max_leaves {
+            // The open leaf with the highest gain; ties: the earliest.
+            let mut pick: Option<(usize, f64)> = None;
+            for (i, leaf) in open.iter().enumerate() {
+                if let Some(s) = &leaf.best
+                    && pick.is_none_or(|(_, g)| s.gain > g)
+                {
+                    pick = Some((i, s.gain));
+                }
+            }
+            let Some((i, _)) = pick else { break };
+            let mut leaf = open.remove(i);
+            let Some(split) = leaf.best.take() else { break };
+            let feature = features[split.pos];
+            let nb = self.mapper.n_bins(feature);
+            let rule = Rule {
+                feature,
+                bin: split.bin,
+                missing: nb as u8,
+                default_left: split.default_left,
+            };
+            let mid = self.partition(
+                &mut scratch.indices[leaf.begin..leaf.end],
+                &mut scratch.tmp,
+                rule,
+            ) + leaf.begin;
+            let threshold = if usize::from(split.bin) + 1 >= nb {
+                f32::MAX
+            } else {
+                self.mapper.thresholds[feature][usize::from(split.bin)]
+            };
+            let (l_node, r_node) =
+                tree.split(leaf.node, feature as u32, threshold, split.default_left);
+            n_leaves += 1;
+            let depth = leaf.depth + 1;
+            let mut left = OpenLeaf {
+                node: l_node,
+                begin: leaf.begin,
+                end: mid,
+                depth,
+                sums: split.left,
+                best: None,
+                hist: None,
+            };
+            let mut right = OpenLeaf {
+                node: r_node,
+                begin: mid,
+                end: leaf.end,
+                depth,
+                sums: split.right,
+                best: None,
+                hist: None,
+            };
+            let left_splits = p.can_split(depth, &left.sums);
+            let right_splits = p.can_split(depth, &right.sums);
+            if (left_splits || right_splits) && n_leaves < p.max_leaves {
+                let left_small = (left.end - left.begin) <= (right.end - right.begin);
+                let (small, large) = if left_small {
+                    (&mut left, &mut right)
+                } else {
+                    (&mut right, &mut left)
+                };
+                let small_splits = p.can_split(depth, &small.sums);
+                let large_splits = p.can_split(depth, &large.sums);
+                let rows = std::mem::take(&mut scratch.indices);
+                let small_rows = &rows[small.begin..small.end];
+                gather(small_rows, gh, &mut scratch.ordered);
+                let mut small_hist = take_buffer(&mut scratch.pool, features.len());
+                match (large_splits, leaf.hist.take()) {
+                    (true, Some(mut parent)) => {
+                        let (s, l) = self.build_and_find(
+                            features,
+                            small_rows,
+                            &scratch.ordered,
+                            &mut small_hist,
+                            small_splits.then_some(small.sums),
+                            Some((&mut parent, large.sums)),
+                        );
+                        small.best = s;
+                        large.best = l;
+                        large.hist = Some(parent);
+                    }
+                    (true, None) => {
+                        let (s, _) = self.build_and_find(
+                            features,
+                            small_rows,
+                            &scratch.ordered,
+                            &mut small_hist,
+                            small_splits.then_some(small.sums),
+                            None,
+                        );
+                        small.best = s;
+                        let large_rows = &rows[large.begin..large.end];
+                        gather(large_rows, gh, &mut scratch.ordered);
+                        let mut large_hist = take_buffer(&mut scratch.pool, features.len());
+                        let (l, _) = self.build_and_find(
+                            features,
+                            large_rows,
+                            &scratch.ordered,
+                            &mut large_hist,
+                            Some(large.sums),
+                            None,
+                        );
+                        large.best = l;
+                        large.hist = Some(large_hist);
+                    }
+                    (false, parent) => {
+                        if let Some(parent) = parent {
+                            scratch.pool.push(parent);
+                        }
+                        let (s, _) = self.build_and_find(
+                            features,
+                            small_rows,
+                            &scratch.ordered,
+                            &mut small_hist,
+                            Some(small.sums),
+                            None,
+                        );
+                        small.best = s;
+                    }
+                }
+                scratch.indices = rows;
+                if small_splits {
+                    small.hist = Some(small_hist);
+                } else {
+                    scratch.pool.push(small_hist);
+                }
+            } else if let Some(parent) = leaf.hist.take() {
+                scratch.pool.push(parent);
+            }
+            for child in [left, right] {
+                if child.best.is_some() {
+                    open.push(child);
+                } else {
+                    closed.push(child);
+                }
+            }
+        }
+        let mut leaves = Vec::with_capacity(open.len() + closed.len());
+        for mut leaf in open.into_iter().chain(closed) {
+            if let Some(h) = leaf.hist.take() {
+                scratch.pool.push(h);
+            }
+            let value = p.leaf_value(&leaf.sums);
+            tree.set_value(leaf.node, value);
+            leaves.push((leaf.begin, leaf.end, value));
+        }
+        leaves.sort_unstable_by_key(|l| l.0);
+        Grown { tree, leaves }
+    }
+
+    /// Builds the histogram of `rows` (whose gradients are `ordered`) into
+    /// `hist`, turns `parent` (if given) into the sibling's histogram by
+    /// subtraction, and finds the best split of each side that has sums.
+    fn build_and_find(
+        &self,
+        features: &[usize],
+        rows: &[u32],
+        ordered: &[[f64; 2]],
+        hist: &mut [[f64; 3]],
+        sums: Option<Sums>,
+        parent: Option<(&mut Vec<[f64; 3]>, Sums)>,
+    ) -> (Option<Split>, Option<Split>) {
+        let k = features.len();
+        let work = rows.len() * k;
+        let threads = if work >= PARALLEL_MIN_WORK {
+            self.threads.min(k).max(1)
+        } else {
+            1
+        };
+        let (parent, sibling_sums) = match parent {
+            Some((buf, s)) => (Some(buf.as_mut_slice()), Some(s)),
+            None => (None, None),
+        };
+        let per = k.div_ceil(threads);
+        let task = |first: usize,
+                    hist: &mut [[f64; 3]],
+                    parent: Option<&mut [[f64; 3]]>|
+         -> (Option<Split>, Option<Split>) {
+            let (hists, _) = hist.as_chunks_mut::<SLOTS>();
+            let mut parents = parent.map(|p| p.as_chunks_mut::<SLOTS>().0);
+            let feats = &features[first..first + hists.len()];
+            self.build_histograms(feats, rows, ordered, hists);
+            let mut best: (Option<Split>, Option<Split>) = (None, None);
+            for (j, h) in hists.iter().enumerate() {
+                let pos = first + j;
+                let nb = self.mapper.n_bins(features[pos]);
+                if let Some(s) = &sums {
+                    consider(&mut best.0, self.find_split(h, nb, s, pos));
+                }
+                if let Some(parents) = parents.as_mut() {
+                    let sib = &mut parents[j];
+                    for (a, b) in sib[..=nb].iter_mut().zip(&h[..=nb]) {
+                        a[0] -= b[0];
+                        a[1] -= b[1];
+                        a[2] -= b[2];
+                    }
+                    if let Some(s) = &sibling_sums {
+                        consider(&mut best.1, self.find_split(sib, nb, s, pos));
+                    }
+                }
+            }
+            best
+        };
+        if threads == 1 {
+            return task(
+                0,
+                &mut hist[..k * SLOTS],
+                parent.map(|p| &mut p[..k * SLOTS]),
+            );
+        }
+        let results: Vec<(Option<Split>, Option<Split>)> = std::thread::scope(|s| {
+            let task = &task;
+            let mut handles = Vec::new();
+            let mut parent_chunks = parent.map(|p| p[..k * SLOTS].chunks_mut(per * SLOTS));
+            let mut local = None;
+            for (c, h) in hist[..k * SLOTS].chunks_mut(per * SLOTS).enumerate() {
+                let p = parent_chunks.as_mut().and_then(|it| it.next());
+                if c == 0 {
+                    // The calling thread takes the first chunk itself.
+                    local = Some((h, p));
+                } else {
+                    handles.push(s.spawn(move || task(c * per, h, p)));
+                }
+            }
+            let mut out = Vec::with_capacity(threads);
+            if let Some((h, p)) = local {
+                out.push(task(0, h, p));
+            }
+            for handle in handles {
+                match handle.join() {
+                    Ok(r) => out.push(r),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            out
+        });
+        let mut best = (None, None);
+        for (a, b) in results {
+            if let Some(a) = a {
+                consider(&mut best.0, Some(a));
+            }
+            if let Some(b) = b {
+                consider(&mut best.1, Some(b));
+            }
+        }
+        best
+    }
+
+    /// The best split of one feature's histogram for a leaf with `total`.
+    fn find_split(
+        &self,
+        h: &[[f64; 3]; SLOTS],
+        nb: usize,
+        total: &Sums,
+        pos: usize,
+    ) -> Option<Split> {
+        let p = &self.params;
+        let miss = Sums {
+            g: h[nb][0],
+            h: h[nb][1],
+            n: h[nb][2],
+        };
+        let has_missing = miss.n > 0.0;
+        if nb < 2 && !has_missing {
+            return None;
+        }
+        let parent = p.score(total);
+        let mut best: Option<Split> = None;
+        let mut best_gain = p.min_split_gain;
+        let mut acc = Sums::default();
+        let mut try_split =
+            |left: Sums, bin: usize, missing_left: bool, best: &mut Option<Split>| {
+                let right = total.sub(&left);
+                if !p.child_ok(&left) || !p.child_ok(&right) {
+                    return;
+                }
+                let gain = p.score(&left) + p.score(&right) - parent;
+                if gain > best_gain && gain.is_finite() {
+                    best_gain = gain;
+                    let default_left = if has_missing {
+                        missing_left
+                    } else {
+                        left.n >= right.n
+                    };
+                    *best = Some(Split {
+                        gain,
+                        pos,
+                        bin: bin as u8,
+                        default_left,
+                        left,
+                        right,
+                    });
+                }
+            };
+        for (t, bin) in h[..nb].iter().enumerate() {
+            acc.add(&Sums {
+                g: bin[0],
+                h: bin[1],
+                n: bin[2],
+            });
+            let last = t + 1 == nb;
+            // Missing rows right (and, at the last bin, only them).
+            if !last || has_missing {
+                try_split(acc, t, false, &mut best);
+            }
+            if has_missing && !last {
+                let mut with_missing = acc;
+                with_missing.add(&miss);
+                try_split(with_missing, t, true, &mut best);
+            }
+        }
+        best
+    }
+}
+
+/// Keeps the better split: higher gain, or equal gain on an earlier
+/// feature.
+fn consider(best: &mut Option<Split>, candidate: Option<Split>) {
+    if let Some(c) = candidate {
+        match best {
+            Some(b) if !(c.gain > b.gain || (c.gain == b.gain && c.pos < b.pos)) => {}
+            _ => *best = Some(c),
+        }
+    }
+}
+
+fn take_buffer(pool: &mut Vec<Vec<[f64; 3]>>, features: usize) -> Vec<[f64; 3]> {
+    let len = features * SLOTS;
+    let mut buf = pool.pop().unwrap_or_default();
+    buf.clear();
+    buf.resize(len, [0.0; 3]);
+    buf
+}
+
+fn gather(rows: &[u32], gh: &[[f64; 2]], out: &mut Vec<[f64; 2]>) {
+    out.clear();
+    out.extend(rows.iter().map(|&r| gh[r as usize]));
+}
+
+/// How a split sends a row: left if its bin of `feature` is ≤ `bin`, or
+/// `default_left` if it is the missing bin.
+#[derive(Clone, Copy)]
+struct Rule {
+    feature: usize,
+    bin: u8,
+    missing: u8,
+    default_left: bool,
+}
+
+/// Leaves with at least this many rows are partitioned on several threads.
+const PARALLEL_MIN_PARTITION: usize = 1 << 16;
+
+impl Grower<'_> {
+    /// Sums `ordered[k]` into the histograms of `feats` at the bins of row
+    /// `rows[k]`. All features of a row are updated together: the updates
+    /// are independent, so they overlap instead of waiting on each other
+    /// when consecutive rows share a bin.
+    fn build_histograms(
+        &self,
+        feats: &[usize],
+        rows: &[u32],
+        ordered: &[[f64; 2]],
+        hists: &mut [[[f64; 3]; SLOTS]],
+    ) {
+        for (h, &f) in hists.iter_mut().zip(feats) {
+            let nb = self.mapper.n_bins(f);
+            for slot in &mut h[..=nb] {
+                *slot = [0.0; 3];
+            }
+        }
+        let cols = self.cols;
+        for (&r, &[g, hess]) in rows.iter().zip(ordered) {
+            let start = r as usize * cols;
+            let row = &self.bins[start..start + cols];
+            for (h, &f) in hists.iter_mut().zip(feats) {
+                let slot = &mut h[usize::from(row[f])];
+                slot[0] += g;
+                slot[1] += hess;
+                slot[2] += 1.0;
+            }
+        }
+    }
+
+    /// Stable partition of `rows` by a split: rows going left first, then
+    /// the rest, each in their original order. Returns the number going
+    /// left. Large leaves are cut into blocks partitioned on separate
+    /// threads and concatenated in block order — the same result.
+    fn partition(&self, rows: &mut [u32], tmp: &mut Vec<u32>, rule: Rule) -> usize {
+        let threads = self
+            .threads
+            .min(rows.len() / (PARALLEL_MIN_PARTITION / 2))
+            .max(1);
+        if rows.len() < PARALLEL_MIN_PARTITION || threads == 1 {
+            return self.partition_block(rows, tmp, rule);
+        }
+        let per = rows.len().div_ceil(threads);
+        let blocks: Vec<(Vec<u32>, usize)> = std::thread::scope(|s| {
+            let handles: Vec<_> = rows
+                .chunks_mut(per)
+                .map(|block| {
+                    s.spawn(move || {
+                        let mut tmp = Vec::new();
+                        let l = self.partition_block(block, &mut tmp, rule);
+                        (block.to_vec(), l)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| match h.join() {
+                    Ok(v) => v,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                })
+                .collect()
+        });
+        let mut at = 0;
+        for (block, l) in &blocks {
+            rows[at..at + l].copy_from_slice(&block[..*l]);
+            at += l;
+        }
+        let left = at;
+        for (block, l) in &blocks {
+            let rest = &block[*l..];
+            rows[at..at + rest.len()].copy_from_slice(rest);
+            at += rest.len();
+        }
+        left
+    }
+
+    /// The partition of one block, without branches on the data.
+    fn partition_block(&self, rows: &mut [u32], tmp: &mut Vec<u32>, rule: Rule) -> usize {
+        tmp.clear();
+        tmp.resize(rows.len(), 0);
+        let cols = self.cols;
+        let (mut l, mut k) = (0, 0);
+        for i in 0..rows.len() {
+            let r = rows[i];
+            let b = self.bins[r as usize * cols + rule.feature];
+            let left = if b == rule.missing {
+                rule.default_left
+            } else {
+                b <= rule.bin
+            };
+            // l ≤ i: writing behind the read position is safe.
+            rows[l] = r;
+            tmp[k] = r;
+            l += usize::from(left);
+            k += usize::from(!left);
+        }
+        rows[l..].copy_from_slice(&tmp[..k]);
+        l
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params() -> GrowParams {
+        GrowParams {
+            max_depth: 3,
+            max_leaves: usize::MAX,
+            min_data_in_leaf: 1.0,
+            min_child_weight: 0.0,
+            lambda: 0.0,
+            min_split_gain: 0.0,
+            learning_rate: 1.0,
+        }
+    }
+
+    #[test]
+    fn partition_is_stable_on_any_thread_count() {
+        let mapper = BinMapper {
+            thresholds: vec![vec![0.5, 1.5]],
+        };
+        let column = [0u8, 2, 1, 3, 0, 3];
+        let grower = |threads| Grower {
+            bins: &column,
+            cols: 1,
+            mapper: &mapper,
+            params: params(),
+            threads,
+        };
+        let rule = |default_left| Rule {
+            feature: 0,
+            bin: 1,
+            missing: 3,
+            default_left,
+        };
+        let mut rows: Vec<u32> = (0..6).collect();
+        let mut tmp = Vec::new();
+        // bin ≤ 1 left; missing is bin 3, sent right.
+        let l = grower(1).partition(&mut rows, &mut tmp, rule(false));
+        assert_eq!((l, rows.as_slice()), (3, &[0, 2, 4, 1, 3, 5][..]));
+        let mut rows: Vec<u32> = (0..6).collect();
+        let l = grower(1).partition(&mut rows, &mut tmp, rule(true));
+        assert_eq!((l, rows.as_slice()), (5, &[0, 2, 3, 4, 5, 1][..]));
+        // A leaf big enough to be partitioned on several threads.
+        let n = 3 * PARALLEL_MIN_PARTITION + 5;
+        let big: Vec<u8> = (0..n).map(|i| ((i * 7919) % 4) as u8).collect();
+        let run = |threads| {
+            let g = Grower {
+                bins: &big,
+                cols: 1,
+                mapper: &mapper,
+                params: params(),
+                threads,
+            };
+            let mut rows: Vec<u32> = (0..n as u32).collect();
+            let l = g.partition(&mut rows, &mut Vec::new(), rule(true));
+            (l, rows)
+        };
+        let (l1, r1) = run(1);
+        for t in [2, 3, 5] {
+            assert_eq!(run(t), (l1, r1.clone()), "{t} threads");
+        }
+        assert!(r1[..l1].windows(2).all(|w| w[0] < w[1]));
+        assert!(r1[l1..].windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn finds_the_separating_split_and_missing_direction() {
+        // One feature, bins 0..4, missing bin 4: gradients −1 for bins 0, 1
+        // and for missing rows, +1 for bins 2, 3.
+        let mapper = BinMapper {
+            thresholds: vec![vec![0.5, 1.5, 2.5]],
+        };
+        let column = [0u8, 1, 2, 3, 4, 4, 0, 3];
+        let gh: Vec<[f64; 2]> = column
+            .iter()
+            .map(|&b| [if b <= 1 || b == 4 { -1.0 } else { 1.0 }, 1.0])
+            .collect();
+        let grower = Grower {
+            bins: &column,
+            cols: 1,
+            mapper: &mapper,
+            params: params(),
+            threads: 1,
+        };
+        let mut scratch = Scratch {
+            indices: (0..8).collect(),
+            ..Scratch::default()
+        };
+        let grown = grower.grow(&mut scratch, &[0], &gh);
+        let t = &grown.tree;
+        assert_eq!(t.feature[0], 0);
+        assert_eq!(t.threshold[0], 1.5);
+        assert!(
+            t.default_left[0],
+            "missing rows have the left rows' gradient"
+        );
+        // Two pure leaves: −(−5)/5 = 1 and −(3)/3 = −1.
+        let values: Vec<f32> = grown.leaves.iter().map(|l| l.2).collect();
+        assert_eq!(values, vec![1.0, -1.0]);
+        assert_eq!(grown.leaves[0], (0, 5, 1.0));
+        let mut left: Vec<u32> = scratch.indices[..5].to_vec();
+        left.sort_unstable();
+        assert_eq!(left, vec![0, 1, 4, 5, 6]);
+    }
+
+    #[test]
+    fn missing_only_split() {
+        // Every non-missing row has gradient +1, missing rows −1.
+        let mapper = BinMapper {
+            thresholds: vec![vec![]],
+        };
+        let column = [0u8, 0, 1, 1];
+        let gh = [[1.0, 1.0], [1.0, 1.0], [-1.0, 1.0], [-1.0, 1.0]];
+        let grower = Grower {
+            bins: &column,
+            cols: 1,
+            mapper: &mapper,
+            params: params(),
+            threads: 1,
+        };
+        let mut scratch = Scratch {
+            indices: (0..4).collect(),
+            ..Scratch::default()
+        };
+        let grown = grower.grow(&mut scratch, &[0], &gh);
+        assert_eq!(grown.tree.threshold[0], f32::MAX);
+        assert!(!grown.tree.default_left[0]);
+        assert_eq!(grown.tree.predict(&[3.0]), -1.0);
+        assert_eq!(grown.tree.predict(&[f64::NAN]), 1.0);
+    }
+}

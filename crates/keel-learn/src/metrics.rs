@@ -1,0 +1,140 @@
+//! The losses and metrics reported per iteration.
+//!
+//! * Log loss is the mean of `−y·ln p − (1−y)·ln(1−p)` computed from the
+//!   raw score (log-odds) `s` as `softplus(s) − y·s`, which is exact for
+//!   large `|s|` where `p` rounds to 0 or 1.
+//! * Mean squared error is the mean of `(y − ŷ)²`.
+//! * ROC AUC is the probability that a random positive scores above a
+//!   random negative, ties counting one half — the trapezoidal area under
+//!   the ROC curve with tied scores grouped, as scikit-learn's
+//!   `roc_auc_score`. It is computed by one sort; `None` when only one class
+//!   is present.
+
+/// `ln(1 + e^s)` without overflow.
+pub(crate) fn softplus(s: f64) -> f64 {
+    if s > 0.0 {
+        s + (-s).exp().ln_1p()
+    } else {
+        s.exp().ln_1p()
+    }
+}
+
+/// The logistic function `1 / (1 + e^−s)`, accurate in both tails.
+pub(crate) fn sigmoid(s: f64) -> f64 {
+    if s >= 0.0 {
+        1.0 / (1.0 + (-s).exp())
+    } else {
+        let e = s.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// Log loss of one row from its raw score.
+pub(crate) fn row_log_loss(label: f64, score: f64) -> f64 {
+    softplus(score) - label * score
+}
+
+/// Mean log loss over rows, from raw scores (log-odds).
+pub fn log_loss(labels: &[f64], scores: &[f64]) -> f64 {
+    if labels.is_empty() {
+        return f64::NAN;
+    }
+    let sum: f64 = labels
+        .iter()
+        .zip(scores)
+        .map(|(&y, &s)| row_log_loss(y, s))
+        .sum();
+    sum / labels.len() as f64
+}
+
+/// Mean squared error.
+pub fn mean_squared_error(labels: &[f64], predictions: &[f64]) -> f64 {
+    if labels.is_empty() {
+        return f64::NAN;
+    }
+    let sum: f64 = labels
+        .iter()
+        .zip(predictions)
+        .map(|(&y, &p)| (y - p) * (y - p))
+        .sum();
+    sum / labels.len() as f64
+}
+
+/// ROC AUC of scores against 0/1 labels (see the [module docs](self));
+/// `None` if either class is absent. Any monotone transform of the scores
+/// gives the same value, so raw scores and probabilities agree.
+pub fn roc_auc(labels: &[f64], scores: &[f64]) -> Option<f64> {
+    let mut pairs: Vec<(f64, bool)> = scores
+        .iter()
+        .zip(labels)
+        .map(|(&s, &y)| (s, y == 1.0))
+        .collect();
+    pairs.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    let positives = pairs.iter().filter(|p| p.1).count() as f64;
+    let negatives = pairs.len() as f64 - positives;
+    if positives == 0.0 || negatives == 0.0 {
+        return None;
+    }
+    // Walk groups of tied scores from the lowest: each positive beats every
+    // negative below its group and ties half of its group's negatives.
+    let mut below_neg = 0.0;
+    let mut wins = 0.0;
+    let mut i = 0;
+    while i < pairs.len() {
+        let mut j = i;
+        let (mut pos, mut neg) = (0.0, 0.0);
+        while j < pairs.len() && pairs[j].0 == pairs[i].0 {
+            if pairs[j].1 {
+                pos += 1.0;
+            } else {
+                neg += 1.0;
+            }
+            j += 1;
+        }
+        wins += pos * (below_neg + 0.5 * neg);
+        below_neg += neg;
+        i = j;
+    }
+    Some(wins / (positives * negatives))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auc_with_ties_matches_pair_counting() {
+        let labels = [0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0];
+        let scores = [0.1, 0.4, 0.4, 0.8, 0.2, 0.9, 0.4];
+        let mut wins = 0.0;
+        let mut pairs = 0.0;
+        for i in 0..labels.len() {
+            for j in 0..labels.len() {
+                if labels[i] == 1.0 && labels[j] == 0.0 {
+                    pairs += 1.0;
+                    if scores[i] > scores[j] {
+                        wins += 1.0;
+                    } else if scores[i] == scores[j] {
+                        wins += 0.5;
+                    }
+                }
+            }
+        }
+        assert_eq!(roc_auc(&labels, &scores), Some(wins / pairs));
+        assert_eq!(roc_auc(&[1.0, 1.0], &[0.1, 0.2]), None);
+        assert_eq!(roc_auc(&[0.0, 1.0], &[0.1, 0.2]), Some(1.0));
+    }
+
+    #[test]
+    fn losses_are_stable() {
+        assert!((softplus(0.0) - std::f64::consts::LN_2).abs() < 1e-15);
+        assert_eq!(softplus(800.0), 800.0);
+        assert!(softplus(-800.0) >= 0.0);
+        assert!((row_log_loss(1.0, 2.0) + sigmoid(2.0).ln()).abs() < 1e-15);
+        assert!((row_log_loss(0.0, 2.0) + (1.0 - sigmoid(2.0)).ln()).abs() < 1e-14);
+        assert_eq!(row_log_loss(1.0, 1000.0), 0.0);
+        assert!((sigmoid(-40.0) - (-40.0f64).exp() / (1.0 + (-40.0f64).exp())).abs() < 1e-30);
+        assert_eq!(mean_squared_error(&[1.0, 3.0], &[2.0, 3.0]), 0.5);
+        assert!((log_loss(&[1.0, 0.0], &[0.0, 0.0]) - std::f64::consts::LN_2).abs() < 1e-15);
+    }
+}
