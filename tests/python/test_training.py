@@ -274,3 +274,105 @@ def test_a_running_job_survives_a_server_killed_with_sigkill(server):
     listed = subprocess.run([str(keel_bin()), "jobs", "list", "--tenant", "growth", "--json",
                              "--server", server.uri], capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0 and jid in [j["id"] for j in json.loads(listed.stdout)["jobs"]]
+
+
+# --------------------------------------------------------------------------
+# the Ray executor: a local Ray head from the ray[default] package
+# --------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_server():
+    ray_bin = Path(PY).parent / "ray"
+    assert ray_bin.exists(), f"{ray_bin}: the test venv has no ray (ray[default] in requirements.txt)"
+    temp = Path(tempfile.mkdtemp(prefix="keel-ray-"))
+    dashboard = _free_port()
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    start = subprocess.run(
+        [str(ray_bin), "start", "--head", "--num-cpus", "2", "--port", str(_free_port()),
+         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
+         "--include-dashboard", "true", "--temp-dir", str(temp), "--disable-usage-stats"],
+        capture_output=True, text=True, timeout=180, env=env)
+    assert start.returncode == 0, start.stdout + start.stderr
+    address = f"http://127.0.0.1:{dashboard}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{address}/api/version", timeout=2).ok:
+                break
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("KEEL_RAY_ADDRESS", address)
+    mp.setenv("KEEL_CPU_HOUR_PRICE", str(CPU_HOUR))
+    mp.setenv("KEEL_GB_HOUR_PRICE", str(GB_HOUR))
+    workdir = Path(tempfile.mkdtemp(prefix="keel-train-ray-"))
+    s = ServerProcess("sqlite", workdir)
+    try:
+        s.prepare()
+        s.start()
+        s.ray_address = address
+        yield s
+    finally:
+        s.cleanup()
+        mp.undo()
+        subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, timeout=120, env=env)
+        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_a_ray_job_round_trip_logs_a_run_with_the_mlflow_client(ray_server):
+    code = (
+        "import mlflow\n"
+        "with mlflow.start_run():\n"
+        "    mlflow.log_metric('accuracy', 0.91)\n"
+        "print('ran on ray')\n"
+    )
+    spec = python_job("on-ray", "research", code, executor="ray",
+                      resources={"cpus": 1, "memory": "256MiB"})
+    r = submit(ray_server, spec)
+    assert r.status_code == 201, r.text
+    j = wait(ray_server, r.json()["job"]["id"], timeout=120)["job"]
+    assert j["state"] == "succeeded", j
+    ray_job = requests.get(f"{ray_server.ray_address}/api/jobs/keel-{j['id']}-1", timeout=30).json()
+    assert ray_job["status"] == "SUCCEEDED"
+    run = MlflowClient(ray_server.uri).get_run(j["run_id"])
+    assert run.info.status == "FINISHED" and run.data.metrics["accuracy"] == 0.91
+    assert run.data.tags["keel.executor"] == "ray"
+    assert "ran on ray" in requests.get(f"{ray_server.uri}/v1/train/jobs/{j['id']}/logs", timeout=30).text
+    # Billed for what it reserved: 1 CPU and 256 MiB for its wall time.
+    entry = requests.get(f"{ray_server.uri}/v1/billing/report", params={"tenant": "research"},
+                         timeout=30).json()["entries"][0]
+    assert entry["executor"] == "ray" and entry["wall_seconds"] > 0
+    assert entry["cpu_seconds"] == pytest.approx(entry["wall_seconds"])
+    assert entry["memory_gb_seconds"] == pytest.approx(entry["wall_seconds"] * 256 * 2**20 / 1e9)
+
+
+def test_a_ray_job_is_stopped_when_cancelled(ray_server):
+    r = submit(ray_server, {"job": "long-on-ray", "tenant": "research", "executor": "ray",
+                            "command": "sleep 120"})
+    jid = r.json()["job"]["id"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = requests.get(f"{ray_server.ray_address}/api/jobs/keel-{jid}-1", timeout=30)
+        if status.ok and status.json()["status"] == "RUNNING":
+            break
+        time.sleep(0.3)
+    assert requests.post(f"{ray_server.uri}/v1/train/jobs/{jid}/cancel", timeout=30).status_code == 200
+    j = wait(ray_server, jid, timeout=60)["job"]
+    assert j["state"] == "cancelled", j
+    assert requests.get(f"{ray_server.ray_address}/api/jobs/keel-{jid}-1", timeout=30).json()["status"] == "STOPPED"
+
+
+def test_a_server_without_ray_refuses_ray_jobs(server):
+    r = submit(server, {"job": "nowhere", "tenant": "t", "executor": "ray", "command": "true"})
+    assert r.status_code == 400 and r.json()["error"]["field"] == "executor", r.text

@@ -550,8 +550,8 @@ async fn serve(
 
 /// The training scheduler over the metadata store. Its capacity is this
 /// machine's (or `KEEL_TRAIN_CPUS` / `KEEL_TRAIN_MEMORY`), its prices
-/// `KEEL_CPU_HOUR_PRICE` and `KEEL_GB_HOUR_PRICE`, and its jobs log to this
-/// server.
+/// `KEEL_CPU_HOUR_PRICE` and `KEEL_GB_HOUR_PRICE`, `executor: ray` jobs go
+/// to `KEEL_RAY_ADDRESS`, and its jobs log to this server.
 async fn open_training(
     settings: &Settings,
     tracking: &Tracking,
@@ -599,6 +599,7 @@ async fn open_training(
             "KEEL_TRAIN_RETRY_BACKOFF_MS",
             10_000.0,
         )? as u64),
+        ray_address: env("KEEL_RAY_ADDRESS"),
     };
     keel_train::Training::open(
         keel_train::store::JobStore::new(tracking.db().clone()),

@@ -6,6 +6,7 @@
 //! tracking server ([`service`]).
 
 pub mod local;
+pub mod ray;
 pub mod scheduler;
 pub mod service;
 pub mod spec;

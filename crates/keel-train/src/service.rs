@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 
 use crate::TrainError;
 use crate::local::{self, JobDir, Report, SupervisorId};
+use crate::ray::{self, RayClient};
 use crate::scheduler::{Capacity, Queued, Scheduler, TenantPolicy, TenantShare, TokenBucket};
 use crate::spec::{Executor, JobSpec, Trainer};
 use crate::store::{Job, JobState, JobStore, LedgerEntry, NewJob, Outcome, Prices, month_start};
@@ -45,6 +46,8 @@ pub struct TrainingConfig {
     /// The first retry waits this long; each further one twice as long,
     /// up to five minutes.
     pub retry_backoff: Duration,
+    /// A Ray cluster's Jobs API (`http://HEAD:8265`) for `executor: ray`.
+    pub ray_address: Option<String>,
 }
 
 /// Most bytes of code a job may bring (`code:`).
@@ -61,6 +64,7 @@ struct State {
 }
 
 struct Inner {
+    ray: Option<RayClient>,
     store: JobStore,
     tracking: Tracking,
     artifacts: ArtifactStore,
@@ -96,8 +100,14 @@ impl Training {
             let budget = scheduler.policy(tenant).monthly_budget;
             scheduler.set_over_budget(tenant, budget.is_some_and(|b| *spent >= b));
         }
+        let ray = config
+            .ray_address
+            .as_deref()
+            .map(RayClient::new)
+            .transpose()?;
         let training = Training {
             inner: Arc::new(Inner {
+                ray,
                 store,
                 tracking,
                 artifacts,
@@ -184,9 +194,9 @@ impl Training {
                 }
             }
         }
-        if spec.executor == Executor::Ray {
+        if spec.executor == Executor::Ray && self.inner.ray.is_none() {
             return Err(TrainError::Invalid(
-                "executor: ray is not available on this server yet; use executor: local".into(),
+                "executor: this server knows no Ray cluster; start it with KEEL_RAY_ADDRESS=http://HEAD:8265, or use executor: local".into(),
             ));
         }
         if let Some(code) = &spec.code {
@@ -269,6 +279,16 @@ impl Training {
                 st.scheduler.dequeue(*i);
                 if let Some(s) = st.supervisors.get(i) {
                     s.cancel();
+                }
+            }
+        }
+        if let Some(client) = &self.inner.ray {
+            for i in &ids {
+                let j = self.inner.store.get(*i).await?;
+                if j.state == JobState::Running && j.executor == Executor::Ray.name() {
+                    client
+                        .stop(&RayClient::submission_id(j.id, j.attempts))
+                        .await?;
                 }
             }
         }
@@ -432,6 +452,11 @@ impl Training {
                 )
             }
         };
+        if job.spec.executor == Executor::Ray {
+            return self
+                .start_ray(job, attempt, attempt_dir, &dir, env, command)
+                .await;
+        }
         let mut args = vec![
             "train".to_string(),
             "supervise".into(),
@@ -465,10 +490,113 @@ impl Training {
         Ok(())
     }
 
+    /// Submits an attempt to the Ray cluster and follows it.
+    async fn start_ray(
+        &self,
+        job: Job,
+        attempt: u32,
+        attempt_dir: PathBuf,
+        dir: &JobDir,
+        env: Vec<(String, String)>,
+        command: String,
+    ) -> Result<()> {
+        let client = self
+            .inner
+            .ray
+            .clone()
+            .ok_or_else(|| TrainError::Executor("no Ray cluster is configured".into()))?;
+        let id = RayClient::submission_id(job.id, attempt);
+        let env = env.into_iter().collect();
+        let work_text = dir.work().to_string_lossy().into_owned();
+        client
+            .submit(
+                &id,
+                &command,
+                Some(work_text.as_str()),
+                &env,
+                job.cpus,
+                job.memory_bytes,
+            )
+            .await?;
+        self.inner
+            .store
+            .set_handle(
+                job.id,
+                json!({"ray_submission_id": id, "attempt_dir": attempt_dir}),
+            )
+            .await?;
+        let job = self.inner.store.get(job.id).await?;
+        self.follow_ray(job, attempt, attempt_dir, client).await;
+        Ok(())
+    }
+
+    /// Polls a Ray attempt to its end (stopping it at its timeout), stores
+    /// its driver log as the attempt's stdout, and closes it.
+    async fn follow_ray(&self, job: Job, attempt: u32, attempt_dir: PathBuf, client: RayClient) {
+        let id = RayClient::submission_id(job.id, attempt);
+        let started = job.started_at.unwrap_or_else(now_millis);
+        let mut timed_out = false;
+        let mut errors = 0;
+        let final_state = loop {
+            match client.status(&id).await {
+                Ok(s) if s.is_final() => break Some(s),
+                Ok(_) => errors = 0,
+                Err(e) => {
+                    errors += 1;
+                    if errors >= 600 {
+                        tracing::error!(job = job.id, error = %e, "the Ray job cannot be followed");
+                        break None;
+                    }
+                }
+            }
+            if let Some(t) = job.spec.timeout_ms
+                && !timed_out
+                && now_millis() - started > t as i64
+            {
+                timed_out = true;
+                let _ = client.stop(&id).await;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        let _ = std::fs::create_dir_all(&attempt_dir);
+        if let Ok(logs) = client.logs(&id).await {
+            let _ = std::fs::write(attempt_dir.join("stdout.log"), logs);
+        }
+        let cancelled = self
+            .inner
+            .store
+            .get(job.id)
+            .await
+            .map(|j| j.cancel_requested)
+            .unwrap_or(false);
+        let report =
+            final_state.map(|s| ray::report(&s, job.cpus, job.memory_bytes, cancelled, timed_out));
+        if let Err(e) = self
+            .close_attempt(&job, attempt, &attempt_dir, report)
+            .await
+        {
+            tracing::error!(job = job.id, error = %e, "training attempt not closed");
+        }
+        self.release(job.id).await;
+    }
+
     /// Finds a running attempt again after a restart.
     async fn reattach(&self, job: Job) {
         let attempt = job.attempts.max(1);
         let attempt_dir = JobDir::new(&self.inner.config.jobs_dir, job.id).attempt(attempt);
+        if job.executor == Executor::Ray.name()
+            && let Some(client) = self.inner.ray.clone()
+            && job.handle.is_some()
+        {
+            tracing::info!(job = job.id, "following a Ray training attempt again");
+            if job.cancel_requested {
+                let _ = client
+                    .stop(&RayClient::submission_id(job.id, attempt))
+                    .await;
+            }
+            self.follow_ray(job, attempt, attempt_dir, client).await;
+            return;
+        }
         let supervisor = local::read_supervisor(&attempt_dir).filter(SupervisorId::alive);
         if let Some(s) = &supervisor {
             tracing::info!(
