@@ -376,3 +376,107 @@ def test_a_ray_job_is_stopped_when_cancelled(ray_server):
 def test_a_server_without_ray_refuses_ray_jobs(server):
     r = submit(server, {"job": "nowhere", "tenant": "t", "executor": "ray", "command": "true"})
     assert r.status_code == 400 and r.json()["error"]["field"] == "executor", r.text
+
+
+# --------------------------------------------------------------------------
+# built-in trainers
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def churn_parquet(tmp_path_factory):
+    import numpy as np
+    import pandas as pd
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=4000, n_features=8, n_informative=5, random_state=0)
+    df = pd.DataFrame(X, columns=[f"f{i}" for i in range(8)])
+    df["churned"] = y.astype(np.int64)
+    path = tmp_path_factory.mktemp("churn") / "train.parquet"
+    df.to_parquet(path)
+    return path, X.astype(np.float32), y
+
+
+def _artifact(server, run_id: str, path: str) -> bytes:
+    local = MlflowClient(server.uri).download_artifacts(run_id, path, tempfile.mkdtemp())
+    return Path(local).read_bytes()
+
+
+def test_a_builtin_gbdt_logs_every_iteration_and_registers_an_onnx_model(server, churn_parquet):
+    import numpy as np
+    import onnxruntime as ort
+    from sklearn.metrics import roc_auc_score
+
+    path, X, y = churn_parquet
+    spec = {"job": "churn-gbdt", "tenant": "growth", "trainer": "builtin:gbdt",
+            "data": {"training_set": str(path), "label": "churned"},
+            "params": {"max_depth": 4, "learning_rate": 0.1, "n_estimators": 40, "seed": 7},
+            "resources": {"cpus": 1, "memory": "2GiB"}, "register": "churn", "executor": "local"}
+    r = submit(server, spec)
+    assert r.status_code == 201, r.text
+    j = wait(server, r.json()["job"]["id"], timeout=120)["job"]
+    assert j["state"] == "succeeded", j
+    client = MlflowClient(server.uri)
+    history = client.get_metric_history(j["run_id"], "valid_auc")
+    assert [m.step for m in history] == list(range(1, 41))
+    assert history[-1].value > 0.9
+    run = client.get_run(j["run_id"])
+    assert run.data.tags["keel.seed"] == "7" and run.data.tags["keel.dataset.digest"]
+    onnx_bytes = _artifact(server, j["run_id"], "model/model.onnx")
+    sess = ort.InferenceSession(onnx_bytes)
+    label, proba = sess.run(None, {"X": X})
+    assert roc_auc_score(y, proba[:, 1]) > 0.9
+    assert np.array_equal(label, (proba[:, 1] > 0.5).astype(np.int64))
+    versions = client.search_model_versions("name='churn'")
+    assert [v.run_id for v in versions] == [j["run_id"]]
+
+
+def test_a_killed_gbdt_resumes_from_its_checkpoint_to_the_same_model(server, churn_parquet):
+    path, _, _ = churn_parquet
+    spec = {"tenant": "growth", "trainer": "builtin:gbdt", "checkpoint_every": 10, "retries": 1,
+            "data": {"training_set": str(path), "label": "churned"},
+            "params": {"max_depth": 5, "learning_rate": 0.05, "n_estimators": 400, "seed": 11,
+                       "subsample": 0.8, "colsample": 0.8}}
+    whole = submit(server, {**spec, "job": "gbdt-whole"}).json()["job"]["id"]
+    killed = submit(server, {**spec, "job": "gbdt-killed"}).json()["job"]["id"]
+    checkpoint = server.data_dir / "jobs" / str(killed) / "checkpoints" / "checkpoint.json"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert checkpoint.exists(), job(server, killed)
+    found = subprocess.run(["pgrep", "-f", f"train builtin .*jobs/{killed}/attempt-1/"],
+                           capture_output=True, text=True)
+    pids = [int(p) for p in found.stdout.split()]
+    assert pids, "the trainer's process"
+    for p in pids:
+        os.kill(p, 9)
+    a = wait(server, whole, timeout=180)["job"]
+    b = wait(server, killed, timeout=180)["job"]
+    assert a["state"] == b["state"] == "succeeded", (a, b)
+    assert b["attempts"] == 2 and a["attempts"] == 1
+    stderr = requests.get(f"{server.uri}/v1/train/jobs/{killed}/logs",
+                          params={"stream": "stderr", "attempt": 2}, timeout=30).text
+    assert "resuming from the checkpoint at iteration" in stderr
+    assert _artifact(server, a["run_id"], "model/model.json") == _artifact(server, b["run_id"], "model/model.json")
+    assert _artifact(server, a["run_id"], "model/model.onnx") == _artifact(server, b["run_id"], "model/model.onnx")
+
+
+def test_a_training_run_is_reproduced_from_its_id(server, churn_parquet):
+    path, _, _ = churn_parquet
+    r = submit(server, {"job": "logreg", "tenant": "growth", "trainer": "builtin:logistic_regression",
+                        "data": {"training_set": str(path), "label": "churned"},
+                        "params": {"l2": 0.5}})
+    j = wait(server, r.json()["job"]["id"], timeout=120)["job"]
+    assert j["state"] == "succeeded", j
+    out = subprocess.run([str(keel_bin()), "train", "reproduce", j["run_id"], "--json",
+                          "--server", server.uri], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    result = json.loads(out.stdout)
+    assert result["reproduced"] and result["same_data"] and result["new_run_id"] != j["run_id"]
+    assert {m["key"] for m in result["metrics"]} >= {"train_loss", "valid_loss", "valid_auc"}
+    bad = submit(server, {"job": "typo", "tenant": "growth", "trainer": "builtin:gbdt",
+                          "data": {"training_set": str(path), "label": "churned"},
+                          "params": {"n_estimator": 5}})
+    assert bad.status_code == 400, bad.text
+    problem = bad.json()["error"]["problems"][0]
+    assert problem["path"] == "params" and "unknown field `n_estimator`" in problem["message"]

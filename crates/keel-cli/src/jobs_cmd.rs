@@ -129,6 +129,28 @@ pub enum BillingCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum TrainCmd {
+    /// Re-run the job behind a training run and compare the metrics.
+    ///
+    /// The job's spec is submitted again (same tenant, data, parameters and
+    /// seed); when it ends, each metric's last value is compared with the
+    /// original run's, and the training data's digests with each other.
+    /// Exit 0 when every metric matches, 1 otherwise.
+    ///   keel train reproduce 3f2a9c… --server URL
+    #[command(verbatim_doc_comment)]
+    Reproduce {
+        run_id: String,
+        /// Relative difference allowed between metric values.
+        #[arg(long, default_value_t = 1e-9)]
+        tolerance: f64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Run one attempt of a built-in trainer (started by the supervisor).
+    #[command(hide = true)]
+    Builtin {
+        /// The attempt's spec.json.
+        spec: PathBuf,
+    },
     /// Run one attempt of a job under supervision (started by the server).
     #[command(hide = true)]
     Supervise {
@@ -446,8 +468,14 @@ pub async fn billing(settings: &Settings, cmd: BillingCmd) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn train(_settings: &Settings, cmd: TrainCmd) -> Result<ExitCode> {
+pub async fn train(settings: &Settings, cmd: TrainCmd) -> Result<ExitCode> {
     match cmd {
+        TrainCmd::Builtin { spec } => crate::builtin_train::run(&spec).await,
+        TrainCmd::Reproduce {
+            run_id,
+            tolerance,
+            common,
+        } => reproduce(settings, &common, &run_id, tolerance).await,
         TrainCmd::Supervise {
             attempt_dir,
             work_dir,
@@ -478,6 +506,151 @@ pub async fn train(_settings: &Settings, cmd: TrainCmd) -> Result<ExitCode> {
             })
         }
     }
+}
+
+/// A run's metrics (last value per key, Keel's usage metrics left out) and
+/// tags.
+async fn run_summary(
+    settings: &Settings,
+    common: &Common,
+    run_id: &str,
+) -> Result<(
+    std::collections::BTreeMap<String, f64>,
+    std::collections::BTreeMap<String, String>,
+)> {
+    let v = call_json(
+        settings,
+        common,
+        Method::GET,
+        &format!("/api/2.0/mlflow/runs/get?run_id={}", enc(run_id)),
+        None,
+    )
+    .await?;
+    let data = &v["run"]["data"];
+    let mut metrics = std::collections::BTreeMap::new();
+    for m in data["metrics"].as_array().into_iter().flatten() {
+        let key = m["key"].as_str().unwrap_or_default();
+        if key.starts_with("keel.") {
+            continue;
+        }
+        if let Some(x) = m["value"].as_f64() {
+            metrics.insert(key.to_string(), x);
+        }
+    }
+    let mut tags = std::collections::BTreeMap::new();
+    for t in data["tags"].as_array().into_iter().flatten() {
+        tags.insert(cell(&t["key"]), cell(&t["value"]));
+    }
+    Ok((metrics, tags))
+}
+
+async fn reproduce(
+    settings: &Settings,
+    common: &Common,
+    run_id: &str,
+    tolerance: f64,
+) -> Result<ExitCode> {
+    needs_server(settings, common, "train reproduce")?;
+    let (before, tags) = run_summary(settings, common, run_id).await?;
+    let job_id = tags.get("keel.job_id").ok_or_else(|| {
+        UsageError(format!(
+            "run {run_id} was not made by a training job (no keel.job_id tag)"
+        ))
+    })?;
+    let job = call_json(
+        settings,
+        common,
+        Method::GET,
+        &format!("/v1/train/jobs/{job_id}"),
+        None,
+    )
+    .await?;
+    let spec: keel_train::spec::JobSpec =
+        serde_json::from_value(job["job"]["spec"].clone()).context("the job's stored spec")?;
+    let v = call_json(
+        settings,
+        common,
+        Method::POST,
+        "/v1/train/jobs",
+        Some(spec.to_source()),
+    )
+    .await?;
+    let id = v["job"]["id"]
+        .as_i64()
+        .context("the server returned no job id")?;
+    if !common.json {
+        eprintln!("reproducing run {run_id} (job {job_id}) as job {id}");
+    }
+    let ended = loop {
+        let j = call_json(
+            settings,
+            common,
+            Method::GET,
+            &format!("/v1/train/jobs/{id}"),
+            None,
+        )
+        .await?;
+        if matches!(
+            j["job"]["state"].as_str(),
+            Some("succeeded" | "failed" | "cancelled")
+        ) {
+            break j;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let state = ended["job"]["state"].as_str().unwrap_or("").to_string();
+    let new_run = ended["job"]["run_id"].as_str().unwrap_or("").to_string();
+    let (after, new_tags) = if new_run.is_empty() {
+        Default::default()
+    } else {
+        run_summary(settings, common, &new_run).await?
+    };
+    let mut rows = Vec::new();
+    let mut same = state == "succeeded";
+    for key in before
+        .keys()
+        .chain(after.keys().filter(|k| !before.contains_key(*k)))
+    {
+        let (a, b) = (before.get(key), after.get(key));
+        let equal = match (a, b) {
+            (Some(a), Some(b)) => (a - b).abs() <= tolerance * a.abs().max(b.abs()).max(1e-300),
+            _ => false,
+        };
+        same &= equal;
+        let show = |x: Option<&f64>| x.map_or_else(|| "-".to_string(), |v| format!("{v}"));
+        rows.push(vec![
+            key.clone(),
+            show(a),
+            show(b),
+            if equal { "=" } else { "DIFFERENT" }.to_string(),
+        ]);
+    }
+    let digest = "keel.dataset.digest";
+    let same_data = tags.get(digest) == new_tags.get(digest);
+    if common.json {
+        print_json(&serde_json::json!({
+            "run_id": run_id, "new_run_id": new_run, "job_id": id, "state": state,
+            "reproduced": same, "same_data": same_data,
+            "metrics": rows.iter().map(|r| serde_json::json!({"key": r[0], "original": before.get(&r[0]), "reproduced": after.get(&r[0])})).collect::<Vec<_>>(),
+        }));
+    } else {
+        print!(
+            "{}",
+            table(&["METRIC", "ORIGINAL", "REPRODUCED", ""], &rows)
+        );
+        if !same_data {
+            println!("note: the training data changed since the original run ({digest} differs)");
+        }
+        println!(
+            "run {run_id} {} as {new_run} (job {id}, {state})",
+            if same { "reproduced" } else { "NOT reproduced" }
+        );
+    }
+    Ok(if same {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 async fn submit(settings: &Settings, common: &Common, file: &Path, wait: bool) -> Result<ExitCode> {

@@ -2,6 +2,7 @@
 //! defaults; one subcommand group per domain reads and changes state either
 //! directly in a data directory or through a running server.
 
+mod builtin_train;
 mod config;
 mod data_cmd;
 mod deploy_cmd;

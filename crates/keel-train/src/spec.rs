@@ -534,6 +534,35 @@ impl Reader {
             }
         }
         let sweep = get("sweep").and_then(|(_, n)| self.sweep(n));
+        if let Some(Trainer::Builtin(name)) = &trainer {
+            // Every parameter set the job will train with (a sweep's too).
+            let mut sets = vec![params.clone()];
+            if let Some(sw) = &sweep {
+                let probe = JobSpec {
+                    job: String::new(),
+                    tenant: String::new(),
+                    trainer: Trainer::Builtin(name.clone()),
+                    data: None,
+                    params: params.clone(),
+                    sweep: Some(sw.clone()),
+                    resources: Resources::default(),
+                    priority: 0,
+                    timeout_ms: None,
+                    retries: 0,
+                    executor: Executor::Local,
+                    env: BTreeMap::new(),
+                    code: None,
+                    experiment: None,
+                    checkpoint_every: None,
+                    register: None,
+                };
+                sets = probe.sweep_params();
+            }
+            let span = get("params").map_or(root.span, |(_, n)| n.span);
+            if let Some(e) = sets.iter().find_map(|p| builtin_params(name, p).err()) {
+                self.problem(span, "params", e);
+            }
+        }
         let resources = match get("resources") {
             Some((_, n)) => self.resources(n),
             None => Some(Resources::default()),
@@ -1017,10 +1046,46 @@ impl JobSpec {
         Value::Object(m)
     }
 
+    /// A built-in trainer's parameters (the spec's `params` under the
+    /// trainer's family) and the validation fraction (`validation_fraction`,
+    /// default 0.2, which the runner takes out). `None` for a command job;
+    /// an error names the parameter.
+    pub fn builtin_params(&self) -> Option<Result<(keel_learn::Params, f64), String>> {
+        let Trainer::Builtin(name) = &self.trainer else {
+            return None;
+        };
+        Some(builtin_params(name, &self.params))
+    }
+
     /// The tracking experiment of the job's runs.
     pub fn experiment_name(&self) -> &str {
         self.experiment.as_deref().unwrap_or(&self.job)
     }
+}
+
+fn builtin_params(
+    trainer: &str,
+    params: &Map<String, Value>,
+) -> Result<(keel_learn::Params, f64), String> {
+    let family = match trainer {
+        "gbdt" => "gbdt",
+        "logistic_regression" => "logistic",
+        "linear_regression" => "linear",
+        other => return Err(format!("unknown built-in trainer {other}")),
+    };
+    let mut p = params.clone();
+    let fraction = match p.remove("validation_fraction") {
+        None => 0.2,
+        Some(v) => v
+            .as_f64()
+            .filter(|f| (0.0..0.9).contains(f))
+            .ok_or_else(|| format!("validation_fraction: {v}; expected a number in [0, 0.9)"))?,
+    };
+    p.insert("family".into(), Value::from(family));
+    let parsed: keel_learn::Params =
+        serde_json::from_value(Value::Object(p)).map_err(|e| e.to_string())?;
+    parsed.validate().map_err(|e| e.to_string())?;
+    Ok((parsed, fraction))
 }
 
 fn draw(d: &Distribution, rng: &mut Rng) -> Value {
@@ -1112,6 +1177,21 @@ colour: red
                 .contains("trainer: missing")
         );
         assert!(parse("job: [").is_err());
+        let typo = parse(
+            "job: x\ntenant: t\ntrainer: builtin:gbdt\ndata: {training_set: a.parquet, label: y}\nparams: {n_estimator: 5}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            typo.contains("line 5, column 9: params: unknown field `n_estimator`"),
+            "{typo}"
+        );
+        let swept = parse(
+            "job: x\ntenant: t\ntrainer: builtin:gbdt\ndata: {training_set: a.parquet, label: y}\nsweep: {grid: {learning_rate: [0.1, -1]}}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(swept.contains("learning_rate"), "{swept}");
         assert!(
             parse("job: x\ntenant: t\ntrainer: builtin:gbdt\n")
                 .unwrap_err()

@@ -1,0 +1,307 @@
+//! `keel train builtin SPEC.json`: one attempt of a built-in trainer, run
+//! by the job's supervisor like any command. It reads the training data
+//! (a training-set file, or a catalog dataset fetched from the server),
+//! resumes from the job's last checkpoint if there is one, logs every
+//! iteration's metrics to the attempt's run through the MLflow REST API,
+//! writes a checkpoint every `checkpoint_every` iterations, and at the end
+//! stores the model (`model/model.onnx`, `model/model.json`) as run
+//! artifacts and, with `register:`, as a new version of that registered
+//! model. What makes the run reproducible is recorded as run tags: the
+//! training data's content digest (as the catalog computes it), the parameters, the seed, Keel's version and the
+//! platform.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use keel_learn::{Checkpoint, Dataset, Trainer};
+use keel_train::spec::JobSpec;
+use serde_json::{Value, json};
+
+/// Iterations between checkpoints when the spec does not say.
+const CHECKPOINT_EVERY: u32 = 10;
+
+struct Tracking {
+    base: String,
+    run_id: String,
+    http: reqwest::Client,
+}
+
+impl Tracking {
+    async fn post(&self, path: &str, body: Value) -> Result<Value> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the tracking server at {}", self.base))?;
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("{path}: HTTP {status}: {v}");
+        }
+        Ok(v)
+    }
+
+    async fn log(&self, step: usize, metrics: &[(&str, f64)]) -> Result<()> {
+        let now = keel_core::time::now_millis();
+        let metrics: Vec<Value> = metrics
+            .iter()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(k, v)| json!({"key": k, "value": v, "timestamp": now, "step": step}))
+            .collect();
+        self.post(
+            "/api/2.0/mlflow/runs/log-batch",
+            json!({"run_id": self.run_id, "metrics": metrics}),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn tags(&self, tags: &[(&str, String)]) -> Result<()> {
+        let tags: Vec<Value> = tags
+            .iter()
+            .map(|(k, v)| json!({"key": k, "value": v}))
+            .collect();
+        self.post(
+            "/api/2.0/mlflow/runs/log-batch",
+            json!({"run_id": self.run_id, "tags": tags}),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// The run's artifact folder in the server's artifact API.
+    async fn artifact_root(&self) -> Result<String> {
+        let resp = self
+            .http
+            .get(format!("{}/api/2.0/mlflow/runs/get", self.base))
+            .query(&[("run_id", &self.run_id)])
+            .send()
+            .await?;
+        let v: Value = resp.json().await?;
+        let uri = v["run"]["info"]["artifact_uri"]
+            .as_str()
+            .ok_or_else(|| anyhow!("the run has no artifact location"))?;
+        let rel = uri.strip_prefix("mlflow-artifacts:").ok_or_else(|| {
+            anyhow!("the run's artifacts are at {uri}, which this trainer cannot write to")
+        })?;
+        Ok(rel.trim_start_matches('/').to_string())
+    }
+
+    async fn upload(&self, root: &str, name: &str, bytes: Vec<u8>) -> Result<()> {
+        let resp = self
+            .http
+            .put(format!(
+                "{}/api/2.0/mlflow-artifacts/artifacts/{root}/{name}",
+                self.base
+            ))
+            .body(bytes)
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            bail!("storing {name}: HTTP {}", resp.status());
+        }
+        Ok(())
+    }
+}
+
+fn env(name: &str) -> Result<String> {
+    std::env::var(name)
+        .map_err(|_| anyhow!("{name} is not set: `keel train builtin` runs inside a training job"))
+}
+
+/// The training data file: the spec's training set, or the catalog
+/// dataset's file downloaded into `dir`.
+async fn data_file(spec: &JobSpec, t: &Tracking, dir: &Path) -> Result<PathBuf> {
+    let data = spec.data.as_ref().ok_or_else(|| anyhow!("data: missing"))?;
+    if let Some(path) = &data.training_set {
+        return Ok(PathBuf::from(path));
+    }
+    let name = data.dataset.as_deref().unwrap_or_default();
+    let (name, version) = match name.split_once('@') {
+        Some((n, v)) => (n, v.trim_start_matches('v').to_string()),
+        None => (name, "latest".to_string()),
+    };
+    let v: Value = t
+        .http
+        .get(format!(
+            "{}/v1/data/datasets/{name}/versions/{version}",
+            t.base
+        ))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let version = if v.get("files").is_some() {
+        &v
+    } else {
+        &v["version"]
+    };
+    let files = version["files"]
+        .as_array()
+        .ok_or_else(|| anyhow!("data.dataset: {name} version {version:?} not found: {v}"))?;
+    let [file] = files.as_slice() else {
+        bail!(
+            "data.dataset: {name} has {} files; built-in trainers read single-file datasets (or use training_set:)",
+            files.len()
+        );
+    };
+    let rel = file["path"].as_str().unwrap_or_default();
+    let location = version["location"].as_str().unwrap_or_default();
+    let bytes = t
+        .http
+        .get(format!(
+            "{}/api/2.0/mlflow-artifacts/artifacts/{}/{rel}",
+            t.base,
+            location.trim_start_matches('/')
+        ))
+        .send()
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?;
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(Path::new(rel).file_name().unwrap_or_default());
+    std::fs::write(&path, &bytes)?;
+    Ok(path)
+}
+
+/// Every numeric column but the label and the excluded ones, as features.
+async fn dataset(spec: &JobSpec, path: &Path) -> Result<Dataset> {
+    use keel_suite::data::{Table, Values};
+    let data = spec.data.as_ref().ok_or_else(|| anyhow!("data: missing"))?;
+    let label = data
+        .label
+        .as_deref()
+        .ok_or_else(|| anyhow!("data.label: missing"))?;
+    let table = Table::load("training", path).await?;
+    let labels = match &table.column(label)?.values {
+        Values::Number(v) => v.clone(),
+        Values::Text(_) => bail!(
+            "data.label: column {label:?} is text; built-in trainers learn numbers (0/1 for classifiers)"
+        ),
+    };
+    let mut names = Vec::new();
+    let mut columns = Vec::new();
+    for c in &table.columns {
+        if c.name == label || data.exclude.contains(&c.name) {
+            continue;
+        }
+        match &c.values {
+            Values::Number(v) => {
+                names.push(c.name.clone());
+                columns.push(v);
+            }
+            Values::Text(_) => bail!(
+                "data: column {:?} is text; built-in trainers take numbers: add it to data.exclude or encode it",
+                c.name
+            ),
+        }
+    }
+    let mut features = Vec::with_capacity(table.rows * columns.len());
+    for r in 0..table.rows {
+        features.extend(columns.iter().map(|c| c[r]));
+    }
+    Dataset::new(names, features, labels).map_err(|e| anyhow!("data: {e}"))
+}
+
+pub async fn run(spec_path: &Path) -> Result<ExitCode> {
+    let spec: JobSpec = serde_json::from_slice(
+        &std::fs::read(spec_path).with_context(|| format!("reading {}", spec_path.display()))?,
+    )
+    .context("the job spec file is damaged")?;
+    let t = Tracking {
+        base: env("KEEL_SERVER")?.trim_end_matches('/').to_string(),
+        run_id: env("KEEL_RUN_ID")?,
+        http: reqwest::Client::new(),
+    };
+    let checkpoints = PathBuf::from(env("KEEL_CHECKPOINT_DIR")?);
+    std::fs::create_dir_all(&checkpoints)?;
+    let (params, fraction) = spec
+        .builtin_params()
+        .ok_or_else(|| anyhow!("the job's trainer is not built in"))?
+        .map_err(|e| anyhow!("params: {e}"))?;
+    let path = data_file(&spec, &t, &checkpoints.join("data")).await?;
+    let all = dataset(&spec, &path).await?;
+    let seed = spec.params.get("seed").and_then(Value::as_u64).unwrap_or(0);
+    let (train, validation) = if fraction > 0.0 {
+        let (train, valid) = all.split_validation(fraction, seed)?;
+        (train, Some(valid))
+    } else {
+        (all, None)
+    };
+    t.tags(&[
+        ("keel.dataset.path", path.to_string_lossy().into_owned()),
+        // The digest the catalog would give this data as a version.
+        ("keel.dataset.digest", keel_data::local_digest(&path)?.1),
+        (
+            "keel.dataset.rows",
+            (train.rows() + validation.as_ref().map_or(0, Dataset::rows)).to_string(),
+        ),
+        ("keel.seed", seed.to_string()),
+        ("keel.params", serde_json::to_string(&params)?),
+        (
+            "keel.platform",
+            format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
+        ),
+        ("keel.version", env!("CARGO_PKG_VERSION").to_string()),
+    ])
+    .await?;
+    let checkpoint_file = checkpoints.join("checkpoint.json");
+    let mut trainer = match std::fs::read_to_string(&checkpoint_file) {
+        Ok(text) => {
+            let c = Checkpoint::from_json(&text)?;
+            eprintln!(
+                "resuming from the checkpoint at iteration {}",
+                c.iteration()
+            );
+            Trainer::resume(c, &train, validation.as_ref())?
+        }
+        Err(_) => Trainer::new(params, &train, validation.as_ref())?,
+    };
+    let every = spec.checkpoint_every.unwrap_or(CHECKPOINT_EVERY).max(1) as usize;
+    while !trainer.is_done() {
+        let m = trainer.step()?;
+        t.log(m.iteration, &m.named()).await?;
+        if m.iteration % every == 0 {
+            keel_train::local::write_json_atomic(
+                &checkpoint_file,
+                &serde_json::from_str::<Value>(&trainer.checkpoint().to_json()?)?,
+            )?;
+        }
+    }
+    let iterations = trainer.iteration();
+    let model = trainer.finish()?;
+    let root = t.artifact_root().await?;
+    let onnx = model.to_onnx("X");
+    t.upload(&root, "model/model.onnx", onnx).await?;
+    t.upload(&root, "model/model.json", model.to_json()?.into_bytes())
+        .await?;
+    t.log(iterations, &[("iterations", iterations as f64)])
+        .await?;
+    if let Some(name) = &spec.register {
+        let _ = t
+            .post(
+                "/api/2.0/mlflow/registered-models/create",
+                json!({"name": name}),
+            )
+            .await;
+        let v = t
+            .post(
+                "/api/2.0/mlflow/model-versions/create",
+                json!({"name": name, "source": format!("runs:/{}/model", t.run_id), "run_id": t.run_id}),
+            )
+            .await?;
+        println!(
+            "registered {name} version {}",
+            v["model_version"]["version"].as_str().unwrap_or("?")
+        );
+    }
+    println!(
+        "trained {} in {iterations} iterations",
+        model.trainer_name()
+    );
+    Ok(ExitCode::SUCCESS)
+}
