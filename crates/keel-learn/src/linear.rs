@@ -281,6 +281,11 @@ impl<'a> LogisticTrainer<'a> {
         self.converged || self.iteration >= self.params.max_iter
     }
 
+    /// Sets the threads used from now on; results do not change.
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.max(1);
+    }
+
     /// Whether the Newton iterations met the tolerance (rather than
     /// running out of `max_iter`).
     pub fn converged(&self) -> bool {
@@ -572,6 +577,11 @@ impl<'a> RidgeTrainer<'a> {
 
     pub fn iteration(&self) -> usize {
         usize::from(self.model.is_some())
+    }
+
+    /// Sets the threads used from now on; results do not change.
+    pub fn set_threads(&mut self, threads: usize) {
+        self.params.threads = Some(threads.max(1));
     }
 
     /// Solves the normal equations.

@@ -215,6 +215,16 @@ impl<'a> Trainer<'a> {
         }
     }
 
+    /// Sets the threads used from now on (for a resumed run on another
+    /// machine); results do not change.
+    pub fn set_threads(&mut self, threads: usize) {
+        match self {
+            Trainer::Logistic(t) => t.set_threads(threads),
+            Trainer::Linear(t) => t.set_threads(threads),
+            Trainer::Gbdt(t) => t.set_threads(threads),
+        }
+    }
+
     pub fn checkpoint(&self) -> Checkpoint {
         match self {
             Trainer::Logistic(t) => Checkpoint::Logistic(t.checkpoint()),

@@ -18,8 +18,9 @@
 //! * Missing values (NaN) get their own bin after the value bins (index
 //!   `n_bins`), whose rows each split sends left or right by its learnt
 //!   default direction.
-//! * Bins are stored row-major as `u8` (so `max_bins` ≤ 255), one row's
-//!   bins in one cache line for the histogram loop.
+//! * Bins are stored as `u8` (so `max_bins` ≤ 255), twice: row-major, one
+//!   row's bins in one cache line for the histogram loop, and
+//!   feature-major, one feature's column contiguous for partitioning.
 //! * The bins are computed from at most [`SAMPLE_ROWS`] rows (all of them
 //!   when there are fewer; otherwise an evenly spaced subset), so binning is
 //!   deterministic and costs the same on huge datasets.
@@ -111,6 +112,19 @@ impl BinMapper {
         });
         bins
     }
+}
+
+/// Row-major bins (`rows × cols`) transposed to feature-major
+/// (`columns[f * rows + r]`), for partitioning rows by one feature.
+pub(crate) fn transpose(bins: &[u8], rows: usize, cols: usize) -> Vec<u8> {
+    let mut columns = vec![0u8; bins.len()];
+    for (r, row) in bins.chunks_exact(cols).enumerate() {
+        for (f, &b) in row.iter().enumerate() {
+            columns[f * rows + r] = b;
+        }
+    }
+    debug_assert_eq!(columns.len(), rows * cols);
+    columns
 }
 
 /// The thresholds of one feature from its non-missing values.

@@ -20,6 +20,8 @@
 //!   default is the child that received more rows (scikit-learn's rule), so
 //!   a value missing only at prediction time follows the majority. A split
 //!   may also separate the missing rows from all the others.
+//! * Histograms are kept for open leaves up to a memory budget
+//!   (256 MiB); past it a split's two children are both built from rows.
 //! * The work per split — histograms and split search — is spread over
 //!   threads by feature. Each feature's histogram is summed by one thread in
 //!   row order and the best split is the first feature (in index order) with
@@ -30,6 +32,12 @@ use super::tree::Tree;
 
 /// Histogram slots per feature: up to 255 value bins and the missing bin.
 pub(crate) const SLOTS: usize = 256;
+
+/// Memory for the histograms kept for the subtraction trick. Past it, a
+/// leaf keeps none and its children's histograms are both built from their
+/// rows (slower, equally deterministic: the budget depends only on the
+/// number of features).
+pub(crate) const HISTOGRAM_BUDGET_BYTES: usize = 256 << 20;
 
 /// Work (rows × features) below which a split is processed on one thread:
 /// spawning costs more than it saves.
@@ -118,9 +126,14 @@ pub(crate) struct Grower<'a> {
     /// Row-major bins: `bins[r * cols + f]`.
     pub bins: &'a [u8],
     pub cols: usize,
+    /// The same, feature-major: `columns[f * rows + r]`.
+    pub columns: &'a [u8],
+    pub rows: usize,
     pub mapper: &'a BinMapper,
     pub params: GrowParams,
     pub threads: usize,
+    /// [`HISTOGRAM_BUDGET_BYTES`] (smaller in tests).
+    pub histogram_budget: usize,
 }
 
 struct OpenLeaf {
@@ -170,6 +183,9 @@ impl Grower<'_> {
             best: None,
             hist: None,
         };
+        let hist_bytes = features.len() * SLOTS * std::mem::size_of::<[f64; 3]>();
+        let max_stored = (self.histogram_budget / hist_bytes.max(1)).max(2);
+        let mut stored = 0usize;
         if p.can_split(0, &root_sums) && p.max_leaves > 1 {
             let mut hist = take_buffer(&mut scratch.pool, features.len());
             let rows = std::mem::take(&mut scratch.indices);
@@ -185,6 +201,7 @@ impl Grower<'_> {
             scratch.indices = rows;
             root.best = best;
             root.hist = Some(hist);
+            stored = 1;
         }
         let mut open = vec![root];
         let mut closed: Vec<OpenLeaf> = Vec::new();
@@ -202,6 +219,9 @@ impl Grower<'_> {
             let Some((i, _)) = pick else { break };
             let mut leaf = open.remove(i);
             let Some(split) = leaf.best.take() else { break };
+            if leaf.hist.is_some() {
+                stored -= 1;
+            }
             let feature = features[split.pos];
             let nb = self.mapper.n_bins(feature);
             let rule = Rule {
@@ -269,7 +289,13 @@ impl Grower<'_> {
                         );
                         small.best = s;
                         large.best = l;
-                        large.hist = Some(parent);
+                        keep(
+                            &mut large.hist,
+                            parent,
+                            &mut stored,
+                            max_stored,
+                            &mut scratch.pool,
+                        );
                     }
                     (true, None) => {
                         let (s, _) = self.build_and_find(
@@ -293,11 +319,17 @@ impl Grower<'_> {
                             None,
                         );
                         large.best = l;
-                        large.hist = Some(large_hist);
+                        keep(
+                            &mut large.hist,
+                            large_hist,
+                            &mut stored,
+                            max_stored,
+                            &mut scratch.pool,
+                        );
                     }
                     (false, parent) => {
                         if let Some(parent) = parent {
-                            scratch.pool.push(parent);
+                            recycle(&mut scratch.pool, parent, max_stored);
                         }
                         let (s, _) = self.build_and_find(
                             features,
@@ -312,12 +344,18 @@ impl Grower<'_> {
                 }
                 scratch.indices = rows;
                 if small_splits {
-                    small.hist = Some(small_hist);
+                    keep(
+                        &mut small.hist,
+                        small_hist,
+                        &mut stored,
+                        max_stored,
+                        &mut scratch.pool,
+                    );
                 } else {
-                    scratch.pool.push(small_hist);
+                    recycle(&mut scratch.pool, small_hist, max_stored);
                 }
             } else if let Some(parent) = leaf.hist.take() {
-                scratch.pool.push(parent);
+                recycle(&mut scratch.pool, parent, max_stored);
             }
             for child in [left, right] {
                 if child.best.is_some() {
@@ -330,7 +368,7 @@ impl Grower<'_> {
         let mut leaves = Vec::with_capacity(open.len() + closed.len());
         for mut leaf in open.into_iter().chain(closed) {
             if let Some(h) = leaf.hist.take() {
-                scratch.pool.push(h);
+                recycle(&mut scratch.pool, h, max_stored);
             }
             let value = p.leaf_value(&leaf.sums);
             tree.set_value(leaf.node, value);
@@ -516,6 +554,29 @@ fn consider(best: &mut Option<Split>, candidate: Option<Split>) {
     }
 }
 
+/// Keeps a leaf's histogram if the budget allows; otherwise recycles it.
+fn keep(
+    slot: &mut Option<Vec<[f64; 3]>>,
+    hist: Vec<[f64; 3]>,
+    stored: &mut usize,
+    max_stored: usize,
+    pool: &mut Vec<Vec<[f64; 3]>>,
+) {
+    if *stored < max_stored {
+        *slot = Some(hist);
+        *stored += 1;
+    } else {
+        recycle(pool, hist, max_stored);
+    }
+}
+
+/// Returns a buffer to the pool, which never holds more than the budget.
+fn recycle(pool: &mut Vec<Vec<[f64; 3]>>, hist: Vec<[f64; 3]>, max_stored: usize) {
+    if pool.len() < max_stored {
+        pool.push(hist);
+    }
+}
+
 fn take_buffer(pool: &mut Vec<Vec<[f64; 3]>>, features: usize) -> Vec<[f64; 3]> {
     let len = features * SLOTS;
     let mut buf = pool.pop().unwrap_or_default();
@@ -540,7 +601,7 @@ struct Rule {
 }
 
 /// Leaves with at least this many rows are partitioned on several threads.
-const PARALLEL_MIN_PARTITION: usize = 1 << 16;
+const PARALLEL_MIN_PARTITION: usize = 1 << 15;
 
 impl Grower<'_> {
     /// Sums `ordered[k]` into the histograms of `feats` at the bins of row
@@ -623,11 +684,11 @@ impl Grower<'_> {
     fn partition_block(&self, rows: &mut [u32], tmp: &mut Vec<u32>, rule: Rule) -> usize {
         tmp.clear();
         tmp.resize(rows.len(), 0);
-        let cols = self.cols;
+        let column = &self.columns[rule.feature * self.rows..(rule.feature + 1) * self.rows];
         let (mut l, mut k) = (0, 0);
         for i in 0..rows.len() {
             let r = rows[i];
-            let b = self.bins[r as usize * cols + rule.feature];
+            let b = column[r as usize];
             let left = if b == rule.missing {
                 rule.default_left
             } else {
@@ -669,9 +730,12 @@ mod tests {
         let grower = |threads| Grower {
             bins: &column,
             cols: 1,
+            columns: &column,
+            rows: column.len(),
             mapper: &mapper,
             params: params(),
             threads,
+            histogram_budget: HISTOGRAM_BUDGET_BYTES,
         };
         let rule = |default_left| Rule {
             feature: 0,
@@ -694,9 +758,12 @@ mod tests {
             let g = Grower {
                 bins: &big,
                 cols: 1,
+                columns: &big,
+                rows: n,
                 mapper: &mapper,
                 params: params(),
                 threads,
+                histogram_budget: HISTOGRAM_BUDGET_BYTES,
             };
             let mut rows: Vec<u32> = (0..n as u32).collect();
             let l = g.partition(&mut rows, &mut Vec::new(), rule(true));
@@ -725,9 +792,12 @@ mod tests {
         let grower = Grower {
             bins: &column,
             cols: 1,
+            columns: &column,
+            rows: column.len(),
             mapper: &mapper,
             params: params(),
             threads: 1,
+            histogram_budget: HISTOGRAM_BUDGET_BYTES,
         };
         let mut scratch = Scratch {
             indices: (0..8).collect(),
@@ -761,9 +831,12 @@ mod tests {
         let grower = Grower {
             bins: &column,
             cols: 1,
+            columns: &column,
+            rows: column.len(),
             mapper: &mapper,
             params: params(),
             threads: 1,
+            histogram_budget: HISTOGRAM_BUDGET_BYTES,
         };
         let mut scratch = Scratch {
             indices: (0..4).collect(),
@@ -774,5 +847,50 @@ mod tests {
         assert!(!grown.tree.default_left[0]);
         assert_eq!(grown.tree.predict(&[3.0]), -1.0);
         assert_eq!(grown.tree.predict(&[f64::NAN]), 1.0);
+    }
+
+    #[test]
+    fn a_tight_histogram_budget_grows_the_same_splits() {
+        // 4 features, 600 rows, depth 5: with room for only 2 histograms
+        // most children are built from rows instead of by subtraction.
+        let rows = 600;
+        let cols = 4;
+        let mut rng = keel_stats::Rng::from_seed(5);
+        let bins: Vec<u8> = (0..rows * cols).map(|_| rng.below(20) as u8).collect();
+        let mapper = BinMapper {
+            thresholds: vec![(0..19).map(|t| t as f32 + 0.5).collect(); cols],
+        };
+        let columns = super::super::bins::transpose(&bins, rows, cols);
+        let gh: Vec<[f64; 2]> = bins
+            .chunks(cols)
+            .map(|r| [f64::from(r[0]) - 9.5 + 0.3 * f64::from(r[2]), 1.0])
+            .collect();
+        let grow = |budget| {
+            let g = Grower {
+                bins: &bins,
+                cols,
+                columns: &columns,
+                rows,
+                mapper: &mapper,
+                params: GrowParams {
+                    max_depth: 5,
+                    min_data_in_leaf: 5.0,
+                    ..params()
+                },
+                threads: 1,
+                histogram_budget: budget,
+            };
+            let mut scratch = Scratch {
+                indices: (0..rows as u32).collect(),
+                ..Scratch::default()
+            };
+            g.grow(&mut scratch, &[0, 1, 2, 3], &gh).tree
+        };
+        let roomy = grow(HISTOGRAM_BUDGET_BYTES);
+        let tight = grow(1);
+        assert!(roomy.len() > 20, "{}", roomy.len());
+        assert_eq!(roomy.feature, tight.feature);
+        assert_eq!(roomy.threshold, tight.threshold);
+        assert_eq!(roomy.left, tight.left);
     }
 }

@@ -193,6 +193,12 @@ impl GbdtModel {
 
     /// Checks the trees' structure (for models read from JSON).
     pub(crate) fn check(&self) -> Result<()> {
+        if self.trees.is_empty() {
+            return Err(LearnError::Shape {
+                field: "trees",
+                message: "a model needs at least one tree".into(),
+            });
+        }
         let n = self.feature_names.len();
         for (i, t) in self.trees.iter().enumerate() {
             t.check(n).map_err(|message| LearnError::Shape {
@@ -240,6 +246,8 @@ pub struct GbdtTrainer<'a> {
     mapper: BinMapper,
     /// Row-major bins of the training set.
     bins: Vec<u8>,
+    /// Feature-major bins of the training set.
+    columns: Vec<u8>,
     base_score: f32,
     trees: Vec<Tree>,
     rng: Rng,
@@ -313,22 +321,25 @@ impl<'a> GbdtTrainer<'a> {
                 ),
             });
         }
-        let model = GbdtModel {
-            objective: cp.params.objective,
-            feature_names: cp.feature_names.clone(),
-            base_score: cp.base_score,
-            trees: cp.trees,
-        };
-        model.check().map_err(|e| LearnError::Checkpoint {
-            field: "trees",
-            message: e.to_string(),
-        })?;
+        for (i, tree) in cp.trees.iter().enumerate() {
+            tree.check(train.cols())
+                .map_err(|message| LearnError::Checkpoint {
+                    field: "trees",
+                    message: format!("tree {i}: {message}"),
+                })?;
+        }
+        if !cp.base_score.is_finite() {
+            return Err(LearnError::Checkpoint {
+                field: "base_score",
+                message: format!("must be finite, got {}", cp.base_score),
+            });
+        }
         let mut t = Self::start(
             cp.params,
             train,
             validation,
             cp.base_score,
-            model.trees,
+            cp.trees,
             cp.rng,
         );
         t.best_valid_loss = cp.best_valid_loss;
@@ -348,11 +359,13 @@ impl<'a> GbdtTrainer<'a> {
         let threads = resolve_threads(params.threads);
         let mapper = BinMapper::fit(train, params.max_bins, threads);
         let bins = mapper.bin_all(train, threads);
+        let columns = bins::transpose(&bins, train.rows(), train.cols());
         let n = train.rows();
         let mut t = GbdtTrainer {
             threads,
             mapper,
             bins,
+            columns,
             base_score,
             rng,
             scores: Vec::new(),
@@ -406,7 +419,10 @@ impl<'a> GbdtTrainer<'a> {
             &mut self.gh,
             self.threads,
             |start, s, gh| {
+                // Log loss: max(s, 0) − y·s + ln(1 + e^−|s|), the last
+                // term summed as a product (one logarithm per chunk).
                 let mut loss = 0.0;
+                let mut ln_terms = metrics::LnSum::new();
                 for (k, (s, gh)) in s.iter_mut().zip(gh.iter_mut()).enumerate() {
                     let r = start + k;
                     *s += delta[r];
@@ -419,7 +435,8 @@ impl<'a> GbdtTrainer<'a> {
                             } else {
                                 e / (1.0 + e)
                             };
-                            loss += s.max(0.0) - y * *s + e.ln_1p();
+                            loss += s.max(0.0) - y * *s;
+                            ln_terms.add_ln(1.0 + e);
                             *gh = [p - y, p * (1.0 - p)];
                         }
                         Objective::Regression => {
@@ -429,7 +446,7 @@ impl<'a> GbdtTrainer<'a> {
                         }
                     }
                 }
-                loss
+                loss + ln_terms.value()
             },
         );
         parts.into_iter().sum::<f64>() / self.train.rows() as f64
@@ -494,9 +511,12 @@ impl<'a> GbdtTrainer<'a> {
         let grower = Grower {
             bins: &self.bins,
             cols: d,
+            columns: &self.columns,
+            rows: n,
             mapper: &self.mapper,
             params: self.params.grow_params(),
             threads: self.threads,
+            histogram_budget: grow::HISTOGRAM_BUDGET_BYTES,
         };
         let grown = grower.grow(&mut self.scratch, &features, &self.gh);
         for &(begin, end, value) in &grown.leaves {
