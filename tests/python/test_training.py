@@ -221,9 +221,12 @@ def test_a_grid_sweep_runs_one_child_per_combination(server):
     assert outputs == [10, 20, 20, 40]
 
 
-def test_contending_tenants_get_their_weighted_shares(server):
-    for tenant, weight in (("t1", 1), ("t2", 2), ("t3", 3)):
-        r = requests.put(f"{server.uri}/v1/train/tenants/{tenant}", json={"weight": weight}, timeout=30)
+def test_contending_tenants_get_their_weighted_shares_within_quotas(server):
+    # Six CPUs; t3 would get half by weight but its quota caps it at two,
+    # and the four left are shared 1:2 between t1 and t2.
+    policies = {"t1": {"weight": 1}, "t2": {"weight": 2}, "t3": {"weight": 3, "max_cpus": 2}}
+    for tenant, policy in policies.items():
+        r = requests.put(f"{server.uri}/v1/train/tenants/{tenant}", json=policy, timeout=30)
         assert r.status_code == 200
     ids = {}
     for _ in range(24):
@@ -233,7 +236,7 @@ def test_contending_tenants_get_their_weighted_shares(server):
             ids.setdefault(tenant, []).append(r.json()["job"]["id"])
     # While every tenant still has a backlog, sample who runs.
     samples = {"t1": 0.0, "t2": 0.0, "t3": 0.0}
-    n = 0
+    n, max_t3 = 0, 0.0
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         s = requests.get(f"{server.uri}/v1/train/scheduler", timeout=30).json()
@@ -242,13 +245,15 @@ def test_contending_tenants_get_their_weighted_shares(server):
             break
         for t in samples:
             samples[t] += tenants[t]["running_cpus"]
+        max_t3 = max(max_t3, tenants["t3"]["running_cpus"])
         n += 1
         time.sleep(0.1)
     assert n >= 10, "the tenants were backlogged long enough to sample"
     total = sum(samples.values())
     shares = {t: v / total for t, v in samples.items()}
-    for t, w in (("t1", 1), ("t2", 2), ("t3", 3)):
-        assert shares[t] == pytest.approx(w / 6, abs=0.06), shares
+    for t, want in (("t1", 4 / 18), ("t2", 8 / 18), ("t3", 2 / 6)):
+        assert shares[t] == pytest.approx(want, abs=0.06), shares
+    assert max_t3 <= 2, "the quota held"
     for t in ids:
         for i in ids[t]:
             wait(server, i)
@@ -480,3 +485,40 @@ def test_a_training_run_is_reproduced_from_its_id(server, churn_parquet):
     assert bad.status_code == 400, bad.text
     problem = bad.json()["error"]["problems"][0]
     assert problem["path"] == "params" and "unknown field `n_estimator`" in problem["message"]
+
+
+RETRAIN = """\
+lifecycle: {name}
+initial: training
+states:
+  training:
+    action: {{train: {{job: {name}-job, tenant: growth, command: "{command}"}}}}
+    on: {{action_succeeded: waiting, action_failed: failed}}
+  waiting:
+    on: {{job_succeeded: trained, job_failed: failed}}
+  trained: {{terminal: true}}
+  failed: {{terminal: true}}
+"""
+
+
+def test_a_lifecycle_state_trains_and_moves_on_the_jobs_end(server):
+    for name, command in (("retrain-ok", "echo trained"), ("retrain-bad", "exit 4")):
+        r = requests.post(f"{server.uri}/v1/lifecycles", data=RETRAIN.format(name=name, command=command), timeout=30)
+        assert r.status_code in (200, 201), r.text
+        r = requests.post(f"{server.uri}/v1/lifecycles/{name}/instances", json={"key": "m1"}, timeout=30)
+        assert r.status_code in (200, 201), r.text
+    states = {}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        states = {n: requests.get(f"{server.uri}/v1/lifecycles/{n}/instances/m1", timeout=10).json()["state"]
+                  for n in ("retrain-ok", "retrain-bad")}
+        if states == {"retrain-ok": "trained", "retrain-bad": "failed"}:
+            break
+        time.sleep(0.2)
+    assert states == {"retrain-ok": "trained", "retrain-bad": "failed"}
+    history = requests.get(f"{server.uri}/v1/lifecycles/retrain-ok/history/m1", timeout=10).json()
+    text = json.dumps(history)
+    assert "job_succeeded" in text and "retrain-ok-job" in text, history
+    jobs = requests.get(f"{server.uri}/v1/train/jobs", params={"tenant": "growth"}, timeout=30).json()["jobs"]
+    bad = [j for j in jobs if j["name"] == "retrain-bad-job"][0]
+    assert bad["state"] == "failed" and bad["spec"]["notify"] == {"lifecycle": "retrain-bad", "key": "m1"}

@@ -14,6 +14,7 @@ mod output;
 mod serve_cmd;
 mod test_cmd;
 mod tracking_cmd;
+mod train_action;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -311,6 +312,7 @@ pub async fn open_tracking(settings: &Settings) -> Result<(Tracking, ArtifactSto
 pub async fn open_lifecycle(
     settings: &Settings,
     owner: bool,
+    extra_actions: Vec<std::sync::Arc<dyn keel_lifecycle::actions::Action>>,
 ) -> Result<keel_lifecycle::Lifecycles> {
     if let Some(url) = settings
         .database_url
@@ -336,6 +338,9 @@ pub async fn open_lifecycle(
         let mut options = keel_lifecycle::cluster::ClusterOptions::new(node);
         options.owner = owner;
         options.runtime = tokio::runtime::Handle::try_current().ok();
+        for a in &extra_actions {
+            options.actions.register(a.clone());
+        }
         if let Ok(lease) = std::env::var("KEEL_LIFECYCLE_LEASE") {
             options.lease = keel_lifecycle::duration::parse_duration(&lease)
                 .map_err(|e| output::UsageError(format!("KEEL_LIFECYCLE_LEASE: {e}")))?;
@@ -350,6 +355,9 @@ pub async fn open_lifecycle(
     options.background = owner;
     options.runtime = tokio::runtime::Handle::try_current().ok();
     options.fsync = settings.lifecycle_fsync;
+    for a in extra_actions {
+        options.actions.register(a);
+    }
     let engine = keel_lifecycle::Engine::open(options)
         .with_context(|| format!("cannot open the lifecycle engine in {}", dir.display()))?;
     Ok(keel_lifecycle::Lifecycles::Embedded(engine))
@@ -402,7 +410,7 @@ async fn open_model_repository(
 
 /// The application state for a command answered in this process.
 pub async fn local_state(settings: &Settings) -> Result<AppState> {
-    let engine = open_lifecycle(settings, false)
+    let engine = open_lifecycle(settings, false, train_actions(None))
         .await
         .map_err(|e| output::UsageError(format!("{e:#}")))?;
     let (tracking, artifacts) = open_tracking(settings).await?;
@@ -429,7 +437,8 @@ async fn serve(
     let port = port.unwrap_or(settings.port);
     let (tracking, artifacts) = open_tracking(settings).await?;
     let metadata = tracking.db().display_url();
-    let engine = open_lifecycle(settings, true).await?;
+    let training_cell = std::sync::Arc::new(std::sync::OnceLock::new());
+    let engine = open_lifecycle(settings, true, train_actions(Some(training_cell.clone()))).await?;
     let registry = keel_registry::Registry::new(tracking.db().clone());
     let lineage = keel_lineage::Lineage::new(tracking.db().clone());
     let catalog = keel_data::Catalog::new(tracking.db().clone(), artifacts.clone());
@@ -459,7 +468,8 @@ async fn serve(
         format!("cannot listen on {addr}; is another server using the port? Try --port")
     })?;
     let bound = listener.local_addr()?;
-    let training = open_training(settings, &tracking, &artifacts, bound).await?;
+    let training = open_training(settings, &tracking, &artifacts, bound, engine.clone()).await?;
+    let _ = training_cell.set(training.clone());
     let train_loop = tokio::spawn(training.clone().run());
     let state = AppState::new(tracking.clone(), artifacts.clone())
         .with_experiments(std::sync::Arc::new(experiments))
@@ -558,6 +568,7 @@ async fn open_training(
     tracking: &Tracking,
     artifacts: &ArtifactStore,
     bound: SocketAddr,
+    engine: keel_lifecycle::Lifecycles,
 ) -> Result<keel_train::Training> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let number = |name: &str, default: f64| -> Result<f64> {
@@ -601,6 +612,24 @@ async fn open_training(
             10_000.0,
         )? as u64),
         ray_address: env("KEEL_RAY_ADDRESS"),
+        on_end: Some(std::sync::Arc::new(move |lifecycle, key, event, data| {
+            let engine = engine.clone();
+            Box::pin(async move {
+                let id = data["job_id"].clone();
+                let request = keel_lifecycle::SendRequest {
+                    event: event.to_string(),
+                    target: keel_lifecycle::Target::Key {
+                        lifecycle: Some(lifecycle.clone()),
+                        key: key.clone(),
+                    },
+                    data,
+                    idempotency_key: Some(format!("train-job-{id}-{event}")),
+                };
+                if let Err(e) = engine.send(request).await {
+                    tracing::warn!(%lifecycle, %key, error = %e, "job end not sent to the lifecycle");
+                }
+            })
+        })),
     };
     keel_train::Training::open(
         keel_train::store::JobStore::new(tracking.db().clone()),
@@ -618,6 +647,16 @@ fn total_memory() -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// The `train` lifecycle action, bound to the training service once it
+/// runs (command-line tools get one that says it is not running).
+fn train_actions(
+    training: Option<std::sync::Arc<std::sync::OnceLock<keel_train::Training>>>,
+) -> Vec<std::sync::Arc<dyn keel_lifecycle::actions::Action>> {
+    vec![std::sync::Arc::new(train_action::TrainAction {
+        training: training.unwrap_or_default(),
+    })]
 }
 
 /// How often due retraining schedules are looked for

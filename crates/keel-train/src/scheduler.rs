@@ -3,9 +3,12 @@
 //!
 //! - **Weighted fair share between tenants** (dominant resource fairness
 //!   over CPUs and memory): the next job comes from the tenant whose
-//!   dominant share of what is running, divided by its weight, is lowest;
-//!   ties go to the oldest submission. Tenants that stay backlogged
-//!   converge to running in proportion to their weights.
+//!   dominant share of what is running, divided by its weight, is lowest.
+//!   Ties — frequent when jobs are whole CPUs on a few CPUs — go to the
+//!   tenant that has used the least CPU time per weight so far (then to the
+//!   oldest submission), so that shares which whole jobs cannot split
+//!   exactly (4 CPUs at 1:2) are met on average over time. Tenants that
+//!   stay backlogged converge to their weights.
 //! - **Within a tenant**: higher priority first, then submission order.
 //! - **Quotas**: a tenant never runs more than its `max_cpus` or
 //!   `max_jobs` at once, nor starts a job once its monthly budget is spent.
@@ -124,6 +127,8 @@ pub struct Queued {
 struct Running {
     cpus: f64,
     memory_bytes: u64,
+    /// When it started (ms), as far as the scheduler knows.
+    since_ms: i64,
 }
 
 #[derive(Debug, Default)]
@@ -134,9 +139,21 @@ struct Tenant {
     running_cpus: f64,
     running_memory: u64,
     over_budget: bool,
+    /// CPU-milliseconds of its finished jobs.
+    used_cpu_ms: f64,
 }
 
 impl Tenant {
+    /// CPU time used per weight, running jobs counted up to `now_ms`.
+    fn usage_per_weight(&self, now_ms: i64) -> f64 {
+        let running: f64 = self
+            .running
+            .values()
+            .map(|r| r.cpus * (now_ms - r.since_ms).max(0) as f64)
+            .sum();
+        (self.used_cpu_ms + running) / self.policy.weight
+    }
+
     /// The first job in priority order that may start at `now`.
     fn head(&self, now_ms: i64) -> Option<&Queued> {
         self.queue.values().find(|q| q.not_before_ms <= now_ms)
@@ -245,13 +262,27 @@ impl Scheduler {
         }
     }
 
-    /// Records a job as running without choosing it (recovered after a
-    /// restart).
-    pub fn mark_running(&mut self, id: JobId, tenant: &str, cpus: f64, memory_bytes: u64) {
+    /// Records a job as running since `now_ms` without choosing it
+    /// (recovered after a restart).
+    pub fn mark_running(
+        &mut self,
+        id: JobId,
+        tenant: &str,
+        cpus: f64,
+        memory_bytes: u64,
+        now_ms: i64,
+    ) {
         self.owner.insert(id, tenant.to_string());
         let t = self.tenant(tenant);
         if t.running
-            .insert(id, Running { cpus, memory_bytes })
+            .insert(
+                id,
+                Running {
+                    cpus,
+                    memory_bytes,
+                    since_ms: now_ms,
+                },
+            )
             .is_none()
         {
             t.running_cpus += cpus;
@@ -261,8 +292,9 @@ impl Scheduler {
         }
     }
 
-    /// Frees a running job's resources; false if it was not running.
-    pub fn finish(&mut self, id: JobId) -> bool {
+    /// Frees a running job's resources at `now_ms`, counting its CPU time
+    /// to its tenant; false if it was not running.
+    pub fn finish(&mut self, id: JobId, now_ms: i64) -> bool {
         let Some(tenant) = self.owner.get(&id).cloned() else {
             return false;
         };
@@ -272,6 +304,7 @@ impl Scheduler {
         };
         t.running_cpus = (t.running_cpus - r.cpus).max(0.0);
         t.running_memory = t.running_memory.saturating_sub(r.memory_bytes);
+        t.used_cpu_ms += r.cpus * (now_ms - r.since_ms).max(0) as f64;
         self.used_cpus = (self.used_cpus - r.cpus).max(0.0);
         self.used_memory = self.used_memory.saturating_sub(r.memory_bytes);
         self.owner.remove(&id);
@@ -287,24 +320,30 @@ impl Scheduler {
     /// The next job to start at `now_ms`, taken off the queue and counted
     /// as running; `None` when nothing may start now.
     pub fn next(&mut self, now_ms: i64) -> Option<Queued> {
-        let mut best: Option<(f64, i64, &str)> = None;
+        let mut best: Option<(f64, f64, i64, &str)> = None;
         for (name, t) in &self.tenants {
             let Some(head) = t.head(now_ms) else { continue };
             if !t.quota_allows(head) {
                 continue;
             }
-            let key = (self.weighted_share(t), head.seq);
+            let key = (self.weighted_share(t), t.usage_per_weight(now_ms), head.seq);
             let better = match best {
                 None => true,
-                Some((share, seq, _)) => {
-                    key.0 < share - 1e-12 || ((key.0 - share).abs() <= 1e-12 && key.1 < seq)
+                Some((share, used, seq, _)) => {
+                    if (key.0 - share).abs() > 1e-12 {
+                        key.0 < share
+                    } else if (key.1 - used).abs() > 1e-9 * used.abs().max(1.0) {
+                        key.1 < used
+                    } else {
+                        key.2 < seq
+                    }
                 }
             };
             if better {
-                best = Some((key.0, key.1, name));
+                best = Some((key.0, key.1, key.2, name));
             }
         }
-        let (_, _, name) = best?;
+        let (_, _, _, name) = best?;
         let name = name.to_string();
         let free_cpus = self.capacity.cpus - self.used_cpus;
         let free_memory = self.capacity.memory_bytes.saturating_sub(self.used_memory);
@@ -316,7 +355,7 @@ impl Scheduler {
         }
         let key = (Reverse(head.priority), head.seq);
         let job = t.queue.remove(&key)?;
-        self.mark_running(job.id, &name, job.cpus, job.memory_bytes);
+        self.mark_running(job.id, &name, job.cpus, job.memory_bytes, now_ms);
         Some(job)
     }
 
@@ -430,16 +469,49 @@ mod tests {
     fn simulate(s: &mut Scheduler, rounds: usize) -> HashMap<String, f64> {
         let mut got: HashMap<String, f64> = HashMap::new();
         let mut running: Vec<JobId> = Vec::new();
-        for _ in 0..rounds {
-            while let Some(j) = s.next(0) {
+        for round in 0..rounds as i64 {
+            while let Some(j) = s.next(round * 1000) {
                 running.push(j.id);
                 *got.entry(j.tenant.clone()).or_default() += j.cpus;
             }
             for id in running.drain(..) {
-                s.finish(id);
+                s.finish(id, (round + 1) * 1000);
             }
         }
         got
+    }
+
+    #[test]
+    fn shares_whole_jobs_cannot_split_are_met_over_time() {
+        // Six CPUs; c is capped at 2 by its quota, and a and b share the
+        // other four 1:2, which whole jobs can only do on average.
+        let mut s = Scheduler::new(Capacity {
+            cpus: 6.0,
+            memory_bytes: 64 * GIB,
+        });
+        s.set_policy("a", policy(1.0));
+        s.set_policy("b", policy(2.0));
+        s.set_policy(
+            "c",
+            TenantPolicy {
+                weight: 3.0,
+                max_cpus: Some(2.0),
+                ..TenantPolicy::default()
+            },
+        );
+        let mut id = 0;
+        for _ in 0..1000 {
+            for t in ["a", "b", "c"] {
+                id += 1;
+                s.enqueue(job(id, t, 1.0));
+            }
+        }
+        let got = simulate(&mut s, 150);
+        let total: f64 = got.values().sum();
+        for (t, want) in [("a", 4.0 / 18.0), ("b", 8.0 / 18.0), ("c", 6.0 / 18.0)] {
+            let share = got[t] / total;
+            assert!((share - want).abs() < 0.01, "{t}: {share} (want {want})");
+        }
     }
 
     #[test]
@@ -495,7 +567,7 @@ mod tests {
         assert_eq!(started.len(), 7, "2 CPUs for small, 6 for big");
         s.set_over_budget("big", true);
         for j in &started {
-            s.finish(j.id);
+            s.finish(j.id, 0);
         }
         let next: Vec<_> = std::iter::from_fn(|| s.next(0)).collect();
         assert!(next.iter().all(|j| j.tenant == "small") && next.len() == 1);
@@ -524,8 +596,8 @@ mod tests {
         assert_eq!(s.next(0), None, "job 3 backs off until t=1000");
         assert_eq!(s.next_wakeup(0), Some(1000));
         assert_eq!(s.next(1000).map(|j| j.id), Some(3));
-        assert!(s.finish(1) && s.finish(2) && s.finish(3));
-        assert!(!s.finish(3));
+        assert!(s.finish(1, 0) && s.finish(2, 0) && s.finish(3, 0));
+        assert!(!s.finish(3, 0));
 
         // A 4-CPU job of the tenant with the lowest share is not starved
         // by a stream of 1-CPU jobs of another tenant.
@@ -534,13 +606,13 @@ mod tests {
         assert_eq!(s.next(0).map(|j| j.id), Some(10));
         s.enqueue(job(20, "wide", 4.0));
         assert_eq!(s.next(0), None, "held for the 4-CPU job");
-        s.finish(10);
+        s.finish(10, 0);
         // Both tenants run nothing: the older submission goes first, then
         // the wide job holds the capacity again.
         assert_eq!(s.next(0).map(|j| j.id), Some(11));
         s.enqueue(job(30, "other", 1.0));
         assert_eq!(s.next(0), None);
-        s.finish(11);
+        s.finish(11, 0);
         assert_eq!(s.next(0).map(|j| j.id), Some(20));
         assert!(!s.fits_at_all(5.0, GIB) && s.fits_at_all(4.0, GIB));
     }

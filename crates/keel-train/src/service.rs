@@ -31,7 +31,7 @@ use crate::store::{Job, JobState, JobStore, LedgerEntry, NewJob, Outcome, Prices
 type Result<T> = std::result::Result<T, TrainError>;
 
 /// How the service runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TrainingConfig {
     /// Where jobs' directories live (`DATA/jobs`).
     pub jobs_dir: PathBuf,
@@ -48,7 +48,22 @@ pub struct TrainingConfig {
     pub retry_backoff: Duration,
     /// A Ray cluster's Jobs API (`http://HEAD:8265`) for `executor: ray`.
     pub ray_address: Option<String>,
+    /// Called when a job whose spec has `notify:` ends (a sweep: when all
+    /// its children have), with `job_succeeded` or `job_failed`.
+    pub on_end: Option<OnEnd>,
 }
+
+/// Where a job's end is reported: `(lifecycle, key, event, data)`.
+pub type OnEnd = Arc<
+    dyn Fn(
+            String,
+            String,
+            &'static str,
+            Value,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// Most bytes of code a job may bring (`code:`).
 pub const MAX_CODE_BYTES: u64 = 256 << 20;
@@ -131,6 +146,7 @@ impl Training {
                         &job.tenant,
                         job.cpus,
                         job.memory_bytes,
+                        job.started_at.unwrap_or_else(now_millis),
                     );
                     let t = training.clone();
                     tokio::spawn(async move { t.reattach(job).await });
@@ -222,6 +238,7 @@ impl Training {
             for (i, params) in children.into_iter().enumerate() {
                 let mut child = spec.clone();
                 child.sweep = None;
+                child.notify = None;
                 child.params = params;
                 child.job = format!("{}-{}", spec.job, i + 1);
                 child.experiment = Some(spec.experiment_name().to_string());
@@ -292,10 +309,17 @@ impl Training {
                 }
             }
         }
-        if job.state == JobState::Sweep {
-            self.inner.store.close_sweep(id).await?;
+        if job.state == JobState::Sweep
+            && let Some(closed) = self.inner.store.close_sweep(id).await?
+        {
+            self.ended(&closed).await;
         }
-        self.inner.store.get(id).await
+        let now = self.inner.store.get(id).await?;
+        if job.state != JobState::Sweep && now.state == JobState::Cancelled && now.parent.is_none()
+        {
+            self.ended(&now).await;
+        }
+        Ok(now)
     }
 
     /// Sets a tenant's policy; it applies to the next decision.
@@ -717,13 +741,35 @@ impl Training {
             }
         }
         if requeue && job.state == JobState::Queued {
-            self.lock().scheduler.finish(job.id);
+            self.lock().scheduler.finish(job.id, now_millis());
             self.lock().scheduler.enqueue(queued(&job));
         }
-        if let Some(parent) = job.parent {
-            self.inner.store.close_sweep(parent).await?;
+        if job.state.is_final() {
+            self.ended(&job).await;
+        }
+        if let Some(parent) = job.parent
+            && let Some(closed) = self.inner.store.close_sweep(parent).await?
+        {
+            self.ended(&closed).await;
         }
         Ok(())
+    }
+
+    /// Tells the job's lifecycle instance (`notify:`) that it ended.
+    async fn ended(&self, job: &Job) {
+        let (Some(n), Some(on_end)) = (&job.spec.notify, &self.inner.config.on_end) else {
+            return;
+        };
+        let event = if job.state == JobState::Succeeded {
+            "job_succeeded"
+        } else {
+            "job_failed"
+        };
+        let data = json!({
+            "job_id": job.id, "job": job.name, "state": job.state, "run_id": job.run_id,
+            "attempts": job.attempts, "message": job.message, "result": job.result,
+        });
+        on_end(n.lifecycle.clone(), n.key.clone(), event, data).await;
     }
 
     fn failed(&self, job: &Job, attempt: u32) -> Outcome {
@@ -742,7 +788,7 @@ impl Training {
 
     /// Frees a job's capacity and wakes the loop.
     async fn release(&self, id: i64) {
-        self.lock().scheduler.finish(id);
+        self.lock().scheduler.finish(id, now_millis());
         self.inner.wake.notify_one();
     }
 

@@ -166,6 +166,17 @@ pub struct JobSpec {
     /// this registered model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub register: Option<String>,
+    /// When the job ends, send `job_succeeded` or `job_failed` to this
+    /// lifecycle instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Notify>,
+}
+
+/// A lifecycle instance told when a job ends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notify {
+    pub lifecycle: String,
+    pub key: String,
 }
 
 /// One problem in a spec.
@@ -203,7 +214,7 @@ pub struct SpecError {
     pub problems: Vec<Problem>,
 }
 
-const KEYS: [&str; 17] = [
+const KEYS: [&str; 18] = [
     "job",
     "tenant",
     "trainer",
@@ -221,6 +232,7 @@ const KEYS: [&str; 17] = [
     "experiment",
     "checkpoint_every",
     "register",
+    "notify",
 ];
 
 /// Most child jobs one sweep may create.
@@ -555,6 +567,7 @@ impl Reader {
                     experiment: None,
                     checkpoint_every: None,
                     register: None,
+                    notify: None,
                 };
                 sets = probe.sweep_params();
             }
@@ -646,6 +659,10 @@ impl Reader {
             Some((_, n)) => self.name(n, "register").map(Some),
             None => Some(None),
         };
+        let notify = match get("notify") {
+            Some((_, n)) => self.notify(n).map(Some),
+            None => Some(None),
+        };
         if let (Some(Trainer::Command(_)), Some((_, n))) = (&trainer, get("checkpoint_every")) {
             self.problem(
                 n.span,
@@ -670,6 +687,30 @@ impl Reader {
             experiment,
             checkpoint_every: checkpoint_every?,
             register: register?,
+            notify: notify?,
+        })
+    }
+
+    fn notify(&mut self, node: &Node) -> Option<Notify> {
+        let entries = self.mapping(node, "notify", &["lifecycle", "key"])?;
+        let get = |key: &str| entries.iter().find(|(k, _)| k.as_str() == Some(key));
+        let lifecycle = match get("lifecycle") {
+            Some((_, v)) => self.string(v, "notify.lifecycle"),
+            None => {
+                self.problem(node.span, "notify.lifecycle", "missing");
+                None
+            }
+        };
+        let key = match get("key") {
+            Some((_, v)) => self.string(v, "notify.key"),
+            None => {
+                self.problem(node.span, "notify.key", "missing");
+                None
+            }
+        };
+        Some(Notify {
+            lifecycle: lifecycle?,
+            key: key?,
         })
     }
 
@@ -1043,6 +1084,12 @@ impl JobSpec {
         if let Some(c) = self.checkpoint_every {
             m.insert("checkpoint_every".into(), Value::from(c));
         }
+        if let Some(n) = &self.notify {
+            m.insert(
+                "notify".into(),
+                serde_json::json!({"lifecycle": n.lifecycle, "key": n.key}),
+            );
+        }
         Value::Object(m)
     }
 
@@ -1226,6 +1273,22 @@ colour: red
         )
         .unwrap();
         assert_eq!(parse(&r.to_source().to_string()).unwrap(), r);
+        let n =
+            parse("job: n\ntenant: t\ncommand: x\nnotify: {lifecycle: churn, key: v7}\n").unwrap();
+        assert_eq!(
+            n.notify,
+            Some(Notify {
+                lifecycle: "churn".into(),
+                key: "v7".into()
+            })
+        );
+        assert_eq!(parse(&n.to_source().to_string()).unwrap(), n);
+        assert!(
+            parse("job: n\ntenant: t\ncommand: x\nnotify: {lifecycle: churn}\n")
+                .unwrap_err()
+                .to_string()
+                .contains("notify.key: missing")
+        );
         assert_eq!(parse(&s.to_source().to_string()).unwrap(), s);
         let sets = r.sweep_params();
         assert_eq!(sets.len(), 20);
