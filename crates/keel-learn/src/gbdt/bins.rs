@@ -224,4 +224,37 @@ mod tests {
         assert_eq!(m.bin(0, 1e300), 1);
         assert_eq!(m.bin(0, -0.0), 0);
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Thresholds increase strictly, there are at most `max_bins` bins,
+        /// "bin ≤ k" is "x ≤ thresholds[k]", and few distinct values each
+        /// get a bin of their own.
+        #[test]
+        fn binning_invariants(
+            values in proptest::collection::vec(
+                prop_oneof![(-50i32..50).prop_map(|v| f64::from(v) / 4.0), -1e6f64..1e6],
+                1..400,
+            ),
+            max_bins in 2usize..=255,
+        ) {
+            let t = feature_thresholds(values.iter().map(|&v| to_f32(v)).collect(), max_bins);
+            prop_assert!(t.len() < max_bins);
+            prop_assert!(t.windows(2).all(|w| w[0] < w[1]));
+            let m = BinMapper { thresholds: vec![t.clone()] };
+            for &v in &values {
+                let b = usize::from(m.bin(0, v));
+                for (k, &th) in t.iter().enumerate() {
+                    prop_assert_eq!(b <= k, to_f32(v) <= th);
+                }
+            }
+            let mut distinct: Vec<f32> = values.iter().map(|&v| to_f32(v)).collect();
+            distinct.sort_by(f32::total_cmp);
+            distinct.dedup();
+            if distinct.len() <= max_bins {
+                prop_assert_eq!(t.len() + 1, distinct.len());
+            }
+        }
+    }
 }
