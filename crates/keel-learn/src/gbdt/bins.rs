@@ -8,8 +8,8 @@
 //!   split threshold is an `f32` and a model predicts the same from its
 //!   JSON and from its ONNX export.
 //! * Bin `k` holds the values `thresholds[k−1] < x ≤ thresholds[k]`
-//!   (`thresholds` strictly increasing, one fewer than the bins), so "bin
-//!   ≤ k" is exactly "x ≤ thresholds[k]".
+//!   (`thresholds` strictly increasing, one fewer than the bins), so
+//!   `bin ≤ k` is exactly `x ≤ thresholds[k]`.
 //! * If a feature has at most `max_bins` distinct values, each gets its own
 //!   bin; otherwise bins are cut greedily to hold equal numbers of rows
 //!   (the target recomputed after every cut, so a frequent value fills a bin
@@ -21,7 +21,7 @@
 //! * Bins are stored as `u8` (so `max_bins` ≤ 255), twice: row-major, one
 //!   row's bins in one cache line for the histogram loop, and
 //!   feature-major, one feature's column contiguous for partitioning.
-//! * The bins are computed from at most [`SAMPLE_ROWS`] rows (all of them
+//! * The bins are computed from at most 200,000 rows (all of them
 //!   when there are fewer; otherwise an evenly spaced subset), so binning is
 //!   deterministic and costs the same on huge datasets.
 
