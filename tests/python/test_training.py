@@ -522,3 +522,38 @@ def test_a_lifecycle_state_trains_and_moves_on_the_jobs_end(server):
     jobs = requests.get(f"{server.uri}/v1/train/jobs", params={"tenant": "growth"}, timeout=30).json()["jobs"]
     bad = [j for j in jobs if j["name"] == "retrain-bad-job"][0]
     assert bad["state"] == "failed" and bad["spec"]["notify"] == {"lifecycle": "retrain-bad", "key": "m1"}
+
+
+def test_without_a_server_a_job_runs_in_the_command_on_the_data_directory(tmp_path):
+    spec = tmp_path / "job.yaml"
+    spec.write_text("job: here\ntenant: solo\ncommand: \"echo local run\"\n")
+    data = tmp_path / "data"
+    run = subprocess.run([str(keel_bin()), "--data-dir", str(data), "jobs", "submit", str(spec)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "running the job here" in run.stderr and "succeeded" in run.stdout
+    listed = subprocess.run([str(keel_bin()), "--data-dir", str(data), "jobs", "list", "--tenant", "solo", "--json"],
+                            capture_output=True, text=True, timeout=60)
+    jobs = json.loads(listed.stdout)["jobs"]
+    assert [(j["name"], j["state"]) for j in jobs] == [("here", "succeeded")]
+    logs = subprocess.run([str(keel_bin()), "--data-dir", str(data), "jobs", "logs", str(jobs[0]["id"])],
+                          capture_output=True, text=True, timeout=60)
+    assert logs.stdout == "local run\n"
+    bill = subprocess.run([str(keel_bin()), "--data-dir", str(data), "billing", "report", "--tenant", "solo", "--json"],
+                          capture_output=True, text=True, timeout=60)
+    assert json.loads(bill.stdout)["attempts"] == 1
+
+
+def test_a_spent_monthly_budget_holds_the_tenants_jobs(server):
+    r = requests.put(f"{server.uri}/v1/train/tenants/thrifty", json={"monthly_budget": 1e-9}, timeout=30)
+    assert r.status_code == 200
+    first = submit(server, {"job": "first", "tenant": "thrifty", "command": "sleep 0.2"}).json()["job"]["id"]
+    assert wait(server, first)["job"]["state"] == "succeeded"
+    second = submit(server, {"job": "second", "tenant": "thrifty", "command": "true"}).json()["job"]["id"]
+    time.sleep(1.5)
+    assert job(server, second)["job"]["state"] == "queued"
+    shares = {t["tenant"]: t for t in requests.get(f"{server.uri}/v1/train/scheduler", timeout=30).json()["tenants"]}
+    assert shares["thrifty"]["over_budget"] and shares["thrifty"]["spent_this_month"] > 1e-9
+    # Raising the budget lets it run.
+    requests.put(f"{server.uri}/v1/train/tenants/thrifty", json={"monthly_budget": 100}, timeout=30)
+    assert wait(server, second)["job"]["state"] == "succeeded"

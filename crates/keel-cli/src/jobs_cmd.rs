@@ -21,8 +21,10 @@ pub enum JobsCmd {
     ///
     /// Every problem of the spec is reported at once, with line and column.
     /// Relative `code:` and `data.training_set:` paths are resolved against
-    /// the spec's folder.
+    /// the spec's folder. Without --server the job runs in this process, on
+    /// the data directory, and the command waits for it.
     ///   keel jobs submit job.yaml --server URL --wait
+    ///   keel jobs submit job.yaml             # runs it here
     #[command(verbatim_doc_comment)]
     Submit {
         file: PathBuf,
@@ -654,7 +656,21 @@ async fn reproduce(
 }
 
 async fn submit(settings: &Settings, common: &Common, file: &Path, wait: bool) -> Result<ExitCode> {
-    needs_server(settings, common, "jobs submit")?;
+    if common.server.is_none() && settings.server.is_none() {
+        // No server: run the scheduler in this process until the job ends.
+        let local = crate::LocalServer::start(settings).await?;
+        if !common.json {
+            eprintln!(
+                "no --server: running the job here, on {} (the data directory)",
+                settings.data_dir.display()
+            );
+        }
+        let mut here = common.clone();
+        here.server = Some(local.url.clone());
+        let result = Box::pin(submit(settings, &here, file, true)).await;
+        local.stop().await;
+        return result;
+    }
     let text = std::fs::read_to_string(file)
         .map_err(|e| UsageError(format!("{}: {e}", file.display())))?;
     let mut spec = keel_train::spec::parse(&text).map_err(|e| {

@@ -408,6 +408,52 @@ async fn open_model_repository(
     Ok(repository)
 }
 
+/// A Keel server inside this command's process, on a free local port, with
+/// the training scheduler: `keel jobs submit` without `--server` runs its
+/// job here (the job's mlflow client logs to it).
+pub struct LocalServer {
+    pub url: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+    scheduling: tokio::task::JoinHandle<()>,
+}
+
+impl LocalServer {
+    pub async fn start(settings: &Settings) -> Result<LocalServer> {
+        let state = local_state(settings).await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("cannot listen on a local port")?;
+        let bound = listener.local_addr()?;
+        let training = open_training(
+            settings,
+            &state.tracking,
+            &state.artifacts,
+            bound,
+            state.lifecycle.clone(),
+        )
+        .await?;
+        let state = state.with_training(training.clone());
+        let scheduling = tokio::spawn(training.run());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(keel_server::serve(listener, state, async move {
+            let _ = stopped.await;
+        }));
+        Ok(LocalServer {
+            url: format!("http://{bound}"),
+            stop,
+            serving,
+            scheduling,
+        })
+    }
+
+    pub async fn stop(self) {
+        self.scheduling.abort();
+        let _ = self.stop.send(());
+        let _ = self.serving.await;
+    }
+}
+
 /// The application state for a command answered in this process.
 pub async fn local_state(settings: &Settings) -> Result<AppState> {
     let engine = open_lifecycle(settings, false, train_actions(None))
@@ -468,7 +514,8 @@ async fn serve(
         format!("cannot listen on {addr}; is another server using the port? Try --port")
     })?;
     let bound = listener.local_addr()?;
-    let training = open_training(settings, &tracking, &artifacts, bound, engine.clone()).await?;
+    let training =
+        open_training(settings, &tracking, &artifacts, bound, Some(engine.clone())).await?;
     let _ = training_cell.set(training.clone());
     let train_loop = tokio::spawn(training.clone().run());
     let state = AppState::new(tracking.clone(), artifacts.clone())
@@ -568,7 +615,7 @@ async fn open_training(
     tracking: &Tracking,
     artifacts: &ArtifactStore,
     bound: SocketAddr,
-    engine: keel_lifecycle::Lifecycles,
+    engine: Option<keel_lifecycle::Lifecycles>,
 ) -> Result<keel_train::Training> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let number = |name: &str, default: f64| -> Result<f64> {
@@ -596,7 +643,9 @@ async fn open_training(
         bound.to_string()
     };
     let config = keel_train::TrainingConfig {
-        jobs_dir: settings.data_dir.join("jobs"),
+        // Absolute: jobs run in their own working directories.
+        jobs_dir: std::path::absolute(settings.data_dir.join("jobs"))
+            .context("cannot resolve the data directory")?,
         capacity: keel_train::scheduler::Capacity {
             cpus: number("KEEL_TRAIN_CPUS", cores)?.max(0.001),
             memory_bytes: memory,
@@ -612,7 +661,8 @@ async fn open_training(
             10_000.0,
         )? as u64),
         ray_address: env("KEEL_RAY_ADDRESS"),
-        on_end: Some(std::sync::Arc::new(move |lifecycle, key, event, data| {
+        on_end: engine.map(|engine| -> keel_train::service::OnEnd {
+            std::sync::Arc::new(move |lifecycle, key, event, data| {
             let engine = engine.clone();
             Box::pin(async move {
                 let id = data["job_id"].clone();
@@ -629,7 +679,8 @@ async fn open_training(
                     tracing::warn!(%lifecycle, %key, error = %e, "job end not sent to the lifecycle");
                 }
             })
-        })),
+        })
+        }),
     };
     keel_train::Training::open(
         keel_train::store::JobStore::new(tracking.db().clone()),
