@@ -557,3 +557,64 @@ def test_a_spent_monthly_budget_holds_the_tenants_jobs(server):
     # Raising the budget lets it run.
     requests.put(f"{server.uri}/v1/train/tenants/thrifty", json={"monthly_budget": 100}, timeout=30)
     assert wait(server, second)["job"]["state"] == "succeeded"
+
+
+FEATURES = """\
+entities:
+  - name: user
+    join_keys: [user_id]
+sources:
+  - name: events
+    path: data/events.parquet
+    timestamp_field: event_timestamp
+feature_views:
+  - name: activity
+    entities: [user]
+    ttl: 30d
+    source: events
+    features:
+      - {name: spend, dtype: float64}
+      - {name: visits, dtype: float64}
+feature_services:
+  - name: churn_features
+    features: [activity]
+"""
+
+
+def test_a_builtin_trainer_learns_from_a_feature_services_training_set(server, tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    n = 600
+    repo = tmp_path / "repo"
+    (repo / "data").mkdir(parents=True)
+    users = np.arange(n)
+    t0 = pd.Timestamp("2026-01-01", tz="UTC")
+    spend = rng.normal(100, 30, n)
+    visits = rng.poisson(5, n).astype(float)
+    pd.DataFrame({"user_id": users, "event_timestamp": [t0] * n, "spend": spend,
+                  "visits": visits}).to_parquet(repo / "data" / "events.parquet", index=False)
+    (repo / "features.yaml").write_text(FEATURES)
+    applied = subprocess.run([str(keel_bin()), "features", "apply", str(repo), "--yes", "--server", server.uri],
+                             capture_output=True, text=True, timeout=120)
+    assert applied.returncode == 0, applied.stderr
+    churned = (spend + rng.normal(0, 10, n) > 110).astype(np.int64)
+    entities = tmp_path / "labels.parquet"
+    pd.DataFrame({"user_id": users, "event_timestamp": [t0 + pd.Timedelta(days=1)] * n,
+                  "churned": churned}).to_parquet(entities, index=False)
+    spec = tmp_path / "job.yaml"
+    spec.write_text("job: fs-gbdt\ntenant: growth\ntrainer: builtin:gbdt\n"
+                    "data: {feature_service: churn_features, entities: labels.parquet, label: churned}\n"
+                    "params: {n_estimators: 30, max_depth: 3, seed: 1}\n")
+    out = subprocess.run([str(keel_bin()), "jobs", "submit", str(spec), "--wait", "--json", "--server", server.uri],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    j = json.loads(out.stdout)["job"]
+    run = MlflowClient(server.uri).get_run(j["run_id"])
+    tags = run.data.tags
+    assert tags["keel.feature_service"] == "churn_features" and tags["keel.feature_repo.digest"]
+    assert tags["keel.entities.digest"] and "activity" in tags["keel.feature_views"]
+    assert run.data.metrics["valid_auc"] > 0.8
+    model = json.loads(_artifact(server, j["run_id"], "model/model.json"))
+    assert json.dumps(model).count("user_id") == 0, "join keys are not features"

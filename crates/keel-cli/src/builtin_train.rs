@@ -119,6 +119,47 @@ async fn data_file(spec: &JobSpec, t: &Tracking, dir: &Path) -> Result<PathBuf> 
     if let Some(path) = &data.training_set {
         return Ok(PathBuf::from(path));
     }
+    if let (Some(service), Some(entities)) = (&data.feature_service, &data.entities) {
+        // The feature store builds the point-in-time training set.
+        std::fs::create_dir_all(dir)?;
+        let out = std::path::absolute(dir.join("training-set.parquet"))?;
+        let manifest = t
+            .post(
+                "/v1/features/training-set",
+                json!({"service": service, "entities": entities, "out": out}),
+            )
+            .await?;
+        let views: Vec<Value> = manifest["views"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| json!({"name": v["name"], "dataset": v["dataset"], "file": v["file"]}))
+            .collect();
+        t.tags(&[
+            ("keel.feature_service", service.clone()),
+            (
+                "keel.feature_repo.version",
+                manifest["feature_repo"]["version"].to_string(),
+            ),
+            (
+                "keel.feature_repo.digest",
+                manifest["feature_repo"]["digest"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
+            (
+                "keel.entities.digest",
+                manifest["entities"]["digest"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
+            ("keel.feature_views", Value::Array(views).to_string()),
+        ])
+        .await?;
+        return Ok(out);
+    }
     let name = data.dataset.as_deref().unwrap_or_default();
     let (name, version) = match name.split_once('@') {
         Some((n, v)) => (n, v.trim_start_matches('v').to_string()),
@@ -183,10 +224,17 @@ async fn dataset(spec: &JobSpec, path: &Path) -> Result<Dataset> {
             "data.label: column {label:?} is text; built-in trainers learn numbers (0/1 for classifiers)"
         ),
     };
+    // A feature service's training set keeps the entity file's columns
+    // (join keys, timestamps): they are not features.
+    let mut excluded = data.exclude.clone();
+    if let Some(entities) = &data.entities {
+        let e = Table::load("entities", Path::new(entities)).await?;
+        excluded.extend(e.columns.iter().map(|c| c.name.clone()));
+    }
     let mut names = Vec::new();
     let mut columns = Vec::new();
     for c in &table.columns {
-        if c.name == label || data.exclude.contains(&c.name) {
+        if c.name == label || excluded.contains(&c.name) {
             continue;
         }
         match &c.values {

@@ -699,10 +699,13 @@ async fn submit(settings: &Settings, common: &Common, file: &Path, wait: bool) -
     if let Some(code) = &spec.code {
         spec.code = Some(absolute(code)?);
     }
-    if let Some(d) = spec.data.as_mut()
-        && let Some(t) = &d.training_set
-    {
-        d.training_set = Some(absolute(t)?);
+    if let Some(d) = spec.data.as_mut() {
+        if let Some(t) = &d.training_set {
+            d.training_set = Some(absolute(t)?);
+        }
+        if let Some(e) = &d.entities {
+            d.entities = Some(absolute(e)?);
+        }
     }
     let body = spec.to_source();
     let v = call_json(settings, common, Method::POST, "/v1/train/jobs", Some(body)).await?;

@@ -75,6 +75,14 @@ pub struct DataRef {
     /// `keel features training-set`; an absolute path once checked by the CLI.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training_set: Option<String>,
+    /// A feature service whose point-in-time training set is built for the
+    /// job from `entities` (join keys, `event_timestamp` and the label).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_service: Option<String>,
+    /// The entity/label file of `feature_service` (an absolute path once
+    /// checked by the CLI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entities: Option<String>,
     /// The label column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
@@ -718,13 +726,24 @@ impl Reader {
         let entries = self.mapping(
             node,
             "data",
-            &["dataset", "training_set", "label", "exclude"],
+            &[
+                "dataset",
+                "training_set",
+                "feature_service",
+                "entities",
+                "label",
+                "exclude",
+            ],
         )?;
         let mut d = DataRef::default();
         for (k, v) in entries {
             match k.as_str() {
                 Some("dataset") => d.dataset = self.string(v, "data.dataset"),
                 Some("training_set") => d.training_set = self.string(v, "data.training_set"),
+                Some("feature_service") => {
+                    d.feature_service = self.string(v, "data.feature_service");
+                }
+                Some("entities") => d.entities = self.string(v, "data.entities"),
                 Some("label") => d.label = self.string(v, "data.label"),
                 Some("exclude") => match &v.value {
                     Yaml::Seq(items) => {
@@ -741,24 +760,40 @@ impl Reader {
                 _ => {}
             }
         }
-        match (&d.dataset, &d.training_set) {
-            (Some(_), Some(_)) => {
+        let sources = [
+            d.dataset.is_some(),
+            d.training_set.is_some(),
+            d.feature_service.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
+        if d.feature_service.is_some() != d.entities.is_some() {
+            self.problem(
+                node.span,
+                "data.entities",
+                "a feature service's training set is built from `entities` (join keys, event_timestamp, label); give both",
+            );
+            return None;
+        }
+        match sources {
+            1 => Some(d),
+            0 => {
                 self.problem(
                     node.span,
                     "data",
-                    "give `dataset` or `training_set`, not both",
+                    "give `dataset: NAME`, `training_set: FILE` or `feature_service: NAME` with `entities: FILE`",
                 );
                 None
             }
-            (None, None) => {
+            _ => {
                 self.problem(
                     node.span,
                     "data",
-                    "give `dataset: NAME` or `training_set: FILE`",
+                    "give one of `dataset`, `training_set` or `feature_service`",
                 );
                 None
             }
-            _ => Some(d),
         }
     }
 
@@ -1204,7 +1239,7 @@ colour: red
         for needle in [
             "line 1, column 6: job: \"churn gbdt\" is not a name",
             "line 3, column 10: trainer: unknown trainer \"builtin:gbtd\"; did you mean `builtin:gbdt`?",
-            "data: give `dataset` or `training_set`, not both",
+            "data: give one of `dataset`, `training_set` or `feature_service`",
             "resources.cpus: must be more than 0",
             "resources.memroy: unknown key; did you mean `memory`?",
             "timeout: expected a string",
@@ -1224,6 +1259,20 @@ colour: red
                 .contains("trainer: missing")
         );
         assert!(parse("job: [").is_err());
+        let fs = parse(
+            "job: x\ntenant: t\ntrainer: builtin:gbdt\ndata: {feature_service: churn, entities: e.parquet, label: y}\n",
+        )
+        .unwrap();
+        assert_eq!(fs.data.unwrap().feature_service.as_deref(), Some("churn"));
+        let no_entities = parse(
+            "job: x\ntenant: t\ntrainer: builtin:gbdt\ndata: {feature_service: churn, label: y}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            no_entities.contains("data.entities: a feature service"),
+            "{no_entities}"
+        );
         let typo = parse(
             "job: x\ntenant: t\ntrainer: builtin:gbdt\ndata: {training_set: a.parquet, label: y}\nparams: {n_estimator: 5}\n",
         )
