@@ -618,3 +618,26 @@ def test_a_builtin_trainer_learns_from_a_feature_services_training_set(server, t
     assert run.data.metrics["valid_auc"] > 0.8
     model = json.loads(_artifact(server, j["run_id"], "model/model.json"))
     assert json.dumps(model).count("user_id") == 0, "join keys are not features"
+
+
+def test_a_jobs_code_is_copied_when_it_is_submitted(server, tmp_path):
+    code = tmp_path / "src"
+    code.mkdir()
+    (code / "train.py").write_text("print('version 1')\n")
+    spec = tmp_path / "job.yaml"
+    spec.write_text(f"job: with-code\ntenant: growth\ncode: src\ncommand: \"{PY} train.py\"\n")
+    out = subprocess.run([str(keel_bin()), "jobs", "submit", str(spec), "--json", "--server", server.uri],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    jid = json.loads(out.stdout)["job"]["id"]
+    (code / "train.py").write_text("print('version 2')\n")  # after submission: not seen
+    assert wait(server, jid)["job"]["state"] == "succeeded"
+    assert requests.get(f"{server.uri}/v1/train/jobs/{jid}/logs", timeout=30).text == "version 1\n"
+    big = tmp_path / "big"
+    big.mkdir()
+    with open(big / "data.bin", "wb") as f:
+        f.truncate(300 << 20)
+    r = submit(server, {"job": "too-big", "tenant": "growth", "code": str(big), "command": "true"})
+    assert r.status_code == 400 and "code" in r.json()["error"]["message"], r.text
+    listed = requests.get(f"{server.uri}/v1/train/jobs", params={"tenant": "growth"}, timeout=30).json()["jobs"]
+    assert "too-big" not in [j["name"] for j in listed], "nothing half-written"

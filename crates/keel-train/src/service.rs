@@ -222,6 +222,8 @@ impl Training {
                     "code: {code:?} is not a directory this server can read (give an absolute path, or submit with `keel jobs submit`, which resolves it)"
                 )));
             }
+            // Refused before anything is written.
+            tree_size(path, MAX_CODE_BYTES)?;
         }
         let children = spec.sweep_params();
         let mut new = Vec::with_capacity(children.len() + 1);
@@ -252,7 +254,11 @@ impl Training {
         for job in &jobs {
             if let Some(code) = &job.spec.code {
                 let dir = JobDir::new(&self.inner.config.jobs_dir, job.id);
-                copy_dir(Path::new(code), &dir.work(), MAX_CODE_BYTES)?;
+                if let Err(e) = copy_dir(Path::new(code), &dir.work(), MAX_CODE_BYTES) {
+                    // The code changed under us: take the submission back.
+                    self.inner.store.cancel(jobs[0].id).await?;
+                    return Err(e);
+                }
             }
         }
         {
@@ -407,9 +413,9 @@ impl Training {
             // Give the capacity back and record why; a job whose start
             // failed is failed (no retry: the same start would fail again).
             if let Ok(job) = self.inner.store.get(q.id).await
-                && job.state == JobState::Running
+                && matches!(job.state, JobState::Running | JobState::Queued)
             {
-                let _ = self
+                let failed = self
                     .inner
                     .store
                     .finish_attempt(
@@ -420,20 +426,9 @@ impl Training {
                         None,
                     )
                     .await;
-            } else if let Ok(job) = self.inner.store.get(q.id).await
-                && job.state == JobState::Queued
-            {
-                let _ = self
-                    .inner
-                    .store
-                    .finish_attempt(
-                        &job,
-                        Outcome::Failed { retry_at: None },
-                        Some(format!("could not start: {e}")),
-                        None,
-                        None,
-                    )
-                    .await;
+                if let Ok(job) = failed {
+                    self.ended(&job).await;
+                }
             }
             self.release(q.id).await;
         }
@@ -1000,6 +995,31 @@ pub fn substitute(command: &str, params: &serde_json::Map<String, Value>) -> Str
 /// `s` as one word for `sh`.
 pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The bytes of the files under `dir`, refused beyond `limit`.
+fn tree_size(dir: &Path, limit: u64) -> Result<u64> {
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file() {
+                total += entry.metadata()?.len();
+                if total > limit {
+                    return Err(TrainError::Invalid(format!(
+                        "code: {} holds more than {} MiB; keep data out of the code directory",
+                        dir.display(),
+                        limit >> 20
+                    )));
+                }
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// Copies a directory tree (files and folders; symbolic links are left
