@@ -6,6 +6,8 @@
 //! training runs on one thread or many.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 /// Rows per chunk.
 pub(crate) const CHUNK: usize = 8192;
@@ -112,6 +114,54 @@ where
     zip_chunks_mut(a, &mut units, threads, |start, x, _| f(start, x))
 }
 
+/// `f(item)` for every item on up to `threads` threads (the calling thread
+/// included), each thread taking the next unclaimed item; results in item
+/// order. For independent tasks of uneven size, whose results do not
+/// depend on which thread ran them.
+pub(crate) fn map_items<I, T, F>(items: Vec<I>, threads: usize, f: F) -> Vec<T>
+where
+    I: Send,
+    T: Send,
+    F: Fn(I) -> T + Sync,
+{
+    let n = items.len();
+    let threads = threads.min(n).max(1);
+    if threads == 1 {
+        return items.into_iter().map(f).collect();
+    }
+    let slots: Vec<Mutex<Option<I>>> = items.into_iter().map(|i| Mutex::new(Some(i))).collect();
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut out = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= n {
+                return out;
+            }
+            let item = slots[i]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some(item) = item {
+                out.push((i, f(item)));
+            }
+        }
+    };
+    let mut all: Vec<(usize, T)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+        let mut all = work();
+        for h in handles {
+            match h.join() {
+                Ok(v) => all.extend(v),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        all
+    });
+    all.sort_unstable_by_key(|(i, _)| *i);
+    all.into_iter().map(|(_, t)| t).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +193,9 @@ mod tests {
         assert_eq!(starts, vec![0, CHUNK, 2 * CHUNK, 3 * CHUNK]);
         assert!(a.iter().enumerate().all(|(i, &v)| v == i as f64));
         assert!(b.iter().enumerate().all(|(i, &v)| v == i as u32));
+        for t in 1..5 {
+            let squares = map_items((0..37u64).collect(), t, |i| i * i);
+            assert_eq!(squares, (0..37u64).map(|i| i * i).collect::<Vec<_>>());
+        }
     }
 }

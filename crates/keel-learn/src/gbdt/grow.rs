@@ -29,6 +29,7 @@
 
 use super::bins::BinMapper;
 use super::tree::Tree;
+use crate::parallel::map_items;
 
 /// Histogram slots per feature: up to 255 value bins and the missing bin.
 pub(crate) const SLOTS: usize = 256;
@@ -162,52 +163,159 @@ pub(crate) struct Grown {
     pub leaves: Vec<(usize, usize, f32)>,
 }
 
+/// How a split's children get their histograms.
+enum Plan {
+    /// The larger child's is the parent's minus the smaller's.
+    Subtract(Vec<[f64; 3]>),
+    /// Both are built from rows (the parent kept none, over the budget).
+    BuildBoth(Vec<[f64; 3]>),
+    /// Only the smaller child can split: only its histogram is built.
+    SmallOnly,
+}
+
+/// Evaluating a split's children (histograms, best splits): self-contained
+/// so that it can run on any thread.
+struct ChildWork {
+    small_rows: std::ops::Range<usize>,
+    large_rows: std::ops::Range<usize>,
+    /// A child's sums if it may be split (otherwise no split is searched).
+    small: Option<Sums>,
+    large: Option<Sums>,
+    plan: Plan,
+    small_hist: Vec<[f64; 3]>,
+}
+
+struct ChildResult {
+    small_best: Option<Split>,
+    large_best: Option<Split>,
+    small_hist: Vec<[f64; 3]>,
+    large_hist: Option<Vec<[f64; 3]>>,
+}
+
+/// A split just made: its two children, and their evaluation to run.
+struct Pending {
+    left: OpenLeaf,
+    right: OpenLeaf,
+    left_small: bool,
+    work: Option<ChildWork>,
+}
+
+/// How many histograms may be kept (see [`HISTOGRAM_BUDGET_BYTES`]).
+struct Budget {
+    stored: usize,
+    max_stored: usize,
+}
+
+impl Budget {
+    fn keep(
+        &mut self,
+        slot: &mut Option<Vec<[f64; 3]>>,
+        hist: Vec<[f64; 3]>,
+        pool: &mut Vec<Vec<[f64; 3]>>,
+    ) {
+        if self.stored < self.max_stored {
+            *slot = Some(hist);
+            self.stored += 1;
+        } else {
+            self.recycle(pool, hist);
+        }
+    }
+
+    /// A kept histogram leaves its leaf (to be subtracted from, or freed).
+    fn release(&mut self, slot: &mut Option<Vec<[f64; 3]>>) -> Option<Vec<[f64; 3]>> {
+        let hist = slot.take();
+        if hist.is_some() {
+            self.stored -= 1;
+        }
+        hist
+    }
+
+    /// Returns a buffer to the pool, which never holds more than the budget.
+    fn recycle(&self, pool: &mut Vec<Vec<[f64; 3]>>, hist: Vec<[f64; 3]>) {
+        if pool.len() < self.max_stored {
+            pool.push(hist);
+        }
+    }
+}
+
 impl Grower<'_> {
     /// Grows a tree over the rows in `scratch.indices` (ascending), using
     /// only `features` (ascending), from per-row `[gradient, hessian]`.
     pub(crate) fn grow(&self, scratch: &mut Scratch, features: &[usize], gh: &[[f64; 2]]) -> Grown {
         let p = &self.params;
         let mut tree = Tree::leaf(0.0);
-        let n_in = scratch.indices.len();
         let mut root_sums = Sums::default();
         for &r in &scratch.indices {
             let [g, h] = gh[r as usize];
             root_sums.add(&Sums { g, h, n: 1.0 });
         }
+        let hist_bytes = features.len() * SLOTS * std::mem::size_of::<[f64; 3]>();
+        let mut budget = Budget {
+            stored: 0,
+            max_stored: (self.histogram_budget / hist_bytes.max(1)).max(2),
+        };
         let mut root = OpenLeaf {
             node: 0,
             begin: 0,
-            end: n_in,
+            end: scratch.indices.len(),
             depth: 0,
             sums: root_sums,
             best: None,
             hist: None,
         };
-        let hist_bytes = features.len() * SLOTS * std::mem::size_of::<[f64; 3]>();
-        let max_stored = (self.histogram_budget / hist_bytes.max(1)).max(2);
-        let mut stored = 0usize;
         if p.can_split(0, &root_sums) && p.max_leaves > 1 {
             let mut hist = take_buffer(&mut scratch.pool, features.len());
-            let rows = std::mem::take(&mut scratch.indices);
-            gather(&rows, gh, &mut scratch.ordered);
+            gather(&scratch.indices, gh, &mut scratch.ordered);
             let (best, _) = self.build_and_find(
                 features,
-                &rows,
+                &scratch.indices,
                 &scratch.ordered,
                 &mut hist,
                 Some(root_sums),
                 None,
+                self.threads,
             );
-            scratch.indices = rows;
             root.best = best;
-            root.hist = Some(hist);
-            stored = 1;
+            if best.is_some() {
+                budget.keep(&mut root.hist, hist, &mut scratch.pool);
+            } else {
+                budget.recycle(&mut scratch.pool, hist);
+            }
         }
+        let leaves = if p.max_leaves == usize::MAX {
+            self.grow_by_level(scratch, features, gh, &mut tree, root, &mut budget)
+        } else {
+            self.grow_best_first(scratch, features, gh, &mut tree, root, &mut budget)
+        };
+        let mut out = Vec::with_capacity(leaves.len());
+        for mut leaf in leaves {
+            if let Some(h) = budget.release(&mut leaf.hist) {
+                budget.recycle(&mut scratch.pool, h);
+            }
+            let value = p.leaf_value(&leaf.sums);
+            tree.set_value(leaf.node, value);
+            out.push((leaf.begin, leaf.end, value));
+        }
+        out.sort_unstable_by_key(|l| l.0);
+        Grown { tree, leaves: out }
+    }
+
+    /// Leaf-wise growth: the open leaf with the highest gain is split next
+    /// (ties: the earliest created), until `max_leaves`.
+    fn grow_best_first(
+        &self,
+        scratch: &mut Scratch,
+        features: &[usize],
+        gh: &[[f64; 2]],
+        tree: &mut Tree,
+        root: OpenLeaf,
+        budget: &mut Budget,
+    ) -> Vec<OpenLeaf> {
+        let max_leaves = self.params.max_leaves;
         let mut open = vec![root];
-        let mut closed: Vec<OpenLeaf> = Vec::new();
+        let mut done = Vec::new();
         let mut n_leaves = 1;
-        while n_leaves < p.max_leaves {
-            // The open leaf with the highest gain; ties: the earliest.
+        while n_leaves < max_leaves {
             let mut pick: Option<(usize, f64)> = None;
             for (i, leaf) in open.iter().enumerate() {
                 if let Some(s) = &leaf.best
@@ -219,168 +327,409 @@ impl Grower<'_> {
             let Some((i, _)) = pick else { break };
             let mut leaf = open.remove(i);
             let Some(split) = leaf.best.take() else { break };
-            if leaf.hist.is_some() {
-                stored -= 1;
-            }
-            let feature = features[split.pos];
-            let nb = self.mapper.n_bins(feature);
-            let rule = Rule {
-                feature,
-                bin: split.bin,
-                missing: nb as u8,
-                default_left: split.default_left,
-            };
+            let rule = self.rule(features, &split);
             let mid = self.partition(
                 &mut scratch.indices[leaf.begin..leaf.end],
                 &mut scratch.tmp,
                 rule,
             ) + leaf.begin;
-            let threshold = if usize::from(split.bin) + 1 >= nb {
-                f32::MAX
-            } else {
-                self.mapper.thresholds[feature][usize::from(split.bin)]
-            };
-            let (l_node, r_node) =
-                tree.split(leaf.node, feature as u32, threshold, split.default_left);
             n_leaves += 1;
-            let depth = leaf.depth + 1;
-            let mut left = OpenLeaf {
-                node: l_node,
-                begin: leaf.begin,
-                end: mid,
-                depth,
-                sums: split.left,
-                best: None,
-                hist: None,
-            };
-            let mut right = OpenLeaf {
-                node: r_node,
-                begin: mid,
-                end: leaf.end,
-                depth,
-                sums: split.right,
-                best: None,
-                hist: None,
-            };
-            let left_splits = p.can_split(depth, &left.sums);
-            let right_splits = p.can_split(depth, &right.sums);
-            if (left_splits || right_splits) && n_leaves < p.max_leaves {
-                let left_small = (left.end - left.begin) <= (right.end - right.begin);
-                let (small, large) = if left_small {
-                    (&mut left, &mut right)
-                } else {
-                    (&mut right, &mut left)
+            let mut pending = self.open_children(
+                tree,
+                leaf,
+                split,
+                mid,
+                features,
+                &mut scratch.pool,
+                budget,
+                n_leaves < max_leaves,
+            );
+            let result = pending.work.take().map(|w| {
+                self.evaluate(
+                    features,
+                    &scratch.indices,
+                    gh,
+                    w,
+                    &mut scratch.ordered,
+                    self.threads,
+                )
+            });
+            self.adopt(
+                pending,
+                result,
+                budget,
+                &mut scratch.pool,
+                &mut open,
+                &mut done,
+            );
+        }
+        done.extend(open);
+        done
+    }
+
+    /// Depth-wise growth (no leaf limit), one level at a time: every leaf
+    /// of a level that has a split is split, so the tree is the one
+    /// best-first growth would make (in another node order). Partitions run
+    /// one leaf per task; children are evaluated across features when they
+    /// are large and one split per task otherwise, so small leaves deep in
+    /// the tree use every core too.
+    fn grow_by_level(
+        &self,
+        scratch: &mut Scratch,
+        features: &[usize],
+        gh: &[[f64; 2]],
+        tree: &mut Tree,
+        root: OpenLeaf,
+        budget: &mut Budget,
+    ) -> Vec<OpenLeaf> {
+        let mut open = vec![root];
+        let mut done = Vec::new();
+        loop {
+            let (level, rest): (Vec<OpenLeaf>, Vec<OpenLeaf>) =
+                open.into_iter().partition(|l| l.best.is_some());
+            done.extend(rest);
+            if level.is_empty() {
+                return done;
+            }
+            let mids = self.partition_level(&mut scratch.indices, &level, features);
+            let mut pendings = Vec::with_capacity(level.len());
+            for (mut leaf, mid) in level.into_iter().zip(mids) {
+                let Some(split) = leaf.best.take() else {
+                    done.push(leaf);
+                    continue;
                 };
-                let small_splits = p.can_split(depth, &small.sums);
-                let large_splits = p.can_split(depth, &large.sums);
-                let rows = std::mem::take(&mut scratch.indices);
-                let small_rows = &rows[small.begin..small.end];
-                gather(small_rows, gh, &mut scratch.ordered);
-                let mut small_hist = take_buffer(&mut scratch.pool, features.len());
-                match (large_splits, leaf.hist.take()) {
-                    (true, Some(mut parent)) => {
-                        let (s, l) = self.build_and_find(
-                            features,
-                            small_rows,
-                            &scratch.ordered,
-                            &mut small_hist,
-                            small_splits.then_some(small.sums),
-                            Some((&mut parent, large.sums)),
-                        );
-                        small.best = s;
-                        large.best = l;
-                        keep(
-                            &mut large.hist,
-                            parent,
-                            &mut stored,
-                            max_stored,
-                            &mut scratch.pool,
-                        );
-                    }
-                    (true, None) => {
-                        let (s, _) = self.build_and_find(
-                            features,
-                            small_rows,
-                            &scratch.ordered,
-                            &mut small_hist,
-                            small_splits.then_some(small.sums),
-                            None,
-                        );
-                        small.best = s;
-                        let large_rows = &rows[large.begin..large.end];
-                        gather(large_rows, gh, &mut scratch.ordered);
-                        let mut large_hist = take_buffer(&mut scratch.pool, features.len());
-                        let (l, _) = self.build_and_find(
-                            features,
-                            large_rows,
-                            &scratch.ordered,
-                            &mut large_hist,
-                            Some(large.sums),
-                            None,
-                        );
-                        large.best = l;
-                        keep(
-                            &mut large.hist,
-                            large_hist,
-                            &mut stored,
-                            max_stored,
-                            &mut scratch.pool,
-                        );
-                    }
-                    (false, parent) => {
-                        if let Some(parent) = parent {
-                            recycle(&mut scratch.pool, parent, max_stored);
-                        }
-                        let (s, _) = self.build_and_find(
-                            features,
-                            small_rows,
-                            &scratch.ordered,
-                            &mut small_hist,
-                            Some(small.sums),
-                            None,
-                        );
-                        small.best = s;
-                    }
-                }
-                scratch.indices = rows;
-                if small_splits {
-                    keep(
-                        &mut small.hist,
-                        small_hist,
-                        &mut stored,
-                        max_stored,
-                        &mut scratch.pool,
-                    );
-                } else {
-                    recycle(&mut scratch.pool, small_hist, max_stored);
-                }
-            } else if let Some(parent) = leaf.hist.take() {
-                recycle(&mut scratch.pool, parent, max_stored);
+                pendings.push(self.open_children(
+                    tree,
+                    leaf,
+                    split,
+                    mid,
+                    features,
+                    &mut scratch.pool,
+                    budget,
+                    true,
+                ));
             }
-            for child in [left, right] {
-                if child.best.is_some() {
-                    open.push(child);
+            let mut results: Vec<Option<ChildResult>> = pendings.iter().map(|_| None).collect();
+            let mut small = Vec::new();
+            for (i, pending) in pendings.iter_mut().enumerate() {
+                let Some(work) = pending.work.take() else {
+                    continue;
+                };
+                if work.small_rows.len() * features.len() >= PARALLEL_MIN_WORK {
+                    results[i] = Some(self.evaluate(
+                        features,
+                        &scratch.indices,
+                        gh,
+                        work,
+                        &mut scratch.ordered,
+                        self.threads,
+                    ));
                 } else {
-                    closed.push(child);
+                    small.push((i, work));
+                }
+            }
+            let indices = &scratch.indices;
+            let evaluated = map_items(small, self.threads, |(i, work)| {
+                let mut ordered = Vec::new();
+                (
+                    i,
+                    self.evaluate(features, indices, gh, work, &mut ordered, 1),
+                )
+            });
+            for (i, r) in evaluated {
+                results[i] = Some(r);
+            }
+            open = Vec::new();
+            for (pending, result) in pendings.into_iter().zip(results) {
+                self.adopt(
+                    pending,
+                    result,
+                    budget,
+                    &mut scratch.pool,
+                    &mut open,
+                    &mut done,
+                );
+            }
+        }
+    }
+
+    /// How `split` sends rows.
+    fn rule(&self, features: &[usize], split: &Split) -> Rule {
+        let feature = features[split.pos];
+        Rule {
+            feature,
+            bin: split.bin,
+            missing: self.mapper.n_bins(feature) as u8,
+            default_left: split.default_left,
+        }
+    }
+
+    /// Partitions the rows of every leaf of a level by its split, one leaf
+    /// per task (their row ranges are disjoint); returns each leaf's
+    /// boundary between left and right rows.
+    fn partition_level(
+        &self,
+        indices: &mut [u32],
+        level: &[OpenLeaf],
+        features: &[usize],
+    ) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..level.len()).collect();
+        order.sort_unstable_by_key(|&i| level[i].begin);
+        let mut items = Vec::with_capacity(level.len());
+        let mut rest: &mut [u32] = indices;
+        let mut offset = 0;
+        for &i in &order {
+            let leaf = &level[i];
+            let (_, tail) = std::mem::take(&mut rest).split_at_mut(leaf.begin - offset);
+            let (rows, tail) = tail.split_at_mut(leaf.end - leaf.begin);
+            rest = tail;
+            offset = leaf.end;
+            if let Some(split) = &leaf.best {
+                items.push((i, rows, self.rule(features, split)));
+            }
+        }
+        let mut mids: Vec<usize> = level.iter().map(|l| l.end).collect();
+        let lefts = map_items(items, self.threads, |(i, rows, rule)| {
+            let mut tmp = Vec::new();
+            (i, self.partition(rows, &mut tmp, rule))
+        });
+        for (i, l) in lefts {
+            mids[i] = level[i].begin + l;
+        }
+        mids
+    }
+
+    /// Turns `leaf` into a split node whose children hold the rows
+    /// `[begin, mid)` and `[mid, end)` (already partitioned), and prepares
+    /// their evaluation (none if neither may split, or no leaf may be added).
+    // The tree, pool and budget are the growing state, borrowed apart.
+    #[allow(clippy::too_many_arguments)]
+    fn open_children(
+        &self,
+        tree: &mut Tree,
+        mut leaf: OpenLeaf,
+        split: Split,
+        mid: usize,
+        features: &[usize],
+        pool: &mut Vec<Vec<[f64; 3]>>,
+        budget: &mut Budget,
+        may_grow: bool,
+    ) -> Pending {
+        let p = &self.params;
+        let feature = features[split.pos];
+        let nb = self.mapper.n_bins(feature);
+        let threshold = if usize::from(split.bin) + 1 >= nb {
+            f32::MAX
+        } else {
+            self.mapper.thresholds[feature][usize::from(split.bin)]
+        };
+        let (l_node, r_node) = tree.split(leaf.node, feature as u32, threshold, split.default_left);
+        let depth = leaf.depth + 1;
+        let left = OpenLeaf {
+            node: l_node,
+            begin: leaf.begin,
+            end: mid,
+            depth,
+            sums: split.left,
+            best: None,
+            hist: None,
+        };
+        let right = OpenLeaf {
+            node: r_node,
+            begin: mid,
+            end: leaf.end,
+            depth,
+            sums: split.right,
+            best: None,
+            hist: None,
+        };
+        let parent = budget.release(&mut leaf.hist);
+        let left_small = (left.end - left.begin) <= (right.end - right.begin);
+        let (small, large) = if left_small {
+            (&left, &right)
+        } else {
+            (&right, &left)
+        };
+        let small_splits = p.can_split(depth, &small.sums);
+        let large_splits = p.can_split(depth, &large.sums);
+        if !(small_splits || large_splits) || !may_grow {
+            if let Some(parent) = parent {
+                budget.recycle(pool, parent);
+            }
+            return Pending {
+                left,
+                right,
+                left_small,
+                work: None,
+            };
+        }
+        let plan = match (large_splits, parent) {
+            (true, Some(parent)) => Plan::Subtract(parent),
+            (true, None) => Plan::BuildBoth(take_buffer(pool, features.len())),
+            (false, parent) => {
+                if let Some(parent) = parent {
+                    budget.recycle(pool, parent);
+                }
+                Plan::SmallOnly
+            }
+        };
+        let work = ChildWork {
+            small_rows: small.begin..small.end,
+            large_rows: large.begin..large.end,
+            small: small_splits.then_some(small.sums),
+            large: large_splits.then_some(large.sums),
+            plan,
+            small_hist: take_buffer(pool, features.len()),
+        };
+        Pending {
+            left,
+            right,
+            left_small,
+            work: Some(work),
+        }
+    }
+
+    /// Histograms and best splits of a split's children, on `threads`.
+    fn evaluate(
+        &self,
+        features: &[usize],
+        indices: &[u32],
+        gh: &[[f64; 2]],
+        work: ChildWork,
+        ordered: &mut Vec<[f64; 2]>,
+        threads: usize,
+    ) -> ChildResult {
+        let ChildWork {
+            small_rows,
+            large_rows,
+            small,
+            large,
+            plan,
+            mut small_hist,
+        } = work;
+        let rows = &indices[small_rows];
+        gather(rows, gh, ordered);
+        match plan {
+            Plan::Subtract(mut parent) => {
+                let sibling = large.map(|sums| (&mut parent, sums));
+                let (small_best, large_best) = self.build_and_find(
+                    features,
+                    rows,
+                    ordered,
+                    &mut small_hist,
+                    small,
+                    sibling,
+                    threads,
+                );
+                ChildResult {
+                    small_best,
+                    large_best,
+                    small_hist,
+                    large_hist: Some(parent),
+                }
+            }
+            Plan::BuildBoth(mut large_hist) => {
+                let (small_best, _) = self.build_and_find(
+                    features,
+                    rows,
+                    ordered,
+                    &mut small_hist,
+                    small,
+                    None,
+                    threads,
+                );
+                let rows = &indices[large_rows];
+                gather(rows, gh, ordered);
+                let (large_best, _) = self.build_and_find(
+                    features,
+                    rows,
+                    ordered,
+                    &mut large_hist,
+                    large,
+                    None,
+                    threads,
+                );
+                ChildResult {
+                    small_best,
+                    large_best,
+                    small_hist,
+                    large_hist: Some(large_hist),
+                }
+            }
+            Plan::SmallOnly => {
+                let (small_best, _) = self.build_and_find(
+                    features,
+                    rows,
+                    ordered,
+                    &mut small_hist,
+                    small,
+                    None,
+                    threads,
+                );
+                ChildResult {
+                    small_best,
+                    large_best: None,
+                    small_hist,
+                    large_hist: None,
                 }
             }
         }
-        let mut leaves = Vec::with_capacity(open.len() + closed.len());
-        for mut leaf in open.into_iter().chain(closed) {
-            if let Some(h) = leaf.hist.take() {
-                recycle(&mut scratch.pool, h, max_stored);
+    }
+
+    /// Records a split's evaluated children: their best splits, the
+    /// histograms worth keeping (a child with a split), and which list each
+    /// child joins — open (left before right) or done.
+    fn adopt(
+        &self,
+        pending: Pending,
+        result: Option<ChildResult>,
+        budget: &mut Budget,
+        pool: &mut Vec<Vec<[f64; 3]>>,
+        open: &mut Vec<OpenLeaf>,
+        done: &mut Vec<OpenLeaf>,
+    ) {
+        let Pending {
+            mut left,
+            mut right,
+            left_small,
+            ..
+        } = pending;
+        if let Some(r) = result {
+            let (small, large) = if left_small {
+                (&mut left, &mut right)
+            } else {
+                (&mut right, &mut left)
+            };
+            small.best = r.small_best;
+            large.best = r.large_best;
+            if small.best.is_some() {
+                budget.keep(&mut small.hist, r.small_hist, pool);
+            } else {
+                budget.recycle(pool, r.small_hist);
             }
-            let value = p.leaf_value(&leaf.sums);
-            tree.set_value(leaf.node, value);
-            leaves.push((leaf.begin, leaf.end, value));
+            if let Some(h) = r.large_hist {
+                if large.best.is_some() {
+                    budget.keep(&mut large.hist, h, pool);
+                } else {
+                    budget.recycle(pool, h);
+                }
+            }
         }
-        leaves.sort_unstable_by_key(|l| l.0);
-        Grown { tree, leaves }
+        for child in [left, right] {
+            if child.best.is_some() {
+                open.push(child);
+            } else {
+                done.push(child);
+            }
+        }
     }
 
     /// Builds the histogram of `rows` (whose gradients are `ordered`) into
     /// `hist`, turns `parent` (if given) into the sibling's histogram by
     /// subtraction, and finds the best split of each side that has sums.
+    // The rows, their gradients, the output and the sibling are separate
+    // borrows on purpose: callers own them in different places.
+    #[allow(clippy::too_many_arguments)]
     fn build_and_find(
         &self,
         features: &[usize],
@@ -389,11 +738,12 @@ impl Grower<'_> {
         hist: &mut [[f64; 3]],
         sums: Option<Sums>,
         parent: Option<(&mut Vec<[f64; 3]>, Sums)>,
+        threads: usize,
     ) -> (Option<Split>, Option<Split>) {
         let k = features.len();
         let work = rows.len() * k;
         let threads = if work >= PARALLEL_MIN_WORK {
-            self.threads.min(k).max(1)
+            threads.min(k).max(1)
         } else {
             1
         };
@@ -523,6 +873,12 @@ impl Grower<'_> {
                 }
             };
         for (t, bin) in h[..nb].iter().enumerate() {
+            // An empty bin repeats the previous threshold's partitions, which
+            // were already tried (and win ties): skip it. Small leaves leave
+            // most bins empty.
+            if bin[2] == 0.0 {
+                continue;
+            }
             acc.add(&Sums {
                 g: bin[0],
                 h: bin[1],
@@ -554,34 +910,15 @@ fn consider(best: &mut Option<Split>, candidate: Option<Split>) {
     }
 }
 
-/// Keeps a leaf's histogram if the budget allows; otherwise recycles it.
-fn keep(
-    slot: &mut Option<Vec<[f64; 3]>>,
-    hist: Vec<[f64; 3]>,
-    stored: &mut usize,
-    max_stored: usize,
-    pool: &mut Vec<Vec<[f64; 3]>>,
-) {
-    if *stored < max_stored {
-        *slot = Some(hist);
-        *stored += 1;
-    } else {
-        recycle(pool, hist, max_stored);
-    }
-}
-
-/// Returns a buffer to the pool, which never holds more than the budget.
-fn recycle(pool: &mut Vec<Vec<[f64; 3]>>, hist: Vec<[f64; 3]>, max_stored: usize) {
-    if pool.len() < max_stored {
-        pool.push(hist);
-    }
-}
-
 fn take_buffer(pool: &mut Vec<Vec<[f64; 3]>>, features: usize) -> Vec<[f64; 3]> {
     let len = features * SLOTS;
     let mut buf = pool.pop().unwrap_or_default();
-    buf.clear();
-    buf.resize(len, [0.0; 3]);
+    // A recycled buffer keeps its old sums: every histogram build zeroes the
+    // slots it uses (0..=n_bins of each feature), and no other slot is read.
+    if buf.len() != len {
+        buf.clear();
+        buf.resize(len, [0.0; 3]);
+    }
     buf
 }
 
@@ -599,9 +936,6 @@ struct Rule {
     missing: u8,
     default_left: bool,
 }
-
-/// Leaves with at least this many rows are partitioned on several threads.
-const PARALLEL_MIN_PARTITION: usize = 1 << 15;
 
 impl Grower<'_> {
     /// Sums `ordered[k]` into the histograms of `feats` at the bins of row
@@ -634,54 +968,10 @@ impl Grower<'_> {
         }
     }
 
-    /// Stable partition of `rows` by a split: rows going left first, then
-    /// the rest, each in their original order. Returns the number going
-    /// left. Large leaves are cut into blocks partitioned on separate
-    /// threads and concatenated in block order — the same result.
+    /// Stable partition of `rows` by a split, without branches on the data:
+    /// rows going left first, then the rest, each in their original order.
+    /// Returns the number going left.
     fn partition(&self, rows: &mut [u32], tmp: &mut Vec<u32>, rule: Rule) -> usize {
-        let threads = self
-            .threads
-            .min(rows.len() / (PARALLEL_MIN_PARTITION / 2))
-            .max(1);
-        if rows.len() < PARALLEL_MIN_PARTITION || threads == 1 {
-            return self.partition_block(rows, tmp, rule);
-        }
-        let per = rows.len().div_ceil(threads);
-        let blocks: Vec<(Vec<u32>, usize)> = std::thread::scope(|s| {
-            let handles: Vec<_> = rows
-                .chunks_mut(per)
-                .map(|block| {
-                    s.spawn(move || {
-                        let mut tmp = Vec::new();
-                        let l = self.partition_block(block, &mut tmp, rule);
-                        (block.to_vec(), l)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| match h.join() {
-                    Ok(v) => v,
-                    Err(panic) => std::panic::resume_unwind(panic),
-                })
-                .collect()
-        });
-        let mut at = 0;
-        for (block, l) in &blocks {
-            rows[at..at + l].copy_from_slice(&block[..*l]);
-            at += l;
-        }
-        let left = at;
-        for (block, l) in &blocks {
-            let rest = &block[*l..];
-            rows[at..at + rest.len()].copy_from_slice(rest);
-            at += rest.len();
-        }
-        left
-    }
-
-    /// The partition of one block, without branches on the data.
-    fn partition_block(&self, rows: &mut [u32], tmp: &mut Vec<u32>, rule: Rule) -> usize {
         tmp.clear();
         tmp.resize(rows.len(), 0);
         let column = &self.columns[rule.feature * self.rows..(rule.feature + 1) * self.rows];
@@ -722,19 +1012,19 @@ mod tests {
     }
 
     #[test]
-    fn partition_is_stable_on_any_thread_count() {
+    fn partition_is_stable() {
         let mapper = BinMapper {
             thresholds: vec![vec![0.5, 1.5]],
         };
         let column = [0u8, 2, 1, 3, 0, 3];
-        let grower = |threads| Grower {
+        let grower = Grower {
             bins: &column,
             cols: 1,
             columns: &column,
             rows: column.len(),
             mapper: &mapper,
             params: params(),
-            threads,
+            threads: 1,
             histogram_budget: HISTOGRAM_BUDGET_BYTES,
         };
         let rule = |default_left| Rule {
@@ -746,35 +1036,76 @@ mod tests {
         let mut rows: Vec<u32> = (0..6).collect();
         let mut tmp = Vec::new();
         // bin ≤ 1 left; missing is bin 3, sent right.
-        let l = grower(1).partition(&mut rows, &mut tmp, rule(false));
+        let l = grower.partition(&mut rows, &mut tmp, rule(false));
         assert_eq!((l, rows.as_slice()), (3, &[0, 2, 4, 1, 3, 5][..]));
         let mut rows: Vec<u32> = (0..6).collect();
-        let l = grower(1).partition(&mut rows, &mut tmp, rule(true));
+        let l = grower.partition(&mut rows, &mut tmp, rule(true));
         assert_eq!((l, rows.as_slice()), (5, &[0, 2, 3, 4, 5, 1][..]));
-        // A leaf big enough to be partitioned on several threads.
-        let n = 3 * PARALLEL_MIN_PARTITION + 5;
-        let big: Vec<u8> = (0..n).map(|i| ((i * 7919) % 4) as u8).collect();
-        let run = |threads| {
+    }
+
+    #[test]
+    fn level_growth_is_best_first_growth_on_any_thread_count() {
+        // 30,000 rows × 5 features: the root is evaluated across features,
+        // deeper splits one per task.
+        let (rows, cols) = (30_000, 5);
+        let mut rng = keel_stats::Rng::from_seed(8);
+        let bins: Vec<u8> = (0..rows * cols).map(|_| rng.below(40) as u8).collect();
+        let mapper = BinMapper {
+            thresholds: vec![(0..39).map(|t| t as f32 + 0.5).collect(); cols],
+        };
+        let columns = super::super::bins::transpose(&bins, rows, cols);
+        let gh: Vec<[f64; 2]> = bins
+            .chunks(cols)
+            .map(|r| {
+                let s = f64::from(r[0]) - 19.5 + 0.5 * f64::from(r[1] % 7) - f64::from(r[3] / 10);
+                [s + rng.normal(), 0.5 + rng.next_f64()]
+            })
+            .collect();
+        let grow = |max_leaves, threads| {
             let g = Grower {
-                bins: &big,
-                cols: 1,
-                columns: &big,
-                rows: n,
+                bins: &bins,
+                cols,
+                columns: &columns,
+                rows,
                 mapper: &mapper,
-                params: params(),
+                params: GrowParams {
+                    max_depth: 5,
+                    max_leaves,
+                    min_data_in_leaf: 20.0,
+                    lambda: 1.0,
+                    ..params()
+                },
                 threads,
                 histogram_budget: HISTOGRAM_BUDGET_BYTES,
             };
-            let mut rows: Vec<u32> = (0..n as u32).collect();
-            let l = g.partition(&mut rows, &mut Vec::new(), rule(true));
-            (l, rows)
+            let mut scratch = Scratch {
+                indices: (0..rows as u32).collect(),
+                ..Scratch::default()
+            };
+            let grown = g.grow(&mut scratch, &[0, 1, 2, 3, 4], &gh);
+            // Every leaf's rows, as the trainer applies them.
+            let mut value = vec![f32::NAN; rows];
+            for &(begin, end, v) in &grown.leaves {
+                for &r in &scratch.indices[begin..end] {
+                    value[r as usize] = v;
+                }
+            }
+            (grown.tree, value)
         };
-        let (l1, r1) = run(1);
-        for t in [2, 3, 5] {
-            assert_eq!(run(t), (l1, r1.clone()), "{t} threads");
+        let (by_level, values) = grow(usize::MAX, 1);
+        assert_eq!(grow(usize::MAX, 3).0, by_level);
+        let (best_first, best_values) = grow(1 << 30, 1);
+        assert_eq!(grow(1 << 30, 2).0, best_first);
+        let leaves = |t: &Tree| (0..t.len()).filter(|&i| t.is_leaf(i)).count();
+        assert!(leaves(&by_level) > 16, "{}", leaves(&by_level));
+        assert_eq!(leaves(&by_level), leaves(&best_first));
+        // Same tree in another node order: every row gets the same value,
+        // and walking the tree agrees with the partition.
+        assert_eq!(values, best_values);
+        for (r, row) in bins.chunks(cols).enumerate() {
+            let x: Vec<f64> = row.iter().map(|&b| f64::from(b)).collect();
+            assert_eq!(by_level.predict(&x), values[r]);
         }
-        assert!(r1[..l1].windows(2).all(|w| w[0] < w[1]));
-        assert!(r1[l1..].windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]
