@@ -536,16 +536,22 @@ impl<'a> GbdtTrainer<'a> {
             let labels = v.labels();
             let tree = &tree;
             let parts = chunks_mut(&mut self.valid_scores, self.threads, |start, s| {
+                // As the training loss: ln(1 + e^−|s|) summed as a product.
                 let mut loss = 0.0;
+                let mut ln_terms = metrics::LnSum::new();
                 for (k, s) in s.iter_mut().enumerate() {
                     let r = start + k;
                     *s += f64::from(tree.predict(v.row(r)));
-                    loss += match objective {
-                        Objective::Binary => metrics::row_log_loss(labels[r], *s),
-                        Objective::Regression => (*s - labels[r]) * (*s - labels[r]),
-                    };
+                    let y = labels[r];
+                    match objective {
+                        Objective::Binary => {
+                            loss += s.max(0.0) - y * *s;
+                            ln_terms.add_ln(1.0 + (-s.abs()).exp());
+                        }
+                        Objective::Regression => loss += (*s - y) * (*s - y),
+                    }
                 }
-                loss
+                loss + ln_terms.value()
             });
             let loss = parts.into_iter().sum::<f64>() / v.rows() as f64;
             m.valid_loss = Some(loss);
