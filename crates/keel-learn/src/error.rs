@@ -76,6 +76,10 @@ pub enum LearnError {
         hint: &'static str,
     },
 
+    /// `finish` was called before any iteration produced a model.
+    #[error("no {what} trained yet: call step() at least once before finish()")]
+    NotTrained { what: &'static str },
+
     /// `step` was called on a trainer that has finished.
     #[error("the trainer is done after {iterations} iterations; call finish()")]
     Finished { iterations: usize },
@@ -104,7 +108,9 @@ impl LearnError {
             LearnError::BadLabel { .. } | LearnError::Labels(_) => vec!["labels"],
             LearnError::BadFeature { .. } => vec!["features"],
             LearnError::Singular { .. } | LearnError::Diverged { .. } => vec!["l2"],
-            LearnError::Finished { .. } | LearnError::Json(_) => vec![],
+            LearnError::Finished { .. } | LearnError::NotTrained { .. } | LearnError::Json(_) => {
+                vec![]
+            }
         }
     }
 }

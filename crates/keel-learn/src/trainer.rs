@@ -233,12 +233,13 @@ impl<'a> Trainer<'a> {
         }
     }
 
-    /// The model as trained so far (the whole model once `is_done`).
+    /// The model as trained so far (the whole model once `is_done`); a GBDT
+    /// needs at least one step.
     pub fn finish(self) -> Result<Model> {
         Ok(match self {
             Trainer::Logistic(t) => Model::Logistic(t.finish()),
             Trainer::Linear(t) => Model::Linear(t.finish()?),
-            Trainer::Gbdt(t) => Model::Gbdt((*t).finish()),
+            Trainer::Gbdt(t) => Model::Gbdt((*t).finish()?),
         })
     }
 

@@ -590,20 +590,23 @@ impl<'a> GbdtTrainer<'a> {
     }
 
     /// The model: every tree, or with early stopping the trees up to the
-    /// best iteration.
-    pub fn finish(self) -> GbdtModel {
+    /// best iteration. Refused before the first tree.
+    pub fn finish(self) -> Result<GbdtModel> {
+        if self.trees.is_empty() {
+            return Err(LearnError::NotTrained { what: "tree" });
+        }
         let mut trees = self.trees;
         if self.params.early_stopping_rounds.is_some()
             && let Some(best) = self.best_iteration
         {
             trees.truncate(best);
         }
-        GbdtModel {
+        Ok(GbdtModel {
             objective: self.params.objective,
             feature_names: self.train.feature_names().to_vec(),
             base_score: self.base_score,
             trees,
-        }
+        })
     }
 
     /// Raw training scores (for tests of the score bookkeeping).
@@ -699,7 +702,7 @@ mod tests {
             t.step().unwrap();
         }
         let scores = t.train_scores().to_vec();
-        let model = t.finish();
+        let model = t.finish().unwrap();
         for (r, score) in scores.iter().enumerate() {
             assert_eq!(
                 model.raw_score(d.row(r)).to_bits(),
@@ -744,7 +747,7 @@ mod tests {
             loss = t.step().unwrap().train_loss;
         }
         assert!(loss < 1e-6, "{loss}");
-        let m = t.finish();
+        let m = t.finish().unwrap();
         assert!((m.raw_score(&[10.0]) - 1.0).abs() < 1e-3);
         assert!((m.raw_score(&[150.0]) - 5.0).abs() < 1e-3);
         assert_eq!(m.trees[0].threshold[0], 99.5);
@@ -774,6 +777,6 @@ mod tests {
         }
         let best = t.best_iteration().unwrap();
         assert!(n < 500 && n == best + 5, "stopped after {n}, best {best}");
-        assert_eq!(t.finish().trees.len(), best);
+        assert_eq!(t.finish().unwrap().trees.len(), best);
     }
 }
