@@ -1,6 +1,6 @@
 """Reference fits for keel-learn, computed with scikit-learn and LightGBM.
 
-Builds small fixed, seeded datasets — logistic data with features on very
+Builds small fixed, seeded datasets (each stored once, with every fit on it) — logistic data with features on very
 different scales, correlated regression features, a classification set with
 missing values for boosting — fits the reference models on them and writes
 both the data and what the references learnt (with the library versions)
@@ -58,45 +58,44 @@ def logistic_data(rng, n, scales, coef, intercept):
 
 
 def logistic_cases(rng):
-    cases = []
     x, y = logistic_data(rng, 400, [1.0, 10.0, 0.1, 3.0, 1.0], [1.2, -0.8, 0.5, 0.0, 2.0], -0.4)
+    fits = []
     for l2, fit_intercept in [(1.0, True), (0.1, True), (10.0, True), (0.0, True), (1.0, False)]:
         c = np.inf if l2 == 0 else 1 / l2
         m = LogisticRegression(C=c, solver="newton-cholesky", tol=1e-12, max_iter=1000,
                                fit_intercept=fit_intercept).fit(x, y)
-        cases.append({
+        fits.append({
             "name": f"scaled_l2_{l2}_intercept_{fit_intercept}",
             "l2": l2, "fit_intercept": fit_intercept,
-            "x": matrix(x), "y": floats(y),
             "coefficients": floats(m.coef_[0]),
             "intercept": float(m.intercept_[0]) if fit_intercept else 0.0,
             "probabilities": floats(m.predict_proba(x)[:, 1]),
         })
-    return cases
+    return {"x": matrix(x), "y": floats(y), "fits": fits}
 
 
 def ridge_cases(rng):
-    cases = []
-    n, d = 300, 6
+    n = 300
     base = rng.normal(size=(n, 3))
-    x = np.column_stack([base, base[:, 0] + 0.1 * rng.normal(size=n), base[:, 1] * 5 + 2 + 0.05 * rng.normal(size=n),
+    x = np.column_stack([base, base[:, 0] + 0.1 * rng.normal(size=n),
+                         base[:, 1] * 5 + 2 + 0.05 * rng.normal(size=n),
                          rng.uniform(-1, 1, size=n) * 100])
     x = np.round(x, 6)
     y = x @ np.array([1.5, -2.0, 0.3, 0.7, 0.1, 0.01]) + 4.0 + rng.normal(size=n)
+    fits = []
     for l2, fit_intercept in [(0.0, True), (0.5, True), (10.0, True), (3.0, False)]:
         if l2 == 0:
             m = LinearRegression(fit_intercept=fit_intercept).fit(x, y)
         else:
             m = Ridge(alpha=l2, fit_intercept=fit_intercept, solver="cholesky").fit(x, y)
-        cases.append({
+        fits.append({
             "name": f"ridge_l2_{l2}_intercept_{fit_intercept}",
             "l2": l2, "fit_intercept": fit_intercept,
-            "x": matrix(x), "y": floats(y),
             "coefficients": floats(m.coef_),
             "intercept": float(m.intercept_) if fit_intercept else 0.0,
             "predictions": floats(m.predict(x)),
         })
-    return cases
+    return {"x": matrix(x), "y": floats(y), "fits": fits}
 
 
 GBDT_PARAMS = {"n_estimators": 100, "max_depth": 4, "num_leaves": 16, "learning_rate": 0.1,
@@ -115,7 +114,7 @@ def gbdt_cases(rng):
     cases = []
     x, y = make_classification(n_samples=3000, n_features=8, n_informative=5, n_redundant=1,
                                flip_y=0.05, class_sep=0.7, random_state=3)
-    x = np.round(with_missing(rng, x, [0, 3], 0.08), 6)
+    x = np.round(with_missing(rng, x, [0, 3], 0.08), 4)
     y = y.astype(float)
     xt, yt, xv, yv = x[:2400], y[:2400], x[2400:], y[2400:]
     m = lightgbm.LGBMClassifier(**GBDT_PARAMS).fit(xt, yt)
@@ -126,7 +125,8 @@ def gbdt_cases(rng):
     })
     x, y = make_regression(n_samples=3000, n_features=6, n_informative=4, noise=10.0, random_state=4)
     y = y + 0.02 * x[:, 0] ** 2 * 30
-    x = np.round(with_missing(rng, x, [1], 0.05), 6)
+    x = np.round(with_missing(rng, x, [1], 0.05), 4)
+    y = np.round(y, 4)
     xt, yt, xv, yv = x[:2400], y[:2400], x[2400:], y[2400:]
     m = lightgbm.LGBMRegressor(**GBDT_PARAMS).fit(xt, yt)
     cases.append({

@@ -43,9 +43,9 @@ fn logistic_matches_scikit_learn() {
     let r = reference();
     let mut worst: f64 = 0.0;
     let mut worst_p: f64 = 0.0;
-    for case in r["logistic"].as_array().unwrap() {
+    let data = dataset(&r["logistic"]["x"], &r["logistic"]["y"]);
+    for case in r["logistic"]["fits"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
-        let data = dataset(&case["x"], &case["y"]);
         let params = LogisticParams {
             l2: case["l2"].as_f64().unwrap(),
             fit_intercept: case["fit_intercept"].as_bool().unwrap(),
@@ -79,9 +79,9 @@ fn logistic_matches_scikit_learn() {
 fn ridge_matches_scikit_learn() {
     let r = reference();
     let mut worst: f64 = 0.0;
-    for case in r["ridge"].as_array().unwrap() {
+    let data = dataset(&r["ridge"]["x"], &r["ridge"]["y"]);
+    for case in r["ridge"]["fits"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
-        let data = dataset(&case["x"], &case["y"]);
         let params = RidgeParams {
             l2: case["l2"].as_f64().unwrap(),
             fit_intercept: case["fit_intercept"].as_bool().unwrap(),
