@@ -141,7 +141,8 @@ impl Model {
         }
     }
 
-    /// The model as ONNX (see [`crate::onnx`] for the graph's shape).
+    /// The model as ONNX (see [`crate::onnx`] for the graph's shape), its
+    /// one input named `input_name` (a non-empty name, e.g. `"input"`).
     pub fn to_onnx(&self, input_name: &str) -> Vec<u8> {
         crate::onnx::export(self, input_name)
     }

@@ -1,31 +1,33 @@
 //! Growing one tree on binned features from per-row gradients and
 //! hessians (LightGBM's histogram algorithm).
 //!
-//! * Growth is best-first: the open leaf whose best split gains most is
-//!   split next (ties: the leaf created first), until `max_leaves` leaves
-//!   exist or no leaf can be split (depth `max_depth`, fewer than
-//!   `2·min_data_in_leaf` rows, or no split gaining more than
-//!   `min_split_gain`). Without a leaf limit this is exactly depth-wise
-//!   growth: every leaf with a worthwhile split is split down to
-//!   `max_depth`, and the order does not change the tree.
+//! * With a leaf limit (`num_leaves`), growth is best-first: the open leaf
+//!   whose best split gains most is split next (ties: the leaf created
+//!   first), until the limit or until no leaf can be split (depth
+//!   `max_depth`, fewer than `2·min_data_in_leaf` rows, or no split gaining
+//!   more than `min_split_gain`). Without one, every leaf with a worthwhile
+//!   split is split down to `max_depth` — the same tree in any order — and
+//!   the tree grows a level at a time, which parallelises better.
 //! * The gain of a split is `G_L²/(H_L+λ) + G_R²/(H_R+λ) − G²/(H+λ)`
 //!   (LightGBM's, twice XGBoost's, without the γ); a leaf's value is
 //!   `−learning_rate·G/(H+λ)`, rounded to `f32`.
 //! * Histograms of gradient sums, hessian sums and row counts per bin are
 //!   built for the smaller child of each split only; the larger child's is
-//!   the parent's minus the smaller's (the subtraction trick).
+//!   the parent's minus the smaller's (the subtraction trick). Histograms
+//!   are kept for open leaves up to a memory budget (256 MiB); past it a
+//!   split's two children are both built from rows.
 //! * Missing values: each candidate threshold is tried with the missing
 //!   rows on the left and on the right, and the better one becomes the
 //!   split's default direction. When a node has no missing rows the
 //!   default is the child that received more rows (scikit-learn's rule), so
 //!   a value missing only at prediction time follows the majority. A split
 //!   may also separate the missing rows from all the others.
-//! * Histograms are kept for open leaves up to a memory budget
-//!   (256 MiB); past it a split's two children are both built from rows.
-//! * The work per split — histograms and split search — is spread over
-//!   threads by feature. Each feature's histogram is summed by one thread in
-//!   row order and the best split is the first feature (in index order) with
-//!   the highest gain, so trees are identical for any number of threads.
+//! * Threads: a large leaf's histograms and split search are spread over
+//!   features; a level's partitions, and the children of its smaller
+//!   splits, one leaf per task. Each feature's histogram is summed by one
+//!   thread in row order, each leaf's rows are partitioned by one thread,
+//!   and the best split is the first feature (in index order) with the
+//!   highest gain, so trees are identical for any number of threads.
 
 use super::bins::BinMapper;
 use super::tree::Tree;
