@@ -181,8 +181,10 @@ pub struct GbdtModel {
 }
 
 impl GbdtModel {
-    /// The raw score of one row: the base score plus each tree's leaf, added
-    /// in tree order in `f64`.
+    /// The raw score of one row (at least as many values as
+    /// `feature_names`; panics otherwise — [`crate::Model::raw_scores`]
+    /// checks the shape): the base score plus each tree's leaf, added in tree
+    /// order in `f64`.
     pub fn raw_score(&self, row: &[f64]) -> f64 {
         let mut s = f64::from(self.base_score);
         for t in &self.trees {
