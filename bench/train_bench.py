@@ -24,10 +24,11 @@ validation AUC is computed after training from each model's predictions
 (scikit-learn's roc_auc_score for the Python libraries; keel-learn's own,
 the same definition).
 
-    CARGO_TARGET_DIR=/work/target-release cargo build --release -p keel-learn --example gbdt_vs
-    python bench/train_bench.py --keel /work/target-release/release/examples/gbdt_vs
+    bench/run train            # builds gbdt_vs in release, makes the venv, runs this
 
-(or set KEEL_GBDT_VS to the binary). Prints a table and writes
+or by hand: cargo build --release -p keel-learn --example gbdt_vs, then
+python bench/train_bench.py --keel TARGET/release/examples/gbdt_vs (or set
+KEEL_GBDT_VS to the binary). Prints a table and writes
 bench/results/train.json (or --out).
 """
 
