@@ -641,3 +641,25 @@ def test_a_jobs_code_is_copied_when_it_is_submitted(server, tmp_path):
     assert r.status_code == 400 and "code" in r.json()["error"]["message"], r.text
     listed = requests.get(f"{server.uri}/v1/train/jobs", params={"tenant": "growth"}, timeout=30).json()["jobs"]
     assert "too-big" not in [j["name"] for j in listed], "nothing half-written"
+
+
+def test_a_builtin_trainer_reads_a_catalog_dataset_version(server, churn_parquet):
+    path, _, _ = churn_parquet
+    reg = subprocess.run([str(keel_bin()), "data", "register", "churn_train", str(path), "--server", server.uri],
+                         capture_output=True, text=True, timeout=120)
+    assert reg.returncode == 0, reg.stderr
+    for ref in ("churn_train", "churn_train@v1"):
+        r = submit(server, {"job": "from-catalog", "tenant": "growth", "trainer": "builtin:linear_regression",
+                            "data": {"dataset": ref, "label": "churned"}, "params": {"l2": 1.0}})
+        assert r.status_code == 201, r.text
+        j = wait(server, r.json()["job"]["id"], timeout=120)["job"]
+        assert j["state"] == "succeeded", j.get("stderr")
+        tags = MlflowClient(server.uri).get_run(j["run_id"]).data.tags
+        assert tags["keel.dataset"] == "churn_train@v1"
+        shown = subprocess.run([str(keel_bin()), "data", "show", "churn_train", "--json", "--server", server.uri],
+                               capture_output=True, text=True, timeout=60)
+        assert tags["keel.dataset.digest"] in shown.stdout, "the run records the version's content digest"
+    r = submit(server, {"job": "no-such-version", "tenant": "growth", "trainer": "builtin:linear_regression",
+                        "data": {"dataset": "churn_train@v9", "label": "churned"}})
+    j = wait(server, r.json()["job"]["id"], timeout=60)["job"]
+    assert j["state"] == "failed" and "no version v9" in j["stderr"], j

@@ -161,16 +161,12 @@ async fn data_file(spec: &JobSpec, t: &Tracking, dir: &Path) -> Result<PathBuf> 
         return Ok(out);
     }
     let name = data.dataset.as_deref().unwrap_or_default();
-    let (name, version) = match name.split_once('@') {
-        Some((n, v)) => (n, v.trim_start_matches('v').to_string()),
-        None => (name, "latest".to_string()),
-    };
+    // `NAME`, `NAME@vN`, `NAME@latest` or `NAME@DIGEST-PREFIX`, as the
+    // catalog reads them.
+    let (name, wanted) = name.split_once('@').unwrap_or((name, "latest"));
     let v: Value = t
         .http
-        .get(format!(
-            "{}/v1/data/datasets/{name}/versions/{version}",
-            t.base
-        ))
+        .get(format!("{}/v1/datasets/{name}/versions/{wanted}", t.base))
         .send()
         .await?
         .json()
@@ -180,9 +176,12 @@ async fn data_file(spec: &JobSpec, t: &Tracking, dir: &Path) -> Result<PathBuf> 
     } else {
         &v["version"]
     };
-    let files = version["files"]
-        .as_array()
-        .ok_or_else(|| anyhow!("data.dataset: {name} version {version:?} not found: {v}"))?;
+    let files = version["files"].as_array().ok_or_else(|| {
+        anyhow!(
+            "data.dataset: {name}@{wanted}: {}",
+            v["error"]["message"].as_str().unwrap_or("not found")
+        )
+    })?;
     let [file] = files.as_slice() else {
         bail!(
             "data.dataset: {name} has {} files; built-in trainers read single-file datasets (or use training_set:)",
@@ -191,6 +190,11 @@ async fn data_file(spec: &JobSpec, t: &Tracking, dir: &Path) -> Result<PathBuf> 
     };
     let rel = file["path"].as_str().unwrap_or_default();
     let location = version["location"].as_str().unwrap_or_default();
+    t.tags(&[(
+        "keel.dataset",
+        format!("{name}@v{}", version["version"].as_i64().unwrap_or(0)),
+    )])
+    .await?;
     let bytes = t
         .http
         .get(format!(

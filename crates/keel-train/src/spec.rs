@@ -1181,8 +1181,10 @@ fn draw(d: &Distribution, rng: &mut Rng) -> Value {
             Value::from((lo.ln() + (hi.ln() - lo.ln()) * rng.next_f64()).exp())
         }
         Distribution::Int(lo, hi) => {
-            let span = (hi - lo + 1) as f64;
-            Value::from(lo + ((rng.next_f64() * span) as i64).min(hi - lo))
+            // In f64, so bounds near i64's limits cannot overflow.
+            let (lo, hi) = (*lo as f64, *hi as f64);
+            let x = (lo + (rng.next_f64() * (hi - lo + 1.0)).floor()).min(hi);
+            Value::from(x as i64)
         }
     }
 }
