@@ -11,14 +11,14 @@ keel_nats_bin() {
 
 keel_nats_start() {
     local bin port dir
-    bin=$(keel_nats_bin)
+    bin=$(keel_nats_bin || true)
     if [ -z "$bin" ]; then
         echo "NATS not found: installing Debian's nats-server package" >&2
         local sudo=""
         [ "$(id -u)" = 0 ] || sudo="sudo"
         $sudo apt-get update -qq >&2
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nats-server >&2
-        bin=$(keel_nats_bin)
+        bin=$(keel_nats_bin || true)
         [ -n "$bin" ] || { echo "error: nats-server installation failed" >&2; return 1; }
     fi
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
