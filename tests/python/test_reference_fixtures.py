@@ -6,7 +6,9 @@ compute (keel-stats: numpy, scipy, statsmodels; keel-quality: scikit-learn,
 fairlearn, numpy), not a hand-edited number.
 
 * With the library versions recorded in the fixture the output must be
-  byte-for-byte identical.
+  byte-for-byte identical, or differ only in the last bits of floating-point
+  results (1e-12 relative): numpy and scipy pick their SIMD kernels by CPU,
+  so sums come out a rounding apart on another machine.
 * With other versions (an unpinned library moved on) the datasets must still
   be identical and every number equal to 1e-9 relative; the fixture should
   then be regenerated with the new versions.
@@ -41,19 +43,20 @@ def regenerate(crate: str, tmp_path: Path) -> Path:
     return out
 
 
-def assert_close(fresh, committed, path="$"):
-    """Same structure; numbers equal to 1e-9 relative; everything else equal."""
+def assert_close(fresh, committed, path="$", rel_tol=1e-9):
+    """Same structure; numbers equal to `rel_tol` relative; everything else equal."""
     if isinstance(committed, dict):
         assert isinstance(fresh, dict) and fresh.keys() == committed.keys(), path
         for key in committed:
-            assert_close(fresh[key], committed[key], f"{path}.{key}")
+            assert_close(fresh[key], committed[key], f"{path}.{key}", rel_tol)
     elif isinstance(committed, list):
         assert isinstance(fresh, list) and len(fresh) == len(committed), path
         for i, (a, b) in enumerate(zip(fresh, committed)):
-            assert_close(a, b, f"{path}[{i}]")
+            assert_close(a, b, f"{path}[{i}]", rel_tol)
     elif isinstance(committed, float):
-        assert math.isclose(fresh, committed, rel_tol=1e-9, abs_tol=1e-300), (
-            f"{path}: fresh {fresh!r} != committed {committed!r}")
+        assert math.isclose(fresh, committed, rel_tol=rel_tol, abs_tol=1e-300), (
+            f"{path}: fresh {fresh!r} != committed {committed!r} (regenerate reference.json "
+            "with reference.py; do not edit it by hand)")
     else:
         assert fresh == committed, f"{path}: fresh {fresh!r} != committed {committed!r}"
 
@@ -64,9 +67,9 @@ def test_reference_json_is_what_the_libraries_compute(crate, tmp_path):
     fresh = json.loads(fresh_path.read_text())
     committed = json.loads(fixture(crate).read_text())
     if fresh["versions"] == committed["versions"]:
-        assert fresh_path.read_bytes() == fixture(crate).read_bytes(), (
-            "reference.json differs from what reference.py writes with the same "
-            "library versions: regenerate it, do not edit it by hand")
+        if fresh_path.read_bytes() != fixture(crate).read_bytes():
+            # Not a hand edit unless a number moved beyond rounding.
+            assert_close(fresh, committed, rel_tol=1e-12)
     else:
         print(f"library versions differ from the fixture's: {fresh['versions']} vs {committed['versions']}")
         fresh.pop("versions")
