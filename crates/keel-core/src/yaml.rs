@@ -823,3 +823,156 @@ mod tests {
         assert_eq!(parse("s").unwrap().kind(), "string");
     }
 }
+
+/// One problem found while checking a document: where, which field, what.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// Dotted path of the value, e.g. `checks[2].max`; empty for YAML syntax.
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() {
+            write!(
+                f,
+                "line {}, column {}: {}",
+                self.line, self.column, self.message
+            )
+        } else {
+            write!(
+                f,
+                "line {}, column {}: {}: {}",
+                self.line, self.column, self.path, self.message
+            )
+        }
+    }
+}
+
+impl From<YamlError> for Problem {
+    fn from(e: YamlError) -> Self {
+        Problem {
+            line: e.line,
+            column: e.column,
+            path: String::new(),
+            message: e.message,
+        }
+    }
+}
+
+/// `path.key`, or `key` at the top.
+pub fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// Collects every problem of a document instead of stopping at the first,
+/// for checkers of configuration files built on [`parse`]. Its readers
+/// return `None` after recording why a value cannot be used.
+#[derive(Debug)]
+pub struct Checker {
+    pub problems: Vec<Problem>,
+    /// What "did you mean" suggestions may still spend
+    /// ([`crate::suggest::closest`]).
+    pub budget: usize,
+}
+
+impl Default for Checker {
+    fn default() -> Self {
+        Checker {
+            problems: Vec::new(),
+            budget: crate::suggest::BUDGET,
+        }
+    }
+}
+
+impl Checker {
+    pub fn problem(&mut self, span: Span, path: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            line: span.line,
+            column: span.column,
+            path: path.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// The entries of a mapping, with keys that are not among `known`
+    /// reported (with a suggestion); an empty `known` takes any name.
+    pub fn mapping<'n>(
+        &mut self,
+        node: &'n Node,
+        path: &str,
+        known: &[&str],
+    ) -> Option<&'n [(Node, Node)]> {
+        let Value::Map(entries) = &node.value else {
+            self.problem(
+                node.span,
+                path,
+                format!("expected a mapping, found a {}", node.kind()),
+            );
+            return None;
+        };
+        for (k, _) in entries {
+            let Some(key) = k.as_str() else {
+                self.problem(k.span, path, "keys here are names (strings)");
+                continue;
+            };
+            if !known.is_empty() && !known.contains(&key) {
+                let hint = crate::suggest::closest(key, known, &mut self.budget)
+                    .map(|c| format!("; did you mean `{c}`?"))
+                    .unwrap_or_else(|| format!("; expected one of {}", known.join(", ")));
+                self.problem(k.span, &join(path, key), format!("unknown key{hint}"));
+            }
+        }
+        Some(entries)
+    }
+
+    /// A string with more than white space in it.
+    pub fn string(&mut self, node: &Node, path: &str) -> Option<String> {
+        match &node.value {
+            Value::Str(s) if !s.trim().is_empty() => Some(s.clone()),
+            Value::Str(_) => {
+                self.problem(node.span, path, "must not be empty");
+                None
+            }
+            _ => {
+                self.problem(
+                    node.span,
+                    path,
+                    format!("expected a string, found a {}", node.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A finite number (an integer or a float).
+    pub fn number(&mut self, node: &Node, path: &str) -> Option<f64> {
+        match node.value {
+            Value::Int(i) => Some(i as f64),
+            Value::Float(f) if f.is_finite() => Some(f),
+            _ => {
+                self.problem(
+                    node.span,
+                    path,
+                    format!("expected a finite number, found a {}", node.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    /// The problems in file order.
+    pub fn into_problems(mut self) -> Vec<Problem> {
+        self.problems.sort_by_key(|p| (p.line, p.column));
+        self.problems
+    }
+}

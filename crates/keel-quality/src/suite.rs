@@ -17,40 +17,11 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::fmt;
 
-use keel_core::yaml::{self, Node, Span, Value};
+use keel_core::yaml::{self, Checker, Node, Value, join};
 use serde::Serialize;
 
-/// A problem with a suite file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Problem {
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column.
-    pub column: usize,
-    /// Dotted path of the value, e.g. `checks[2].max`; empty for YAML syntax.
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(
-                f,
-                "line {}, column {}: {}",
-                self.line, self.column, self.message
-            )
-        } else {
-            write!(
-                f,
-                "line {}, column {}: {}: {}",
-                self.line, self.column, self.path, self.message
-            )
-        }
-    }
-}
+pub use keel_core::yaml::Problem;
 
 /// Every problem of a suite file, in file order.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -201,90 +172,34 @@ pub const COST_MEASURES: [&str; 5] = [
 /// Reads and validates a suite file's text.
 pub fn parse(src: &str) -> Result<Suite, SuiteError> {
     let root = yaml::parse(src).map_err(|e| SuiteError {
-        problems: vec![Problem {
-            line: e.line,
-            column: e.column,
-            path: String::new(),
-            message: e.message,
-        }],
+        problems: vec![e.into()],
     })?;
-    let mut r = Reader {
-        problems: Vec::new(),
-        budget: keel_core::suggest::BUDGET,
-    };
+    let mut r = Reader(Checker::default());
     let suite = r.suite(&root);
-    r.problems.sort_by_key(|p| (p.line, p.column));
+    let problems = r.0.into_problems();
     match suite {
-        Some(s) if r.problems.is_empty() => Ok(s),
-        _ => Err(SuiteError {
-            problems: r.problems,
-        }),
+        Some(s) if problems.is_empty() => Ok(s),
+        _ => Err(SuiteError { problems }),
     }
 }
 
-struct Reader {
-    problems: Vec<Problem>,
-    budget: usize,
+/// The suite's own rules over the shared YAML checks.
+struct Reader(Checker);
+
+impl std::ops::Deref for Reader {
+    type Target = Checker;
+    fn deref(&self) -> &Checker {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reader {
+    fn deref_mut(&mut self) -> &mut Checker {
+        &mut self.0
+    }
 }
 
 impl Reader {
-    fn problem(&mut self, span: Span, path: &str, message: impl Into<String>) {
-        self.problems.push(Problem {
-            line: span.line,
-            column: span.column,
-            path: path.to_string(),
-            message: message.into(),
-        });
-    }
-
-    /// The entries of a mapping, with unknown keys reported.
-    fn mapping<'n>(
-        &mut self,
-        node: &'n Node,
-        path: &str,
-        known: &[&str],
-    ) -> Option<&'n [(Node, Node)]> {
-        let Value::Map(entries) = &node.value else {
-            self.problem(
-                node.span,
-                path,
-                format!("expected a mapping, found a {}", node.kind()),
-            );
-            return None;
-        };
-        for (k, _) in entries {
-            let Some(key) = k.as_str() else {
-                self.problem(k.span, path, "keys here are names (strings)");
-                continue;
-            };
-            if !known.contains(&key) {
-                let hint = keel_core::suggest::closest(key, known, &mut self.budget)
-                    .map(|c| format!("; did you mean `{c}`?"))
-                    .unwrap_or_else(|| format!("; expected one of {}", known.join(", ")));
-                self.problem(k.span, &join(path, key), format!("unknown key{hint}"));
-            }
-        }
-        Some(entries)
-    }
-
-    fn string(&mut self, node: &Node, path: &str) -> Option<String> {
-        match &node.value {
-            Value::Str(s) if !s.is_empty() => Some(s.clone()),
-            Value::Str(_) => {
-                self.problem(node.span, path, "must not be empty");
-                None
-            }
-            _ => {
-                self.problem(
-                    node.span,
-                    path,
-                    format!("expected a string, found a {}", node.kind()),
-                );
-                None
-            }
-        }
-    }
-
     /// A string or a list of strings.
     fn strings(&mut self, node: &Node, path: &str) -> Option<Vec<String>> {
         match &node.value {
@@ -675,21 +590,6 @@ impl Reader {
         })
     }
 
-    fn number(&mut self, node: &Node, path: &str) -> Option<f64> {
-        match node.value {
-            Value::Int(i) => Some(i as f64),
-            Value::Float(f) if f.is_finite() => Some(f),
-            _ => {
-                self.problem(
-                    node.span,
-                    path,
-                    format!("expected a finite number, found a {}", node.kind()),
-                );
-                None
-            }
-        }
-    }
-
     /// Checks the keys a kind needs; returns the check's main word (its
     /// metric, test or perturbation) for its default name.
     fn kind_rules(
@@ -985,14 +885,6 @@ impl Reader {
                 Some(measure.to_string())
             }
         }
-    }
-}
-
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
     }
 }
 

@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 
-use keel_core::yaml::{self, Node, Span, Value as Yaml};
+use keel_core::yaml::{self, Checker, Node, Value as Yaml, join};
 use keel_stats::rng::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -187,33 +187,7 @@ pub struct Notify {
     pub key: String,
 }
 
-/// One problem in a spec.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Problem {
-    pub line: usize,
-    pub column: usize,
-    /// The field, e.g. `resources.memory`.
-    pub path: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.path.is_empty() {
-            write!(
-                f,
-                "line {}, column {}: {}",
-                self.line, self.column, self.message
-            )
-        } else {
-            write!(
-                f,
-                "line {}, column {}: {}: {}",
-                self.line, self.column, self.path, self.message
-            )
-        }
-    }
-}
+pub use keel_core::yaml::Problem;
 
 /// Every problem of a refused spec, in file order.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -249,24 +223,14 @@ pub const MAX_SWEEP_JOBS: usize = 1_000;
 /// Reads and checks a spec's text (YAML or JSON).
 pub fn parse(src: &str) -> Result<JobSpec, SpecError> {
     let root = yaml::parse(src).map_err(|e| SpecError {
-        problems: vec![Problem {
-            line: e.line,
-            column: e.column,
-            path: String::new(),
-            message: e.message,
-        }],
+        problems: vec![e.into()],
     })?;
-    let mut r = Reader {
-        problems: Vec::new(),
-        budget: keel_core::suggest::BUDGET,
-    };
+    let mut r = Reader(Checker::default());
     let spec = r.spec(&root);
-    r.problems.sort_by_key(|p| (p.line, p.column));
+    let problems = r.0.into_problems();
     match spec {
-        Some(s) if r.problems.is_empty() => Ok(s),
-        _ => Err(SpecError {
-            problems: r.problems,
-        }),
+        Some(s) if problems.is_empty() => Ok(s),
+        _ => Err(SpecError { problems }),
     }
 }
 
@@ -314,76 +278,23 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     Ok(bytes.round() as u64)
 }
 
-struct Reader {
-    problems: Vec<Problem>,
-    budget: usize,
+/// The job spec's own rules over the shared YAML checks.
+struct Reader(Checker);
+
+impl std::ops::Deref for Reader {
+    type Target = Checker;
+    fn deref(&self) -> &Checker {
+        &self.0
+    }
 }
 
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
+impl std::ops::DerefMut for Reader {
+    fn deref_mut(&mut self) -> &mut Checker {
+        &mut self.0
     }
 }
 
 impl Reader {
-    fn problem(&mut self, span: Span, path: &str, message: impl Into<String>) {
-        self.problems.push(Problem {
-            line: span.line,
-            column: span.column,
-            path: path.to_string(),
-            message: message.into(),
-        });
-    }
-
-    fn mapping<'n>(
-        &mut self,
-        node: &'n Node,
-        path: &str,
-        known: &[&str],
-    ) -> Option<&'n [(Node, Node)]> {
-        let Yaml::Map(entries) = &node.value else {
-            self.problem(
-                node.span,
-                path,
-                format!("expected a mapping, found a {}", node.kind()),
-            );
-            return None;
-        };
-        for (k, _) in entries {
-            let Some(key) = k.as_str() else {
-                self.problem(k.span, path, "keys here are names (strings)");
-                continue;
-            };
-            if !known.is_empty() && !known.contains(&key) {
-                let hint = keel_core::suggest::closest(key, known, &mut self.budget)
-                    .map(|c| format!("; did you mean `{c}`?"))
-                    .unwrap_or_else(|| format!("; expected one of {}", known.join(", ")));
-                self.problem(k.span, &join(path, key), format!("unknown key{hint}"));
-            }
-        }
-        Some(entries)
-    }
-
-    fn string(&mut self, node: &Node, path: &str) -> Option<String> {
-        match &node.value {
-            Yaml::Str(s) if !s.trim().is_empty() => Some(s.clone()),
-            Yaml::Str(_) => {
-                self.problem(node.span, path, "must not be empty");
-                None
-            }
-            _ => {
-                self.problem(
-                    node.span,
-                    path,
-                    format!("expected a string, found a {}", node.kind()),
-                );
-                None
-            }
-        }
-    }
-
     fn name(&mut self, node: &Node, path: &str) -> Option<String> {
         let s = self.string(node, path)?;
         if valid_name(&s) {
@@ -395,21 +306,6 @@ impl Reader {
                 format!("{s:?} is not a name: use letters, digits, `.`, `_` and `-` (at most 128)"),
             );
             None
-        }
-    }
-
-    fn number(&mut self, node: &Node, path: &str) -> Option<f64> {
-        match node.value {
-            Yaml::Int(i) => Some(i as f64),
-            Yaml::Float(f) if f.is_finite() => Some(f),
-            _ => {
-                self.problem(
-                    node.span,
-                    path,
-                    format!("expected a finite number, found a {}", node.kind()),
-                );
-                None
-            }
         }
     }
 
