@@ -7,8 +7,8 @@
 //! stores the model (`model/model.onnx`, `model/model.json`) as run
 //! artifacts and, with `register:`, as a new version of that registered
 //! model. What makes the run reproducible is recorded as run tags: the
-//! training data's content digest (as the catalog computes it), the parameters, the seed, Keel's version and the
-//! platform.
+//! training data's content digest (as the catalog computes it), the
+//! parameters, the seed, Keel's version and the platform.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,32 +16,30 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow, bail};
 use keel_learn::{Checkpoint, Dataset, Trainer};
 use keel_train::spec::JobSpec;
+use reqwest::Method;
 use serde_json::{Value, json};
+
+use crate::config::Settings;
+use crate::lifecycle_cmd::{Common, call, call_json, enc, enc_path};
 
 /// Iterations between checkpoints when the spec does not say.
 const CHECKPOINT_EVERY: u32 = 10;
 
-struct Tracking {
-    base: String,
+/// The attempt's run on the server that started the job, through the
+/// CLI's own API calls (`lifecycle_cmd::call`).
+struct Tracking<'s> {
+    settings: &'s Settings,
+    server: Common,
     run_id: String,
-    http: reqwest::Client,
 }
 
-impl Tracking {
+impl Tracking<'_> {
+    async fn get(&self, path: &str) -> Result<Value> {
+        call_json(self.settings, &self.server, Method::GET, path, None).await
+    }
+
     async fn post(&self, path: &str, body: Value) -> Result<Value> {
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the tracking server at {}", self.base))?;
-        let status = resp.status();
-        let v: Value = resp.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!("{path}: HTTP {status}: {v}");
-        }
-        Ok(v)
+        call_json(self.settings, &self.server, Method::POST, path, Some(body)).await
     }
 
     async fn log(&self, step: usize, metrics: &[(&str, f64)]) -> Result<()> {
@@ -74,13 +72,12 @@ impl Tracking {
 
     /// The run's artifact folder in the server's artifact API.
     async fn artifact_root(&self) -> Result<String> {
-        let resp = self
-            .http
-            .get(format!("{}/api/2.0/mlflow/runs/get", self.base))
-            .query(&[("run_id", &self.run_id)])
-            .send()
+        let v = self
+            .get(&format!(
+                "/api/2.0/mlflow/runs/get?run_id={}",
+                enc(&self.run_id)
+            ))
             .await?;
-        let v: Value = resp.json().await?;
         let uri = v["run"]["info"]["artifact_uri"]
             .as_str()
             .ok_or_else(|| anyhow!("the run has no artifact location"))?;
@@ -90,19 +87,17 @@ impl Tracking {
         Ok(rel.trim_start_matches('/').to_string())
     }
 
-    async fn upload(&self, root: &str, name: &str, bytes: Vec<u8>) -> Result<()> {
-        let resp = self
-            .http
-            .put(format!(
-                "{}/api/2.0/mlflow-artifacts/artifacts/{root}/{name}",
-                self.base
-            ))
-            .body(bytes)
-            .send()
-            .await?;
-        if !resp.status().is_success() {
-            bail!("storing {name}: HTTP {}", resp.status());
-        }
+    /// A file of the artifact store (`rel` from its root).
+    async fn download(&self, rel: &str) -> Result<Vec<u8>> {
+        let path = format!("/api/2.0/mlflow-artifacts/artifacts/{}", enc_path(rel));
+        Ok(call(self.settings, &self.server, Method::GET, &path, None)
+            .await?
+            .body)
+    }
+
+    async fn upload(&self, rel: &str, bytes: Vec<u8>) -> Result<()> {
+        let path = format!("/api/2.0/mlflow-artifacts/artifacts/{}", enc_path(rel));
+        call(self.settings, &self.server, Method::PUT, &path, Some(bytes)).await?;
         Ok(())
     }
 }
@@ -114,7 +109,7 @@ fn env(name: &str) -> Result<String> {
 
 /// The training data file: the spec's training set, or the catalog
 /// dataset's file downloaded into `dir`.
-async fn data_file(spec: &JobSpec, t: &Tracking, dir: &Path) -> Result<PathBuf> {
+async fn data_file(spec: &JobSpec, t: &Tracking<'_>, dir: &Path) -> Result<PathBuf> {
     let data = spec.data.as_ref().ok_or_else(|| anyhow!("data: missing"))?;
     if let Some(path) = &data.training_set {
         return Ok(PathBuf::from(path));
@@ -164,13 +159,14 @@ async fn data_file(spec: &JobSpec, t: &Tracking, dir: &Path) -> Result<PathBuf> 
     // `NAME`, `NAME@vN`, `NAME@latest` or `NAME@DIGEST-PREFIX`, as the
     // catalog reads them.
     let (name, wanted) = name.split_once('@').unwrap_or((name, "latest"));
-    let v: Value = t
-        .http
-        .get(format!("{}/v1/datasets/{name}/versions/{wanted}", t.base))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let v = t
+        .get(&format!(
+            "/v1/datasets/{}/versions/{}",
+            enc(name),
+            enc(wanted)
+        ))
+        .await
+        .map_err(|e| anyhow!("data.dataset: {name}@{wanted}: {e}"))?;
     let version = if v.get("files").is_some() {
         &v
     } else {
@@ -196,16 +192,7 @@ async fn data_file(spec: &JobSpec, t: &Tracking, dir: &Path) -> Result<PathBuf> 
     )])
     .await?;
     let bytes = t
-        .http
-        .get(format!(
-            "{}/api/2.0/mlflow-artifacts/artifacts/{}/{rel}",
-            t.base,
-            location.trim_start_matches('/')
-        ))
-        .send()
-        .await?
-        .error_for_status()?
-        .bytes()
+        .download(&format!("{}/{rel}", location.trim_start_matches('/')))
         .await?;
     std::fs::create_dir_all(dir)?;
     let path = dir.join(Path::new(rel).file_name().unwrap_or_default());
@@ -259,15 +246,18 @@ async fn dataset(spec: &JobSpec, path: &Path) -> Result<Dataset> {
     Dataset::new(names, features, labels).map_err(|e| anyhow!("data: {e}"))
 }
 
-pub async fn run(spec_path: &Path) -> Result<ExitCode> {
+pub async fn run(settings: &Settings, spec_path: &Path) -> Result<ExitCode> {
     let spec: JobSpec = serde_json::from_slice(
         &std::fs::read(spec_path).with_context(|| format!("reading {}", spec_path.display()))?,
     )
     .context("the job spec file is damaged")?;
     let t = Tracking {
-        base: env("KEEL_SERVER")?.trim_end_matches('/').to_string(),
+        settings,
+        server: Common {
+            server: Some(env("KEEL_SERVER")?),
+            json: false,
+        },
         run_id: env("KEEL_RUN_ID")?,
-        http: reqwest::Client::new(),
     };
     let checkpoints = PathBuf::from(env("KEEL_CHECKPOINT_DIR")?);
     std::fs::create_dir_all(&checkpoints)?;
@@ -328,9 +318,12 @@ pub async fn run(spec_path: &Path) -> Result<ExitCode> {
     let model = trainer.finish()?;
     let root = t.artifact_root().await?;
     let onnx = model.to_onnx("X");
-    t.upload(&root, "model/model.onnx", onnx).await?;
-    t.upload(&root, "model/model.json", model.to_json()?.into_bytes())
-        .await?;
+    t.upload(&format!("{root}/model/model.onnx"), onnx).await?;
+    t.upload(
+        &format!("{root}/model/model.json"),
+        model.to_json()?.into_bytes(),
+    )
+    .await?;
     t.log(iterations, &[("iterations", iterations as f64)])
         .await?;
     if let Some(name) = &spec.register {

@@ -192,28 +192,7 @@ pub async fn jobs(settings: &Settings, cmd: JobsCmd) -> Result<ExitCode> {
             if common.json {
                 print_json(&v);
             } else {
-                let empty = Vec::new();
-                let rows: Vec<Vec<String>> = v["jobs"]
-                    .as_array()
-                    .unwrap_or(&empty)
-                    .iter()
-                    .map(job_row)
-                    .collect();
-                print!(
-                    "{}",
-                    table(
-                        &[
-                            "ID",
-                            "JOB",
-                            "TENANT",
-                            "STATE",
-                            "ATTEMPTS",
-                            "SUBMITTED",
-                            "MESSAGE"
-                        ],
-                        &rows
-                    )
-                );
+                print_jobs(v["jobs"].as_array().map_or(&[], Vec::as_slice));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -472,7 +451,7 @@ pub async fn billing(settings: &Settings, cmd: BillingCmd) -> Result<ExitCode> {
 
 pub async fn train(settings: &Settings, cmd: TrainCmd) -> Result<ExitCode> {
     match cmd {
-        TrainCmd::Builtin { spec } => crate::builtin_train::run(&spec).await,
+        TrainCmd::Builtin { spec } => crate::builtin_train::run(settings, &spec).await,
         TrainCmd::Reproduce {
             run_id,
             tolerance,
@@ -583,23 +562,7 @@ async fn reproduce(
     if !common.json {
         eprintln!("reproducing run {run_id} (job {job_id}) as job {id}");
     }
-    let ended = loop {
-        let j = call_json(
-            settings,
-            common,
-            Method::GET,
-            &format!("/v1/train/jobs/{id}"),
-            None,
-        )
-        .await?;
-        if matches!(
-            j["job"]["state"].as_str(),
-            Some("succeeded" | "failed" | "cancelled")
-        ) {
-            break j;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let ended = wait_for_job(settings, common, id, false).await?;
     let state = ended["job"]["state"].as_str().unwrap_or("").to_string();
     let new_run = ended["job"]["run_id"].as_str().unwrap_or("").to_string();
     let (after, new_tags) = if new_run.is_empty() {
@@ -726,6 +689,27 @@ async fn submit(settings: &Settings, common: &Common, file: &Path, wait: bool) -
     if !common.json {
         eprintln!("submitted job {id}; waiting (Ctrl-C stops waiting, not the job)");
     }
+    let v = wait_for_job(settings, common, id, !common.json).await?;
+    if common.json {
+        print_json(&v);
+    } else {
+        print_job(&v);
+    }
+    Ok(if v["job"]["state"] == "succeeded" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Polls a job until it has ended; with `progress`, each state it passes
+/// through goes to stderr. Returns the job's last answer (`{"job", …}`).
+async fn wait_for_job(
+    settings: &Settings,
+    common: &Common,
+    id: i64,
+    progress: bool,
+) -> Result<Value> {
     let mut last = String::new();
     loop {
         let v = call_json(
@@ -737,24 +721,35 @@ async fn submit(settings: &Settings, common: &Common, file: &Path, wait: bool) -
         )
         .await?;
         let state = v["job"]["state"].as_str().unwrap_or("").to_string();
-        if state != last && !common.json {
+        if progress && state != last {
             eprintln!("job {id}: {state}");
             last = state.clone();
         }
         if matches!(state.as_str(), "succeeded" | "failed" | "cancelled") {
-            if common.json {
-                print_json(&v);
-            } else {
-                print_job(&v);
-            }
-            return Ok(if state == "succeeded" {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            });
+            return Ok(v);
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// Jobs as a table, one row each.
+fn print_jobs(jobs: &[Value]) {
+    let rows: Vec<Vec<String>> = jobs.iter().map(job_row).collect();
+    print!(
+        "{}",
+        table(
+            &[
+                "ID",
+                "JOB",
+                "TENANT",
+                "STATE",
+                "ATTEMPTS",
+                "SUBMITTED",
+                "MESSAGE"
+            ],
+            &rows
+        )
+    );
 }
 
 fn job_row(j: &Value) -> Vec<String> {
@@ -802,21 +797,6 @@ fn print_job(v: &Value) {
         );
     }
     if let Some(children) = v["children"].as_array().filter(|c| !c.is_empty()) {
-        let rows: Vec<Vec<String>> = children.iter().map(job_row).collect();
-        print!(
-            "{}",
-            table(
-                &[
-                    "ID",
-                    "JOB",
-                    "TENANT",
-                    "STATE",
-                    "ATTEMPTS",
-                    "SUBMITTED",
-                    "MESSAGE"
-                ],
-                &rows
-            )
-        );
+        print_jobs(children);
     }
 }

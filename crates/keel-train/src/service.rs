@@ -736,8 +736,9 @@ impl Training {
             }
         }
         if requeue && job.state == JobState::Queued {
-            self.lock().scheduler.finish(job.id, now_millis());
-            self.lock().scheduler.enqueue(queued(&job));
+            let mut st = self.lock();
+            st.scheduler.finish(job.id, now_millis());
+            st.scheduler.enqueue(queued(&job));
         }
         if job.state.is_final() {
             self.ended(&job).await;
