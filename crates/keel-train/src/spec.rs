@@ -452,29 +452,10 @@ impl Reader {
         let sweep = get("sweep").and_then(|(_, n)| self.sweep(n));
         if let Some(Trainer::Builtin(name)) = &trainer {
             // Every parameter set the job will train with (a sweep's too).
-            let mut sets = vec![params.clone()];
-            if let Some(sw) = &sweep {
-                let probe = JobSpec {
-                    job: String::new(),
-                    tenant: String::new(),
-                    trainer: Trainer::Builtin(name.clone()),
-                    data: None,
-                    params: params.clone(),
-                    sweep: Some(sw.clone()),
-                    resources: Resources::default(),
-                    priority: 0,
-                    timeout_ms: None,
-                    retries: 0,
-                    executor: Executor::Local,
-                    env: BTreeMap::new(),
-                    code: None,
-                    experiment: None,
-                    checkpoint_every: None,
-                    register: None,
-                    notify: None,
-                };
-                sets = probe.sweep_params();
-            }
+            let sets = match &sweep {
+                Some(sw) => sw.expand(&params),
+                None => vec![params.clone()],
+            };
             let span = get("params").map_or(root.span, |(_, n)| n.span);
             if let Some(e) = sets.iter().find_map(|p| builtin_params(name, p).err()) {
                 self.problem(span, "params", e);
@@ -898,40 +879,9 @@ impl JobSpec {
     /// The parameter sets of the sweep's child jobs (each merged over
     /// `params`), in a fixed order; empty without a sweep.
     pub fn sweep_params(&self) -> Vec<Map<String, Value>> {
-        match &self.sweep {
-            None => Vec::new(),
-            Some(Sweep::Grid(grid)) => {
-                let mut sets = vec![self.params.clone()];
-                for (name, values) in grid {
-                    let mut next = Vec::with_capacity(sets.len() * values.len());
-                    for set in &sets {
-                        for v in values {
-                            let mut s = set.clone();
-                            s.insert(name.clone(), v.clone());
-                            next.push(s);
-                        }
-                    }
-                    sets = next;
-                }
-                sets
-            }
-            Some(Sweep::Random {
-                trials,
-                seed,
-                space,
-            }) => {
-                let mut rng = Rng::from_seed(*seed);
-                (0..*trials)
-                    .map(|_| {
-                        let mut s = self.params.clone();
-                        for (name, d) in space {
-                            s.insert(name.clone(), draw(d, &mut rng));
-                        }
-                        s
-                    })
-                    .collect()
-            }
-        }
+        self.sweep
+            .as_ref()
+            .map_or_else(Vec::new, |sweep| sweep.expand(&self.params))
     }
 
     /// The spec in its own file format, as JSON (what [`parse`] reads back
@@ -1038,6 +988,46 @@ impl JobSpec {
     /// The tracking experiment of the job's runs.
     pub fn experiment_name(&self) -> &str {
         self.experiment.as_deref().unwrap_or(&self.job)
+    }
+}
+
+impl Sweep {
+    /// The parameter sets of its child jobs, each `base` with the swept
+    /// values set, in a fixed order (random draws seeded).
+    pub fn expand(&self, base: &Map<String, Value>) -> Vec<Map<String, Value>> {
+        match self {
+            Sweep::Grid(grid) => {
+                let mut sets = vec![base.clone()];
+                for (name, values) in grid {
+                    let mut next = Vec::with_capacity(sets.len() * values.len());
+                    for set in &sets {
+                        for v in values {
+                            let mut s = set.clone();
+                            s.insert(name.clone(), v.clone());
+                            next.push(s);
+                        }
+                    }
+                    sets = next;
+                }
+                sets
+            }
+            Sweep::Random {
+                trials,
+                seed,
+                space,
+            } => {
+                let mut rng = Rng::from_seed(*seed);
+                (0..*trials)
+                    .map(|_| {
+                        let mut s = base.clone();
+                        for (name, d) in space {
+                            s.insert(name.clone(), draw(d, &mut rng));
+                        }
+                        s
+                    })
+                    .collect()
+            }
+        }
     }
 }
 
