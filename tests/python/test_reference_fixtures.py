@@ -80,8 +80,21 @@ def test_reference_json_is_what_the_libraries_compute(crate, tmp_path):
 def test_stats_fixture_covers_every_checked_function():
     committed = json.loads(fixture("keel-stats").read_text())
     assert set(committed) >= {"versions", "special", "proportions", "welch", "srm",
-                              "msprt", "cuped", "bayes", "ope"}
+                              "msprt", "cuped", "bayes", "ope", "twosample"}
     assert set(committed["versions"]) == {"numpy", "scipy", "statsmodels"}
+    # keel_stats::twosample: each function reference.rs checks has cases.
+    twosample = committed["twosample"]
+    assert set(twosample) >= {"datasets", "ks_2samp", "kstwo_sf", "cdf_distances", "anderson_ksamp",
+                              "cramervonmises_2samp", "chisquare", "chi2_contingency", "jensenshannon",
+                              "evidently"}
+    assert all(twosample[key] for key in twosample)
+    assert set(twosample["evidently"]) == {"histograms", "z_test"}
+    # Both p-value paths of the tests that have two, and all three kinds of
+    # anderson_ksamp p-value (capped, floored, interpolated).
+    for key in ["ks_2samp", "cramervonmises_2samp"]:
+        assert {case["method"] for case in twosample[key]} == {"exact", "asymptotic"}, key
+    ad = [case["p_value"] for case in twosample["anderson_ksamp"]]
+    assert 0.25 in ad and 0.001 in ad and any(0.001 < p < 0.25 for p in ad)
 
 
 def test_quality_fixture_covers_every_checked_metric():

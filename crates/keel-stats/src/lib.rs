@@ -13,12 +13,19 @@
 //!   always-valid p-values (mSPRT), CUPED variance reduction, and Bayesian
 //!   probability-to-be-best;
 //! * [`ope`] — off-policy evaluation of a target policy from logged bandit
-//!   data: IPS, self-normalised IPS and doubly robust estimates.
+//!   data: IPS, self-normalised IPS and doubly robust estimates;
+//! * [`twosample`] — two-sample distribution statistics for drift
+//!   monitoring: Kolmogorov–Smirnov, Wasserstein, energy distance,
+//!   Anderson–Darling, Cramér–von Mises, chi-square tests, Jensen–Shannon,
+//!   and Evidently's PSI, KL divergence, Hellinger distance and z-test, on
+//!   pre-sorted columns in `O(n)`.
 //!
 //! Every function validates its input and returns a [`StatsError`] naming
 //! the offending argument instead of panicking; results are plain
 //! `Serialize` structs. The frequentist functions are cross-checked against
-//! scipy and statsmodels (`tests/reference.py`, `tests/reference.json`).
+//! scipy and statsmodels, and Evidently's drift scores against their
+//! definitions evaluated with numpy (`tests/reference.py`,
+//! `tests/reference.json`).
 //!
 //! Conventions: a "difference" between two groups is always `a − b` (first
 //! argument minus second), as in `scipy.stats.ttest_ind(a, b)` and
@@ -29,6 +36,7 @@ pub mod hypothesis;
 pub mod ope;
 pub mod rng;
 pub mod special;
+pub mod twosample;
 
 pub use rng::Rng;
 

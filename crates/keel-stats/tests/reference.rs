@@ -4,12 +4,15 @@
 //!
 //! Exact computations are held to ~1e-12 relative or tighter (special
 //! functions to 1e-14 where double precision allows); Monte Carlo ones to
-//! 4.5 of their own standard errors. Run with `--nocapture` to see the worst
-//! error of each section.
+//! 4.5 of their own standard errors; the two-sample drift statistics to
+//! 1e-9 relative (1e-12 absolute near zero), the contract of
+//! `keel_stats::twosample`, though most agree to ~1e-13. Run with
+//! `--nocapture` to see the worst error of each section.
 
 use keel_stats::hypothesis::{self, GroupSummary};
 use keel_stats::ope::{self, LoggedRecord};
 use keel_stats::special;
+use keel_stats::twosample::{self, AndersonPValue, Correction, PValueMethod};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -746,4 +749,398 @@ fn versions_are_recorded() {
     for lib in ["numpy", "scipy", "statsmodels"] {
         assert!(r["versions"][lib].is_string(), "{lib} version missing");
     }
+}
+
+// ---------------------------------------------------------------------------
+// Two-sample drift statistics (reference.py's `twosample`)
+
+/// The two-sample contract: 1e-9 relative, 1e-12 absolute near zero.
+const REL: f64 = 1e-9;
+const ABS: f64 = 1e-12;
+
+/// reference.py's `splitmix_uniform`: the k-th uniform is the top 53 bits
+/// of SplitMix64's mix of `seed + k·golden`.
+fn splitmix_uniform(seed: u64, count: usize) -> Vec<f64> {
+    (1..=count as u64)
+        .map(|k| {
+            let mut z = seed.wrapping_add(k.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            (z >> 11) as f64 * 2f64.powi(-53)
+        })
+        .collect()
+}
+
+/// reference.py's `generated`: Irwin–Hall(4), shifted, scaled, floored.
+fn generated(spec: &Value) -> Vec<f64> {
+    let n = uint(spec, "n") as usize;
+    let u = splitmix_uniform(uint(spec, "seed"), 4 * n);
+    let (loc, scale) = (num(spec, "loc"), num(spec, "scale"));
+    let step = spec.get("step").and_then(Value::as_f64);
+    u.chunks_exact(4)
+        .map(|c| {
+            let v = (((c[0] + c[1]) + c[2]) + c[3] - 2.0) * scale + loc;
+            match step {
+                Some(s) => (v / s).floor() * s,
+                None => v,
+            }
+        })
+        .collect()
+}
+
+/// The named samples of the fixture, each sorted once.
+fn datasets(t: &Value) -> BTreeMap<String, Vec<f64>> {
+    let mut out = BTreeMap::new();
+    for (name, d) in t["datasets"].as_object().expect("datasets") {
+        let values = if let Some(spec) = d.get("generated") {
+            let v = generated(spec);
+            assert_eq!(v.len() as u64, uint(d, "len"), "{name}: length");
+            assert_eq!(&v[..4], &floats(&d["head"])[..], "{name}: first values");
+            let sum: f64 = v.iter().sum();
+            assert!(
+                (sum - num(d, "sum")).abs() <= 1e-12 * v.len() as f64,
+                "{name}: sum {sum} vs {}",
+                num(d, "sum")
+            );
+            v
+        } else {
+            floats(&d["values"])
+        };
+        out.insert(name.clone(), twosample::sorted(&values));
+    }
+    out
+}
+
+fn pair<'a>(data: &'a BTreeMap<String, Vec<f64>>, e: &Value) -> (&'a [f64], &'a [f64], String) {
+    let (a, b) = (e["a"].as_str().unwrap(), e["b"].as_str().unwrap());
+    (&data[a][..], &data[b][..], format!("{a} vs {b}"))
+}
+
+fn method(v: &Value) -> PValueMethod {
+    match v.as_str() {
+        Some("exact") => PValueMethod::Exact,
+        Some("asymptotic") => PValueMethod::Asymptotic,
+        other => panic!("unknown method {other:?}"),
+    }
+}
+
+#[test]
+fn ks_2samp_matches_scipy() {
+    let r = reference();
+    let t = &r["twosample"];
+    let data = datasets(t);
+    let mut c = Checker::new();
+    for e in arr(t, "ks_2samp") {
+        let (a, b, what) = pair(&data, e);
+        let got = twosample::ks_2samp(a, b).unwrap();
+        assert_eq!(got.method, method(&e["method"]), "{what}");
+        c.close(
+            "ks_2samp statistic",
+            what.clone(),
+            got.statistic,
+            num(e, "statistic"),
+            1e-13,
+            0.0,
+        );
+        let section = match got.method {
+            PValueMethod::Exact => "ks_2samp p (exact)",
+            PValueMethod::Asymptotic => "ks_2samp p (asymptotic)",
+        };
+        c.close(
+            section,
+            what.clone(),
+            got.p_value,
+            num(e, "p_value"),
+            REL,
+            ABS,
+        );
+        // The statistic and p-value do not depend on which sample is first.
+        let swapped = twosample::ks_2samp(b, a).unwrap();
+        assert_eq!(swapped.statistic, got.statistic, "{what}");
+        assert_eq!(swapped.p_value, got.p_value, "{what}");
+    }
+    for e in arr(t, "kstwo_sf") {
+        let (n, d) = (uint(e, "n"), num(e, "d"));
+        c.close(
+            "kstwo sf",
+            format!("n={n} d={d}"),
+            twosample::kstwo_sf(n, d).unwrap(),
+            num(e, "sf"),
+            REL,
+            // scipy's own values below ~1e-300 are subnormal noise.
+            1e-300,
+        );
+    }
+    c.finish();
+}
+
+#[test]
+fn cdf_distances_match_scipy() {
+    let r = reference();
+    let t = &r["twosample"];
+    let data = datasets(t);
+    let mut c = Checker::new();
+    for e in arr(t, "cdf_distances") {
+        let (a, b, what) = pair(&data, e);
+        let w = twosample::wasserstein_distance(a, b).unwrap();
+        c.close(
+            "wasserstein",
+            what.clone(),
+            w,
+            num(e, "wasserstein"),
+            REL,
+            ABS,
+        );
+        c.close(
+            "wasserstein",
+            what.clone(),
+            w,
+            num(e, "wasserstein_ba"),
+            REL,
+            ABS,
+        );
+        let en = twosample::energy_distance(a, b).unwrap();
+        c.close("energy", what, en, num(e, "energy"), REL, ABS);
+    }
+    c.finish();
+}
+
+#[test]
+fn anderson_ksamp_matches_scipy() {
+    let r = reference();
+    let t = &r["twosample"];
+    let data = datasets(t);
+    let mut c = Checker::new();
+    let mut kinds = std::collections::BTreeSet::new();
+    for e in arr(t, "anderson_ksamp") {
+        let (a, b, what) = pair(&data, e);
+        let got = twosample::anderson_ksamp(a, b).unwrap();
+        c.close(
+            "anderson statistic",
+            what.clone(),
+            got.statistic,
+            num(e, "statistic"),
+            REL,
+            ABS,
+        );
+        c.close(
+            "anderson p",
+            what.clone(),
+            got.p_value,
+            num(e, "p_value"),
+            REL,
+            ABS,
+        );
+        for (g, w) in got
+            .critical_values
+            .iter()
+            .zip(floats(&e["critical_values"]))
+        {
+            c.close("anderson critical values", what.clone(), *g, w, 1e-15, 0.0);
+        }
+        let want_p = num(e, "p_value");
+        let kind = if want_p == 0.25 {
+            AndersonPValue::Capped
+        } else if want_p == 0.001 {
+            AndersonPValue::Floored
+        } else {
+            AndersonPValue::Interpolated
+        };
+        assert_eq!(got.p_value_kind, kind, "{what}");
+        kinds.insert(format!("{kind:?}"));
+    }
+    assert_eq!(
+        kinds.len(),
+        3,
+        "the fixture covers capped, floored and interpolated p-values"
+    );
+    c.finish();
+}
+
+#[test]
+fn cramervonmises_2samp_matches_scipy() {
+    let r = reference();
+    let t = &r["twosample"];
+    let data = datasets(t);
+    let mut c = Checker::new();
+    for e in arr(t, "cramervonmises_2samp") {
+        let (a, b, what) = pair(&data, e);
+        let got = twosample::cramervonmises_2samp(a, b).unwrap();
+        assert_eq!(got.method, method(&e["method"]), "{what}");
+        c.close(
+            "cvm statistic",
+            what.clone(),
+            got.statistic,
+            num(e, "statistic"),
+            REL,
+            ABS,
+        );
+        let section = match got.method {
+            PValueMethod::Exact => "cvm p (exact)",
+            PValueMethod::Asymptotic => "cvm p (asymptotic)",
+        };
+        c.close(section, what, got.p_value, num(e, "p_value"), REL, ABS);
+    }
+    c.finish();
+}
+
+#[test]
+fn chi_square_tests_match_scipy() {
+    let r = reference();
+    let t = &r["twosample"];
+    let mut c = Checker::new();
+    for e in arr(t, "chisquare") {
+        let (obs, exp) = (floats(&e["f_obs"]), floats(&e["f_exp"]));
+        let got = twosample::chisquare(&obs, &exp).unwrap();
+        assert_eq!(got.dof as u64, uint(e, "dof"));
+        c.close(
+            "chisquare statistic",
+            format!("{obs:?}"),
+            got.statistic,
+            num(e, "statistic"),
+            REL,
+            ABS,
+        );
+        c.close(
+            "chisquare p",
+            format!("{obs:?}"),
+            got.p_value,
+            num(e, "p_value"),
+            REL,
+            ABS,
+        );
+    }
+    for e in arr(t, "chi2_contingency") {
+        let table: Vec<Vec<f64>> = arr(e, "table").iter().map(floats).collect();
+        let correction = if e["correction"].as_bool().unwrap() {
+            Correction::Yates
+        } else {
+            Correction::Off
+        };
+        let what = format!("{table:?} {correction:?}");
+        let got = twosample::chi2_contingency(&table, correction).unwrap();
+        assert_eq!(got.dof as u64, uint(e, "dof"), "{what}");
+        c.close(
+            "chi2_contingency statistic",
+            what.clone(),
+            got.statistic,
+            num(e, "statistic"),
+            REL,
+            ABS,
+        );
+        c.close(
+            "chi2_contingency p",
+            what.clone(),
+            got.p_value,
+            num(e, "p_value"),
+            REL,
+            ABS,
+        );
+        for (grow, wrow) in got.expected.iter().zip(arr(e, "expected")) {
+            for (g, w) in grow.iter().zip(floats(wrow)) {
+                c.close("chi2_contingency expected", what.clone(), *g, w, 1e-15, 0.0);
+            }
+        }
+    }
+    for e in arr(t, "jensenshannon") {
+        let (p, q) = (floats(&e["p"]), floats(&e["q"]));
+        let base = e["base"].as_f64();
+        let got = twosample::jensenshannon(&p, &q, base).unwrap();
+        c.close(
+            "jensenshannon",
+            format!("{p:?} {q:?} {base:?}"),
+            got,
+            num(e, "distance"),
+            REL,
+            ABS,
+        );
+    }
+    c.finish();
+}
+
+#[test]
+fn evidently_scores_match_their_definitions() {
+    let r = reference();
+    let ev = &r["twosample"]["evidently"];
+    let mut c = Checker::new();
+    for e in arr(ev, "histograms") {
+        let what = format!("{} {} vs {}", e["kind"], e["a"], e["b"]);
+        let (rp, cp) = (floats(&e["ref_percents"]), floats(&e["cur_percents"]));
+        let rf = twosample::fill_zero_percents(&rp).unwrap();
+        let cf = twosample::fill_zero_percents(&cp).unwrap();
+        for (g, w) in rf.iter().chain(&cf).zip(
+            floats(&e["ref_filled"])
+                .into_iter()
+                .chain(floats(&e["cur_filled"])),
+        ) {
+            c.close(
+                "evidently fill_zero_percents",
+                what.clone(),
+                *g,
+                w,
+                0.0,
+                0.0,
+            );
+        }
+        c.close(
+            "evidently psi",
+            what.clone(),
+            twosample::psi(&rf, &cf).unwrap(),
+            num(e, "psi"),
+            REL,
+            ABS,
+        );
+        c.close(
+            "evidently kl_div",
+            what.clone(),
+            twosample::kl_div(&rf, &cf).unwrap(),
+            num(e, "kl_div"),
+            REL,
+            ABS,
+        );
+        c.close(
+            "evidently jensenshannon",
+            what.clone(),
+            twosample::jensenshannon(&rp, &cp, None).unwrap(),
+            num(e, "jensenshannon"),
+            REL,
+            ABS,
+        );
+        let (hr, hc) = (
+            floats(&e["hellinger_ref_percents"]),
+            floats(&e["hellinger_cur_percents"]),
+        );
+        c.close(
+            "evidently hellinger",
+            what,
+            twosample::hellinger(&hr, &hc).unwrap(),
+            num(e, "hellinger"),
+            REL,
+            ABS,
+        );
+    }
+    for e in arr(ev, "z_test") {
+        let what = format!("{e}");
+        let got = twosample::proportions_z_test(
+            uint(e, "ref_ones"),
+            uint(e, "ref_n"),
+            uint(e, "cur_ones"),
+            uint(e, "cur_n"),
+        )
+        .unwrap();
+        match e["z"].as_f64() {
+            Some(z) => c.close("evidently z", what.clone(), got.z, z, 1e-13, 0.0),
+            None => assert_eq!(got.z, 0.0, "{what}"),
+        }
+        c.close(
+            "evidently z p",
+            what,
+            got.p_value,
+            num(e, "p_value"),
+            REL,
+            ABS,
+        );
+    }
+    c.finish();
 }
