@@ -8,9 +8,9 @@ data) is exported with skl2onnx into a model repository whose
 ``keel server --model-repository`` then answers predictions for entity keys:
 each answer must equal onnxruntime on the row assembled from the user's
 latest materialized values and the request's data, carry a fresh decision id
-and the model version, and be appended to the prediction log
-(``predictions/DEPLOYMENT/*.jsonl`` in the artifact store) with its features,
-outputs and latency. Bad requests get a 4xx naming what is wrong.
+and the model version, and be appended to the prediction log (Parquet
+segments, read back through ``GET /v1/monitor/deployments/D/predictions``)
+with its features, outputs and latency. Bad requests get a 4xx naming what is wrong.
 """
 
 from __future__ import annotations
@@ -145,21 +145,13 @@ def test_every_prediction_is_logged(served):
                       json={"entities": {"user_id": 2}, "features": {"age": 44.0}})
     assert r.status_code == 200, r.text
     decision = r.json()["decision_id"]
-    folder = served["artifacts"] / "predictions" / "churn"
-    deadline = time.time() + 10
-    found = None
-    while time.time() < deadline and found is None:
-        for f in sorted(folder.glob("*.jsonl")) if folder.exists() else []:
-            for line in f.read_text().splitlines():
-                entry = json.loads(line)
-                if entry["decision_id"] == decision:
-                    found = entry
-        time.sleep(0.2)
-    assert found is not None, "the prediction reached the log within 10 s"
+    found = _log_lines(served, "churn", lambda x: x["decision_id"] == decision)[0]
     _, clicks, spend = served["latest"][2]
     assert found["features"]["age"] == 44.0
     assert found["features"]["clicks"] == clicks and found["features"]["spend"] == spend
     assert found["outputs"] == r.json()["outputs"]
+    # The positive class's probability is the number monitoring scores.
+    assert found["prediction"] == r.json()["outputs"]["probabilities"][1]
     assert found["model_version"] == "1" and found["latency_us"] > 0 and found["at"] > 0
 
 
@@ -203,17 +195,20 @@ def _deploy(served, body):
     assert r.status_code == 201, r.text
 
 
-def _log_lines(served, folder_name, want, timeout=10.0):
-    folder = served["artifacts"] / "predictions" / folder_name
+def _log_lines(served, deployment, want, timeout=10.0):
+    """Rows of the deployment's prediction log matching `want` (flushed
+    every second), with the row id also under ``decision_id``."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        lines = [json.loads(line) for f in sorted(folder.glob("*.jsonl")) if folder.exists()
-                 for line in f.read_text().splitlines()]
-        found = [x for x in lines if want(x)]
+        r = requests.get(f"{served['url']}/v1/monitor/deployments/{deployment}/predictions",
+                         params={"window": "1h", "limit": 100000})
+        assert r.status_code == 200, r.text
+        rows = [dict(x, decision_id=x["id"]) for x in r.json()["rows"]]
+        found = [x for x in rows if want(x)]
         if found:
             return found
         time.sleep(0.2)
-    raise AssertionError(f"no log line in {folder_name} matched within {timeout} s")
+    raise AssertionError(f"no log row of {deployment} matched within {timeout} s")
 
 
 def test_an_ab_deployment_routes_to_each_variants_model(served):

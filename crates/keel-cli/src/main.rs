@@ -10,6 +10,7 @@ mod features_cmd;
 mod jobs_cmd;
 mod lifecycle_cmd;
 mod models_cmd;
+mod monitor_cmd;
 mod output;
 mod serve_cmd;
 mod test_cmd;
@@ -175,6 +176,12 @@ enum Command {
     ///   keel billing report --tenant growth --json
     #[command(subcommand, verbatim_doc_comment)]
     Billing(jobs_cmd::BillingCmd),
+    /// Monitoring: data and prediction drift between files.
+    ///
+    ///   keel monitor drift --reference ref.parquet --current cur.parquet --json
+    ///   keel monitor drift -r ref.parquet -c cur.parquet --html drift.html
+    #[command(subcommand, verbatim_doc_comment)]
+    Monitor(monitor_cmd::MonitorCmd),
     /// Training internals (the supervisor of a job attempt).
     #[command(subcommand, hide = true)]
     Train(jobs_cmd::TrainCmd),
@@ -228,6 +235,7 @@ fn main() -> ExitCode {
             Command::Jobs(cmd) => jobs_cmd::jobs(&settings, cmd).await,
             Command::Billing(cmd) => jobs_cmd::billing(&settings, cmd).await,
             Command::Train(cmd) => jobs_cmd::train(&settings, cmd).await,
+            Command::Monitor(cmd) => monitor_cmd::run(&settings, cmd).await,
         }
     });
     match result {
@@ -269,6 +277,7 @@ fn migrations() -> Vec<keel_store::Migration> {
         keel_data::MIGRATIONS,
         keel_features::MIGRATIONS,
         keel_train::MIGRATIONS,
+        keel_monitor::alert::MIGRATIONS,
     ]
     .concat()
 }
@@ -526,7 +535,10 @@ async fn serve(
         .with_registry(registry)
         .with_lineage(lineage)
         .with_data(catalog)
-        .with_online(online);
+        .with_online(online)
+        .with_monitor(keel_monitor::alert::MonitorStore::new(
+            tracking.db().clone(),
+        ));
     let (stop_consumer, consumer_stopped) = tokio::sync::oneshot::channel::<()>();
     let consumer = match (&settings.push_stream, state.online.clone()) {
         (Some(url), Some(online)) => {
@@ -567,6 +579,30 @@ async fn serve(
             }
         })
     };
+    // Alert rules are evaluated every KEEL_ALERT_INTERVAL (default 60 s);
+    // once an hour, log segments and series points older than
+    // KEEL_MONITOR_RETENTION (default 30d) are deleted.
+    let alerts = {
+        let state = state.clone();
+        let (interval, retention) = monitor_timing();
+        tokio::spawn(async move {
+            let mut last_expiry = std::time::Instant::now();
+            loop {
+                tokio::time::sleep(interval).await;
+                if let Err(e) = keel_server::monitor::evaluate_all(&state).await {
+                    tracing::warn!(error = %e.message, "alerts not evaluated");
+                }
+                if last_expiry.elapsed() >= std::time::Duration::from_secs(3600) {
+                    last_expiry = std::time::Instant::now();
+                    let cutoff = keel_core::time::now_millis().saturating_mul(1000)
+                        - retention.as_micros() as i64;
+                    if let Err(e) = keel_server::monitor::expire(&state, cutoff).await {
+                        tracing::warn!(error = %e, "monitoring retention not applied");
+                    }
+                }
+            }
+        })
+    };
     let deployment_moves = tokio::spawn(keel_server::experiments::deliver_events(state.clone()));
     let scheduler = tokio::spawn(keel_server::models::run_retraining_scheduler(
         state.clone(),
@@ -584,6 +620,7 @@ async fn serve(
         .await
         .context("the HTTP server failed")?;
     scheduler.abort();
+    alerts.abort();
     train_loop.abort();
     deployment_moves.abort();
     if let Some(f) = log_flusher {
@@ -719,6 +756,24 @@ fn retraining_tick() -> std::time::Duration {
         .filter(|&ms| ms >= 10)
         .unwrap_or(10_000);
     std::time::Duration::from_millis(ms)
+}
+
+/// How often alert rules are evaluated (`KEEL_ALERT_INTERVAL`, default
+/// 60 s) and how long the prediction log and metric series are kept
+/// (`KEEL_MONITOR_RETENTION`, default 30 days): durations such as `15s`,
+/// `1h`, `7d`.
+fn monitor_timing() -> (std::time::Duration, std::time::Duration) {
+    let read = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| keel_core::duration::parse_duration(&v).ok())
+            .filter(|d| d.as_millis() >= 100)
+            .unwrap_or(std::time::Duration::from_secs(default))
+    };
+    (
+        read("KEEL_ALERT_INTERVAL", 60),
+        read("KEEL_MONITOR_RETENTION", 30 * 86_400),
+    )
 }
 
 async fn shutdown_signal() {

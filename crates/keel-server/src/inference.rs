@@ -513,7 +513,7 @@ async fn run_infer(
     let model = repo(state).get(name)?;
     let served = model.version(version)?;
     let request = InferRequest::parse(&headers, &body)?;
-    let outputs = served.infer(request.inputs).await?;
+    let outputs = state.model_metrics.infer(&served, request.inputs).await?;
     respond(
         &served,
         request.id,

@@ -1,7 +1,7 @@
 //! `keel-server` is Keel's HTTP application: the MLflow-compatible tracking
 //! API and artifact proxy, `/health`, `/metrics` and `server-info`. It maps
 //! wire formats to domain calls and back; it owns no state of its own
-//! beyond request metrics, and no domain logic.
+//! beyond request and model metrics, and no domain logic.
 
 pub mod artifacts;
 pub mod data;
@@ -10,9 +10,12 @@ pub mod inference;
 pub mod lifecycle;
 pub mod metrics;
 pub mod mlflow;
+pub mod model_metrics;
 pub mod models;
+pub mod monitor;
 pub mod online;
 pub mod predict;
+pub mod process_metrics;
 pub mod train;
 
 use std::sync::Arc;
@@ -35,6 +38,8 @@ pub struct AppState {
     pub tracking: Tracking,
     pub artifacts: ArtifactStore,
     pub metrics: Arc<HttpMetrics>,
+    /// Inference and prediction counters and histograms for `/metrics`.
+    pub model_metrics: Arc<model_metrics::ModelMetrics>,
     /// The lifecycle engine (absent in tools that serve tracking only).
     pub lifecycle: Option<keel_lifecycle::Lifecycles>,
     /// The model registry (on the same metadata store as tracking).
@@ -59,6 +64,8 @@ pub struct AppState {
     pub jobs: Option<keel_train::store::JobStore>,
     /// Where jobs' directories (logs) live.
     pub jobs_dir: Option<std::path::PathBuf>,
+    /// Alert rules and metric series (absent in tools that do not monitor).
+    pub monitor: Option<keel_monitor::alert::MonitorStore>,
 }
 
 impl AppState {
@@ -67,6 +74,7 @@ impl AppState {
             tracking,
             artifacts,
             metrics: Arc::new(HttpMetrics::default()),
+            model_metrics: Arc::default(),
             lifecycle: None,
             registry: None,
             lineage: None,
@@ -79,7 +87,14 @@ impl AppState {
             training: None,
             jobs: None,
             jobs_dir: None,
+            monitor: None,
         }
+    }
+
+    /// Monitoring's alert rules and metric series.
+    pub fn with_monitor(mut self, store: keel_monitor::alert::MonitorStore) -> Self {
+        self.monitor = Some(store);
+        self
     }
 
     /// Training jobs for reading (`jobs_dir` holds their logs).
@@ -183,6 +198,7 @@ pub fn app(state: AppState) -> Router {
                 .merge(predict::routes())
                 .merge(experiments::routes())
                 .merge(train::routes())
+                .merge(monitor::routes())
                 .layer(DefaultBodyLimit::max(4 * 1024 * 1024)),
         )
         .merge(online::feast_routes().layer(DefaultBodyLimit::max(online::MAX_BODY)))
@@ -218,6 +234,9 @@ async fn server_info() -> impl IntoResponse {
 
 async fn render_metrics(State(s): State<AppState>) -> impl IntoResponse {
     let mut text = s.metrics.render();
+    s.model_metrics
+        .render(&mut text, s.predictions.pending_lines());
+    process_metrics::render(&mut text);
     if let Some(engine) = &s.lifecycle
         && let Ok(stats) = engine.engine_stats().await
     {

@@ -106,8 +106,12 @@ impl HttpMetrics {
     }
 }
 
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"")
+/// A label value as the exposition format writes it: backslash, double
+/// quote and line feed escaped.
+pub(crate) fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Middleware recording every request under its route template (never the

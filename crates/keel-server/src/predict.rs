@@ -19,10 +19,12 @@
 //! input; otherwise each input is named after a feature) and which feature
 //! service to fetch online features from for the request's `entities`.
 //!
-//! Every prediction — features, outputs, model version, latency — goes to
-//! the prediction log, `predictions/DEPLOYMENT/*.jsonl` in the artifact
-//! store, flushed every second (a crash loses at most the last second of
-//! log lines, never an answer already sent).
+//! Every prediction — features, outputs, model version, variant, latency,
+//! or the error — goes to the prediction log, Parquet segments under
+//! `monitor/DEPLOYMENT/predictions/` in the artifact store (see
+//! `keel_monitor::log`), flushed every second (a crash loses at most the
+//! last second of rows, never an answer already sent). Monitoring reads
+//! it: `/v1/monitor/deployments/DEPLOYMENT/…`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -33,6 +35,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
 use keel_experiment::{DecideRequest, Decision, ExperimentError};
+use keel_monitor::log::PredictionRow;
 use keel_serve::plan::TensorSpec;
 use keel_serve::repository::ServedVersion;
 use keel_serve::tensor::{Datatype, NamedTensor};
@@ -45,51 +48,72 @@ pub fn routes() -> axum::Router<AppState> {
     axum::Router::new().route("/predict/{deployment}", post(predict))
 }
 
-/// Predictions waiting to be appended to the artifact store.
+/// Predictions waiting to be appended to the prediction log.
 #[derive(Default)]
 pub struct PredictionLog {
-    pending: Mutex<Vec<(String, Vec<u8>)>>,
-}
-
-pub fn prediction_log_folder(deployment: &str) -> String {
-    format!("predictions/{deployment}")
+    pending: Mutex<Vec<(String, PredictionRow)>>,
 }
 
 impl PredictionLog {
-    fn record(&self, deployment: &str, line: Vec<u8>) {
+    fn record(&self, deployment: &str, row: PredictionRow) {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        pending.push((deployment.to_string(), line));
+        pending.push((deployment.to_string(), row));
     }
 
-    /// Appends the logged predictions as one JSON-lines file per deployment.
+    /// Rows waiting for the next flush.
+    pub fn pending_lines(&self) -> usize {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Appends the logged predictions as one Parquet segment per
+    /// deployment (`monitor/DEPLOYMENT/predictions/`).
     pub async fn flush(&self, artifacts: &keel_store::ArtifactStore) -> Result<usize, String> {
         let taken = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
         if taken.is_empty() {
             return Ok(0);
         }
         let count = taken.len();
-        let mut by_deployment: std::collections::BTreeMap<String, Vec<u8>> = Default::default();
-        for (deployment, line) in taken {
-            let buf = by_deployment.entry(deployment).or_default();
-            buf.extend_from_slice(&line);
-            buf.push(b'\n');
+        let mut by_deployment: std::collections::BTreeMap<String, Vec<PredictionRow>> =
+            Default::default();
+        for (deployment, row) in taken {
+            by_deployment.entry(deployment).or_default().push(row);
         }
-        let now = now_micros();
-        for (deployment, buf) in by_deployment {
-            let name = format!(
-                "{}/{now:020}-{}.jsonl",
-                prediction_log_folder(&deployment),
-                std::process::id()
-            );
-            let body =
-                futures::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(buf)) });
-            artifacts
-                .put_stream(&name, Box::pin(body))
-                .await
-                .map_err(|e| format!("{name}: {e}"))?;
+        for (deployment, rows) in by_deployment {
+            let first = rows.iter().map(|r| r.at).min().unwrap_or(0);
+            let last = rows.iter().map(|r| r.at).max().unwrap_or(0);
+            let bytes = keel_monitor::log::encode_predictions(&rows)
+                .map_err(|e| format!("{deployment}: {e}"))?;
+            crate::monitor::put_segment(
+                artifacts,
+                &crate::monitor::predictions_folder(&deployment),
+                first,
+                last,
+                bytes,
+            )
+            .await?;
         }
         Ok(count)
     }
+}
+
+/// The number a monitor compares and scores: the positive class's
+/// probability of a binary classifier (a two-value output whose name says
+/// `prob`), else the first output that is one number.
+pub fn prediction_of(outputs: &Map<String, Value>) -> Option<f64> {
+    let number = |v: &Value| match v {
+        Value::Number(n) => n.as_f64(),
+        Value::Array(a) if a.len() == 1 => a[0].as_f64(),
+        _ => None,
+    };
+    for (name, v) in outputs {
+        if name.to_lowercase().contains("prob")
+            && let Value::Array(a) = v
+            && a.len() == 2
+        {
+            return a[1].as_f64();
+        }
+    }
+    outputs.values().find_map(number)
 }
 
 fn now_micros() -> i64 {
@@ -165,12 +189,34 @@ async fn predict(
             features.entry(name).or_insert(value);
         }
     }
-    let outputs = match run_model(&served, &features).await {
+    let outputs = match run_model(&s, &served, &features).await {
         Ok(outputs) => outputs,
         Err(e) => {
             if let (Some((experiments, _)), Some(d)) = (&routed, &decision) {
                 record_error(experiments, &d.decision_id).await;
             }
+            // Failed requests are logged too: the error rate is a share
+            // of the log.
+            s.predictions.record(
+                &deployment,
+                PredictionRow {
+                    id: decision
+                        .as_ref()
+                        .map(|d| d.decision_id.clone())
+                        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                    at: now_micros(),
+                    model: served.name.clone(),
+                    model_version: served.version.to_string(),
+                    variant: decision.as_ref().map(|d| d.variant.clone()),
+                    latency_us: Some(started.elapsed().as_micros() as i64),
+                    features: features.clone(),
+                    prediction: None,
+                    outputs: Value::Null,
+                    error: Some(e.message.clone()),
+                    shadow: false,
+                    propensity: None,
+                },
+            );
             return Err(e);
         }
     };
@@ -187,21 +233,25 @@ async fn predict(
         "outputs": outputs,
         "latency_ms": latency_us as f64 / 1e3,
     });
-    let mut line = json!({
-        "decision_id": decision_id,
-        "at": now_micros(),
-        "deployment": deployment,
-        "model": served.name,
-        "model_version": served.version.to_string(),
-        "features": features,
-        "outputs": response["outputs"],
-        "latency_us": latency_us,
-    });
+    let mut row = PredictionRow {
+        id: decision_id.clone(),
+        at: now_micros(),
+        model: served.name.clone(),
+        model_version: served.version.to_string(),
+        variant: None,
+        latency_us: Some(latency_us as i64),
+        features: features.clone(),
+        prediction: prediction_of(&outputs),
+        outputs: Value::Object(outputs),
+        error: None,
+        shadow: false,
+        propensity: None,
+    };
     if let Some(d) = &decision {
-        for v in [&mut response, &mut line] {
-            v["variant"] = json!(d.variant);
-            v["propensity"] = json!(d.propensity);
-        }
+        response["variant"] = json!(d.variant);
+        response["propensity"] = json!(d.propensity);
+        row.variant = Some(d.variant.clone());
+        row.propensity = Some(d.propensity);
         if !d.shadows.is_empty() {
             tokio::spawn(run_shadows(
                 s.clone(),
@@ -211,9 +261,11 @@ async fn predict(
             ));
         }
     }
-    if let Ok(bytes) = serde_json::to_vec(&line) {
-        s.predictions.record(&deployment, bytes);
-    }
+    s.predictions.record(&deployment, row);
+    s.model_metrics.prediction(
+        &deployment,
+        decision.as_ref().map_or("", |d| d.variant.as_str()),
+    );
     Ok(axum::Json(response).into_response())
 }
 
@@ -332,11 +384,12 @@ async fn resolve_model(s: &AppState, reference: &str) -> Result<Arc<ServedVersio
 /// Runs one row of named features through a served version; the outputs
 /// by name (a single row unwrapped).
 async fn run_model(
+    s: &AppState,
     served: &ServedVersion,
     features: &Map<String, Value>,
 ) -> Result<Map<String, Value>, V2Error> {
     let inputs = model_inputs(served, features)?;
-    let outputs = served.infer(inputs).await?;
+    let outputs = s.model_metrics.infer(served, inputs).await?;
     let mut answer = Map::new();
     for out in &outputs {
         let value = match data_json(&out.data) {
@@ -360,31 +413,35 @@ async fn run_shadows(
         let started = Instant::now();
         let reference = model.as_deref().unwrap_or(variant);
         let result = match resolve_model(&s, reference).await {
-            Ok(served) => run_model(&served, &features)
+            Ok(served) => run_model(&s, &served, &features)
                 .await
                 .map(|outputs| (served, outputs)),
             Err(e) => Err(e),
         };
-        let mut line = json!({
-            "decision_id": decision.decision_id,
-            "at": now_micros(),
-            "deployment": deployment,
-            "variant": variant,
-            "shadow": true,
-            "features": features,
-            "latency_us": started.elapsed().as_micros() as u64,
-        });
+        let mut row = PredictionRow {
+            id: decision.decision_id.clone(),
+            at: now_micros(),
+            model: String::new(),
+            model_version: String::new(),
+            variant: Some(variant.clone()),
+            latency_us: Some(started.elapsed().as_micros() as i64),
+            features: features.clone(),
+            prediction: None,
+            outputs: Value::Null,
+            error: None,
+            shadow: true,
+            propensity: None,
+        };
         match result {
             Ok((served, outputs)) => {
-                line["model"] = json!(served.name);
-                line["model_version"] = json!(served.version.to_string());
-                line["outputs"] = Value::Object(outputs);
+                row.model = served.name.clone();
+                row.model_version = served.version.to_string();
+                row.prediction = prediction_of(&outputs);
+                row.outputs = Value::Object(outputs);
             }
-            Err(e) => line["error"] = json!(e.message),
+            Err(e) => row.error = Some(e.message),
         }
-        if let Ok(bytes) = serde_json::to_vec(&line) {
-            s.predictions.record(&deployment, bytes);
-        }
+        s.predictions.record(&deployment, row);
     }
 }
 

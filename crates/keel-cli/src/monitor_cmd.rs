@@ -1,0 +1,346 @@
+//! `keel monitor …`: drift between two files, with no server.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use keel_monitor::drift::{DriftSpec, Method, drift_parquet, method_names};
+use keel_monitor::profile::{ColumnProfile, DatasetProfile};
+use keel_monitor::table::profile_parquet;
+
+use crate::config::Settings;
+use crate::output::{ProgressBar, UsageError, print_json, table};
+
+#[derive(Subcommand, Debug)]
+pub enum MonitorCmd {
+    /// Data drift between a reference and a current Parquet file, column by
+    /// column, and whether the dataset drifted (the share of drifted
+    /// columns reaches --drift-share).
+    ///
+    /// The method per column follows Evidently's DataDriftPreset: with at
+    /// most 1,000 reference rows, Kolmogorov–Smirnov for numbers (more than
+    /// 5 distinct values), a chi-square test for categories, a z-test for
+    /// two values; above that, Wasserstein distance normed by the
+    /// reference's std for numbers and Jensen–Shannon distance for
+    /// categories. Keel's chi-square is the two-sample contingency test
+    /// (`chi2_contingency`); --evidently-chisquare uses Evidently's
+    /// goodness-of-fit test instead. Nulls, NaN and infinities are dropped.
+    ///
+    ///   keel monitor drift --reference ref.parquet --current cur.parquet
+    ///   keel monitor drift --reference ref.parquet --current cur.parquet --json
+    ///   keel monitor drift -r ref.parquet -c cur.parquet --html drift.html \
+    ///       --method psi --method country=chi2_contingency --threshold age=0.2
+    ///
+    /// Methods: ks, chisquare, chi2_contingency, z, wasserstein,
+    /// jensenshannon, psi, kl_div, hellinger, anderson, cramer_von_mises, ed.
+    ///
+    /// Exit status: 0 (1 with --fail-on-drift when the dataset drifted), 2
+    /// for unusable input.
+    #[command(verbatim_doc_comment)]
+    Drift {
+        /// The reference data (what the model was trained or validated on).
+        #[arg(long, short = 'r')]
+        reference: PathBuf,
+        /// The current data (what the model sees now).
+        #[arg(long, short = 'c')]
+        current: PathBuf,
+        /// Print the result as JSON: {"dataset_drift", "drift_share",
+        /// "columns": [{"column", "type", "method", "score", "threshold",
+        /// "drifted", "comparator", ...}]}.
+        #[arg(long)]
+        json: bool,
+        /// Also write an HTML report with plots of every column.
+        #[arg(long)]
+        html: Option<PathBuf>,
+        /// A method for every column (`psi`), or for one (`age=ks`);
+        /// repeatable.
+        #[arg(long, value_name = "[COLUMN=]METHOD")]
+        method: Vec<String>,
+        /// A threshold for every column (`0.2`), or for one (`age=0.2`);
+        /// repeatable.
+        #[arg(long, value_name = "[COLUMN=]VALUE")]
+        threshold: Vec<String>,
+        /// The dataset drifts when at least this share of columns drifts.
+        #[arg(long, default_value_t = 0.5)]
+        drift_share: f64,
+        /// Compare only these columns (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        columns: Vec<String>,
+        /// Leave these columns out (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        exclude: Vec<String>,
+        /// Compare these columns as categories whatever their type.
+        #[arg(long, value_delimiter = ',')]
+        categorical: Vec<String>,
+        /// The model's prediction column: its drift is reported apart, as
+        /// prediction drift, and not counted in the share.
+        #[arg(long)]
+        prediction: Option<String>,
+        /// Use Evidently's goodness-of-fit chi-square where the default
+        /// rule asks for a chi-square test.
+        #[arg(long)]
+        evidently_chisquare: bool,
+        /// Exit with status 1 when the dataset drifted.
+        #[arg(long)]
+        fail_on_drift: bool,
+        /// Threads (default: the machine's cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Mergeable profiles: profile Parquet files once (count, nulls,
+    /// moments, KLL quantiles, HyperLogLog distinct counts, frequent items;
+    /// exact below 100,000 values), save them as JSON, and merge profiles of
+    /// parts (days, shards, machines) into the profile of the whole.
+    ///
+    ///   keel monitor profile day1.parquet -o day1.profile.json
+    ///   keel monitor profile day1.profile.json day2.parquet     # merged
+    ///   keel monitor profile part-*.parquet --json
+    #[command(verbatim_doc_comment)]
+    Profile {
+        /// Parquet files to profile and JSON profiles to merge with them.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Write the merged profile (JSON) here.
+        #[arg(long, short = 'o')]
+        out: Option<PathBuf>,
+        /// Print the merged profile as JSON instead of a summary table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(_settings: &Settings, cmd: MonitorCmd) -> Result<ExitCode> {
+    match cmd {
+        MonitorCmd::Profile { inputs, out, json } => {
+            let merged = tokio::task::block_in_place(|| merge_profiles(&inputs))?;
+            if let Some(path) = &out {
+                std::fs::write(path, serde_json::to_vec(&merged)?)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            if json {
+                print_json(&serde_json::to_value(&merged)?);
+            } else {
+                print!("{}", profile_table(&merged));
+                println!(
+                    "{} rows from {} input(s){}",
+                    merged.rows(),
+                    inputs.len(),
+                    out.as_ref()
+                        .map(|p| format!("; profile written to {}", p.display()))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MonitorCmd::Drift {
+            reference,
+            current,
+            json,
+            html,
+            method,
+            threshold,
+            drift_share,
+            columns,
+            exclude,
+            categorical,
+            prediction,
+            evidently_chisquare,
+            fail_on_drift,
+            threads,
+        } => {
+            let mut spec = DriftSpec {
+                drift_share,
+                columns,
+                exclude,
+                categorical,
+                prediction,
+                evidently_chisquare,
+                ..Default::default()
+            };
+            for m in method {
+                let (column, name) = match m.split_once('=') {
+                    Some((c, n)) => (Some(c.to_string()), n),
+                    None => (None, m.as_str()),
+                };
+                let parsed = Method::parse(name).ok_or_else(|| {
+                    UsageError(format!(
+                        "--method {m}: unknown method {name:?}; one of {}",
+                        method_names()
+                    ))
+                })?;
+                match column {
+                    Some(c) => {
+                        spec.methods.insert(c, parsed);
+                    }
+                    None => {
+                        if !parsed.numerical_only() {
+                            spec.categorical_method = Some(parsed);
+                        }
+                        spec.numerical_method = Some(parsed);
+                    }
+                }
+            }
+            for t in threshold {
+                let (column, value) = match t.split_once('=') {
+                    Some((c, v)) => (Some(c.to_string()), v),
+                    None => (None, t.as_str()),
+                };
+                let v: f64 = value.parse().map_err(|_| {
+                    UsageError(format!("--threshold {t}: {value:?} is not a number"))
+                })?;
+                match column {
+                    Some(c) => {
+                        spec.thresholds.insert(c, v);
+                    }
+                    None => spec.threshold = Some(v),
+                }
+            }
+            let threads = threads.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            });
+            let bar = ProgressBar::counting("columns");
+            let progress = |done: usize, total: usize| {
+                bar.update("comparing", done as u64, total as u64);
+            };
+            let report = tokio::task::block_in_place(|| {
+                drift_parquet(&reference, &current, &spec, threads, &progress)
+            });
+            bar.finish();
+            let report = report.map_err(|e| match e {
+                keel_monitor::MonitorError::Statistics { .. } => anyhow::anyhow!(e),
+                other => anyhow::Error::new(UsageError(other.to_string())),
+            })?;
+            if let Some(path) = &html {
+                let title = format!("Drift: {} vs {}", current.display(), reference.display());
+                std::fs::write(path, keel_monitor::report::render_html(&report, &title))
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            if json {
+                print_json(&serde_json::to_value(&report)?);
+            } else {
+                let rows: Vec<Vec<String>> = report
+                    .columns
+                    .iter()
+                    .chain(&report.prediction)
+                    .map(|c| {
+                        vec![
+                            c.column.clone(),
+                            format!("{:?}", c.column_type).to_lowercase(),
+                            c.method.name().to_string(),
+                            format!("{:.6}", c.score),
+                            format!(
+                                "{} {}",
+                                serde_json::to_value(c.comparator)
+                                    .ok()
+                                    .and_then(|v| v.as_str().map(String::from))
+                                    .unwrap_or_default(),
+                                c.threshold
+                            ),
+                            if c.drifted { "DRIFTED" } else { "stable" }.to_string(),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    table(
+                        &["COLUMN", "TYPE", "METHOD", "SCORE", "DRIFT WHEN", "VERDICT"],
+                        &rows,
+                    )
+                );
+                for s in &report.skipped {
+                    println!("not compared: {}: {}", s.column, s.reason);
+                }
+                println!(
+                    "{}: {} of {} columns drifted (share {:.3}, threshold {})",
+                    if report.dataset_drift {
+                        "DATASET DRIFT"
+                    } else {
+                        "no dataset drift"
+                    },
+                    report.drifted_columns,
+                    report.number_of_columns,
+                    report.drift_share,
+                    report.drift_share_threshold
+                );
+                if let Some(path) = &html {
+                    println!("report: {}", path.display());
+                }
+            }
+            Ok(if fail_on_drift && report.dataset_drift {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
+
+/// Profiles the Parquet inputs and merges them with the JSON ones.
+fn merge_profiles(inputs: &[PathBuf]) -> Result<DatasetProfile> {
+    let mut merged: Option<DatasetProfile> = None;
+    for path in inputs {
+        let is_json = path.extension().is_some_and(|e| e == "json");
+        let profile = if is_json {
+            let text =
+                std::fs::read(path).map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
+            serde_json::from_slice::<DatasetProfile>(&text)
+                .map_err(|e| UsageError(format!("{}: not a Keel profile: {e}", path.display())))?
+        } else {
+            profile_parquet(path).map_err(|e| UsageError(e.to_string()))?
+        };
+        match &mut merged {
+            None => merged = Some(profile),
+            Some(m) => m
+                .merge(&profile)
+                .map_err(|e| UsageError(format!("{}: {e}", path.display())))?,
+        }
+    }
+    merged.ok_or_else(|| anyhow::Error::new(UsageError("no inputs".into())))
+}
+
+fn profile_table(p: &DatasetProfile) -> String {
+    let fmt = |x: Option<f64>| x.map(|v| format!("{v:.6}")).unwrap_or_else(|| "-".into());
+    let rows: Vec<Vec<String>> = p
+        .columns()
+        .iter()
+        .map(|(name, c)| match c {
+            ColumnProfile::Numeric(n) => vec![
+                name.clone(),
+                "numerical".into(),
+                n.count().to_string(),
+                n.null_count().to_string(),
+                fmt(n.mean()),
+                fmt(n.std_dev()),
+                fmt(n.quantile(0.5).ok().flatten()),
+                fmt(n.quantile(0.99).ok().flatten()),
+                format!("{:.0}", n.distinct_count()),
+                if n.is_exact() { "exact" } else { "sketch" }.into(),
+            ],
+            ColumnProfile::Categorical(k) => vec![
+                name.clone(),
+                "categorical".into(),
+                k.count().to_string(),
+                k.null_count().to_string(),
+                "-".into(),
+                "-".into(),
+                k.frequent_items()
+                    .first()
+                    .map(|f| f.value.clone())
+                    .unwrap_or_else(|| "-".into()),
+                "-".into(),
+                format!("{:.0}", k.distinct_count()),
+                if k.is_exact() { "exact" } else { "sketch" }.into(),
+            ],
+        })
+        .collect();
+    table(
+        &[
+            "COLUMN", "TYPE", "COUNT", "NULLS", "MEAN", "STD", "P50/TOP", "P99", "DISTINCT",
+            "SUMMARY",
+        ],
+        &rows,
+    )
+}

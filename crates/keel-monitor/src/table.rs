@@ -1,0 +1,401 @@
+//! Columns read from a Parquet file one at a time, so a drift report over
+//! millions of rows holds two columns in memory, never the table.
+//!
+//! A column is read as what drift statistics need: the finite numbers of a
+//! numeric column (nulls, NaN and ±inf counted, then dropped, as Evidently
+//! drops them), or the category codes of a text, boolean or dictionary
+//! column against a [`Dictionary`] shared by reference and current data.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type,
+    UInt32Type, UInt64Type,
+};
+use arrow_array::{Array, ArrayRef};
+use arrow_schema::DataType;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
+
+use crate::MonitorError;
+
+/// How a column's type reads for drift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// Floating-point numbers.
+    Float,
+    /// Integers: numerical, or categorical when they take few values.
+    Integer,
+    /// Strings, booleans, dictionary-encoded values.
+    Text,
+}
+
+/// An opened Parquet file: its schema, with the metadata kept for every
+/// column read.
+pub struct ParquetTable {
+    path: PathBuf,
+    metadata: ArrowReaderMetadata,
+}
+
+/// One column of a table as drift needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColumnValues {
+    /// The finite values, in file order.
+    Numbers(Vec<f64>),
+    /// One code per present value, into the shared dictionary.
+    Codes(Vec<u32>),
+}
+
+/// What was dropped from a column before the statistics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Missing {
+    /// Nulls (and NaN in numeric columns).
+    pub nulls: u64,
+    /// ±inf in numeric columns.
+    pub infinite: u64,
+}
+
+/// Category strings to codes, shared by the reference and current columns.
+#[derive(Debug, Default, Clone)]
+pub struct Dictionary {
+    codes: HashMap<String, u32>,
+    values: Vec<String>,
+}
+
+impl Dictionary {
+    pub fn code(&mut self, value: &str) -> u32 {
+        if let Some(c) = self.codes.get(value) {
+            return *c;
+        }
+        let c = self.values.len() as u32;
+        self.codes.insert(value.to_string(), c);
+        self.values.push(value.to_string());
+        c
+    }
+    pub fn value(&self, code: u32) -> &str {
+        self.values.get(code as usize).map_or("", |s| s.as_str())
+    }
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+}
+
+impl ParquetTable {
+    pub fn open(path: &Path) -> Result<Self, MonitorError> {
+        let file = File::open(path).map_err(|e| MonitorError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let metadata = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
+            .map_err(|e| parquet_error(path, e))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            metadata,
+        })
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.metadata.metadata().file_metadata().num_rows().max(0) as u64
+    }
+
+    /// The top-level columns with a storage drift can read; other types
+    /// (timestamps, lists, structs, binary) are returned apart, by name.
+    pub fn columns(&self) -> (Vec<(String, Storage)>, Vec<String>) {
+        let mut readable = Vec::new();
+        let mut other = Vec::new();
+        for field in self.metadata.schema().fields() {
+            match storage_of(field.data_type()) {
+                Some(s) => readable.push((field.name().clone(), s)),
+                None => other.push(field.name().clone()),
+            }
+        }
+        (readable, other)
+    }
+
+    /// Reads one column: finite numbers for [`Storage::Float`] and
+    /// [`Storage::Integer`] read numerically, codes otherwise (integers
+    /// read as text are coded by their decimal form).
+    pub fn read(
+        &self,
+        column: &str,
+        as_codes: bool,
+        dictionary: &mut Dictionary,
+    ) -> Result<(ColumnValues, Missing), MonitorError> {
+        let index = self
+            .metadata
+            .schema()
+            .fields()
+            .iter()
+            .position(|f| f.name() == column)
+            .ok_or_else(|| MonitorError::MissingColumn {
+                path: self.path.display().to_string(),
+                column: column.to_string(),
+            })?;
+        let file = File::open(&self.path).map_err(|e| MonitorError::Io {
+            path: self.path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let mask = ProjectionMask::roots(
+            self.metadata.metadata().file_metadata().schema_descr(),
+            [index],
+        );
+        let reader =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metadata.clone())
+                .with_projection(mask)
+                .with_batch_size(65_536)
+                .build()
+                .map_err(|e| parquet_error(&self.path, e))?;
+        let mut missing = Missing::default();
+        let mut values = if as_codes {
+            ColumnValues::Codes(Vec::with_capacity(self.rows() as usize))
+        } else {
+            ColumnValues::Numbers(Vec::with_capacity(self.rows() as usize))
+        };
+        for batch in reader {
+            let batch = batch.map_err(|e| MonitorError::Parquet {
+                path: self.path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            let array = batch.column(0);
+            match &mut values {
+                ColumnValues::Numbers(out) => push_numbers(array, out, &mut missing)
+                    .map_err(|message| self.type_error(column, message))?,
+                ColumnValues::Codes(out) => push_codes(array, out, dictionary, &mut missing)
+                    .map_err(|message| self.type_error(column, message))?,
+            }
+        }
+        Ok((values, missing))
+    }
+
+    fn type_error(&self, column: &str, message: String) -> MonitorError {
+        MonitorError::ColumnType {
+            path: self.path.display().to_string(),
+            column: column.to_string(),
+            message,
+        }
+    }
+}
+
+fn parquet_error(path: &Path, e: impl std::fmt::Display) -> MonitorError {
+    MonitorError::Parquet {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn storage_of(t: &DataType) -> Option<Storage> {
+    Some(match t {
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => Storage::Float,
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64 => Storage::Integer,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Boolean => {
+            Storage::Text
+        }
+        DataType::Dictionary(_, value) => match storage_of(value) {
+            Some(_) => Storage::Text,
+            None => return None,
+        },
+        _ => return None,
+    })
+}
+
+fn push_numbers(array: &ArrayRef, out: &mut Vec<f64>, missing: &mut Missing) -> Result<(), String> {
+    macro_rules! floats {
+        ($t:ty) => {{
+            let a = array.as_primitive::<$t>();
+            let nulls = a.null_count();
+            missing.nulls += nulls as u64;
+            let push = |x: f64, out: &mut Vec<f64>, missing: &mut Missing| {
+                if x.is_finite() {
+                    out.push(x);
+                } else if x.is_nan() {
+                    missing.nulls += 1;
+                } else {
+                    missing.infinite += 1;
+                }
+            };
+            if nulls == 0 {
+                for x in a.values().iter() {
+                    push(*x as f64, out, missing);
+                }
+            } else {
+                for x in a.iter().flatten() {
+                    push(x as f64, out, missing);
+                }
+            }
+        }};
+    }
+    macro_rules! ints {
+        ($t:ty) => {{
+            let a = array.as_primitive::<$t>();
+            missing.nulls += a.null_count() as u64;
+            if a.null_count() == 0 {
+                out.extend(a.values().iter().map(|x| *x as f64));
+            } else {
+                out.extend(a.iter().flatten().map(|x| x as f64));
+            }
+        }};
+    }
+    match array.data_type() {
+        DataType::Float64 => floats!(Float64Type),
+        DataType::Float32 => floats!(Float32Type),
+        DataType::Int8 => ints!(Int8Type),
+        DataType::Int16 => ints!(Int16Type),
+        DataType::Int32 => ints!(Int32Type),
+        DataType::Int64 => ints!(Int64Type),
+        DataType::UInt8 => ints!(UInt8Type),
+        DataType::UInt16 => ints!(UInt16Type),
+        DataType::UInt32 => ints!(UInt32Type),
+        DataType::UInt64 => ints!(UInt64Type),
+        other => return Err(format!("{other} is not a numeric type")),
+    }
+    Ok(())
+}
+
+fn push_codes(
+    array: &ArrayRef,
+    out: &mut Vec<u32>,
+    dictionary: &mut Dictionary,
+    missing: &mut Missing,
+) -> Result<(), String> {
+    missing.nulls += array.null_count() as u64;
+    match array.data_type() {
+        DataType::Utf8 => out.extend(
+            array
+                .as_string::<i32>()
+                .iter()
+                .flatten()
+                .map(|s| dictionary.code(s)),
+        ),
+        DataType::LargeUtf8 => out.extend(
+            array
+                .as_string::<i64>()
+                .iter()
+                .flatten()
+                .map(|s| dictionary.code(s)),
+        ),
+        DataType::Utf8View => out.extend(
+            array
+                .as_string_view()
+                .iter()
+                .flatten()
+                .map(|s| dictionary.code(s)),
+        ),
+        DataType::Boolean => out.extend(
+            array
+                .as_boolean()
+                .iter()
+                .flatten()
+                .map(|b| dictionary.code(if b { "True" } else { "False" })),
+        ),
+        DataType::Dictionary(_, _) => {
+            let a = array.as_any_dictionary();
+            let values = a.values();
+            // Code each dictionary entry once, then map the keys.
+            let mut local = Vec::new();
+            let mut entry_missing = Missing::default();
+            push_codes_or_numbers(values, &mut local, dictionary, &mut entry_missing)?;
+            let keys = a.normalized_keys();
+            let is_valid = |i: usize| array.is_valid(i);
+            for (i, k) in keys.iter().enumerate() {
+                if is_valid(i)
+                    && let Some(code) = local.get(*k).copied().flatten()
+                {
+                    out.push(code);
+                }
+            }
+        }
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64 => {
+            let mut numbers = Vec::with_capacity(array.len());
+            let mut m = Missing::default();
+            push_numbers(array, &mut numbers, &mut m)?;
+            let mut cache: HashMap<u64, u32> = HashMap::new();
+            for x in numbers {
+                let code = *cache
+                    .entry(x.to_bits())
+                    .or_insert_with(|| dictionary.code(&format_integer(x)));
+                out.push(code);
+            }
+        }
+        other => return Err(format!("{other} cannot be read as categories")),
+    }
+    Ok(())
+}
+
+/// Codes of a dictionary's entries (`None` for a null entry).
+fn push_codes_or_numbers(
+    values: &ArrayRef,
+    out: &mut Vec<Option<u32>>,
+    dictionary: &mut Dictionary,
+    missing: &mut Missing,
+) -> Result<(), String> {
+    let mut codes = Vec::with_capacity(values.len());
+    let valid: Vec<bool> = (0..values.len()).map(|i| values.is_valid(i)).collect();
+    push_codes(values, &mut codes, dictionary, missing)?;
+    let mut it = codes.into_iter();
+    for v in valid {
+        out.push(if v { it.next() } else { None });
+    }
+    Ok(())
+}
+
+fn format_integer(x: f64) -> String {
+    format!("{}", x as i128)
+}
+
+/// Profiles every readable column of a Parquet file, one column at a time:
+/// numbers (nulls, NaN and ±inf counted) and text, as drift reads them.
+/// Profiles of parts of a dataset merge into the profile of the whole
+/// ([`crate::profile::DatasetProfile::merge`]).
+pub fn profile_parquet(path: &Path) -> Result<crate::profile::DatasetProfile, MonitorError> {
+    use crate::profile::{CategoricalProfile, DatasetProfile, NumericProfile};
+    let table = ParquetTable::open(path)?;
+    let (columns, _) = table.columns();
+    let mut profile = DatasetProfile::new().with_rows(table.rows());
+    for (name, storage) in columns {
+        let mut dictionary = Dictionary::default();
+        let (values, missing) = table.read(&name, storage == Storage::Text, &mut dictionary)?;
+        match values {
+            ColumnValues::Numbers(v) => {
+                let mut p = NumericProfile::from_values(&v);
+                for _ in 0..missing.nulls {
+                    p.update_null();
+                }
+                for _ in 0..missing.infinite {
+                    p.update(f64::INFINITY);
+                }
+                profile.insert_column(name, p);
+            }
+            ColumnValues::Codes(codes) => {
+                let mut p =
+                    CategoricalProfile::from_values(codes.iter().map(|c| dictionary.value(*c)));
+                for _ in 0..missing.nulls {
+                    p.update_null();
+                }
+                profile.insert_column(name, p);
+            }
+        }
+    }
+    Ok(profile)
+}
