@@ -294,3 +294,114 @@ def test_bad_alerts_and_queries_name_the_field(server):
     r = requests.put(f"{server.uri}/v1/monitor/deployments/x/reference", data=buf.getvalue(), timeout=10)
     assert r.status_code == 200 and r.json()["rows"] == 3, r.text
     assert requests.get(f"{server.uri}/v1/monitor/alerts/ghost", timeout=10).status_code == 404
+
+
+def keel_cli(server, *args, check=True):
+    import subprocess
+    from conftest import keel_bin
+    res = subprocess.run([str(keel_bin()), "monitor", *args, "--server", server.uri],
+                         capture_output=True, text=True, timeout=120)
+    if check:
+        assert res.returncode == 0, res.stderr
+    return res
+
+
+def test_the_cli_logs_files_labels_and_reads_status_performance_and_alerts(server, tmp_path):
+    rng = np.random.default_rng(5)
+    d = f"cli-{server.backend}"
+    now = int(time.time() * 1000)
+    n = 3000
+    x = rng.normal(0, 1, n)
+    score = 1 / (1 + np.exp(-x))
+    ids = [f"c{i}" for i in range(n)]
+    table = pa.table({
+        "id": ids,
+        "at": pa.array([now - 600_000 + i * 100 for i in range(n)], pa.int64()),
+        "x": x,
+        "plan": rng.choice(["free", "pro"], n),
+        "prediction": score,
+        "variant": ["a"] * n,
+    })
+    pq.write_table(table, tmp_path / "scored.parquet")
+    res = keel_cli(server, "log", d, str(tmp_path / "scored.parquet"), "--json")
+    assert json.loads(res.stdout)["logged"] == n
+    labels = (rng.random(n) < score).astype(float)
+    pq.write_table(pa.table({"id": ids[:1000], "label": labels[:1000]}), tmp_path / "labels.parquet")
+    assert json.loads(keel_cli(server, "labels", d, str(tmp_path / "labels.parquet"), "--json").stdout)["labels"] == 1000
+    # The reference: the same distribution, uploaded as a file.
+    pq.write_table(pa.table({"x": rng.normal(0, 1, 5000), "plan": rng.choice(["free", "pro"], 5000),
+                             "prediction": 1 / (1 + np.exp(-rng.normal(0, 1, 5000)))}), tmp_path / "ref.parquet")
+    res = keel_cli(server, "reference", d, "--file", str(tmp_path / "ref.parquet"), "--json")
+    assert json.loads(res.stdout)["rows"] == 5000
+    status = json.loads(keel_cli(server, "status", d, "--window", "1h", "--json").stdout)
+    assert status["current_rows"] == n and not status["dataset_drift"], status
+    text = keel_cli(server, "status", d, "--window", "1h", "--html", str(tmp_path / "s.html")).stdout
+    assert "no dataset drift" in text and "<svg" in (tmp_path / "s.html").read_text()
+    perf = json.loads(keel_cli(server, "performance", d, "--window", "1h", "--json").stdout)
+    step = perf["steps"][0]
+    assert step["labelled"] == 1000 and step["estimated"]["count"] == 2000
+    t = labels[:1000]
+    p = score[:1000]
+    assert math.isclose(step["realized"]["roc_auc"], roc_auc_score(t, p), rel_tol=1e-12)
+    # A slice: only rows whose plan is "pro".
+    pro = np.array(table.column("plan").to_pylist()[:1000]) == "pro"
+    r = requests.get(f"{server.uri}/v1/monitor/deployments/{d}/performance",
+                     params={"window": "1h", "slice": "plan=pro"}, timeout=60).json()
+    assert r["steps"][0]["labelled"] == int(pro.sum())
+    assert math.isclose(r["steps"][0]["realized"]["accuracy"],
+                        accuracy_score(t[pro], (p[pro] >= 0.5).astype(int)), rel_tol=1e-12)
+    # The window's mergeable profile.
+    prof = requests.get(f"{server.uri}/v1/monitor/deployments/{d}/profile", params={"window": "1h"}, timeout=60)
+    assert prof.status_code == 200, prof.text
+    cols = prof.json()["columns"]
+    assert set(cols) == {"x", "plan", "prediction"}, set(cols)
+    # Alerts through the CLI.
+    rule = {"deployment": d, "condition": {"kind": "estimated_metric", "metric": "accuracy", "op": "<", "threshold": 0.9},
+            "window_seconds": 3600}
+    (tmp_path / "rule.json").write_text(json.dumps(rule))
+    keel_cli(server, "alerts", "set", f"est-{d}", str(tmp_path / "rule.json"))
+    ev = json.loads(keel_cli(server, "alerts", "evaluate", "--json").stdout)["evaluated"]
+    mine = [e for e in ev if e["alert"] == f"est-{d}"][0]
+    u = score[1000:]
+    pos = u >= 0.5
+    expected = (u[pos].sum() + (1 - u[~pos]).sum()) / len(u)
+    assert math.isclose(mine["value"], expected, rel_tol=1e-9) and mine["state"] == "firing"
+    listed = keel_cli(server, "alerts").stdout
+    assert f"est-{d}" in listed and "firing" in listed
+    keel_cli(server, "alerts", "delete", f"est-{d}")
+    bad = keel_cli(server, "alerts", "frobnicate", check=False)
+    assert bad.returncode == 2 and "keel monitor alerts" in bad.stderr
+
+
+def test_profiles_of_parts_merge_into_the_profile_of_the_whole(tmp_path):
+    import subprocess
+    from conftest import keel_bin
+    rng = np.random.default_rng(6)
+    n = 30_000
+    x = rng.normal(5, 2, n)
+    x[rng.random(n) < 0.02] = np.nan
+    colour = rng.choice(["a", "b", "c", "d"], n)
+    whole = pa.table({"x": x, "colour": colour})
+    pq.write_table(whole, tmp_path / "whole.parquet")
+    pq.write_table(whole.slice(0, 12_345), tmp_path / "p1.parquet")
+    pq.write_table(whole.slice(12_345), tmp_path / "p2.parquet")
+    run = lambda *a: subprocess.run([str(keel_bin()), "monitor", "profile", *map(str, a)],
+                                    capture_output=True, text=True, timeout=120)
+    assert run(tmp_path / "p1.parquet", "-o", tmp_path / "p1.json").returncode == 0
+    merged = json.loads(run(tmp_path / "p1.json", tmp_path / "p2.parquet", "--json").stdout)
+    single = json.loads(run(tmp_path / "whole.parquet", "--json").stdout)
+    assert merged["rows"] == single["rows"] == n
+    assert merged["columns"]["colour"] == single["columns"]["colour"]
+    mx, sx = merged["columns"]["x"]["numeric"], single["columns"]["x"]["numeric"]
+    finite = x[~np.isnan(x)]
+    assert mx["null"] == sx["null"] == int(np.isnan(x).sum())
+    assert mx["sum"] == sx["sum"], "the exact sum merges bit for bit"
+    assert mx["hll"] == sx["hll"], "HyperLogLog registers merge exactly"
+    assert sorted(mx["exact"]) == sorted(sx["exact"]) == sorted(finite.tolist())
+    m, w = mx["moments"], sx["moments"]
+    assert m["n"] == w["n"] == len(finite) and m["min"] == finite.min() and m["max"] == finite.max()
+    assert math.isclose(m["mean"], finite.mean(), rel_tol=1e-12)
+    assert math.isclose(m["m2"] / (m["n"] - 1), finite.var(ddof=1), rel_tol=1e-9)
+    assert math.isclose(m["m2"], w["m2"], rel_tol=1e-9)
+    bad = run(tmp_path / "p1.json", tmp_path / "nope.json")
+    assert bad.returncode == 2 and "nope.json" in bad.stderr

@@ -474,7 +474,9 @@ pub async fn local_state(settings: &Settings) -> Result<AppState> {
     let catalog = keel_data::Catalog::new(tracking.db().clone(), artifacts.clone());
     let jobs = keel_train::store::JobStore::new(tracking.db().clone());
     let jobs_dir = settings.data_dir.join("jobs");
+    let monitor = keel_monitor::alert::MonitorStore::new(tracking.db().clone());
     Ok(AppState::new(tracking, artifacts)
+        .with_monitor(monitor)
         .with_jobs(jobs, jobs_dir)
         .with_lifecycle(engine)
         .with_registry(registry)

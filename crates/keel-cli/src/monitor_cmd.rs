@@ -10,7 +10,49 @@ use keel_monitor::profile::{ColumnProfile, DatasetProfile};
 use keel_monitor::table::profile_parquet;
 
 use crate::config::Settings;
+use crate::lifecycle_cmd::{Common, call, call_json, enc};
 use crate::output::{ProgressBar, UsageError, print_json, table};
+use reqwest::Method as Http;
+use serde_json::{Value, json};
+
+/// A time window: --window back from --end (default now), or
+/// --start/--end.
+#[derive(clap::Args, Debug, Default)]
+pub struct WindowArgs {
+    /// How far back from the end (`30m`, `1h`, `7d`); default 1h.
+    #[arg(long)]
+    window: Option<String>,
+    /// Start, ms since the epoch.
+    #[arg(long)]
+    start: Option<i64>,
+    /// End, ms since the epoch (default now).
+    #[arg(long)]
+    end: Option<i64>,
+}
+
+impl WindowArgs {
+    fn query(&self) -> Vec<(String, String)> {
+        let mut q = Vec::new();
+        if let Some(w) = &self.window {
+            q.push(("window".into(), w.clone()));
+        }
+        if let Some(s) = self.start {
+            q.push(("start".into(), s.to_string()));
+        }
+        if let Some(e) = self.end {
+            q.push(("end".into(), e.to_string()));
+        }
+        q
+    }
+}
+
+fn query_string(q: &[(String, String)]) -> String {
+    if q.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = q.iter().map(|(k, v)| format!("{k}={}", enc(v))).collect();
+    format!("?{}", parts.join("&"))
+}
 
 #[derive(Subcommand, Debug)]
 pub enum MonitorCmd {
@@ -88,6 +130,98 @@ pub enum MonitorCmd {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Append a batch of predictions to a deployment's prediction log from
+    /// a Parquet file: every column is a feature, except `id`, `at` (ms
+    /// since the epoch, or a timestamp column), `prediction`, `label`,
+    /// `variant`, `model_version` and `latency_ms`, which fill those
+    /// fields. Rows go in batches of 10,000, each one segment.
+    ///
+    ///   keel monitor log churn scored.parquet --server URL
+    #[command(verbatim_doc_comment)]
+    Log {
+        deployment: String,
+        file: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Send labels that arrived later: a Parquet file with `id` and
+    /// `label` columns.
+    ///
+    ///   keel monitor labels churn outcomes.parquet --server URL
+    #[command(verbatim_doc_comment)]
+    Labels {
+        deployment: String,
+        file: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Set a deployment's reference data: a Parquet file, or a window of
+    /// its own log (--start/--end, ms since the epoch, or --window back
+    /// from now).
+    ///
+    ///   keel monitor reference churn --file train.parquet --server URL
+    ///   keel monitor reference churn --window 7d --server URL
+    #[command(verbatim_doc_comment)]
+    Reference {
+        deployment: String,
+        #[arg(long, conflicts_with_all = ["window", "start", "end"])]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        window: WindowArgs,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// A deployment's drift: its log's window against its reference; with
+    /// --step, drift per step over the window.
+    ///
+    ///   keel monitor status churn --window 1h --server URL
+    ///   keel monitor status churn --window 1d --step 1h --html drift.html
+    #[command(verbatim_doc_comment)]
+    Status {
+        deployment: String,
+        #[command(flatten)]
+        window: WindowArgs,
+        /// Drift per step of this length (`1h`), oldest first.
+        #[arg(long)]
+        step: Option<String>,
+        /// A method for every column, or `COLUMN=METHOD,…`.
+        #[arg(long)]
+        method: Option<String>,
+        /// Also write the HTML report here.
+        #[arg(long)]
+        html: Option<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// A deployment's performance: realized metrics where labels arrived,
+    /// estimated from calibrated scores (CBPE) where they did not.
+    ///
+    ///   keel monitor performance churn --window 7d --step 1d --server URL
+    #[command(verbatim_doc_comment)]
+    Performance {
+        deployment: String,
+        #[command(flatten)]
+        window: WindowArgs,
+        #[arg(long)]
+        step: Option<String>,
+        /// classification (default) or regression.
+        #[arg(long)]
+        task: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Alert rules: list, set one from a JSON file, delete, evaluate now.
+    ///
+    ///   keel monitor alerts --server URL
+    ///   keel monitor alerts set churn-drift rule.json --server URL
+    ///   keel monitor alerts evaluate --server URL
+    #[command(verbatim_doc_comment)]
+    Alerts {
+        /// `set NAME FILE`, `delete NAME`, `evaluate`, or nothing to list.
+        args: Vec<String>,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Mergeable profiles: profile Parquet files once (count, nulls,
     /// moments, KLL quantiles, HyperLogLog distinct counts, frequent items;
     /// exact below 100,000 values), save them as JSON, and merge profiles of
@@ -110,8 +244,368 @@ pub enum MonitorCmd {
     },
 }
 
-pub async fn run(_settings: &Settings, cmd: MonitorCmd) -> Result<ExitCode> {
+pub async fn run(settings: &Settings, cmd: MonitorCmd) -> Result<ExitCode> {
     match cmd {
+        MonitorCmd::Log {
+            deployment,
+            file,
+            common,
+        } => {
+            let rows = tokio::task::block_in_place(|| keel_monitor::table::log_rows(&file))
+                .map_err(|e| UsageError(e.to_string()))?;
+            let total = rows.len();
+            let bar = ProgressBar::new();
+            let mut sent = 0;
+            for chunk in rows.chunks(10_000) {
+                let body = json!({ "rows": chunk });
+                call_json(
+                    settings,
+                    &common,
+                    Http::POST,
+                    &format!("/v1/monitor/deployments/{}/predictions", enc(&deployment)),
+                    Some(body),
+                )
+                .await?;
+                sent += chunk.len();
+                bar.update("logging", sent as u64, total as u64);
+            }
+            bar.finish();
+            if common.json {
+                print_json(&json!({"deployment": deployment, "logged": sent}));
+            } else {
+                println!("logged {sent} predictions to {deployment}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MonitorCmd::Labels {
+            deployment,
+            file,
+            common,
+        } => {
+            let labels = tokio::task::block_in_place(|| keel_monitor::table::label_rows(&file))
+                .map_err(|e| UsageError(e.to_string()))?;
+            let mut sent = 0;
+            for chunk in labels.chunks(10_000) {
+                call_json(
+                    settings,
+                    &common,
+                    Http::POST,
+                    &format!("/v1/monitor/deployments/{}/labels", enc(&deployment)),
+                    Some(json!({ "labels": chunk })),
+                )
+                .await?;
+                sent += chunk.len();
+            }
+            if common.json {
+                print_json(&json!({"deployment": deployment, "labels": sent}));
+            } else {
+                println!("sent {sent} labels to {deployment}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MonitorCmd::Reference {
+            deployment,
+            file,
+            window,
+            common,
+        } => {
+            let path = format!(
+                "/v1/monitor/deployments/{}/reference{}",
+                enc(&deployment),
+                query_string(&window.query())
+            );
+            let body = match &file {
+                Some(f) => Some(
+                    std::fs::read(f).map_err(|e| UsageError(format!("{}: {e}", f.display())))?,
+                ),
+                None => None,
+            };
+            let reply = call(settings, &common, Http::PUT, &path, body).await?;
+            let v: Value = serde_json::from_slice(&reply.body)?;
+            if common.json {
+                print_json(&v);
+            } else {
+                println!(
+                    "reference of {deployment}: {} rows, columns {}",
+                    v["rows"],
+                    v["columns"]
+                        .as_array()
+                        .map(|c| c
+                            .iter()
+                            .filter_map(|x| x.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MonitorCmd::Status {
+            deployment,
+            window,
+            step,
+            method,
+            html,
+            common,
+        } => {
+            let mut q = window.query();
+            if let Some(m) = &method {
+                q.push(("method".into(), m.clone()));
+            }
+            let base = format!("/v1/monitor/deployments/{}/drift", enc(&deployment));
+            let route = match &step {
+                Some(s) => {
+                    q.push(("step".into(), s.clone()));
+                    format!("{base}/history")
+                }
+                None => base,
+            };
+            let v = call_json(
+                settings,
+                &common,
+                Http::GET,
+                &format!("{route}{}", query_string(&q)),
+                None,
+            )
+            .await?;
+            if let Some(path) = &html {
+                q.push(("format".into(), "html".into()));
+                let page = call(
+                    settings,
+                    &common,
+                    Http::GET,
+                    &format!("{route}{}", query_string(&q)),
+                    None,
+                )
+                .await?;
+                std::fs::write(path, &page.body)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            if common.json {
+                print_json(&v);
+                return Ok(ExitCode::SUCCESS);
+            }
+            if step.is_some() {
+                let rows: Vec<Vec<String>> = v["points"]
+                    .as_array()
+                    .map(|p| p.as_slice())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|p| {
+                        vec![
+                            crate::output::time(p["start"].as_i64()),
+                            p["rows"].to_string(),
+                            format!("{:.3}", p["drift_share"].as_f64().unwrap_or(0.0)),
+                            if p["dataset_drift"].as_bool().unwrap_or(false) {
+                                "DRIFT"
+                            } else {
+                                "ok"
+                            }
+                            .into(),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    table(&["STEP START", "ROWS", "DRIFT SHARE", "VERDICT"], &rows)
+                );
+            } else {
+                let rows: Vec<Vec<String>> = v["columns"]
+                    .as_array()
+                    .map(|c| c.as_slice())
+                    .unwrap_or_default()
+                    .iter()
+                    .chain(v.get("prediction").filter(|p| !p.is_null()))
+                    .map(|c| {
+                        vec![
+                            c["column"].as_str().unwrap_or("").to_string(),
+                            c["method"].as_str().unwrap_or("").to_string(),
+                            format!("{:.6}", c["score"].as_f64().unwrap_or(f64::NAN)),
+                            format!(
+                                "{} {}",
+                                c["comparator"].as_str().unwrap_or(""),
+                                c["threshold"]
+                            ),
+                            if c["drifted"].as_bool().unwrap_or(false) {
+                                "DRIFTED"
+                            } else {
+                                "stable"
+                            }
+                            .into(),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    table(
+                        &["COLUMN", "METHOD", "SCORE", "DRIFT WHEN", "VERDICT"],
+                        &rows
+                    )
+                );
+                println!(
+                    "{}: {} of {} columns drifted ({} current rows)",
+                    if v["dataset_drift"].as_bool().unwrap_or(false) {
+                        "DATASET DRIFT"
+                    } else {
+                        "no dataset drift"
+                    },
+                    v["drifted_columns"],
+                    v["number_of_columns"],
+                    v["current_rows"]
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MonitorCmd::Performance {
+            deployment,
+            window,
+            step,
+            task,
+            common,
+        } => {
+            let mut q = window.query();
+            if let Some(s) = step {
+                q.push(("step".into(), s));
+            }
+            if let Some(t) = task {
+                q.push(("task".into(), t));
+            }
+            let v = call_json(
+                settings,
+                &common,
+                Http::GET,
+                &format!(
+                    "/v1/monitor/deployments/{}/performance{}",
+                    enc(&deployment),
+                    query_string(&q)
+                ),
+                None,
+            )
+            .await?;
+            if common.json {
+                print_json(&v);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let f = |x: &Value| {
+                x.as_f64()
+                    .map(|v| format!("{v:.4}"))
+                    .unwrap_or_else(|| "-".into())
+            };
+            let rows: Vec<Vec<String>> = v["steps"]
+                .as_array()
+                .map(|p| p.as_slice())
+                .unwrap_or_default()
+                .iter()
+                .map(|p| {
+                    let r = &p["realized"];
+                    let e = &p["estimated"];
+                    vec![
+                        crate::output::time(p["start"].as_i64()),
+                        p["predictions"].to_string(),
+                        p["labelled"].to_string(),
+                        f(&r["accuracy"]),
+                        f(&r["roc_auc"]),
+                        f(&r["rmse"]),
+                        f(&e["accuracy"]),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table(
+                    &[
+                        "STEP START",
+                        "PREDICTIONS",
+                        "LABELLED",
+                        "ACCURACY",
+                        "ROC AUC",
+                        "RMSE",
+                        "EST. ACCURACY"
+                    ],
+                    &rows
+                )
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        MonitorCmd::Alerts { args, common } => {
+            let words: Vec<&str> = args.iter().map(String::as_str).collect();
+            let v = match words.as_slice() {
+                [] | ["list"] => {
+                    call_json(settings, &common, Http::GET, "/v1/monitor/alerts", None).await?
+                }
+                ["set", name, file] => {
+                    let text =
+                        std::fs::read(file).map_err(|e| UsageError(format!("{file}: {e}")))?;
+                    let rule: Value = serde_json::from_slice(&text)
+                        .map_err(|e| UsageError(format!("{file}: not JSON: {e}")))?;
+                    call_json(
+                        settings,
+                        &common,
+                        Http::PUT,
+                        &format!("/v1/monitor/alerts/{}", enc(name)),
+                        Some(rule),
+                    )
+                    .await?
+                }
+                ["delete", name] => {
+                    call_json(
+                        settings,
+                        &common,
+                        Http::DELETE,
+                        &format!("/v1/monitor/alerts/{}", enc(name)),
+                        None,
+                    )
+                    .await?
+                }
+                ["evaluate"] => {
+                    call_json(
+                        settings,
+                        &common,
+                        Http::POST,
+                        "/v1/monitor/alerts/evaluate",
+                        None,
+                    )
+                    .await?
+                }
+                _ => {
+                    return Err(UsageError(
+                        "keel monitor alerts [list | set NAME FILE | delete NAME | evaluate]"
+                            .into(),
+                    )
+                    .into());
+                }
+            };
+            if common.json {
+                print_json(&v);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let list = v["alerts"].as_array().or(v["evaluated"].as_array());
+            match list {
+                Some(items) => {
+                    let rows: Vec<Vec<String>> = items
+                        .iter()
+                        .map(|a| {
+                            vec![
+                                a.get("name")
+                                    .or(a.get("alert"))
+                                    .and_then(Value::as_str)
+                                    .unwrap_or("")
+                                    .to_string(),
+                                a["state"].as_str().unwrap_or("").to_string(),
+                                a.get("last_value")
+                                    .or(a.get("value"))
+                                    .map(f_or_dash)
+                                    .unwrap_or_default(),
+                                a["message"].as_str().unwrap_or("").to_string(),
+                            ]
+                        })
+                        .collect();
+                    print!("{}", table(&["ALERT", "STATE", "VALUE", "MESSAGE"], &rows));
+                }
+                None => print_json(&v),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         MonitorCmd::Profile { inputs, out, json } => {
             let merged = tokio::task::block_in_place(|| merge_profiles(&inputs))?;
             if let Some(path) = &out {
@@ -343,4 +837,10 @@ fn profile_table(p: &DatasetProfile) -> String {
         ],
         &rows,
     )
+}
+
+fn f_or_dash(v: &Value) -> String {
+    v.as_f64()
+        .map(|x| format!("{x:.4}"))
+        .unwrap_or_else(|| "-".into())
 }

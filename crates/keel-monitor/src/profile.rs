@@ -295,6 +295,11 @@ impl DatasetProfile {
         self.columns.insert(name.into(), profile.into())
     }
 
+    /// Drops a column, returning its profile.
+    pub fn remove_column(&mut self, name: &str) -> Option<ColumnProfile> {
+        self.columns.remove(name)
+    }
+
     pub fn rows(&self) -> u64 {
         self.rows
     }

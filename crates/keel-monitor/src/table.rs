@@ -399,3 +399,197 @@ pub fn profile_parquet(path: &Path) -> Result<crate::profile::DatasetProfile, Mo
     }
     Ok(profile)
 }
+
+/// A Parquet file's rows as JSON objects, for logging a batch: numbers,
+/// strings and booleans as themselves, timestamps as milliseconds since the
+/// epoch, nulls left out.
+fn json_rows(path: &Path) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, MonitorError> {
+    use arrow_array::types::{
+        TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+        TimestampSecondType,
+    };
+    use serde_json::Value;
+    let file = File::open(path).map_err(|e| MonitorError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| parquet_error(path, e))?
+        .build()
+        .map_err(|e| parquet_error(path, e))?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| parquet_error(path, e))?;
+        let start = out.len();
+        out.resize_with(start + batch.num_rows(), serde_json::Map::new);
+        for (field, array) in batch.schema().fields().iter().zip(batch.columns()) {
+            let name = field.name();
+            let mut put = |i: usize, v: Value| {
+                out[start + i].insert(name.clone(), v);
+            };
+            let num = |x: f64| serde_json::Number::from_f64(x).map(Value::Number);
+            macro_rules! each {
+                ($a:expr, $f:expr) => {{
+                    let a = $a;
+                    for i in 0..a.len() {
+                        if a.is_valid(i) {
+                            if let Some(v) = $f(a.value(i)) {
+                                put(i, v);
+                            }
+                        }
+                    }
+                }};
+            }
+            match array.data_type() {
+                DataType::Float64 => each!(array.as_primitive::<Float64Type>(), |x: f64| num(x)),
+                DataType::Float32 => {
+                    each!(array.as_primitive::<Float32Type>(), |x: f32| num(x as f64))
+                }
+                DataType::Int64 => each!(array.as_primitive::<Int64Type>(), |x: i64| Some(
+                    Value::from(x)
+                )),
+                DataType::Int32 => each!(array.as_primitive::<Int32Type>(), |x: i32| Some(
+                    Value::from(x)
+                )),
+                DataType::Int16 => each!(array.as_primitive::<Int16Type>(), |x: i16| Some(
+                    Value::from(x)
+                )),
+                DataType::Int8 => each!(array.as_primitive::<Int8Type>(), |x: i8| Some(
+                    Value::from(x)
+                )),
+                DataType::UInt64 => each!(array.as_primitive::<UInt64Type>(), |x: u64| Some(
+                    Value::from(x)
+                )),
+                DataType::UInt32 => each!(array.as_primitive::<UInt32Type>(), |x: u32| Some(
+                    Value::from(x)
+                )),
+                DataType::UInt16 => each!(array.as_primitive::<UInt16Type>(), |x: u16| Some(
+                    Value::from(x)
+                )),
+                DataType::UInt8 => each!(array.as_primitive::<UInt8Type>(), |x: u8| Some(
+                    Value::from(x)
+                )),
+                DataType::Boolean => each!(array.as_boolean(), |x: bool| Some(Value::Bool(x))),
+                DataType::Utf8 => each!(array.as_string::<i32>(), |x: &str| Some(Value::from(x))),
+                DataType::LargeUtf8 => {
+                    each!(array.as_string::<i64>(), |x: &str| Some(Value::from(x)))
+                }
+                DataType::Timestamp(unit, _) => {
+                    use arrow_schema::TimeUnit;
+                    match unit {
+                        TimeUnit::Second => each!(
+                            array.as_primitive::<TimestampSecondType>(),
+                            |x: i64| Some(Value::from(x * 1000))
+                        ),
+                        TimeUnit::Millisecond => each!(
+                            array.as_primitive::<TimestampMillisecondType>(),
+                            |x: i64| Some(Value::from(x))
+                        ),
+                        TimeUnit::Microsecond => each!(
+                            array.as_primitive::<TimestampMicrosecondType>(),
+                            |x: i64| Some(Value::from(x / 1000))
+                        ),
+                        TimeUnit::Nanosecond => {
+                            each!(array.as_primitive::<TimestampNanosecondType>(), |x: i64| {
+                                Some(Value::from(x / 1_000_000))
+                            })
+                        }
+                    }
+                }
+                DataType::Dictionary(_, _) => {
+                    let mut d = Dictionary::default();
+                    let mut codes = Vec::new();
+                    let mut m = Missing::default();
+                    push_codes(array, &mut codes, &mut d, &mut m).map_err(|message| {
+                        MonitorError::ColumnType {
+                            path: path.display().to_string(),
+                            column: name.clone(),
+                            message,
+                        }
+                    })?;
+                    let mut it = codes.into_iter();
+                    for i in 0..array.len() {
+                        if array.is_valid(i)
+                            && let Some(c) = it.next()
+                        {
+                            put(i, Value::from(d.value(c)));
+                        }
+                    }
+                }
+                other => {
+                    return Err(MonitorError::ColumnType {
+                        path: path.display().to_string(),
+                        column: name.clone(),
+                        message: format!("{other} cannot be logged as a feature"),
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Columns of a logged batch that fill a prediction's own fields.
+pub const LOG_FIELDS: [&str; 7] = [
+    "id",
+    "at",
+    "prediction",
+    "label",
+    "variant",
+    "model_version",
+    "latency_ms",
+];
+
+/// A Parquet file as rows for `POST /v1/monitor/deployments/D/predictions`:
+/// [`LOG_FIELDS`] fill their fields, every other column is a feature.
+pub fn log_rows(path: &Path) -> Result<Vec<serde_json::Value>, MonitorError> {
+    Ok(json_rows(path)?
+        .into_iter()
+        .map(|mut row| {
+            let mut out = serde_json::Map::new();
+            for f in LOG_FIELDS {
+                if let Some(v) = row.remove(f) {
+                    let v = match (f, v) {
+                        ("id" | "variant" | "model_version", serde_json::Value::Number(n)) => {
+                            serde_json::Value::String(n.to_string())
+                        }
+                        (_, v) => v,
+                    };
+                    out.insert(f.to_string(), v);
+                }
+            }
+            out.insert("features".into(), serde_json::Value::Object(row));
+            serde_json::Value::Object(out)
+        })
+        .collect())
+}
+
+/// A Parquet file of `id` and `label` columns as labels for
+/// `POST /v1/monitor/deployments/D/labels`.
+pub fn label_rows(path: &Path) -> Result<Vec<serde_json::Value>, MonitorError> {
+    let rows = json_rows(path)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (i, row) in rows.into_iter().enumerate() {
+        let id = match row.get("id") {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            _ => {
+                return Err(MonitorError::invalid(
+                    &format!("row {i}: id"),
+                    "missing: the file needs an id column",
+                ));
+            }
+        };
+        let label = row
+            .get("label")
+            .and_then(|v| {
+                v.as_f64()
+                    .or_else(|| v.as_bool().map(|b| if b { 1.0 } else { 0.0 }))
+            })
+            .ok_or_else(|| {
+                MonitorError::invalid(&format!("row {i}: label"), "missing or not a number")
+            })?;
+        out.push(serde_json::json!({"id": id, "label": label}));
+    }
+    Ok(out)
+}

@@ -53,6 +53,10 @@ pub fn routes() -> axum::Router<AppState> {
             "/monitor/deployments/{deployment}/performance",
             get(performance_route),
         )
+        .route(
+            "/monitor/deployments/{deployment}/profile",
+            get(profile_route),
+        )
         .route("/monitor/alerts", get(list_alerts))
         .route("/monitor/alerts/evaluate", post(evaluate_route))
         .route(
@@ -236,6 +240,8 @@ struct WindowQuery {
     decision_threshold: Option<f64>,
     /// history and performance: bucket size
     step: Option<String>,
+    /// performance: only rows whose feature equals a value (`plan=pro`)
+    slice: Option<String>,
 }
 
 fn parse_seconds(field: &str, text: &str) -> Result<i64, V1Error> {
@@ -851,7 +857,18 @@ async fn performance_route(
     if (end - start) / step > 1000 {
         return Err(V1Error::invalid("step", "at most 1000 steps per request"));
     }
-    let window = usable(&read_window(&s, &deployment, start, end).await?);
+    let mut window = usable(&read_window(&s, &deployment, start, end).await?);
+    if let Some(slice) = &q.slice {
+        let (feature, value) = slice
+            .split_once('=')
+            .ok_or_else(|| V1Error::invalid("slice", "expected FEATURE=VALUE"))?;
+        window.rows.retain(|r| match r.features.get(feature) {
+            Some(Value::String(v)) => v == value,
+            Some(Value::Number(n)) => value.parse::<f64>().ok() == n.as_f64(),
+            Some(Value::Bool(b)) => value.eq_ignore_ascii_case(if *b { "true" } else { "false" }),
+            _ => false,
+        });
+    }
     let mut steps = Vec::new();
     let mut from = start;
     while from < end {
@@ -889,7 +906,58 @@ async fn performance_route(
         }
         from = to;
     }
-    Ok(Json(json!({"deployment": deployment, "task": task, "decision_threshold": threshold, "steps": steps})).into_response())
+    Ok(Json(json!({
+        "deployment": deployment,
+        "task": task,
+        "decision_threshold": threshold,
+        "slice": q.slice,
+        "steps": steps,
+    }))
+    .into_response())
+}
+
+/// `GET …/profile?window=1h`: the mergeable profile of the window's
+/// features and prediction (`keel_monitor::profile::DatasetProfile`, the
+/// same JSON `keel monitor profile` writes and merges).
+async fn profile_route(
+    State(s): State<AppState>,
+    Path(deployment): Path<String>,
+    Query(q): Query<WindowQuery>,
+) -> V1Result {
+    check_deployment(&deployment)?;
+    let (start, end) = q.span()?;
+    let window = usable(&read_window(&s, &deployment, start, end).await?);
+    if window.rows.is_empty() {
+        return Err(V1Error::invalid(
+            "window",
+            "the log holds no predictions in this window",
+        ));
+    }
+    let bytes = window.to_parquet().map_err(monitor_error)?;
+    let internal = |e: String| V1Error::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", e);
+    let mut profile = tokio::task::spawn_blocking(move || -> Result<_, V1Error> {
+        let dir = tempfile::tempdir().map_err(|e| internal(e.to_string()))?;
+        let path = dir.path().join("window.parquet");
+        std::fs::write(&path, &bytes).map_err(|e| internal(e.to_string()))?;
+        keel_monitor::table::profile_parquet(&path).map_err(monitor_error)
+    })
+    .await
+    .map_err(|e| {
+        V1Error::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            e.to_string(),
+        )
+    })??;
+    let mut columns = profile.columns().keys().cloned().collect::<Vec<_>>();
+    columns.retain(|c| META_COLUMNS.contains(&c.as_str()) && c != "prediction");
+    for c in columns {
+        profile.remove_column(&c);
+    }
+    if let Ok(w) = keel_monitor::profile::TimeWindow::new(start, end) {
+        profile = profile.with_window(w);
+    }
+    Ok(Json(profile).into_response())
 }
 
 // ---- alerts ---------------------------------------------------------------
