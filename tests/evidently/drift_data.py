@@ -26,6 +26,9 @@ import pyarrow.parquet as pq
 
 NUMERIC = [f"num_{i:02d}" for i in range(20)]
 CATEGORICAL = [f"cat_{i}" for i in range(5)]
+# Columns drawn from the same distribution in both files.
+STABLE = {"num_00", "num_06", "num_07", "num_09", "num_10", "num_11", "num_12", "num_13",
+          "num_14", "num_15", "num_16", "num_19", "cat_0", "cat_2", "cat_4"}
 
 
 def _columns(rng: np.random.Generator, n: int, current: bool) -> dict:

@@ -140,10 +140,13 @@ def test_by_default_only_the_chisquare_columns_differ_and_equal_scipys_contingen
         assert close(k["score"], p), (name, k["score"], p)
         if k["drifted"] != e["drifted"]:
             differences.append((name, e["score"], k["score"]))
-    # The goodness-of-fit test's p-value is never the larger of the two on
-    # these columns: it ignores the reference sample's own noise.
+    # Where the verdicts differ, Evidently flagged a column drawn from the
+    # same distribution in both files: its goodness-of-fit test ignores the
+    # reference sample's own noise (and a category the small reference
+    # happened to miss gives p = 0). On the 1k files that is cat_0, cat_2
+    # and cat_4; the contingency test calls all three stable.
     for name, evidently_p, keel_p in differences:
-        assert evidently_p < keel_p, name
+        assert name in drift_data.STABLE and evidently_p < 0.05 <= keel_p, name
     print("verdicts that differ from Evidently's chi-square:", differences)
 
 

@@ -127,8 +127,16 @@ def keel(tools, tmp_path_factory):
     (repository / "iris" / "1" / "model.onnx").write_bytes(onx.SerializeToString())
     (repository / "iris" / "model-settings.json").write_text(json.dumps({"features": FEATURES}))
     srv = ModelServer(workdir, repository)
+    # The server samples its own figures into the embedded metric series
+    # every second (KEEL_ALERT_INTERVAL; the environment is read at start).
+    previous = os.environ.get("KEEL_ALERT_INTERVAL")
+    os.environ["KEEL_ALERT_INTERVAL"] = "1s"
     try:
         srv.start()
+        if previous is None:
+            os.environ.pop("KEEL_ALERT_INTERVAL", None)
+        else:
+            os.environ["KEEL_ALERT_INTERVAL"] = previous
         yield {"server": srv, "url": srv.uri, "X": X}
     finally:
         srv.cleanup()
@@ -432,3 +440,32 @@ def test_dashboard_expressions_are_valid_promql(prometheus, traffic):
     # The templating variable's values: keel's instance.
     result = _query(prometheus, "keel_uptime_seconds")
     assert [s["metric"]["instance"] for s in result] == [prometheus["instance"]]
+
+
+def test_the_embedded_series_sampled_the_same_traffic(keel, traffic):
+    """The server's own figures land in /v1/monitor/series once a second:
+    inference rates per model version, predictions per deployment and
+    variant, and the process's memory."""
+    url = keel["url"]
+
+    def series(name, labels=""):
+        r = S.get(f"{url}/v1/monitor/series", timeout=TIMEOUT,
+                  params={"name": name, "labels": labels, "step": "1s", "start": 0})
+        assert r.status_code == 200, r.text
+        return r.json()["points"]
+
+    def sampled():
+        assert any(p["max"] > 0 for p in series("inference_requests_per_second", "model=iris,version=1"))
+
+    _wait("inference rates in the series", sampled)
+    rates = series("inference_requests_per_second", "model=iris,version=1")
+    # Rates times the one-second steps add up to no more than was sent.
+    assert 0 < sum(p["value"] * p["count"] for p in rates) <= traffic["success"] * 1.5
+    assert any(p["max"] > 0 for p in series("predictions_per_second", "deployment=iris-ab,variant=a")
+               + series("predictions_per_second", "deployment=iris-ab,variant=b"))
+    latency = series("inference_mean_latency_seconds", "model=iris,version=1")
+    assert latency and all(0 < p["value"] < 5 for p in latency)
+    rss = series("process_resident_memory_bytes")
+    assert rss and all(p["value"] > 1e6 for p in rss)
+    names = {x["name"] for x in S.get(f"{url}/v1/monitor/series", timeout=TIMEOUT).json()["series"]}
+    assert {"inference_errors_per_second", "process_cpu_utilization"} <= names

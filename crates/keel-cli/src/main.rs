@@ -581,7 +581,8 @@ async fn serve(
             }
         })
     };
-    // Alert rules are evaluated every KEEL_ALERT_INTERVAL (default 60 s);
+    // Every KEEL_ALERT_INTERVAL (default 60 s) the server's own figures are
+    // recorded as metric series and alert rules are evaluated;
     // once an hour, log segments and series points older than
     // KEEL_MONITOR_RETENTION (default 30d) are deleted.
     let alerts = {
@@ -589,8 +590,10 @@ async fn serve(
         let (interval, retention) = monitor_timing();
         tokio::spawn(async move {
             let mut last_expiry = std::time::Instant::now();
+            let mut sample = keel_server::monitor::sample_system(&state, None).await;
             loop {
                 tokio::time::sleep(interval).await;
+                sample = keel_server::monitor::sample_system(&state, Some(&sample)).await;
                 if let Err(e) = keel_server::monitor::evaluate_all(&state).await {
                     tracing::warn!(error = %e.message, "alerts not evaluated");
                 }

@@ -120,6 +120,15 @@ pub struct InferenceCalled {
     pub succeeded: bool,
 }
 
+/// Cumulative model counters at one moment ([`ModelMetrics::snapshot`]).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct MetricsSnapshot {
+    /// (model, version) → (successes, errors, seconds spent in successes)
+    pub versions: std::collections::BTreeMap<(String, u64), (u64, u64, f64)>,
+    /// (deployment, variant) → predictions
+    pub predictions: std::collections::BTreeMap<(String, String), u64>,
+}
+
 type ByVersion = HashMap<Arc<str>, HashMap<u64, VersionSeries>>;
 type ByVariant = HashMap<Arc<str>, HashMap<Arc<str>, AtomicU64>>;
 
@@ -182,6 +191,38 @@ impl ModelMetrics {
                 .entry(version)
                 .or_default(),
         );
+    }
+
+    /// The cumulative counters now, for the metric series: per model
+    /// version `(successes, errors, duration sum in seconds)`, and
+    /// predictions per deployment and variant.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let mut out = MetricsSnapshot::default();
+        {
+            let map = self.versions.read().unwrap_or_else(|p| p.into_inner());
+            for (model, versions) in map.iter() {
+                for (version, s) in versions {
+                    out.versions.insert(
+                        (model.to_string(), *version),
+                        (
+                            s.successes.load(Ordering::Relaxed),
+                            s.errors.load(Ordering::Relaxed),
+                            s.duration.sum.load(Ordering::Relaxed) as f64 / 1e9,
+                        ),
+                    );
+                }
+            }
+        }
+        let map = self.predictions.read().unwrap_or_else(|p| p.into_inner());
+        for (deployment, variants) in map.iter() {
+            for (variant, n) in variants {
+                out.predictions.insert(
+                    (deployment.to_string(), variant.to_string()),
+                    n.load(Ordering::Relaxed),
+                );
+            }
+        }
+        out
     }
 
     /// Counts a prediction answered by `/v1/predict` (`variant` is empty

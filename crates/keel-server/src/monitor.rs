@@ -1265,6 +1265,9 @@ async fn deliver(
 struct SeriesQuery {
     name: Option<String>,
     deployment: Option<String>,
+    /// The label set as recorded (`model=churn,version=1`); wins over
+    /// `deployment`.
+    labels: Option<String>,
     start: Option<i64>,
     end: Option<i64>,
     step: Option<String>,
@@ -1290,8 +1293,8 @@ async fn series(
         return Ok(Json(json!({"series": names})).into_response());
     };
     let labels = q
-        .deployment
-        .map(|d| format!("deployment={d}"))
+        .labels
+        .or_else(|| q.deployment.map(|d| format!("deployment={d}")))
         .unwrap_or_default();
     let end = q.end.unwrap_or_else(|| keel_core::time::now_millis() + 1);
     let start = q.start.unwrap_or(end - 86_400_000);
@@ -1307,6 +1310,106 @@ async fn series(
         Json(json!({"name": name, "labels": labels, "step_ms": step, "points": points}))
             .into_response(),
     )
+}
+
+/// What [`sample_system`] saw last, to turn counters into rates.
+pub struct SystemSample {
+    at: std::time::Instant,
+    metrics: crate::model_metrics::MetricsSnapshot,
+    cpu_seconds: Option<f64>,
+}
+
+/// Records the server's own figures since the previous sample as metric
+/// series points: per model version `inference_requests_per_second`,
+/// `inference_errors_per_second` and `inference_mean_latency_seconds`; per
+/// deployment and variant `predictions_per_second`; and
+/// `process_resident_memory_bytes` and `process_cpu_utilization` (cores).
+pub async fn sample_system(s: &AppState, previous: Option<&SystemSample>) -> SystemSample {
+    let (rss, cpu_seconds) = crate::process_metrics::usage();
+    let now = SystemSample {
+        at: std::time::Instant::now(),
+        metrics: s.model_metrics.snapshot(),
+        cpu_seconds,
+    };
+    let Some(store) = &s.monitor else {
+        return now;
+    };
+    let at = keel_core::time::now_millis();
+    let mut points = Vec::new();
+    if let Some(rss) = rss {
+        points.push((
+            "process_resident_memory_bytes".to_string(),
+            String::new(),
+            at,
+            rss as f64,
+        ));
+    }
+    if let Some(prev) = previous {
+        let secs = now.at.duration_since(prev.at).as_secs_f64();
+        if secs > 0.0 {
+            if let (Some(a), Some(b)) = (prev.cpu_seconds, now.cpu_seconds) {
+                points.push((
+                    "process_cpu_utilization".into(),
+                    String::new(),
+                    at,
+                    (b - a).max(0.0) / secs,
+                ));
+            }
+            for ((model, version), (ok, err, dur)) in &now.metrics.versions {
+                let (ok0, err0, dur0) = prev
+                    .metrics
+                    .versions
+                    .get(&(model.clone(), *version))
+                    .copied()
+                    .unwrap_or((0, 0, 0.0));
+                let labels = format!("model={model},version={version}");
+                let calls = ok.saturating_sub(ok0);
+                points.push((
+                    "inference_requests_per_second".into(),
+                    labels.clone(),
+                    at,
+                    calls as f64 / secs,
+                ));
+                points.push((
+                    "inference_errors_per_second".into(),
+                    labels.clone(),
+                    at,
+                    err.saturating_sub(err0) as f64 / secs,
+                ));
+                if calls > 0 {
+                    points.push((
+                        "inference_mean_latency_seconds".into(),
+                        labels,
+                        at,
+                        (dur - dur0) / calls as f64,
+                    ));
+                }
+            }
+            for ((deployment, variant), n) in &now.metrics.predictions {
+                let n0 = prev
+                    .metrics
+                    .predictions
+                    .get(&(deployment.clone(), variant.clone()))
+                    .copied()
+                    .unwrap_or(0);
+                let labels = if variant.is_empty() {
+                    format!("deployment={deployment}")
+                } else {
+                    format!("deployment={deployment},variant={variant}")
+                };
+                points.push((
+                    "predictions_per_second".into(),
+                    labels,
+                    at,
+                    n.saturating_sub(n0) as f64 / secs,
+                ));
+            }
+        }
+    }
+    if let Err(e) = store.record(points).await {
+        tracing::warn!(error = %e, "system metrics not recorded");
+    }
+    now
 }
 
 /// Deletes log segments that ended before `cutoff` (µs) and series points

@@ -19,6 +19,13 @@ struct ProcessFigures {
     start_time_seconds: Option<f64>,
 }
 
+/// This process's resident memory (bytes) and CPU time (seconds), when
+/// `/proc` tells them.
+pub fn usage() -> (Option<u64>, Option<f64>) {
+    let f = read();
+    (f.resident_bytes, f.cpu_seconds)
+}
+
 /// Appends the process metrics (nothing where `/proc` is absent).
 pub fn render(out: &mut String) {
     render_figures(out, read());
