@@ -366,6 +366,7 @@ def test_the_cli_logs_files_labels_and_reads_status_performance_and_alerts(serve
     pos = u >= 0.5
     expected = (u[pos].sum() + (1 - u[~pos]).sum()) / len(u)
     assert math.isclose(mine["value"], expected, rel_tol=1e-9) and mine["state"] == "firing"
+    assert mine["message"] is None, mine
     listed = keel_cli(server, "alerts").stdout
     assert f"est-{d}" in listed and "firing" in listed
     keel_cli(server, "alerts", "delete", f"est-{d}")

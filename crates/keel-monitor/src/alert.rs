@@ -404,19 +404,34 @@ impl MonitorStore {
             .write::<_, MonitorError, _>(move |conn| {
                 Box::pin(async move {
                     let now = now_millis();
-                    sqlx::query(
-                        "UPDATE monitor_alerts SET state = $1, streak = $2, since = CASE WHEN $3 = 1 THEN $4 ELSE since END, \
-                         last_value = $5, last_evaluated = $4, message = $6 WHERE name = $7",
-                    )
-                    .bind(state.name())
-                    .bind(i64::from(streak))
-                    .bind(i64::from(changed))
-                    .bind(now)
-                    .bind(value.filter(|v| v.is_finite()))
-                    .bind(message)
-                    .bind(name.as_str())
-                    .execute(&mut *conn)
-                    .await?;
+                    // `since` moves only on a change of state. (A `CASE
+                    // WHEN $n = 1` would make PostgreSQL infer an int4
+                    // parameter for the int8 bound here.) A missing value
+                    // is written as a literal NULL, not a bound `None`:
+                    // sqlx's Any driver declares a NULL double as float4 on
+                    // PostgreSQL, and the statement cached with that type
+                    // then refuses the next real value.
+                    let sql = match value.filter(|v| v.is_finite()) {
+                        Some(_) => {
+                            "UPDATE monitor_alerts SET state = $1, streak = $2, since = COALESCE($3, since), \
+                             last_evaluated = $4, message = $5, last_value = $7 WHERE name = $6"
+                        }
+                        None => {
+                            "UPDATE monitor_alerts SET state = $1, streak = $2, since = COALESCE($3, since), \
+                             last_evaluated = $4, message = $5, last_value = NULL WHERE name = $6"
+                        }
+                    };
+                    let mut query = sqlx::query(sql)
+                        .bind(state.name())
+                        .bind(i64::from(streak))
+                        .bind(changed.then_some(now))
+                        .bind(now)
+                        .bind(message)
+                        .bind(name.as_str());
+                    if let Some(v) = value.filter(|v| v.is_finite()) {
+                        query = query.bind(v);
+                    }
+                    query.execute(&mut *conn).await?;
                     Ok(())
                 })
             })

@@ -37,7 +37,11 @@ Reference: {rr} rows; current: {cr} rows.</p>",
         rr = report.reference_rows,
         cr = report.current_rows,
     );
-    out.push_str("<h3>Drift score per column</h3>");
+    out.push_str(
+        "<h3>Drift score per column</h3><p>Each bar is the column's score relative to its \
+threshold: 1 at the dashed line, longer when drifted (p-values on a log scale, so \
+p = threshold² is 2).</p>",
+    );
     out.push_str(&score_chart(&report.columns));
     let _ = write!(
         out,

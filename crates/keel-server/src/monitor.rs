@@ -1200,6 +1200,7 @@ async fn evaluate_one(s: &AppState, store: &MonitorStore, alert: Alert) -> Value
         .await
     {
         tracing::warn!(alert = %alert.name, error = %e, "alert state not saved");
+        message = Some(format!("the alert's new state was not saved: {e}"));
     }
     json!({"alert": alert.name, "value": value, "holds": holds, "state": state, "transition": transition, "message": message})
 }
