@@ -253,23 +253,9 @@ pub async fn run(settings: &Settings, cmd: MonitorCmd) -> Result<ExitCode> {
         } => {
             let rows = tokio::task::block_in_place(|| keel_monitor::table::log_rows(&file))
                 .map_err(|e| UsageError(e.to_string()))?;
-            let total = rows.len();
-            let bar = ProgressBar::new();
-            let mut sent = 0;
-            for chunk in rows.chunks(10_000) {
-                let body = json!({ "rows": chunk });
-                call_json(
-                    settings,
-                    &common,
-                    Http::POST,
-                    &format!("/v1/monitor/deployments/{}/predictions", enc(&deployment)),
-                    Some(body),
-                )
-                .await?;
-                sent += chunk.len();
-                bar.update("logging", sent as u64, total as u64);
-            }
-            bar.finish();
+            let sent =
+                post_in_batches(settings, &common, &deployment, "predictions", "rows", &rows)
+                    .await?;
             if common.json {
                 print_json(&json!({"deployment": deployment, "logged": sent}));
             } else {
@@ -284,18 +270,8 @@ pub async fn run(settings: &Settings, cmd: MonitorCmd) -> Result<ExitCode> {
         } => {
             let labels = tokio::task::block_in_place(|| keel_monitor::table::label_rows(&file))
                 .map_err(|e| UsageError(e.to_string()))?;
-            let mut sent = 0;
-            for chunk in labels.chunks(10_000) {
-                call_json(
-                    settings,
-                    &common,
-                    Http::POST,
-                    &format!("/v1/monitor/deployments/{}/labels", enc(&deployment)),
-                    Some(json!({ "labels": chunk })),
-                )
+            let sent = post_in_batches(settings, &common, &deployment, "labels", "labels", &labels)
                 .await?;
-                sent += chunk.len();
-            }
             if common.json {
                 print_json(&json!({"deployment": deployment, "labels": sent}));
             } else {
@@ -843,4 +819,35 @@ fn f_or_dash(v: &Value) -> String {
     v.as_f64()
         .map(|x| format!("{x:.4}"))
         .unwrap_or_else(|| "-".into())
+}
+
+/// Posts `items` to `/v1/monitor/deployments/D/ROUTE` as `{FIELD: [...]}`
+/// in batches of 10,000 (each one segment), with a progress bar; how many
+/// were sent.
+async fn post_in_batches(
+    settings: &Settings,
+    common: &Common,
+    deployment: &str,
+    route: &str,
+    field: &str,
+    items: &[Value],
+) -> Result<usize> {
+    let bar = ProgressBar::counting(if route == "labels" { "labels" } else { "rows" });
+    let mut sent = 0;
+    for chunk in items.chunks(10_000) {
+        let mut body = serde_json::Map::new();
+        body.insert(field.to_string(), Value::Array(chunk.to_vec()));
+        call_json(
+            settings,
+            common,
+            Http::POST,
+            &format!("/v1/monitor/deployments/{}/{route}", enc(deployment)),
+            Some(Value::Object(body)),
+        )
+        .await?;
+        sent += chunk.len();
+        bar.update(route, sent as u64, items.len() as u64);
+    }
+    bar.finish();
+    Ok(sent)
 }

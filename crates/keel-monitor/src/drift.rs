@@ -553,6 +553,44 @@ struct Sample<'a> {
     missing: (Missing, Missing),
 }
 
+impl Sample<'_> {
+    /// The column's verdict: the score against the spec's threshold with
+    /// the method's comparator. `counts` are the reference and current
+    /// values compared and the distinct values seen.
+    fn verdict(
+        &self,
+        column_type: ColumnType,
+        (method, reason): (Method, String),
+        score: f64,
+        spec: &DriftSpec,
+        counts: (usize, usize, usize),
+        plot: Plot,
+    ) -> ColumnDrift {
+        let threshold = threshold_for(spec, self.name, method);
+        ColumnDrift {
+            column: self.name.to_string(),
+            column_type,
+            method,
+            score,
+            threshold,
+            drifted: method.comparator().holds(score, threshold),
+            comparator: method.comparator(),
+            score_kind: if method.is_p_value() {
+                "p_value"
+            } else {
+                "distance"
+            },
+            reason,
+            reference_count: counts.0 as u64,
+            current_count: counts.1 as u64,
+            reference_missing: self.missing.0,
+            current_missing: self.missing.1,
+            distinct: counts.2 as u64,
+            plot: Some(plot),
+        }
+    }
+}
+
 fn threshold_for(spec: &DriftSpec, column: &str, method: Method) -> f64 {
     spec.thresholds
         .get(column)
@@ -646,28 +684,14 @@ fn numerical(
             counts_score(sample.name, method, &counts.1, &counts.2)?
         }
     };
-    let threshold = threshold_for(spec, sample.name, method);
-    Ok(Some(ColumnDrift {
-        column: sample.name.to_string(),
-        column_type: ColumnType::Numerical,
-        method,
+    Ok(Some(sample.verdict(
+        ColumnType::Numerical,
+        (method, reason),
         score,
-        threshold,
-        drifted: method.comparator().holds(score, threshold),
-        comparator: method.comparator(),
-        score_kind: if method.is_p_value() {
-            "p_value"
-        } else {
-            "distance"
-        },
-        reason,
-        reference_count: reference.len() as u64,
-        current_count: current.len() as u64,
-        reference_missing: sample.missing.0,
-        current_missing: sample.missing.1,
-        distinct: distinct as u64,
-        plot: Some(histogram_plot(reference, current)),
-    }))
+        spec,
+        (reference.len(), current.len(), distinct),
+        histogram_plot(reference, current),
+    )))
 }
 
 /// Drift of a categorical column from its codes.
@@ -740,39 +764,27 @@ fn categorical(
         }
         _ => counts_score(sample.name, method, &r, &c)?,
     };
-    let threshold = threshold_for(spec, sample.name, method);
     let mut order: Vec<usize> = (0..keys.len()).collect();
     order.sort_by_key(|i| std::cmp::Reverse(r[*i] + c[*i]));
     order.truncate(20);
     let (rn, cn) = (reference.len() as f64, current.len() as f64);
-    Ok(Some(ColumnDrift {
-        column: sample.name.to_string(),
-        column_type: ColumnType::Categorical,
-        method,
-        score,
-        threshold,
-        drifted: method.comparator().holds(score, threshold),
-        comparator: method.comparator(),
-        score_kind: if method.is_p_value() {
-            "p_value"
-        } else {
-            "distance"
-        },
-        reason,
-        reference_count: reference.len() as u64,
-        current_count: current.len() as u64,
-        reference_missing: sample.missing.0,
-        current_missing: sample.missing.1,
-        distinct: distinct as u64,
-        plot: Some(Plot::Bars {
-            labels: order
-                .iter()
-                .map(|i| dictionary.value(keys[*i]).to_string())
-                .collect(),
-            reference: order.iter().map(|i| r[*i] as f64 / rn).collect(),
-            current: order.iter().map(|i| c[*i] as f64 / cn).collect(),
-        }),
-    }))
+    Ok(Some(
+        sample.verdict(
+            ColumnType::Categorical,
+            (method, reason),
+            score,
+            spec,
+            (reference.len(), current.len(), distinct),
+            Plot::Bars {
+                labels: order
+                    .iter()
+                    .map(|i| dictionary.value(keys[*i]).to_string())
+                    .collect(),
+                reference: order.iter().map(|i| r[*i] as f64 / rn).collect(),
+                current: order.iter().map(|i| c[*i] as f64 / cn).collect(),
+            },
+        ),
+    ))
 }
 
 fn stats_error(column: &str) -> impl Fn(keel_stats::StatsError) -> MonitorError + '_ {

@@ -94,12 +94,17 @@ pub(crate) fn monitor_error(e: MonitorError) -> V1Error {
             V1Error::new(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", e.to_string())
         }
         MonitorError::Parquet { .. } => V1Error::invalid("reference", e.to_string()),
-        other => V1Error::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL_ERROR",
-            other.to_string(),
-        ),
+        other => internal(other),
     }
+}
+
+/// A failure of the server's own (a 500 with the cause).
+fn internal(e: impl std::fmt::Display) -> V1Error {
+    V1Error::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "INTERNAL_ERROR",
+        e.to_string(),
+    )
 }
 
 fn check_deployment(d: &str) -> Result<(), V1Error> {
@@ -153,22 +158,12 @@ async fn read_all(artifacts: &keel_store::ArtifactStore, path: &str) -> Result<B
         if e.to_string().contains("not found") || e.to_string().contains("No such file") {
             V1Error::not_found(format!("{path} does not exist"))
         } else {
-            V1Error::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL_ERROR",
-                e.to_string(),
-            )
+            internal(e.to_string())
         }
     })?;
     let mut buf = Vec::with_capacity(size as usize);
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            V1Error::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL_ERROR",
-                e.to_string(),
-            )
-        })?;
+        let chunk = chunk.map_err(internal)?;
         buf.extend_from_slice(&chunk);
     }
     Ok(Bytes::from(buf))
@@ -182,13 +177,6 @@ pub async fn read_window(
     end: i64,
 ) -> Result<Window, V1Error> {
     let mut window = Window::default();
-    let internal = |e: keel_store::ArtifactError| {
-        V1Error::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL_ERROR",
-            e.to_string(),
-        )
-    };
     for entry in s
         .artifacts
         .list_files(&predictions_folder(deployment))
@@ -389,7 +377,6 @@ async fn log_predictions(
     } else {
         Some(encode_labels(&labels).map_err(monitor_error)?)
     };
-    let internal = |e: String| V1Error::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", e);
     put_segment(
         &s.artifacts,
         &predictions_folder(&deployment),
@@ -487,7 +474,7 @@ async fn log_labels(
     let bytes = encode_labels(&rows).map_err(monitor_error)?;
     put_segment(&s.artifacts, &labels_folder(&deployment), now, now, bytes)
         .await
-        .map_err(|e| V1Error::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", e))?;
+        .map_err(internal)?;
     Ok(Json(json!({"labels": n})).into_response())
 }
 
@@ -520,13 +507,7 @@ async fn put_reference(
     s.artifacts
         .put_stream(&reference_path(&deployment), Box::pin(body))
         .await
-        .map_err(|e| {
-            V1Error::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL_ERROR",
-                e.to_string(),
-            )
-        })?;
+        .map_err(internal)?;
     Ok(Json(json!({"deployment": deployment, "rows": rows, "columns": columns})).into_response())
 }
 
@@ -603,26 +584,14 @@ pub async fn window_drift(
     })?;
     let current = window.to_parquet().map_err(monitor_error)?;
     tokio::task::spawn_blocking(move || -> Result<DriftReport, V1Error> {
-        let dir = tempfile::tempdir().map_err(|e| {
-            V1Error::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL_ERROR",
-                e.to_string(),
-            )
-        })?;
+        let dir = tempfile::tempdir().map_err(internal)?;
         let (r, c) = (
             dir.path().join("reference.parquet"),
             dir.path().join("current.parquet"),
         );
         std::fs::write(&r, &reference)
             .and_then(|_| std::fs::write(&c, &current))
-            .map_err(|e| {
-                V1Error::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "INTERNAL_ERROR",
-                    e.to_string(),
-                )
-            })?;
+            .map_err(internal)?;
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
@@ -630,13 +599,7 @@ pub async fn window_drift(
             .map_err(monitor_error)
     })
     .await
-    .map_err(|e| {
-        V1Error::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL_ERROR",
-            e.to_string(),
-        )
-    })?
+    .map_err(internal)?
 }
 
 fn usable(window: &Window) -> Window {
@@ -693,13 +656,7 @@ async fn drift(
         let page = keel_monitor::report::render_html(&report, &format!("Drift of {deployment}"));
         return Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response());
     }
-    let mut v = serde_json::to_value(&report).map_err(|e| {
-        V1Error::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL_ERROR",
-            e.to_string(),
-        )
-    })?;
+    let mut v = serde_json::to_value(&report).map_err(internal)?;
     v["deployment"] = json!(deployment);
     v["start"] = json!(start / 1000);
     v["end"] = json!(end / 1000);
@@ -934,21 +891,14 @@ async fn profile_route(
         ));
     }
     let bytes = window.to_parquet().map_err(monitor_error)?;
-    let internal = |e: String| V1Error::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", e);
     let mut profile = tokio::task::spawn_blocking(move || -> Result<_, V1Error> {
-        let dir = tempfile::tempdir().map_err(|e| internal(e.to_string()))?;
+        let dir = tempfile::tempdir().map_err(internal)?;
         let path = dir.path().join("window.parquet");
-        std::fs::write(&path, &bytes).map_err(|e| internal(e.to_string()))?;
+        std::fs::write(&path, &bytes).map_err(internal)?;
         keel_monitor::table::profile_parquet(&path).map_err(monitor_error)
     })
     .await
-    .map_err(|e| {
-        V1Error::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL_ERROR",
-            e.to_string(),
-        )
-    })??;
+    .map_err(internal)??;
     let mut columns = profile.columns().keys().cloned().collect::<Vec<_>>();
     columns.retain(|c| META_COLUMNS.contains(&c.as_str()) && c != "prediction");
     for c in columns {
@@ -1132,11 +1082,7 @@ async fn measure(s: &AppState, rule: &AlertRule) -> Result<Result<f64, String>, 
 }
 
 fn unreachable_measure() -> Result<f64, V1Error> {
-    Err(V1Error::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "INTERNAL_ERROR",
-        "measure handled above",
-    ))
+    Err(internal("measure handled above"))
 }
 
 /// Evaluates every alert once and delivers its transitions.
