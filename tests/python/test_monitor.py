@@ -121,6 +121,8 @@ def test_a_logged_window_drifts_against_its_reference_as_scipy_says(server):
     s = requests.get(f"{server.uri}/v1/monitor/series",
                      params={"name": "drift_share", "deployment": d, "step": "1d"}, timeout=30).json()
     assert s["points"] and s["points"][-1]["max"] == 1.0
+    page = requests.get(f"{server.uri}/v1/monitor/dashboard", params={"deployment": d, "window": "1d"}, timeout=30)
+    assert page.status_code == 200 and f"drift_share {{deployment={d}}}" in page.text and "<svg" in page.text
 
 
 def test_performance_with_late_labels_and_estimated_before_them(server):

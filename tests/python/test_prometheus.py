@@ -469,3 +469,12 @@ def test_the_embedded_series_sampled_the_same_traffic(keel, traffic):
     assert rss and all(p["value"] > 1e6 for p in rss)
     names = {x["name"] for x in S.get(f"{url}/v1/monitor/series", timeout=TIMEOUT).json()["series"]}
     assert {"inference_errors_per_second", "process_cpu_utilization"} <= names
+    # The dashboard page charts them.
+    page = S.get(f"{url}/v1/monitor/dashboard", params={"window": "10m", "step": "1s"}, timeout=TIMEOUT)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "inference_requests_per_second {model=iris,version=1}" in page.text
+    assert page.text.count("<svg") >= 5 and "<path" in page.text
+    per_deployment = S.get(f"{url}/v1/monitor/dashboard", params={"deployment": "iris-ab", "window": "1h"},
+                           timeout=TIMEOUT).text
+    assert "predictions_per_second {deployment=iris-ab,variant=" in per_deployment
+    assert "process_resident_memory_bytes" not in per_deployment

@@ -232,9 +232,172 @@ fn distribution_svg(plot: &Plot) -> String {
     out
 }
 
+/// One point of a line chart: x (ms since the epoch), y, whether it is
+/// marked as alarming, and its tooltip.
+pub struct LinePoint {
+    pub at_ms: i64,
+    pub value: f64,
+    pub alarm: bool,
+    pub note: String,
+}
+
+/// A line chart of a series over time, with an optional dashed threshold.
+/// The y axis runs from 0 (or the series' minimum when negative) to the
+/// largest of the values and the threshold.
+pub fn line_chart(label: &str, points: &[LinePoint], threshold: Option<f64>) -> String {
+    let (w, h, pad) = (720.0, 200.0, 34.0);
+    let lo = points.iter().map(|p| p.value).fold(0.0_f64, f64::min);
+    let hi = points
+        .iter()
+        .map(|p| p.value)
+        .chain(threshold)
+        .fold(f64::MIN_POSITIVE, f64::max);
+    let (t0, t1) = match (points.first(), points.last()) {
+        (Some(a), Some(b)) if b.at_ms > a.at_ms => (a.at_ms, b.at_ms),
+        (Some(a), _) => (a.at_ms - 1, a.at_ms + 1),
+        _ => (0, 1),
+    };
+    let x = |t: i64| pad + (t - t0) as f64 / (t1 - t0) as f64 * (w - 2.0 * pad);
+    let y = |v: f64| h - pad - (v - lo) / (hi - lo).max(f64::MIN_POSITIVE) * (h - 2.0 * pad);
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"{l}\">",
+        l = escape(label)
+    );
+    if let Some(t) = threshold {
+        let _ = write!(
+            out,
+            "<line x1=\"{pad}\" x2=\"{x2}\" y1=\"{ty:.1}\" y2=\"{ty:.1}\" stroke=\"#222\" stroke-dasharray=\"4 3\"/>",
+            x2 = w - pad,
+            ty = y(t)
+        );
+    }
+    let path: Vec<String> = points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            format!(
+                "{}{:.1},{:.1}",
+                if i == 0 { "M" } else { "L" },
+                x(p.at_ms),
+                y(p.value)
+            )
+        })
+        .collect();
+    let _ = write!(
+        out,
+        "<path d=\"{}\" fill=\"none\" stroke=\"{CURRENT}\" stroke-width=\"2\"/>",
+        path.join(" ")
+    );
+    for p in points {
+        let _ = write!(
+            out,
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{}\"><title>{}</title></circle>",
+            x(p.at_ms),
+            y(p.value),
+            if p.alarm { DRIFTED } else { STABLE },
+            escape(&p.note)
+        );
+    }
+    let _ = write!(
+        out,
+        "<text x=\"2\" y=\"{top}\" font-size=\"11\">{hi}</text><text x=\"2\" y=\"{bottom}\" font-size=\"11\">{lo}</text>\
+<text x=\"{pad}\" y=\"{h}\" font-size=\"10\">{start}</text><text x=\"{end_x}\" y=\"{h}\" font-size=\"10\" text-anchor=\"end\">{end}</text></svg>",
+        top = pad - 4.0,
+        bottom = h - pad,
+        hi = compact(hi),
+        lo = compact(lo),
+        end_x = w - pad,
+        start = utc(t0),
+        end = utc(t1),
+    );
+    out
+}
+
+/// An axis label: SI suffixes past ten thousand (75.9M), else four
+/// significant places.
+fn compact(x: f64) -> String {
+    let a = x.abs();
+    for (scale, suffix) in [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e4, "k")] {
+        if a >= scale {
+            let v = x / if suffix == "k" { 1e3 } else { scale };
+            return format!("{v:.1}{suffix}");
+        }
+    }
+    format_score(x)
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) of a time in ms since the epoch.
+fn utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// A page of titled charts.
+pub fn chart_page(title: &str, intro: &str, charts: &[(String, String)]) -> String {
+    let mut out = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title></head>\
+<body style=\"font-family:system-ui,sans-serif;margin:2em;color:#222\"><h1>{t}</h1><p>{i}</p>",
+        t = escape(title),
+        i = escape(intro)
+    );
+    for (heading, svg) in charts {
+        let _ = write!(out, "<h3>{}</h3>{svg}", escape(heading));
+    }
+    out.push_str("</body></html>\n");
+    out
+}
+
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates_are_civil_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00");
+        assert_eq!(utc(1_796_000_000_000), "2026-11-30 00:53:20");
+        assert_eq!(compact(75_902_976.0), "75.9M");
+        assert_eq!(compact(12_345.0), "12.3k");
+        assert_eq!(compact(0.5), "0.5000");
+    }
+
+    #[test]
+    fn a_line_chart_draws_every_point_and_the_threshold() {
+        let points: Vec<LinePoint> = (0..5)
+            .map(|i| LinePoint {
+                at_ms: i * 60_000,
+                value: i as f64 / 4.0,
+                alarm: i >= 2,
+                note: format!("p{i}"),
+            })
+            .collect();
+        let svg = line_chart("share", &points, Some(0.5));
+        assert_eq!(svg.matches("<circle").count(), 5);
+        assert_eq!(svg.matches("stroke-dasharray").count(), 1);
+        assert!(svg.contains("1970-01-01 00:04:00"));
+        assert!(line_chart("empty", &[], None).contains("<svg"));
+    }
 }

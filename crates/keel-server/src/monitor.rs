@@ -64,6 +64,7 @@ pub fn routes() -> axum::Router<AppState> {
             put(put_alert).get(get_alert).delete(delete_alert),
         )
         .route("/monitor/series", get(series))
+        .route("/monitor/dashboard", get(dashboard))
 }
 
 /// Most rows one logging request may carry.
@@ -721,39 +722,108 @@ async fn drift_history(
 
 /// A line chart of the drift share per step, with the dataset threshold.
 fn history_html(deployment: &str, points: &[Value], threshold: f64) -> String {
-    let (w, h, pad) = (720.0, 240.0, 30.0);
-    let n = points.len().max(2) as f64 - 1.0;
-    let mut path = String::new();
-    let mut dots = String::new();
-    for (i, p) in points.iter().enumerate() {
-        let x = pad + i as f64 / n * (w - 2.0 * pad);
-        let share = p["drift_share"].as_f64().unwrap_or(0.0);
-        let y = h - pad - share * (h - 2.0 * pad);
-        path.push_str(&format!("{}{x:.1},{y:.1}", if i == 0 { "M" } else { " L" }));
-        let color = if p["dataset_drift"].as_bool().unwrap_or(false) {
-            "#c0392b"
-        } else {
-            "#2e8b57"
-        };
-        dots.push_str(&format!(
-            "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3.5\" fill=\"{color}\"><title>{} rows, share {share:.3}</title></circle>",
-            p["rows"]
-        ));
-    }
-    let ty = h - pad - threshold * (h - 2.0 * pad);
-    format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Drift over time: {d}</title></head>\
-<body style=\"font-family:system-ui,sans-serif;margin:2em\"><h1>Drift over time: {d}</h1>\
-<p>Share of drifted columns per step; the dashed line is the dataset threshold ({threshold}).</p>\
-<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"drift share over time\">\
-<line x1=\"{pad}\" x2=\"{x2}\" y1=\"{ty:.1}\" y2=\"{ty:.1}\" stroke=\"#222\" stroke-dasharray=\"4 3\"/>\
-<path d=\"{path}\" fill=\"none\" stroke=\"#e07a2f\" stroke-width=\"2\"/>{dots}\
-<text x=\"4\" y=\"{top}\" font-size=\"11\">1</text><text x=\"4\" y=\"{bottom}\" font-size=\"11\">0</text></svg></body></html>\n",
-        d = deployment.replace('<', "&lt;"),
-        x2 = w - pad,
-        top = pad + 4.0,
-        bottom = h - pad,
+    use keel_monitor::report::{LinePoint, chart_page, line_chart};
+    let line: Vec<LinePoint> = points
+        .iter()
+        .map(|p| LinePoint {
+            at_ms: p["start"].as_i64().unwrap_or(0),
+            value: p["drift_share"].as_f64().unwrap_or(0.0),
+            alarm: p["dataset_drift"].as_bool().unwrap_or(false),
+            note: format!(
+                "{} rows, share {:.3}",
+                p["rows"],
+                p["drift_share"].as_f64().unwrap_or(0.0)
+            ),
+        })
+        .collect();
+    chart_page(
+        &format!("Drift over time: {deployment}"),
+        &format!(
+            "Share of drifted columns per step; the dashed line is the dataset threshold ({threshold})."
+        ),
+        &[(
+            "drift share".to_string(),
+            line_chart("drift share over time", &line, Some(threshold)),
+        )],
     )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DashboardQuery {
+    deployment: Option<String>,
+    window: Option<String>,
+    step: Option<String>,
+}
+
+/// `GET /v1/monitor/dashboard[?deployment=D][&window=1d][&step=5m]`: an
+/// HTML page of the embedded metric series — every series of the
+/// deployment (drift share and scores, alert values, predictions per
+/// variant) or, without one, the server's own (inference rates and
+/// latency per model version, memory, CPU), each averaged per step.
+async fn dashboard(State(s): State<AppState>, Query(q): Query<DashboardQuery>) -> V1Result {
+    use keel_monitor::report::{LinePoint, chart_page, line_chart};
+    let store = store(&s)?;
+    let window_us = parse_seconds("window", q.window.as_deref().unwrap_or("1d"))?;
+    let step_ms = parse_seconds("step", q.step.as_deref().unwrap_or("5m"))? / 1000;
+    let end = keel_core::time::now_millis() + 1;
+    let start = end - window_us / 1000;
+    if (end - start) / step_ms.max(1) > 2000 {
+        return Err(V1Error::invalid("step", "at most 2,000 steps per chart"));
+    }
+    let wanted = |labels: &str| match &q.deployment {
+        Some(d) => {
+            let own = format!("deployment={d}");
+            labels == own || labels.starts_with(&format!("{own},"))
+        }
+        None => !labels.starts_with("deployment="),
+    };
+    let mut charts = Vec::new();
+    for (name, labels) in store.series_names().await.map_err(monitor_error)? {
+        if !wanted(&labels) {
+            continue;
+        }
+        let points = store
+            .series(&name, &labels, start, end, step_ms)
+            .await
+            .map_err(monitor_error)?;
+        if points.is_empty() {
+            continue;
+        }
+        let threshold = (name == "drift_share").then_some(0.5);
+        let line: Vec<LinePoint> = points
+            .iter()
+            .map(|p| LinePoint {
+                at_ms: p.at,
+                value: p.value,
+                alarm: threshold.is_some_and(|t| p.value >= t),
+                note: format!(
+                    "mean {:.4} of {} (min {:.4}, max {:.4})",
+                    p.value, p.count, p.min, p.max
+                ),
+            })
+            .collect();
+        let heading = if labels.is_empty() {
+            name.clone()
+        } else {
+            format!("{name} {{{labels}}}")
+        };
+        charts.push((heading.clone(), line_chart(&heading, &line, threshold)));
+    }
+    let title = match &q.deployment {
+        Some(d) => format!("Monitoring: {d}"),
+        None => "Monitoring: this server".to_string(),
+    };
+    let intro = if charts.is_empty() {
+        "No series in this window yet: they fill as alerts are evaluated and the server samples itself (every KEEL_ALERT_INTERVAL).".to_string()
+    } else {
+        format!(
+            "{} series, averaged per step; hover a point for its count, minimum and maximum.",
+            charts.len()
+        )
+    };
+    let page = chart_page(&title, &intro, &charts);
+    Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response())
 }
 
 /// Performance of one set of rows.
