@@ -408,3 +408,42 @@ def test_profiles_of_parts_merge_into_the_profile_of_the_whole(tmp_path):
     assert math.isclose(m["m2"], w["m2"], rel_tol=1e-9)
     bad = run(tmp_path / "p1.json", tmp_path / "nope.json")
     assert bad.returncode == 2 and "nope.json" in bad.stderr
+
+
+def test_saved_profiles_compare_exactly_or_within_their_error_bound(tmp_path):
+    import subprocess
+    from conftest import keel_bin
+    rng = np.random.default_rng(7)
+    n = 150_000  # past the 100,000 values a profile keeps exactly
+    for name, shift in (("ref", 0.0), ("cur", 0.3)):
+        pq.write_table(pa.table({
+            "x": rng.normal(shift, 1.0, n),
+            "small": rng.normal(shift, 1.0, n)[:n],
+            "colour": rng.choice(["red", "green", "blue"], n, p=[0.5, 0.3, 0.2]),
+        }), tmp_path / f"{name}.parquet")
+        res = subprocess.run([str(keel_bin()), "monitor", "profile", str(tmp_path / f"{name}.parquet"),
+                              "-o", str(tmp_path / f"{name}.json")], capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr
+
+    def drift(ext):
+        res = subprocess.run([str(keel_bin()), "monitor", "drift", "-r", str(tmp_path / f"ref.{ext}"),
+                              "-c", str(tmp_path / f"cur.{ext}"), "--json"], capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr
+        return {c["column"]: c for c in json.loads(res.stdout)["columns"]}
+
+    files, profiles = drift("parquet"), drift("json")
+    for col in ("x", "small"):
+        exact, sketched = files[col], profiles[col]
+        assert exact["method"] == sketched["method"] == "wasserstein"
+        assert "score_error_bound" not in exact
+        bound = sketched["score_error_bound"]
+        assert 0 < bound < 1 and abs(sketched["score"] - exact["score"]) <= bound, (exact, sketched)
+        # In practice far inside the bound.
+        assert abs(sketched["score"] - exact["score"]) < 0.02
+        assert sketched["drifted"] == exact["drifted"]
+    # Categories are counted exactly: the same score as the files.
+    assert profiles["colour"]["method"] == "jensenshannon"
+    assert math.isclose(profiles["colour"]["score"], files["colour"]["score"], rel_tol=1e-12)
+    mixed = subprocess.run([str(keel_bin()), "monitor", "drift", "-r", str(tmp_path / "ref.json"),
+                            "-c", str(tmp_path / "cur.parquet")], capture_output=True, text=True, timeout=60)
+    assert mixed.returncode == 2 and "both" in mixed.stderr

@@ -73,6 +73,12 @@ pub enum MonitorCmd {
     ///   keel monitor drift --reference ref.parquet --current cur.parquet --json
     ///   keel monitor drift -r ref.parquet -c cur.parquet --html drift.html \
     ///       --method psi --method country=chi2_contingency --threshold age=0.2
+    ///   keel monitor drift -r ref.profile.json -c today.profile.json
+    ///
+    /// Saved profiles (`keel monitor profile -o`) compare without the data:
+    /// exactly where both hold their values (up to 100,000 numbers or
+    /// 10,000 categories), else numbers by the Wasserstein distance between
+    /// their quantile sketches, with `score_error_bound` in the result.
     ///
     /// Methods: ks, chisquare, chi2_contingency, z, wasserstein,
     /// jensenshannon, psi, kl_div, hellinger, anderson, cramer_von_mises, ed.
@@ -675,9 +681,23 @@ pub async fn run(settings: &Settings, cmd: MonitorCmd) -> Result<ExitCode> {
             let progress = |done: usize, total: usize| {
                 bar.update("comparing", done as u64, total as u64);
             };
-            let report = tokio::task::block_in_place(|| {
-                drift_parquet(&reference, &current, &spec, threads, &progress)
-            });
+            let is_profile = |p: &PathBuf| p.extension().is_some_and(|e| e == "json");
+            let report = match (is_profile(&reference), is_profile(&current)) {
+                (false, false) => tokio::task::block_in_place(|| {
+                    drift_parquet(&reference, &current, &spec, threads, &progress)
+                }),
+                (true, true) => {
+                    let r = read_profile(&reference)?;
+                    let c = read_profile(&current)?;
+                    keel_monitor::drift::drift_profiles(&r, &c, &spec)
+                }
+                _ => {
+                    return Err(UsageError(
+                        "--reference and --current must both be Parquet files or both saved profiles (.json)".into(),
+                    )
+                    .into());
+                }
+            };
             bar.finish();
             let report = report.map_err(|e| match e {
                 keel_monitor::MonitorError::Statistics { .. } => anyhow::anyhow!(e),
@@ -748,16 +768,20 @@ pub async fn run(settings: &Settings, cmd: MonitorCmd) -> Result<ExitCode> {
     }
 }
 
+/// A profile saved by `keel monitor profile -o`.
+fn read_profile(path: &PathBuf) -> Result<DatasetProfile> {
+    let text = std::fs::read(path).map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
+    Ok(serde_json::from_slice::<DatasetProfile>(&text)
+        .map_err(|e| UsageError(format!("{}: not a Keel profile: {e}", path.display())))?)
+}
+
 /// Profiles the Parquet inputs and merges them with the JSON ones.
 fn merge_profiles(inputs: &[PathBuf]) -> Result<DatasetProfile> {
     let mut merged: Option<DatasetProfile> = None;
     for path in inputs {
         let is_json = path.extension().is_some_and(|e| e == "json");
         let profile = if is_json {
-            let text =
-                std::fs::read(path).map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
-            serde_json::from_slice::<DatasetProfile>(&text)
-                .map_err(|e| UsageError(format!("{}: not a Keel profile: {e}", path.display())))?
+            read_profile(path)?
         } else {
             profile_parquet(path).map_err(|e| UsageError(e.to_string()))?
         };

@@ -320,6 +320,10 @@ pub struct ColumnDrift {
     /// Distinct values in both samples together, counted up to the rule's
     /// cut-off (6 for numbers), exactly for categories.
     pub distinct: u64,
+    /// How far a score from sketches may be from the exact one (absent
+    /// for exact scores).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score_error_bound: Option<f64>,
     /// The distributions, for plots.
     #[serde(skip)]
     pub plot: Option<Plot>,
@@ -586,6 +590,7 @@ impl Sample<'_> {
             reference_missing: self.missing.0,
             current_missing: self.missing.1,
             distinct: counts.2 as u64,
+            score_error_bound: None,
             plot: Some(plot),
         }
     }
@@ -702,9 +707,6 @@ fn categorical(
     dictionary: &Dictionary,
     spec: &DriftSpec,
 ) -> Result<Option<ColumnDrift>, MonitorError> {
-    if reference.is_empty() || current.is_empty() {
-        return Ok(None);
-    }
     let k = dictionary.len();
     let mut rc = vec![0u64; k];
     let mut cc = vec![0u64; k];
@@ -720,9 +722,37 @@ fn categorical(
         .filter(|c| rc[*c as usize] + cc[*c as usize] > 0)
         .collect();
     keys.sort_by(|a, b| dictionary.value(*a).cmp(dictionary.value(*b)));
-    let r: Vec<u64> = keys.iter().map(|c| rc[*c as usize]).collect();
-    let c: Vec<u64> = keys.iter().map(|c| cc[*c as usize]).collect();
-    let distinct = keys.len();
+    let counts = CategoryCounts {
+        labels: keys
+            .iter()
+            .map(|c| dictionary.value(*c).to_string())
+            .collect(),
+        reference: keys.iter().map(|c| rc[*c as usize]).collect(),
+        current: keys.iter().map(|c| cc[*c as usize]).collect(),
+    };
+    categorical_counts(sample, &counts, spec)
+}
+
+/// Counts per category of both samples: every category present in one of
+/// them, in string order.
+struct CategoryCounts {
+    labels: Vec<String>,
+    reference: Vec<u64>,
+    current: Vec<u64>,
+}
+
+/// Drift of a categorical column from its counts.
+fn categorical_counts(
+    sample: &Sample,
+    counts: &CategoryCounts,
+    spec: &DriftSpec,
+) -> Result<Option<ColumnDrift>, MonitorError> {
+    let (r, c) = (&counts.reference, &counts.current);
+    let (rn, cn): (u64, u64) = (r.iter().sum(), c.iter().sum());
+    if rn == 0 || cn == 0 {
+        return Ok(None);
+    }
+    let distinct = counts.labels.len();
     let (method, reason) = match spec
         .methods
         .get(sample.name)
@@ -740,7 +770,7 @@ fn categorical(
         }
         Some(m) => (*m, "chosen in the spec".to_string()),
         None => {
-            let small = reference.len() <= 1000;
+            let small = rn <= 1000;
             let m = match (small, distinct > 2) {
                 (true, true) => chi_square(spec),
                 (true, false) => Method::Z,
@@ -749,8 +779,7 @@ fn categorical(
             (
                 m,
                 format!(
-                    "{} reference values ({} 1000), categorical with {distinct} distinct values",
-                    reference.len(),
+                    "{rn} reference values ({} 1000), categorical with {distinct} distinct values",
                     if small { "≤" } else { ">" }
                 ),
             )
@@ -759,32 +788,204 @@ fn categorical(
     let score = match method {
         Method::JensenShannon | Method::Psi | Method::KlDiv | Method::Hellinger => {
             let feel_zeroes = matches!(method, Method::Psi | Method::KlDiv);
-            let (rp, cp) = shares(&r, &c, feel_zeroes);
+            let (rp, cp) = shares(r, c, feel_zeroes);
             binned_score(sample.name, method, &rp, &cp)?
         }
-        _ => counts_score(sample.name, method, &r, &c)?,
+        _ => counts_score(sample.name, method, r, c)?,
     };
-    let mut order: Vec<usize> = (0..keys.len()).collect();
+    let mut order: Vec<usize> = (0..distinct).collect();
     order.sort_by_key(|i| std::cmp::Reverse(r[*i] + c[*i]));
     order.truncate(20);
-    let (rn, cn) = (reference.len() as f64, current.len() as f64);
-    Ok(Some(
-        sample.verdict(
-            ColumnType::Categorical,
-            (method, reason),
-            score,
-            spec,
-            (reference.len(), current.len(), distinct),
-            Plot::Bars {
-                labels: order
-                    .iter()
-                    .map(|i| dictionary.value(keys[*i]).to_string())
-                    .collect(),
-                reference: order.iter().map(|i| r[*i] as f64 / rn).collect(),
-                current: order.iter().map(|i| c[*i] as f64 / cn).collect(),
-            },
-        ),
+    Ok(Some(sample.verdict(
+        ColumnType::Categorical,
+        (method, reason),
+        score,
+        spec,
+        (rn as usize, cn as usize, distinct),
+        Plot::Bars {
+            labels: order.iter().map(|i| counts.labels[*i].clone()).collect(),
+            reference: order.iter().map(|i| r[*i] as f64 / rn as f64).collect(),
+            current: order.iter().map(|i| c[*i] as f64 / cn as f64).collect(),
+        },
+    )))
+}
+
+/// Compares two saved profiles (`keel monitor profile`) instead of the
+/// raw data. A column whose profiles both hold their values (exact mode:
+/// up to 100,000 numbers, up to 10,000 categories) gets exactly the verdict
+/// the files would give. A numeric column past exact mode is compared by
+/// the normed Wasserstein distance between the two KLL sketches, with
+/// `score_error_bound` the documented bound of the sketches' rank error
+/// (normed the same way); a column whose default method needs values a
+/// sketch cannot give is listed as skipped, saying why.
+pub fn drift_profiles(
+    reference: &crate::profile::DatasetProfile,
+    current: &crate::profile::DatasetProfile,
+    spec: &DriftSpec,
+) -> Result<DriftReport, MonitorError> {
+    use crate::profile::ColumnProfile;
+    spec.validate()?;
+    let mut columns = Vec::new();
+    let mut prediction = None;
+    let mut skipped = Vec::new();
+    for (name, r) in reference.columns() {
+        if (!spec.columns.is_empty()
+            && !spec.columns.contains(name)
+            && spec.prediction.as_ref() != Some(name))
+            || spec.exclude.contains(name)
+        {
+            continue;
+        }
+        let skip = |reason: &str| Skipped {
+            column: name.clone(),
+            reason: reason.to_string(),
+        };
+        let Some(c) = current.column(name) else {
+            skipped.push(skip("the current profile has no such column"));
+            continue;
+        };
+        let verdict = match (r, c) {
+            (ColumnProfile::Numeric(rp), ColumnProfile::Numeric(cp)) => {
+                let sample = Sample {
+                    name,
+                    missing: (
+                        Missing {
+                            nulls: rp.null_count(),
+                            infinite: rp.infinite_count(),
+                        },
+                        Missing {
+                            nulls: cp.null_count(),
+                            infinite: cp.infinite_count(),
+                        },
+                    ),
+                };
+                match (rp.exact_values(), cp.exact_values()) {
+                    (Some(rv), Some(cv)) => numerical(&sample, &rv, &cv, false, spec)?,
+                    _ => match sketched_wasserstein(&sample, rp, cp, spec)? {
+                        Ok(d) => Some(d),
+                        Err(reason) => {
+                            skipped.push(skip(&reason));
+                            continue;
+                        }
+                    },
+                }
+            }
+            (ColumnProfile::Categorical(rp), ColumnProfile::Categorical(cp)) => {
+                let sample = Sample {
+                    name,
+                    missing: (
+                        Missing {
+                            nulls: rp.null_count(),
+                            infinite: 0,
+                        },
+                        Missing {
+                            nulls: cp.null_count(),
+                            infinite: 0,
+                        },
+                    ),
+                };
+                match (rp.exact_counts(), cp.exact_counts()) {
+                    (Some(rc), Some(cc)) => {
+                        let mut labels: Vec<&String> = rc.keys().chain(cc.keys()).collect();
+                        labels.sort();
+                        labels.dedup();
+                        let counts = CategoryCounts {
+                            reference: labels
+                                .iter()
+                                .map(|l| rc.get(*l).copied().unwrap_or(0))
+                                .collect(),
+                            current: labels
+                                .iter()
+                                .map(|l| cc.get(*l).copied().unwrap_or(0))
+                                .collect(),
+                            labels: labels.into_iter().cloned().collect(),
+                        };
+                        categorical_counts(&sample, &counts, spec)?
+                    }
+                    _ => {
+                        skipped.push(skip(
+                            "more categories than the profile counts exactly: compare the files",
+                        ));
+                        continue;
+                    }
+                }
+            }
+            _ => {
+                skipped.push(skip("numbers in one profile, categories in the other"));
+                continue;
+            }
+        };
+        match verdict {
+            None => skipped.push(skip(
+                "no values left after dropping nulls, NaN and infinities",
+            )),
+            Some(d) if spec.prediction.as_ref() == Some(name) => prediction = Some(d),
+            Some(d) => columns.push(d),
+        }
+    }
+    Ok(summarize(
+        columns,
+        prediction,
+        skipped,
+        spec.drift_share,
+        reference.rows(),
+        current.rows(),
     ))
+}
+
+/// The normed Wasserstein distance of two sketched numeric profiles, or
+/// why it cannot stand in for the column's method.
+fn sketched_wasserstein(
+    sample: &Sample,
+    r: &crate::profile::NumericProfile,
+    c: &crate::profile::NumericProfile,
+    spec: &DriftSpec,
+) -> Result<Result<ColumnDrift, String>, MonitorError> {
+    let chosen = spec
+        .methods
+        .get(sample.name)
+        .or(spec.numerical_method.as_ref())
+        .copied();
+    if chosen.is_some_and(|m| m != Method::Wasserstein) {
+        return Ok(Err(format!(
+            "{} needs the values, which a sketched profile no longer holds: compare the files",
+            chosen.map(|m| m.name()).unwrap_or_default()
+        )));
+    }
+    let distinct = r.distinct_count() + c.distinct_count();
+    if chosen.is_none() && (r.finite_count() <= 1000 || distinct <= 5.0) {
+        return Ok(Err(
+            "Evidently's rule asks for a test on the values here, which a sketched profile no longer holds"
+                .into(),
+        ));
+    }
+    let estimate =
+        crate::profile::approx_wasserstein(r, c).map_err(|e| MonitorError::Statistics {
+            column: sample.name.to_string(),
+            message: e.to_string(),
+        })?;
+    let norm = r.population_variance().unwrap_or(0.0).sqrt().max(0.001);
+    let mut d = sample.verdict(
+        ColumnType::Numerical,
+        (
+            Method::Wasserstein,
+            format!(
+                "{} reference values (> 1000) in a sketched profile: Wasserstein between the KLL sketches",
+                r.finite_count()
+            ),
+        ),
+        estimate.value / norm,
+        spec,
+        (r.finite_count() as usize, c.finite_count() as usize, 6),
+        Plot::Bars {
+            labels: Vec::new(),
+            reference: Vec::new(),
+            current: Vec::new(),
+        },
+    );
+    d.score_error_bound = Some(estimate.error_bound / norm);
+    d.plot = None;
+    Ok(Ok(d))
 }
 
 fn stats_error(column: &str) -> impl Fn(keel_stats::StatsError) -> MonitorError + '_ {
