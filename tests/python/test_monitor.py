@@ -408,6 +408,19 @@ def test_profiles_of_parts_merge_into_the_profile_of_the_whole(tmp_path):
     assert math.isclose(m["m2"], w["m2"], rel_tol=1e-9)
     bad = run(tmp_path / "p1.json", tmp_path / "nope.json")
     assert bad.returncode == 2 and "nope.json" in bad.stderr
+    # Histograms on the reference's deciles: both parts get the same bins,
+    # their merge equals the whole's, and the counts are numpy's.
+    assert run(tmp_path / "whole.parquet", "-o", tmp_path / "ref.json").returncode == 0
+    binned = [json.loads(run(p, "--edges-from", tmp_path / "ref.json", "--bins", 10, "--json").stdout)
+              for p in (tmp_path / "p1.parquet", tmp_path / "p2.parquet", tmp_path / "whole.parquet")]
+    hists = [b["columns"]["x"]["numeric"]["histogram"] for b in binned]
+    edges = hists[2]["edges"]
+    assert len(edges) == 11 and edges[0] == finite.min() and edges[-1] == finite.max()
+    assert edges == hists[0]["edges"] == hists[1]["edges"]
+    counts, _ = np.histogram(finite, bins=np.array(edges))
+    assert hists[2]["counts"] == counts.tolist()
+    assert [a + b for a, b in zip(hists[0]["counts"], hists[1]["counts"])] == hists[2]["counts"]
+    assert hists[2]["below"] == hists[2]["above"] == 0
 
 
 def test_saved_profiles_compare_exactly_or_within_their_error_bound(tmp_path):

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 use keel_monitor::drift::{DriftSpec, Method, drift_parquet, method_names};
 use keel_monitor::profile::{ColumnProfile, DatasetProfile};
-use keel_monitor::table::profile_parquet;
+use keel_monitor::table::{profile_parquet_with_edges, reference_edges};
 
 use crate::config::Settings;
 use crate::lifecycle_cmd::{Common, call, call_json, enc};
@@ -236,6 +236,7 @@ pub enum MonitorCmd {
     ///   keel monitor profile day1.parquet -o day1.profile.json
     ///   keel monitor profile day1.profile.json day2.parquet     # merged
     ///   keel monitor profile part-*.parquet --json
+    ///   keel monitor profile today.parquet --edges-from train.profile.json --bins 10
     #[command(verbatim_doc_comment)]
     Profile {
         /// Parquet files to profile and JSON profiles to merge with them.
@@ -247,6 +248,13 @@ pub enum MonitorCmd {
         /// Print the merged profile as JSON instead of a summary table.
         #[arg(long)]
         json: bool,
+        /// Give every numeric column a histogram on this reference
+        /// profile's quantile edges, so windows share the reference's bins.
+        #[arg(long, value_name = "PROFILE.json")]
+        edges_from: Option<PathBuf>,
+        /// With --edges-from: how many bins (quantiles 0, 1/N, …, 1).
+        #[arg(long, default_value_t = 10, requires = "edges_from")]
+        bins: usize,
     },
 }
 
@@ -588,8 +596,19 @@ pub async fn run(settings: &Settings, cmd: MonitorCmd) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        MonitorCmd::Profile { inputs, out, json } => {
-            let merged = tokio::task::block_in_place(|| merge_profiles(&inputs))?;
+        MonitorCmd::Profile {
+            inputs,
+            out,
+            json,
+            edges_from,
+            bins,
+        } => {
+            let edges = match &edges_from {
+                Some(path) => reference_edges(&read_profile(path)?, bins)
+                    .map_err(|e| UsageError(e.to_string()))?,
+                None => Default::default(),
+            };
+            let merged = tokio::task::block_in_place(|| merge_profiles(&inputs, &edges))?;
             if let Some(path) = &out {
                 std::fs::write(path, serde_json::to_vec(&merged)?)
                     .with_context(|| format!("cannot write {}", path.display()))?;
@@ -776,14 +795,17 @@ fn read_profile(path: &PathBuf) -> Result<DatasetProfile> {
 }
 
 /// Profiles the Parquet inputs and merges them with the JSON ones.
-fn merge_profiles(inputs: &[PathBuf]) -> Result<DatasetProfile> {
+fn merge_profiles(
+    inputs: &[PathBuf],
+    edges: &std::collections::BTreeMap<String, Vec<f64>>,
+) -> Result<DatasetProfile> {
     let mut merged: Option<DatasetProfile> = None;
     for path in inputs {
         let is_json = path.extension().is_some_and(|e| e == "json");
         let profile = if is_json {
             read_profile(path)?
         } else {
-            profile_parquet(path).map_err(|e| UsageError(e.to_string()))?
+            profile_parquet_with_edges(path, edges).map_err(|e| UsageError(e.to_string()))?
         };
         match &mut merged {
             None => merged = Some(profile),

@@ -369,6 +369,17 @@ fn format_integer(x: f64) -> String {
 /// Profiles of parts of a dataset merge into the profile of the whole
 /// ([`crate::profile::DatasetProfile::merge`]).
 pub fn profile_parquet(path: &Path) -> Result<crate::profile::DatasetProfile, MonitorError> {
+    profile_parquet_with_edges(path, &Default::default())
+}
+
+/// [`profile_parquet`] with a histogram on fixed edges for the numeric
+/// columns named in `edges` (for instance the reference's deciles, from
+/// [`reference_edges`]), so every window's histogram shares the
+/// reference's bins.
+pub fn profile_parquet_with_edges(
+    path: &Path,
+    edges: &std::collections::BTreeMap<String, Vec<f64>>,
+) -> Result<crate::profile::DatasetProfile, MonitorError> {
     use crate::profile::{CategoricalProfile, DatasetProfile, NumericProfile};
     let table = ParquetTable::open(path)?;
     let (columns, _) = table.columns();
@@ -378,7 +389,13 @@ pub fn profile_parquet(path: &Path) -> Result<crate::profile::DatasetProfile, Mo
         let (values, missing) = table.read(&name, storage == Storage::Text, &mut dictionary)?;
         match values {
             ColumnValues::Numbers(v) => {
-                let mut p = NumericProfile::from_values(&v);
+                let mut p = match edges.get(&name) {
+                    Some(e) => NumericProfile::with_edges(e.clone()).map_err(|err| {
+                        MonitorError::invalid(&format!("edges.{name}"), err.to_string())
+                    })?,
+                    None => NumericProfile::new(),
+                };
+                p.extend(&v);
                 for _ in 0..missing.nulls {
                     p.update_null();
                 }
@@ -398,6 +415,36 @@ pub fn profile_parquet(path: &Path) -> Result<crate::profile::DatasetProfile, Mo
         }
     }
     Ok(profile)
+}
+
+/// Histogram edges for every numeric column of a reference profile: its
+/// quantiles at `0, 1/bins, …, 1` (exact in exact mode, from the KLL
+/// sketch otherwise), repeated values dropped; a column with fewer than
+/// two distinct edges gets none.
+pub fn reference_edges(
+    reference: &crate::profile::DatasetProfile,
+    bins: usize,
+) -> Result<std::collections::BTreeMap<String, Vec<f64>>, MonitorError> {
+    use crate::profile::ColumnProfile;
+    if !(1..=10_000).contains(&bins) {
+        return Err(MonitorError::invalid("bins", "must be 1 to 10,000"));
+    }
+    let qs: Vec<f64> = (0..=bins).map(|i| i as f64 / bins as f64).collect();
+    let mut out = std::collections::BTreeMap::new();
+    for (name, column) in reference.columns() {
+        let ColumnProfile::Numeric(p) = column else {
+            continue;
+        };
+        let Ok(Some(mut edges)) = p.quantiles(&qs) else {
+            continue;
+        };
+        edges.retain(|e| e.is_finite());
+        edges.dedup();
+        if edges.len() >= 2 {
+            out.insert(name.clone(), edges);
+        }
+    }
+    Ok(out)
 }
 
 /// A Parquet file's rows as JSON objects, for logging a batch: numbers,
