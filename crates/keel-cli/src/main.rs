@@ -176,10 +176,15 @@ enum Command {
     ///   keel billing report --tenant growth --json
     #[command(subcommand, verbatim_doc_comment)]
     Billing(jobs_cmd::BillingCmd),
-    /// Monitoring: data and prediction drift between files.
+    /// Monitoring: drift between files or profiles with no server; a
+    /// deployment's prediction log, labels, reference, drift, performance
+    /// and alert rules on a server.
     ///
     ///   keel monitor drift --reference ref.parquet --current cur.parquet --json
     ///   keel monitor drift -r ref.parquet -c cur.parquet --html drift.html
+    ///   keel monitor profile day1.parquet -o day1.json
+    ///   keel monitor status churn --window 1d --step 1h --server URL
+    ///   keel monitor alerts evaluate --server URL
     #[command(subcommand, verbatim_doc_comment)]
     Monitor(monitor_cmd::MonitorCmd),
     /// Training internals (the supervisor of a job attempt).
