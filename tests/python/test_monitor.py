@@ -286,6 +286,13 @@ def test_bad_alerts_and_queries_name_the_field(server):
     assert r.status_code == 400, r.text
     r = requests.get(f"{server.uri}/v1/monitor/deployments/none/drift", params={"window": "1h"}, timeout=10)
     assert r.status_code == 400 and r.json()["error"]["field"] == "window", r.text
+    # Predictions but no reference: a conflict that says what to do.
+    assert post(server, "deployments/noref/predictions", {"rows": [{"features": {"a": 1.0}}]}).status_code == 200
+    r = requests.get(f"{server.uri}/v1/monitor/deployments/noref/drift", params={"window": "1h"}, timeout=10)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "NO_REFERENCE", r.text
+    assert "PUT /v1/monitor/deployments/noref/reference" in r.json()["error"]["message"]
+    r = requests.get(f"{server.uri}/v1/monitor/deployments/noref/reference", timeout=10)
+    assert r.status_code == 404, r.text
     r = requests.get(f"{server.uri}/v1/monitor/deployments/x/drift", params={"method": "nope"}, timeout=10)
     assert r.status_code == 400 and r.json()["error"]["field"] == "method", r.text
     r = requests.put(f"{server.uri}/v1/monitor/deployments/x/reference", data=b"not parquet", timeout=10)

@@ -155,12 +155,11 @@ pub async fn put_segment(
 }
 
 async fn read_all(artifacts: &keel_store::ArtifactStore, path: &str) -> Result<Bytes, V1Error> {
-    let (size, mut stream) = artifacts.get_stream(path).await.map_err(|e| {
-        if e.to_string().contains("not found") || e.to_string().contains("No such file") {
+    let (size, mut stream) = artifacts.get_stream(path).await.map_err(|e| match e {
+        keel_store::ArtifactError::NotFound(_) => {
             V1Error::not_found(format!("{path} does not exist"))
-        } else {
-            internal(e.to_string())
         }
+        other => internal(other),
     })?;
     let mut buf = Vec::with_capacity(size as usize);
     while let Some(chunk) = stream.next().await {
