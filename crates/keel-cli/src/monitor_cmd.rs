@@ -476,11 +476,7 @@ pub async fn run(settings: &Settings, cmd: MonitorCmd) -> Result<ExitCode> {
                 print_json(&v);
                 return Ok(ExitCode::SUCCESS);
             }
-            let f = |x: &Value| {
-                x.as_f64()
-                    .map(|v| format!("{v:.4}"))
-                    .unwrap_or_else(|| "-".into())
-            };
+            let f = f_or_dash;
             let rows: Vec<Vec<String>> = v["steps"]
                 .as_array()
                 .map(|p| p.as_slice())

@@ -253,6 +253,15 @@ impl Default for DriftSpec {
 }
 
 impl DriftSpec {
+    /// Whether the column is compared: listed in `columns` (or no list),
+    /// or the prediction, and not excluded.
+    pub fn compares(&self, column: &str) -> bool {
+        (self.columns.is_empty()
+            || self.columns.iter().any(|c| c == column)
+            || self.prediction.as_deref() == Some(column))
+            && !self.exclude.iter().any(|c| c == column)
+    }
+
     /// Checks the spec's own values, naming the field at fault.
     pub fn validate(&self) -> Result<(), MonitorError> {
         if !(self.drift_share > 0.0 && self.drift_share <= 1.0) {
@@ -406,11 +415,7 @@ pub fn drift_parquet(
     }
     let mut jobs = Vec::new();
     for (name, storage) in ref_columns {
-        if (!spec.columns.is_empty()
-            && !spec.columns.contains(&name)
-            && spec.prediction.as_ref() != Some(&name))
-            || spec.exclude.contains(&name)
-        {
+        if !spec.compares(&name) {
             continue;
         }
         match cur_columns.iter().find(|(n, _)| *n == name) {
@@ -681,7 +686,7 @@ fn numerical(
         Method::Hellinger => hellinger_numerical(reference, current),
         Method::JensenShannon | Method::Psi | Method::KlDiv => {
             let feel_zeroes = method != Method::JensenShannon;
-            let (r, c) = binned_numerical(reference, current, integer, feel_zeroes);
+            let (r, c) = binned_numerical(sample.name, reference, current, integer, feel_zeroes)?;
             binned_score(sample.name, method, &r, &c)?
         }
         Method::ChiSquare | Method::Chi2Contingency | Method::Z => {
@@ -788,7 +793,7 @@ fn categorical_counts(
     let score = match method {
         Method::JensenShannon | Method::Psi | Method::KlDiv | Method::Hellinger => {
             let feel_zeroes = matches!(method, Method::Psi | Method::KlDiv);
-            let (rp, cp) = shares(r, c, feel_zeroes);
+            let (rp, cp) = shares(sample.name, r, c, feel_zeroes)?;
             binned_score(sample.name, method, &rp, &cp)?
         }
         _ => counts_score(sample.name, method, r, c)?,
@@ -829,11 +834,7 @@ pub fn drift_profiles(
     let mut prediction = None;
     let mut skipped = Vec::new();
     for (name, r) in reference.columns() {
-        if (!spec.columns.is_empty()
-            && !spec.columns.contains(name)
-            && spec.prediction.as_ref() != Some(name))
-            || spec.exclude.contains(name)
-        {
+        if !spec.compares(name) {
             continue;
         }
         let skip = |reason: &str| Skipped {
@@ -1089,7 +1090,7 @@ fn counts_score(column: &str, method: Method, r: &[u64], c: &[u64]) -> Result<f6
                 .map_err(stats_error(column))
         }
         _ => {
-            let (rp, cp) = shares(r, c, matches!(method, Method::Psi | Method::KlDiv));
+            let (rp, cp) = shares(column, r, c, matches!(method, Method::Psi | Method::KlDiv))?;
             binned_score(column, method, &rp, &cp)
         }
     }
@@ -1109,67 +1110,48 @@ fn binned_score(column: &str, method: Method, r: &[f64], c: &[f64]) -> Result<f6
     }
 }
 
-/// Evidently's `get_binned_data` on category counts: shares of each
-/// sample, zeros replaced when `feel_zeroes`.
-fn shares(r: &[u64], c: &[u64], feel_zeroes: bool) -> (Vec<f64>, Vec<f64>) {
-    let rn: u64 = r.iter().sum();
-    let cn: u64 = c.iter().sum();
-    let mut rp: Vec<f64> = r.iter().map(|x| *x as f64 / rn as f64).collect();
-    let mut cp: Vec<f64> = c.iter().map(|x| *x as f64 / cn as f64).collect();
-    if feel_zeroes {
-        fill_zeroes(&mut rp);
-        fill_zeroes(&mut cp);
-    }
-    (rp, cp)
-}
-
-fn fill_zeroes(p: &mut [f64]) {
-    let smallest = p
-        .iter()
-        .copied()
-        .filter(|x| *x != 0.0)
-        .fold(f64::INFINITY, f64::min);
-    if !smallest.is_finite() {
-        return;
-    }
-    let fill = if smallest <= 0.0001 {
-        smallest / 1e6
-    } else {
-        0.0001
-    };
-    for x in p.iter_mut() {
-        if *x == 0.0 {
-            *x = fill;
+/// Evidently's `get_binned_data` on counts per bin or category: shares of
+/// each sample, zeros replaced (`keel_stats::twosample::fill_zero_percents`)
+/// when `feel_zeroes`.
+fn shares(
+    column: &str,
+    r: &[u64],
+    c: &[u64],
+    feel_zeroes: bool,
+) -> Result<(Vec<f64>, Vec<f64>), MonitorError> {
+    let share = |x: &[u64]| -> Result<Vec<f64>, MonitorError> {
+        let n: u64 = x.iter().sum();
+        let p: Vec<f64> = x.iter().map(|v| *v as f64 / n as f64).collect();
+        if feel_zeroes {
+            twosample::fill_zero_percents(&p).map_err(stats_error(column))
+        } else {
+            Ok(p)
         }
-    }
+    };
+    Ok((share(r)?, share(c)?))
 }
 
 /// Evidently's `get_binned_data` on a numerical column: Sturges bins over
 /// both samples when the reference has more than 20 distinct values, the
 /// values themselves otherwise.
 fn binned_numerical(
+    column: &str,
     r: &[f64],
     c: &[f64],
     integer: bool,
     feel_zeroes: bool,
-) -> (Vec<f64>, Vec<f64>) {
-    if distinct_sorted(r) > 20 {
+) -> Result<(Vec<f64>, Vec<f64>), MonitorError> {
+    let (rc, cc) = if distinct_sorted(r) > 20 {
         let lo = r[0].min(c[0]);
         let hi = r[r.len() - 1].max(c[c.len() - 1]);
         let edges = sturges_edges(lo, hi, r.len() + c.len(), integer);
-        let rc = histogram_sorted(r, &edges);
-        let cc = histogram_sorted(c, &edges);
-        let mut rp: Vec<f64> = rc.iter().map(|x| *x as f64 / r.len() as f64).collect();
-        let mut cp: Vec<f64> = cc.iter().map(|x| *x as f64 / c.len() as f64).collect();
-        if feel_zeroes {
-            fill_zeroes(&mut rp);
-            fill_zeroes(&mut cp);
-        }
-        (rp, cp)
+        // The edges span both samples: every value is in a bin.
+        (histogram_sorted(r, &edges), histogram_sorted(c, &edges))
     } else {
         let (_, rc, cc) = value_counts_sorted(r, c);
-        shares(&rc, &cc, feel_zeroes)
-    }
+        (rc, cc)
+    };
+    shares(column, &rc, &cc, feel_zeroes)
 }
 
 /// `np.histogram_bin_edges(x, bins="sturges")` for data with minimum `lo`,
@@ -1301,12 +1283,12 @@ mod tests {
 
     #[test]
     fn feel_zeroes_is_evidentlys() {
-        let mut p = vec![0.5, 0.0, 0.5];
-        fill_zeroes(&mut p);
+        let (p, _) = shares("c", &[1, 0, 1], &[1, 1, 1], true).expect("shares");
         assert_eq!(p, vec![0.5, 0.0001, 0.5]);
-        let mut p = vec![0.99999, 0.0, 0.00001];
-        fill_zeroes(&mut p);
+        let (p, _) = shares("c", &[99_999, 0, 1], &[1, 1, 1], true).expect("shares");
         assert_eq!(p[1], 0.00001 / 1e6);
+        let (p, _) = shares("c", &[1, 0, 1], &[1, 1, 1], false).expect("shares");
+        assert_eq!(p, vec![0.5, 0.0, 0.5]);
     }
 
     #[test]

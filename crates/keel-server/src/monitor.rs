@@ -1040,29 +1040,17 @@ async fn measure(s: &AppState, rule: &AlertRule) -> Result<Result<f64, String>, 
     let end = now_micros() + 1;
     let start = end - (rule.window_seconds as i64).saturating_mul(1_000_000);
     let window = read_window(s, &rule.deployment, start, end).await?;
-    let total = window.rows.len() as u64;
-    if let Measure::PredictionCount = rule.condition.measure {
-        return Ok(Ok(total as f64));
-    }
-    if let Measure::ErrorRate = rule.condition.measure {
-        if total < rule.min_rows {
-            return Ok(Err(format!(
-                "{total} requests in the window, fewer than min_rows {}",
-                rule.min_rows
-            )));
-        }
-        let errors = window
-            .rows
-            .iter()
-            .filter(|r| r.error.is_some() && !r.shadow)
-            .count();
-        return Ok(Ok(errors as f64 / total as f64));
-    }
+    // Requests are what the deployment answered or failed (shadows are
+    // not requests); predictions are the answers.
+    let requests = window.rows.iter().filter(|r| !r.shadow).count() as u64;
     let ok = usable(&window);
-    let n = ok.rows.len() as u64;
-    if n < rule.min_rows {
+    let (n, what) = match rule.condition.measure {
+        Measure::ErrorRate | Measure::PredictionCount => (requests, "requests"),
+        _ => (ok.rows.len() as u64, "predictions"),
+    };
+    if n < rule.min_rows && rule.condition.measure != Measure::PredictionCount {
         return Ok(Err(format!(
-            "{n} predictions in the window, fewer than min_rows {}",
+            "{n} {what} in the window, fewer than min_rows {}",
             rule.min_rows
         )));
     }
@@ -1145,13 +1133,10 @@ async fn measure(s: &AppState, rule: &AlertRule) -> Result<Result<f64, String>, 
             let rank = ((0.99 * l.len() as f64).ceil() as usize).clamp(1, l.len());
             l[rank - 1]
         }
-        Measure::ErrorRate | Measure::PredictionCount => unreachable_measure()?,
+        Measure::PredictionCount => requests as f64,
+        Measure::ErrorRate => (requests - ok.rows.len() as u64) as f64 / requests as f64,
     };
     Ok(Ok(value))
-}
-
-fn unreachable_measure() -> Result<f64, V1Error> {
-    Err(internal("measure handled above"))
 }
 
 /// Evaluates every alert once and delivers its transitions.
