@@ -391,6 +391,18 @@ pub fn drift_parquet(
     spec.validate()?;
     let reference = ParquetTable::open(reference)?;
     let current = ParquetTable::open(current)?;
+    drift_tables(&reference, &current, spec, threads, progress)
+}
+
+/// [`drift_parquet`] on opened tables (files or bytes in memory).
+pub fn drift_tables(
+    reference: &ParquetTable,
+    current: &ParquetTable,
+    spec: &DriftSpec,
+    threads: usize,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<DriftReport, MonitorError> {
+    spec.validate()?;
     let (ref_columns, ref_other) = reference.columns();
     let (cur_columns, _) = current.columns();
     let mut skipped: Vec<Skipped> = ref_other
@@ -446,7 +458,7 @@ pub fn drift_parquet(
                     let Some((name, storage)) = jobs.get(i) else {
                         break;
                     };
-                    let r = column_drift(&reference, &current, name, *storage, spec);
+                    let r = column_drift(reference, current, name, *storage, spec);
                     let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                     progress(n, total);
                     if let Ok(mut v) = results.lock() {

@@ -35,11 +35,18 @@ pub enum Storage {
     Text,
 }
 
-/// An opened Parquet file: its schema, with the metadata kept for every
-/// column read.
+/// An opened Parquet file, on disk or in memory: its schema, with the
+/// metadata kept for every column read.
 pub struct ParquetTable {
-    path: PathBuf,
+    /// How errors name it: the path, or what the bytes are.
+    name: String,
+    source: Source,
     metadata: ArrowReaderMetadata,
+}
+
+enum Source {
+    File(PathBuf),
+    Memory(bytes::Bytes),
 }
 
 /// One column of a table as drift needs it.
@@ -90,14 +97,28 @@ impl Dictionary {
 
 impl ParquetTable {
     pub fn open(path: &Path) -> Result<Self, MonitorError> {
+        let name = path.display().to_string();
         let file = File::open(path).map_err(|e| MonitorError::Io {
-            path: path.display().to_string(),
+            path: name.clone(),
             message: e.to_string(),
         })?;
         let metadata = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
-            .map_err(|e| parquet_error(path, e))?;
+            .map_err(|e| parquet_error(&name, e))?;
         Ok(Self {
-            path: path.to_path_buf(),
+            name,
+            source: Source::File(path.to_path_buf()),
+            metadata,
+        })
+    }
+
+    /// A Parquet file held in memory (a log window, an uploaded
+    /// reference); `name` says what it is in errors.
+    pub fn from_bytes(name: &str, bytes: bytes::Bytes) -> Result<Self, MonitorError> {
+        let metadata = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new())
+            .map_err(|e| parquet_error(name, e))?;
+        Ok(Self {
+            name: name.to_string(),
+            source: Source::Memory(bytes),
             metadata,
         })
     }
@@ -136,23 +157,33 @@ impl ParquetTable {
             .iter()
             .position(|f| f.name() == column)
             .ok_or_else(|| MonitorError::MissingColumn {
-                path: self.path.display().to_string(),
+                path: self.name.clone(),
                 column: column.to_string(),
             })?;
-        let file = File::open(&self.path).map_err(|e| MonitorError::Io {
-            path: self.path.display().to_string(),
-            message: e.to_string(),
-        })?;
         let mask = ProjectionMask::roots(
             self.metadata.metadata().file_metadata().schema_descr(),
             [index],
         );
-        let reader =
-            ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metadata.clone())
-                .with_projection(mask)
-                .with_batch_size(65_536)
-                .build()
-                .map_err(|e| parquet_error(&self.path, e))?;
+        let reader = match &self.source {
+            Source::File(path) => {
+                let file = File::open(path).map_err(|e| MonitorError::Io {
+                    path: self.name.clone(),
+                    message: e.to_string(),
+                })?;
+                ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metadata.clone())
+                    .with_projection(mask)
+                    .with_batch_size(65_536)
+                    .build()
+            }
+            Source::Memory(bytes) => ParquetRecordBatchReaderBuilder::new_with_metadata(
+                bytes.clone(),
+                self.metadata.clone(),
+            )
+            .with_projection(mask)
+            .with_batch_size(65_536)
+            .build(),
+        }
+        .map_err(|e| parquet_error(&self.name, e))?;
         let mut missing = Missing::default();
         let mut values = if as_codes {
             ColumnValues::Codes(Vec::with_capacity(self.rows() as usize))
@@ -160,10 +191,7 @@ impl ParquetTable {
             ColumnValues::Numbers(Vec::with_capacity(self.rows() as usize))
         };
         for batch in reader {
-            let batch = batch.map_err(|e| MonitorError::Parquet {
-                path: self.path.display().to_string(),
-                message: e.to_string(),
-            })?;
+            let batch = batch.map_err(|e| parquet_error(&self.name, e))?;
             let array = batch.column(0);
             match &mut values {
                 ColumnValues::Numbers(out) => push_numbers(array, out, &mut missing)
@@ -177,16 +205,16 @@ impl ParquetTable {
 
     fn type_error(&self, column: &str, message: String) -> MonitorError {
         MonitorError::ColumnType {
-            path: self.path.display().to_string(),
+            path: self.name.clone(),
             column: column.to_string(),
             message,
         }
     }
 }
 
-fn parquet_error(path: &Path, e: impl std::fmt::Display) -> MonitorError {
+fn parquet_error(name: &str, e: impl std::fmt::Display) -> MonitorError {
     MonitorError::Parquet {
-        path: path.display().to_string(),
+        path: name.to_string(),
         message: e.to_string(),
     }
 }
@@ -380,8 +408,15 @@ pub fn profile_parquet_with_edges(
     path: &Path,
     edges: &std::collections::BTreeMap<String, Vec<f64>>,
 ) -> Result<crate::profile::DatasetProfile, MonitorError> {
+    profile_table(&ParquetTable::open(path)?, edges)
+}
+
+/// The profile of an opened table (see [`profile_parquet_with_edges`]).
+pub fn profile_table(
+    table: &ParquetTable,
+    edges: &std::collections::BTreeMap<String, Vec<f64>>,
+) -> Result<crate::profile::DatasetProfile, MonitorError> {
     use crate::profile::{CategoricalProfile, DatasetProfile, NumericProfile};
-    let table = ParquetTable::open(path)?;
     let (columns, _) = table.columns();
     let mut profile = DatasetProfile::new().with_rows(table.rows());
     for (name, storage) in columns {
@@ -461,12 +496,12 @@ fn json_rows(path: &Path) -> Result<Vec<serde_json::Map<String, serde_json::Valu
         message: e.to_string(),
     })?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| parquet_error(path, e))?
+        .map_err(|e| parquet_error(&path.display().to_string(), e))?
         .build()
-        .map_err(|e| parquet_error(path, e))?;
+        .map_err(|e| parquet_error(&path.display().to_string(), e))?;
     let mut out = Vec::new();
     for batch in reader {
-        let batch = batch.map_err(|e| parquet_error(path, e))?;
+        let batch = batch.map_err(|e| parquet_error(&path.display().to_string(), e))?;
         let start = out.len();
         out.resize_with(start + batch.num_rows(), serde_json::Map::new);
         for (field, array) in batch.schema().fields().iter().zip(batch.columns()) {

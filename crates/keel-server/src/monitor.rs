@@ -25,6 +25,7 @@ use keel_monitor::log::{
     segment_span,
 };
 use keel_monitor::performance::{self, Task};
+use keel_monitor::table::ParquetTable;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -564,38 +565,40 @@ fn drift_spec(q: &WindowQuery) -> Result<DriftSpec, V1Error> {
     Ok(spec)
 }
 
-/// Drift of the log's window against the deployment's reference.
+/// The deployment's reference data, or a 409 saying how to set it.
+async fn reference_bytes(s: &AppState, deployment: &str) -> Result<Bytes, V1Error> {
+    read_all(&s.artifacts, &reference_path(deployment))
+        .await
+        .map_err(|e| {
+            if e.status == StatusCode::NOT_FOUND {
+                V1Error::new(
+                    StatusCode::CONFLICT,
+                    "NO_REFERENCE",
+                    format!("{deployment} has no reference data: PUT /v1/monitor/deployments/{deployment}/reference first"),
+                )
+            } else {
+                e
+            }
+        })
+}
+
+/// Drift of the log's window against the reference (read once by the
+/// caller, compared in memory).
 pub async fn window_drift(
-    s: &AppState,
-    deployment: &str,
+    reference: &Bytes,
     window: &Window,
     spec: DriftSpec,
 ) -> Result<DriftReport, V1Error> {
-    let reference = read_all(&s.artifacts, &reference_path(deployment)).await.map_err(|e| {
-        if e.status == StatusCode::NOT_FOUND {
-            V1Error::new(
-                StatusCode::CONFLICT,
-                "NO_REFERENCE",
-                format!("{deployment} has no reference data: PUT /v1/monitor/deployments/{deployment}/reference first"),
-            )
-        } else {
-            e
-        }
-    })?;
-    let current = window.to_parquet().map_err(monitor_error)?;
+    let reference = reference.clone();
+    let current = Bytes::from(window.to_parquet().map_err(monitor_error)?);
     tokio::task::spawn_blocking(move || -> Result<DriftReport, V1Error> {
-        let dir = tempfile::tempdir().map_err(internal)?;
-        let (r, c) = (
-            dir.path().join("reference.parquet"),
-            dir.path().join("current.parquet"),
-        );
-        std::fs::write(&r, &reference)
-            .and_then(|_| std::fs::write(&c, &current))
-            .map_err(internal)?;
+        let reference =
+            ParquetTable::from_bytes("the reference", reference).map_err(monitor_error)?;
+        let current = ParquetTable::from_bytes("the window", current).map_err(monitor_error)?;
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
-        keel_monitor::drift::drift_parquet(&r, &c, &spec, threads, &|_, _| {})
+        keel_monitor::drift::drift_tables(&reference, &current, &spec, threads, &|_, _| {})
             .map_err(monitor_error)
     })
     .await
@@ -630,7 +633,8 @@ async fn drift(
             "the log holds no predictions in this window",
         ));
     }
-    let report = window_drift(&s, &deployment, &window, spec).await?;
+    let reference = reference_bytes(&s, &deployment).await?;
+    let report = window_drift(&reference, &window, spec).await?;
     if let Some(store) = &s.monitor {
         let at = end / 1000;
         let labels = format!("deployment={deployment}");
@@ -679,6 +683,7 @@ async fn drift_history(
         return Err(V1Error::invalid("step", "at most 500 steps per request"));
     }
     let all = usable(&read_window(&s, &deployment, start, end).await?);
+    let reference = reference_bytes(&s, &deployment).await?;
     let mut points = Vec::new();
     let mut from = start;
     while from < end {
@@ -693,7 +698,7 @@ async fn drift_history(
             labels: Default::default(),
         };
         if !part.rows.is_empty() {
-            let report = window_drift(&s, &deployment, &part, spec.clone()).await?;
+            let report = window_drift(&reference, &part, spec.clone()).await?;
             points.push(json!({
                 "start": from / 1000,
                 "end": to / 1000,
@@ -959,15 +964,14 @@ async fn profile_route(
             "the log holds no predictions in this window",
         ));
     }
-    let bytes = window.to_parquet().map_err(monitor_error)?;
-    let mut profile = tokio::task::spawn_blocking(move || -> Result<_, V1Error> {
-        let dir = tempfile::tempdir().map_err(internal)?;
-        let path = dir.path().join("window.parquet");
-        std::fs::write(&path, &bytes).map_err(internal)?;
-        keel_monitor::table::profile_parquet(&path).map_err(monitor_error)
+    let bytes = Bytes::from(window.to_parquet().map_err(monitor_error)?);
+    let mut profile = tokio::task::spawn_blocking(move || {
+        let table = ParquetTable::from_bytes("the window", bytes)?;
+        keel_monitor::table::profile_table(&table, &Default::default())
     })
     .await
-    .map_err(internal)??;
+    .map_err(internal)?
+    .map_err(monitor_error)?;
     let mut columns = profile.columns().keys().cloned().collect::<Vec<_>>();
     columns.retain(|c| META_COLUMNS.contains(&c.as_str()) && c != "prediction");
     for c in columns {
@@ -1055,32 +1059,21 @@ async fn measure(s: &AppState, rule: &AlertRule) -> Result<Result<f64, String>, 
         )));
     }
     let value = match &rule.condition.measure {
-        Measure::DriftShare => {
-            window_drift(
-                s,
-                &rule.deployment,
-                &ok,
-                drift_spec(&WindowQuery::default())?,
-            )
-            .await?
-            .drift_share
-        }
-        Measure::ColumnDrift { column } => {
-            let report = window_drift(
-                s,
-                &rule.deployment,
-                &ok,
-                drift_spec(&WindowQuery::default())?,
-            )
-            .await?;
-            match report
-                .columns
-                .iter()
-                .chain(&report.prediction)
-                .find(|c| &c.column == column)
-            {
-                Some(c) => c.score,
-                None => return Ok(Err(format!("column {column} was not compared"))),
+        Measure::DriftShare | Measure::ColumnDrift { .. } => {
+            let reference = reference_bytes(s, &rule.deployment).await?;
+            let report =
+                window_drift(&reference, &ok, drift_spec(&WindowQuery::default())?).await?;
+            match &rule.condition.measure {
+                Measure::ColumnDrift { column } => match report
+                    .columns
+                    .iter()
+                    .chain(&report.prediction)
+                    .find(|c| &c.column == column)
+                {
+                    Some(c) => c.score,
+                    None => return Ok(Err(format!("column {column} was not compared"))),
+                },
+                _ => report.drift_share,
             }
         }
         Measure::Metric { metric } => {
