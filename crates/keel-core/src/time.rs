@@ -51,9 +51,30 @@ pub fn rfc3339_millis(ms: i64) -> String {
     )
 }
 
+/// `ms` (epoch milliseconds) as `YYYY-MM-DD HH:MM:SS` UTC, for people
+/// (tables, chart axes).
+pub fn display_utc(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    let rest = ms.rem_euclid(86_400_000);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rest / 3_600_000,
+        rest / 60_000 % 60,
+        rest / 1000 % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn display_utc_is_civil_time_to_the_second() {
+        assert_eq!(display_utc(0), "1970-01-01 00:00:00");
+        assert_eq!(display_utc(951_782_400_999), "2000-02-29 00:00:00");
+        assert_eq!(display_utc(-1), "1969-12-31 23:59:59");
+    }
 
     #[test]
     fn rfc3339_of_known_instants() {

@@ -328,15 +328,7 @@ fn compact(x: f64) -> String {
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) of a time in ms since the epoch.
 fn utc(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = keel_core::time::civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    keel_core::time::display_utc(ms)
 }
 
 /// A page of titled charts.
