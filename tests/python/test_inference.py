@@ -1418,6 +1418,50 @@ def test_hot_swap_under_load(server, zoo):
 
 
 # --------------------------------------------------------------------------
+# keel serve compile --input: the plan timed on a request's own rows
+# --------------------------------------------------------------------------
+
+
+def test_compile_times_the_plan_on_a_requests_rows(model_serving_binary, zoo, tmp_path):
+    """`keel serve compile --input REQUEST.json --threads 2` reads the V2
+    body a client would send, checks it against the signature as the server
+    does, and times the plan on its rows: latency and in-process throughput
+    on the request, not on the synthetic sample. A request the server would
+    refuse is refused here too, naming the input."""
+    model = zoo["forest_3_plain"]
+    onnx_path = tmp_path / "model.onnx"
+    onnx_path.write_bytes(model.onnx)
+    feeds = model.rows(0, 48)
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps(json_body(feeds)))
+    res = subprocess.run([str(keel_bin()), "serve", "compile", str(onnx_path), "--input",
+                          str(request), "--threads", "2", "--runs", "20", "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    v = json.loads(res.stdout)
+    assert v["input"]["rows"] == 48
+    assert v["input"]["latency_us"] > 0
+    assert v["throughput"]["on"] == "input"
+    assert v["throughput"]["batch"] == 48 and v["throughput"]["threads"] == 2
+    assert v["throughput"]["rows_per_s"] > 0
+    # the synthetic sample is still what the compile report is measured on
+    assert v["report"]["sample_batch"] == 64
+
+    (name, x), = feeds.items()
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({"inputs": [{"name": name, "shape": [4, x.shape[1] + 1],
+                                             "datatype": "FP32",
+                                             "data": [0.0] * (4 * (x.shape[1] + 1))}]}))
+    res = subprocess.run([str(keel_bin()), "serve", "compile", str(onnx_path), "--input",
+                          str(wrong)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    assert "--input" in res.stderr and name in res.stderr and "shape" in res.stderr, res.stderr
+    res = subprocess.run([str(keel_bin()), "serve", "compile", str(onnx_path), "--input",
+                          str(tmp_path / "missing.json")], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "--input" in res.stderr and "missing.json" in res.stderr, res.stderr
+
+
+# --------------------------------------------------------------------------
 # adaptive batching
 # --------------------------------------------------------------------------
 

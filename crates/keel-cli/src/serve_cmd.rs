@@ -21,12 +21,20 @@ pub enum ServeCmd {
     ///   keel serve compile model.onnx
     ///   keel serve compile model.onnx --batch 1 --json
     ///   keel serve compile model.onnx --threads 2   # in-process rows/s on 2 threads
+    ///   keel serve compile model.onnx --input request.json --threads 2
     #[command(verbatim_doc_comment)]
     Compile {
         file: PathBuf,
         /// Rows in the sample batch the latencies are measured on.
         #[arg(long, default_value_t = 64)]
         batch: usize,
+        /// Also time the plan on the inputs of this V2 inference request
+        /// (the JSON body a client would POST to /v2/models/NAME/infer);
+        /// with --threads, the throughput is measured on it instead of the
+        /// synthetic sample. Tree ensembles take data-dependent paths, so
+        /// real rows give the figure a server can approach.
+        #[arg(long, value_name = "REQUEST.json")]
+        input: Option<PathBuf>,
         /// Timed runs per median (more for steadier figures).
         #[arg(long, default_value_t = 15)]
         runs: usize,
@@ -105,12 +113,24 @@ pub async fn run(settings: &Settings, cmd: ServeCmd) -> Result<ExitCode> {
         ServeCmd::Compile {
             file,
             batch,
+            input,
             runs,
             threads,
             json,
         } => {
             let bytes = std::fs::read(&file)
                 .map_err(|e| UsageError(format!("cannot read {}: {e}", file.display())))?;
+            let request = match &input {
+                None => None,
+                Some(path) => {
+                    let body = std::fs::read(path).map_err(|e| {
+                        UsageError(format!("--input: cannot read {}: {e}", path.display()))
+                    })?;
+                    let request = keel_server::inference::InferRequest::parse_json(&body)
+                        .map_err(|e| UsageError(format!("--input {}: {e}", path.display())))?;
+                    Some(request.inputs)
+                }
+            };
             let options = keel_serve::plan::CompileOptions {
                 sample_batch: batch.max(1),
                 timing_runs: runs.clamp(1, 1_000_000),
@@ -122,20 +142,61 @@ pub async fn run(settings: &Settings, cmd: ServeCmd) -> Result<ExitCode> {
             .await?
             .map_err(|e| UsageError(format!("{}: {e}", file.display())))?;
             let plan = std::sync::Arc::new(plan);
+            let runs = runs.clamp(1, 1_000_000);
+            // The request's inputs, checked and ordered as the server would.
+            let given = match request {
+                None => None,
+                Some(inputs) => {
+                    let (inputs, rows) =
+                        keel_serve::signature::check_inputs(&plan.signature, inputs)
+                            .map_err(|e| UsageError(format!("--input: {e}")))?;
+                    let timed = plan.clone();
+                    let (inputs, latency_us) = tokio::task::spawn_blocking(move || {
+                        let latency = timed.latency_on(&inputs, runs);
+                        (inputs, latency)
+                    })
+                    .await?;
+                    let latency_us = latency_us.map_err(|e| UsageError(format!("--input: {e}")))?;
+                    Some((inputs, rows, latency_us))
+                }
+            };
             let throughput = match threads {
                 Some(threads) => {
                     let plan = plan.clone();
-                    let (batch, threads) = (batch.max(1), threads.clamp(1, 1024));
-                    let runs = runs.clamp(1, 1_000_000);
+                    let threads = threads.clamp(1, 1024);
+                    let (rows_per_s, batch) = match &given {
+                        Some((inputs, rows, _)) => {
+                            let inputs = inputs.clone();
+                            let rows_per_s = tokio::task::spawn_blocking(move || {
+                                plan.throughput_on(&inputs, threads, runs)
+                            })
+                            .await?;
+                            (rows_per_s, *rows)
+                        }
+                        None => {
+                            let batch = batch.max(1);
+                            let rows_per_s = tokio::task::spawn_blocking(move || {
+                                plan.throughput(batch, threads, runs)
+                            })
+                            .await?;
+                            (rows_per_s, batch)
+                        }
+                    };
                     let rows_per_s =
-                        tokio::task::spawn_blocking(move || plan.throughput(batch, threads, runs))
-                            .await?
-                            .map_err(|e| UsageError(format!("{}: {e}", file.display())))?;
-                    Some(json!({ "threads": threads, "batch": batch, "rows_per_s": rows_per_s }))
+                        rows_per_s.map_err(|e| UsageError(format!("{}: {e}", file.display())))?;
+                    Some(json!({
+                        "threads": threads,
+                        "batch": batch,
+                        "rows_per_s": rows_per_s,
+                        "on": if given.is_some() { "input" } else { "sample" },
+                    }))
                 }
                 None => None,
             };
             let mut v = json!({ "signature": plan.signature, "report": plan.report });
+            if let Some((_, rows, latency_us)) = &given {
+                v["input"] = json!({ "rows": rows, "latency_us": latency_us });
+            }
             if let Some(t) = &throughput {
                 v["throughput"] = t.clone();
             }
@@ -154,11 +215,18 @@ pub async fn run(settings: &Settings, cmd: ServeCmd) -> Result<ExitCode> {
                 r.latency_before_us / r.latency_after_us.max(1e-9),
                 r.sample_batch as f64 / (r.latency_after_us.max(1e-9) / 1e6)
             );
+            if let Some((_, rows, latency_us)) = &given {
+                println!(
+                    "  latency on --input ({rows} rows): {latency_us:.1} µs ({:.0} rows/s in process)",
+                    *rows as f64 / (latency_us.max(1e-9) / 1e6)
+                );
+            }
             if let Some(t) = &throughput {
                 println!(
-                    "  throughput on {} threads at batch {}: {:.0} rows/s",
+                    "  throughput on {} threads at batch {} ({}): {:.0} rows/s",
                     t["threads"],
                     t["batch"],
+                    if given.is_some() { "--input" } else { "sample" },
                     t["rows_per_s"].as_f64().unwrap_or(0.0)
                 );
             }

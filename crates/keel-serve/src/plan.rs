@@ -284,14 +284,28 @@ impl Plan {
     /// server calls), and the rows are divided by the wall time.
     pub fn throughput(&self, batch: usize, threads: usize, runs: usize) -> Result<f64, ServeError> {
         let sample = sample_inputs(&self.signature, batch.max(1))?;
-        self.run(&sample)?;
+        self.throughput_on(&sample, threads, runs)
+    }
+
+    /// Rows per second in process on given inputs (checked, in signature
+    /// order): `threads` threads each run them `runs` times through
+    /// [`Plan::run`]. Tree ensembles take data-dependent paths, so a fair
+    /// ceiling for a server is measured on the rows the server is sent.
+    pub fn throughput_on(
+        &self,
+        inputs: &[NamedTensor],
+        threads: usize,
+        runs: usize,
+    ) -> Result<f64, ServeError> {
+        let rows = batch_rows(inputs);
+        self.run(inputs)?;
         let started = Instant::now();
         std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads.max(1))
                 .map(|_| {
                     scope.spawn(|| {
                         for _ in 0..runs.max(1) {
-                            self.run(&sample)?;
+                            self.run(inputs)?;
                         }
                         Ok::<(), ServeError>(())
                     })
@@ -305,8 +319,30 @@ impl Plan {
             Ok::<(), ServeError>(())
         })?;
         let seconds = started.elapsed().as_secs_f64().max(1e-9);
-        Ok((batch.max(1) * threads.max(1) * runs.max(1)) as f64 / seconds)
+        Ok((rows * threads.max(1) * runs.max(1)) as f64 / seconds)
     }
+
+    /// Median latency in µs of [`Plan::run`] on given inputs over `runs` runs.
+    pub fn latency_on(&self, inputs: &[NamedTensor], runs: usize) -> Result<f64, ServeError> {
+        self.run(inputs)?;
+        let mut times = Vec::with_capacity(runs.max(1));
+        for _ in 0..runs.max(1) {
+            let started = Instant::now();
+            self.run(inputs)?;
+            times.push(started.elapsed().as_secs_f64() * 1e6);
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(times[times.len() / 2])
+    }
+}
+
+/// Rows in a batch of inputs: the first dimension of the first input.
+fn batch_rows(inputs: &[NamedTensor]) -> usize {
+    inputs
+        .first()
+        .and_then(|t| t.shape.first().copied())
+        .unwrap_or(1)
+        .max(1)
 }
 
 fn sanitize(name: &str) -> String {

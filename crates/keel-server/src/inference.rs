@@ -534,6 +534,13 @@ pub struct InferRequest {
 }
 
 impl InferRequest {
+    /// A request given as a JSON body alone (no binary extension), as
+    /// `keel serve compile --input` reads it from a file; the error is the
+    /// reason a server would answer with.
+    pub fn parse_json(body: &[u8]) -> Result<InferRequest, String> {
+        Self::parse(&HeaderMap::new(), body).map_err(|e| e.message)
+    }
+
     pub fn parse(headers: &HeaderMap, body: &[u8]) -> Result<InferRequest, V2Error> {
         let header_length = match headers.get(HEADER_LENGTH) {
             Some(v) => {
