@@ -32,9 +32,22 @@ use tower_http::trace::TraceLayer;
 
 pub use metrics::HttpMetrics;
 
-/// What every handler can reach.
+/// What every handler can reach. The router hands every request its own
+/// clone of the state, so it is one reference count: the services sit
+/// behind an `Arc` and are reached through `Deref`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The services behind [`AppState`].
+#[derive(Clone)]
+pub struct Services {
     pub tracking: Tracking,
     pub artifacts: ArtifactStore,
     pub metrics: Arc<HttpMetrics>,
@@ -70,7 +83,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(tracking: Tracking, artifacts: ArtifactStore) -> Self {
-        Self {
+        Self(Arc::new(Services {
             tracking,
             artifacts,
             metrics: Arc::new(HttpMetrics::default()),
@@ -88,12 +101,18 @@ impl AppState {
             jobs: None,
             jobs_dir: None,
             monitor: None,
-        }
+        }))
+    }
+
+    /// The services, to set while the state is built (copied if a clone
+    /// is already out, which only happens before serving starts).
+    fn parts(&mut self) -> &mut Services {
+        Arc::make_mut(&mut self.0)
     }
 
     /// Monitoring's alert rules and metric series.
     pub fn with_monitor(mut self, store: keel_monitor::alert::MonitorStore) -> Self {
-        self.monitor = Some(store);
+        self.parts().monitor = Some(store);
         self
     }
 
@@ -103,59 +122,56 @@ impl AppState {
         store: keel_train::store::JobStore,
         jobs_dir: std::path::PathBuf,
     ) -> Self {
-        self.jobs = Some(store);
-        self.jobs_dir = Some(jobs_dir);
+        self.parts().jobs = Some(store);
+        self.parts().jobs_dir = Some(jobs_dir);
         self
     }
 
     /// The training scheduler that takes submissions.
     pub fn with_training(mut self, training: keel_train::Training) -> Self {
-        self.jobs = Some(training.store().clone());
-        self.jobs_dir = Some(training.config().jobs_dir.clone());
-        self.training = Some(training);
+        self.parts().jobs = Some(training.store().clone());
+        self.parts().jobs_dir = Some(training.config().jobs_dir.clone());
+        self.parts().training = Some(training);
         self
     }
 
     /// Deployments and their decision log.
     pub fn with_experiments(mut self, deployments: Arc<keel_experiment::Deployments>) -> Self {
-        self.experiments = Some(deployments);
+        self.parts().experiments = Some(deployments);
         self
     }
 
     /// The dataset catalog and the feature store over it.
     pub fn with_data(mut self, catalog: keel_data::Catalog) -> Self {
-        self.features = Some(keel_features::FeatureStore::new(
+        self.parts().features = Some(keel_features::FeatureStore::new(
             catalog.db().clone(),
             catalog.clone(),
         ));
-        self.catalog = Some(catalog);
+        self.parts().catalog = Some(catalog);
         self
     }
 
     /// The online store behind the feature server (after `with_data`).
     pub fn with_online(mut self, store: keel_online::SharedStore) -> Self {
-        if let Some(features) = &self.features {
-            self.online = Some(keel_features::online::OnlineFeatures::new(
-                features.clone(),
-                store,
-            ));
+        if let Some(features) = self.features.clone() {
+            self.parts().online = Some(keel_features::online::OnlineFeatures::new(features, store));
         }
         self
     }
 
     /// The models to serve over Open Inference Protocol V2.
     pub fn with_inference(mut self, repository: Arc<keel_serve::repository::Repository>) -> Self {
-        self.inference = repository;
+        self.parts().inference = repository;
         self
     }
 
     pub fn with_registry(mut self, registry: keel_registry::Registry) -> Self {
-        self.registry = Some(registry);
+        self.parts().registry = Some(registry);
         self
     }
 
     pub fn with_lineage(mut self, lineage: keel_lineage::Lineage) -> Self {
-        self.lineage = Some(lineage);
+        self.parts().lineage = Some(lineage);
         self
     }
 
@@ -175,7 +191,7 @@ impl AppState {
     }
 
     pub fn with_lifecycle(mut self, engine: keel_lifecycle::Lifecycles) -> Self {
-        self.lifecycle = Some(engine);
+        self.parts().lifecycle = Some(engine);
         self
     }
 }

@@ -23,9 +23,14 @@ struct Series {
     sum: f64,
 }
 
+/// One route's series, by method and status, kept sorted.
+type RouteSeries = Vec<(String, u16, Series)>;
+
 /// The server's HTTP metrics.
 pub struct HttpMetrics {
-    series: Mutex<BTreeMap<(String, String, u16), Series>>,
+    /// By route template; a request to a known route, method and status
+    /// allocates nothing.
+    series: Mutex<BTreeMap<String, RouteSeries>>,
     started: Instant,
 }
 
@@ -39,11 +44,23 @@ impl Default for HttpMetrics {
 }
 
 impl HttpMetrics {
-    fn observe(&self, route: String, method: String, status: u16, seconds: f64) {
+    fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
         let Ok(mut map) = self.series.lock() else {
             return;
         };
-        let s = map.entry((route, method, status)).or_default();
+        let entries = match map.get_mut(route) {
+            Some(entries) => entries,
+            None => map.entry(route.to_owned()).or_default(),
+        };
+        let key = (method, status);
+        let at = match entries.binary_search_by(|(m, st, _)| (m.as_str(), *st).cmp(&key)) {
+            Ok(at) => at,
+            Err(at) => {
+                entries.insert(at, (method.to_owned(), status, Series::default()));
+                at
+            }
+        };
+        let s = &mut entries[at].2;
         s.count += 1;
         s.sum += seconds;
         for (i, bound) in BUCKETS.iter().enumerate() {
@@ -63,7 +80,11 @@ impl HttpMetrics {
         let Ok(map) = self.series.lock() else {
             return out;
         };
-        for ((route, method, status), s) in map.iter() {
+        let series = || {
+            map.iter()
+                .flat_map(|(route, e)| e.iter().map(move |(m, st, s)| (route, m, st, s)))
+        };
+        for (route, method, status, s) in series() {
             out.push_str(&format!(
                 "keel_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {}\n",
                 escape(route),
@@ -72,7 +93,7 @@ impl HttpMetrics {
         }
         out.push_str("# HELP keel_http_request_duration_seconds Time to answer an HTTP request.\n");
         out.push_str("# TYPE keel_http_request_duration_seconds histogram\n");
-        for ((route, method, status), s) in map.iter() {
+        for (route, method, status, s) in series() {
             let labels = format!(
                 "route=\"{}\",method=\"{method}\",status=\"{status}\"",
                 escape(route)
@@ -117,17 +138,13 @@ pub(crate) fn escape(v: &str) -> String {
 /// Middleware recording every request under its route template (never the
 /// raw path, so ids do not explode the series count).
 pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().to_string();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = req.method().clone();
     let start = Instant::now();
     let response = next.run(req).await;
     state.metrics.observe(
-        route,
-        method,
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        method.as_str(),
         response.status().as_u16(),
         start.elapsed().as_secs_f64(),
     );
@@ -141,8 +158,10 @@ mod tests {
     #[test]
     fn histogram_counts_land_in_cumulative_buckets() {
         let m = HttpMetrics::default();
-        m.observe("/x".into(), "GET".into(), 200, 0.0003);
-        m.observe("/x".into(), "GET".into(), 200, 0.02);
+        m.observe("/x", "GET", 200, 0.0003);
+        m.observe("/x", "GET", 200, 0.02);
+        m.observe("/x", "POST", 500, 0.02);
+        m.observe("/a", "GET", 200, 0.02);
         let text = m.render();
         assert!(
             text.contains("keel_http_requests_total{route=\"/x\",method=\"GET\",status=\"200\"} 2")
@@ -150,5 +169,14 @@ mod tests {
         assert!(text.contains("le=\"0.0005\"} 1"));
         assert!(text.contains("le=\"0.025\"} 2"));
         assert!(text.contains("le=\"+Inf\"} 2"));
+        assert!(
+            text.contains(
+                "keel_http_requests_total{route=\"/x\",method=\"POST\",status=\"500\"} 1"
+            )
+        );
+        // Sorted by route, then method and status.
+        let at = |needle: &str| text.find(needle).unwrap_or(usize::MAX);
+        assert!(at("route=\"/a\"") < at("route=\"/x\",method=\"GET\""));
+        assert!(at("route=\"/x\",method=\"GET\"") < at("route=\"/x\",method=\"POST\""));
     }
 }
