@@ -414,7 +414,21 @@ async fn open_model_repository(
         ))
         .into());
     }
-    let repository = std::sync::Arc::new(keel_serve::repository::Repository::new(dir));
+    let mut repository = keel_serve::repository::Repository::new(dir);
+    if let Ok(text) = std::env::var("KEEL_INFERENCE_WORKERS") {
+        let n = text
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=4096).contains(n))
+            .ok_or_else(|| {
+                output::UsageError(format!(
+                    "KEEL_INFERENCE_WORKERS={text}: expected how many model runs may go at once, 1 to 4096 (default: two per core)"
+                ))
+            })?;
+        repository = repository.with_workers(n);
+    }
+    let repository = std::sync::Arc::new(repository);
     for (name, error) in repository.load_all().await {
         tracing::warn!(model = %name, error = %error, "model not loaded");
         eprintln!("warning: model {name} not loaded: {error}");

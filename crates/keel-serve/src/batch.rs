@@ -1,6 +1,7 @@
 //! Adaptive batching: concurrent requests for one model version are
 //! coalesced along the batch dimension, run on a worker pool shared by all
-//! models and sized to the cores, and split back.
+//! models and sized to the cores (two plans per core, see
+//! [`default_workers`]), and split back.
 //!
 //! A batch closes when it holds `max_batch_size` rows, when `max_delay` has
 //! passed since its first request, or — with no delay set — when the queue is
@@ -109,12 +110,29 @@ impl BatchStats {
     }
 }
 
-/// Workers shared by every model: one per core.
-pub fn worker_pool() -> Arc<Semaphore> {
-    let cores = std::thread::available_parallelism()
+/// Plans that may run at once, by default: two per core. A plan that
+/// leaves the runtime thread (`block_in_place`, or the blocking pool for a
+/// queued batch) hands its thread over on the way in and out, and a core
+/// sits idle for that hand-off unless a second plan is ready to take it.
+/// Measured on 2 cores with a 0.6 ms forest at 8 connections: one plan per
+/// core left 20% of the CPU idle and served 69% of the in-process rate; two
+/// per core, no idle and 97%. Tiny plans run on the runtime's own threads,
+/// which bound them to one per core whatever the pool's size.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism()
         .map(|n| n.get())
-        .unwrap_or(2);
-    Arc::new(Semaphore::new(cores))
+        .unwrap_or(2)
+        * 2
+}
+
+/// Workers shared by every model: [`default_workers`].
+pub fn worker_pool() -> Arc<Semaphore> {
+    worker_pool_of(default_workers())
+}
+
+/// A worker pool of `n` plans at once (at least one).
+pub fn worker_pool_of(n: usize) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(n.max(1)))
 }
 
 impl Batcher {

@@ -196,6 +196,13 @@ impl Repository {
         }
     }
 
+    /// Lets `n` plans run at once (default [`crate::batch::default_workers`]);
+    /// set before any model is loaded.
+    pub fn with_workers(mut self, n: usize) -> Repository {
+        self.workers = crate::batch::worker_pool_of(n);
+        self
+    }
+
     pub fn root(&self) -> Option<&Path> {
         self.root.as_deref()
     }
