@@ -645,17 +645,22 @@ def run_overhead(args, work: Path, m: dict, results: dict) -> None:
     repo = overhead_models(work, m)
     cores = os.cpu_count() or 1
     out: dict = {"models": {}, "connections": 8, "batch": 64, "threads": cores}
+    # The in-process figure runs the plan on the very rows the server is
+    # sent: tree ensembles take data-dependent paths, and a synthetic
+    # sample of small numbers walks shorter ones.
+    request = work / "overhead-request.json"
+    request.write_bytes(v2_body(m["X"][:64], None))
     for name in OVERHEAD_MODELS:
         cmd = [str(args.keel_bin), "serve", "compile", str(repo / name / "1" / "model.onnx"),
-               "--batch", "64", "--runs", str(max(200, args.runs // 4)), "--threads", str(cores),
-               "--json"]
+               "--input", str(request), "--runs", str(max(200, args.runs // 4)),
+               "--threads", str(cores), "--json"]
         lat, thr = [], []
         for _ in range(3):
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
             if p.returncode != 0:
                 raise RuntimeError(f"{' '.join(cmd)} failed:\n{p.stderr[-2000:]}")
             v = json.loads(p.stdout)
-            lat.append(v["report"]["latency_after_us"])
+            lat.append(v["input"]["latency_us"])
             thr.append(v["throughput"]["rows_per_s"])
         after = statistics.median(lat)
         # The server runs plans on every core: its ceiling is the plan on
@@ -672,10 +677,29 @@ def run_overhead(args, work: Path, m: dict, results: dict) -> None:
                  port, work, work / "logs", "keel").start()
     try:
         rows = m["X"][:64]
+        script_dir = work / "wrk-overhead"
+        script_dir.mkdir(exist_ok=True)
+        # The transport floor: the same load client against a bodiless
+        # health check. No server answering batch-64 requests can beat this
+        # rate, so 64 x its requests/s bounds the share any server could
+        # reach on this machine with the load client on the same cores.
+        floor_script = script_dir / "floor.lua"
+        floor_text = WRK_SCRIPT.split('wrk.body = [==[%s]==]\n')[1] % ()
+        if args.warmup > 0:
+            wrk_script(f"{srv.url}/v2/health/ready", floor_text, 8, args.warmup, floor_script)
+        cpu0 = tree_cpu_s(srv.proc.pid)
+        r = wrk_script(f"{srv.url}/v2/health/ready", floor_text, 8, args.seconds, floor_script)
+        cpu = tree_cpu_s(srv.proc.pid) - cpu0
+        dur = r["duration_us"] / 1e6
+        out["floor"] = {"req_per_s": round((r["requests"] - r["status"]) / dur, 1),
+                        "server_cpu_us_per_req": round(cpu * 1e6 / max(1, r["requests"]), 1),
+                        "wrk_cpu_us_per_req": round(r["wrk_cpu_s"] * 1e6 / max(1, r["requests"]), 1),
+                        "non_2xx": r["status"]}
+        log(f"  floor (GET /v2/health/ready): {out['floor']['req_per_s']:.0f} req/s; server "
+            f"{out['floor']['server_cpu_us_per_req']} µs CPU/request, wrk "
+            f"{out['floor']['wrk_cpu_us_per_req']} µs")
         for name in OVERHEAD_MODELS:
             url = f"{srv.url}/v2/models/{name}/infer"
-            script_dir = work / "wrk-overhead"
-            script_dir.mkdir(exist_ok=True)
             json_script = script_dir / f"{name}-json.lua"
             json_body = v2_body(rows, None)
             body, header_len = binary_body(rows)
@@ -704,8 +728,10 @@ def run_overhead(args, work: Path, m: dict, results: dict) -> None:
                         "p50_ms": r["p50_us"] / 1e3, "p99_ms": r["p99_us"] / 1e3,
                         "non_2xx": r["status"], "server_cores": round(cpu / r["wall_s"], 2),
                         "wrk_cores": round(r["wrk_cpu_s"] / r["wall_s"], 2),
-                        "server_cpu_us_per_req": round(cpu * 1e6 / max(1, r["requests"]), 1)}
+                        "server_cpu_us_per_req": round(cpu * 1e6 / max(1, r["requests"]), 1),
+                        "wrk_cpu_us_per_req": round(r["wrk_cpu_s"] * 1e6 / max(1, r["requests"]), 1)}
                 cell["share_of_in_process"] = ratio(cell["rows_per_s"], entry["in_process_rows_per_s"])
+                entry["floor_share"] = ratio(out["floor"]["req_per_s"] * 64, entry["in_process_rows_per_s"])
                 entry["cells"][encoding] = cell
                 log(f"  {name:6s} {encoding:6s}: {cell['rows_per_s']:10.0f} rows/s = "
                     f"{cell['share_of_in_process'] * 100:5.1f}% of in process; server "
@@ -854,6 +880,15 @@ def print_table(results: dict) -> None:
                   f"{fmt(b.get('server_cpu_us_per_req'), '.0f'):>7}")
         for name, e in o["models"].items():
             print(f"    {name}: {e['what']}")
+        fl = o.get("floor")
+        if fl:
+            print(f"  transport floor: GET /v2/health/ready at {fl['req_per_s']:.0f} req/s (server "
+                  f"{fl['server_cpu_us_per_req']} µs, wrk {fl['wrk_cpu_us_per_req']} µs CPU/request); "
+                  "x 64 rows as a share of in process, the most any server could reach here:")
+            for name, e in o["models"].items():
+                b = e["cells"].get("binary", {})
+                print(f"    {name:7} {fmt((e.get('floor_share') or 0) * 100, '.0f'):>4}%   (wrk's own CPU "
+                      f"per binary request: {fmt(b.get('wrk_cpu_us_per_req'), '.0f')} µs)")
     f = summ.get("floor")
     if f:
         print(f"\n  Keel server rows/s at batch 64 (best: {f['best_connections']} connections) "
