@@ -108,6 +108,9 @@ def test_a_killed_node_s_partitions_are_taken_over_exactly_once(cluster):
     acked: dict[str, int] = {k: 0 for k in keys}
     failures_before_ack = [0]
     killed = threading.Event()
+    # Set by the sender whose acknowledgement makes a third of all events:
+    # the kill follows at once, with the stream certainly still running.
+    a_third_acked = threading.Event()
     errors: list[str] = []
 
     def sender(my_keys: list[str], first: int):
@@ -126,6 +129,8 @@ def test_a_killed_node_s_partitions_are_taken_over_exactly_once(cluster):
                         r = session.post(node.uri + "/v1/events", json=body, timeout=40)
                         if r.status_code == 200 and (r.json()["applied"] == 1 or r.json()["duplicates"] == 1):
                             acked[k] += 1
+                            if sum(acked.values()) >= KEYS * EVENTS_PER_KEY // 3:
+                                a_third_acked.set()
                             break
                         failures_before_ack[0] += 1
                         if r.status_code < 500:
@@ -144,9 +149,15 @@ def test_a_killed_node_s_partitions_are_taken_over_exactly_once(cluster):
     for t in threads:
         t.start()
     # Kill node A mid-stream: once a third of the events are acknowledged.
-    wait_for(lambda: sum(acked.values()) >= KEYS * EVENTS_PER_KEY // 3, timeout=120,
-             what="a third of the events to be acknowledged")
+    assert a_third_acked.wait(120), "timed out waiting for a third of the events to be acknowledged"
     a.kill9()
+    acked_at_kill = sum(acked.values())
+    assert acked_at_kill < KEYS * EVENTS_PER_KEY, "the stream ended before the kill"
+    # The senders alternate between the nodes: until one of them has met the
+    # dead node (a request cut off or refused, then retried on B), they are
+    # not told of the kill.
+    wait_for(lambda: failures_before_ack[0] > 0, timeout=60,
+             what="a sender to meet the killed node")
     killed.set()
     for t in threads:
         t.join(timeout=180)
