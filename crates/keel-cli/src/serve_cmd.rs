@@ -164,24 +164,18 @@ pub async fn run(settings: &Settings, cmd: ServeCmd) -> Result<ExitCode> {
                 Some(threads) => {
                     let plan = plan.clone();
                     let threads = threads.clamp(1, 1024);
-                    let (rows_per_s, batch) = match &given {
-                        Some((inputs, rows, _)) => {
-                            let inputs = inputs.clone();
-                            let rows_per_s = tokio::task::spawn_blocking(move || {
-                                plan.throughput_on(&inputs, threads, runs)
-                            })
-                            .await?;
-                            (rows_per_s, *rows)
-                        }
-                        None => {
-                            let batch = batch.max(1);
-                            let rows_per_s = tokio::task::spawn_blocking(move || {
-                                plan.throughput(batch, threads, runs)
-                            })
-                            .await?;
-                            (rows_per_s, batch)
-                        }
+                    let (inputs, batch) = match &given {
+                        Some((inputs, rows, _)) => (inputs.clone(), *rows),
+                        None => (
+                            keel_serve::plan::sample_inputs(&plan.signature, batch.max(1))
+                                .map_err(|e| UsageError(format!("{}: {e}", file.display())))?,
+                            batch.max(1),
+                        ),
                     };
+                    let rows_per_s = tokio::task::spawn_blocking(move || {
+                        plan.throughput(&inputs, threads, runs)
+                    })
+                    .await?;
                     let rows_per_s =
                         rows_per_s.map_err(|e| UsageError(format!("{}: {e}", file.display())))?;
                     Some(json!({

@@ -279,19 +279,13 @@ impl Plan {
 }
 
 impl Plan {
-    /// Rows per second in process: `threads` threads each run the sample
-    /// batch of `batch` rows `runs` times through [`Plan::run`] (what the
-    /// server calls), and the rows are divided by the wall time.
-    pub fn throughput(&self, batch: usize, threads: usize, runs: usize) -> Result<f64, ServeError> {
-        let sample = sample_inputs(&self.signature, batch.max(1))?;
-        self.throughput_on(&sample, threads, runs)
-    }
-
-    /// Rows per second in process on given inputs (checked, in signature
-    /// order): `threads` threads each run them `runs` times through
-    /// [`Plan::run`]. Tree ensembles take data-dependent paths, so a fair
-    /// ceiling for a server is measured on the rows the server is sent.
-    pub fn throughput_on(
+    /// Rows per second in process on inputs (checked, in signature order;
+    /// [`sample_inputs`] or a request's): `threads` threads each run them
+    /// `runs` times through [`Plan::run`] (what the server calls), and the
+    /// rows are divided by the wall time. Tree ensembles take data-dependent
+    /// paths, so a fair ceiling for a server is measured on the rows the
+    /// server is sent.
+    pub fn throughput(
         &self,
         inputs: &[NamedTensor],
         threads: usize,

@@ -122,16 +122,18 @@ impl AppState {
         store: keel_train::store::JobStore,
         jobs_dir: std::path::PathBuf,
     ) -> Self {
-        self.parts().jobs = Some(store);
-        self.parts().jobs_dir = Some(jobs_dir);
+        let parts = self.parts();
+        parts.jobs = Some(store);
+        parts.jobs_dir = Some(jobs_dir);
         self
     }
 
     /// The training scheduler that takes submissions.
     pub fn with_training(mut self, training: keel_train::Training) -> Self {
-        self.parts().jobs = Some(training.store().clone());
-        self.parts().jobs_dir = Some(training.config().jobs_dir.clone());
-        self.parts().training = Some(training);
+        let parts = self.parts();
+        parts.jobs = Some(training.store().clone());
+        parts.jobs_dir = Some(training.config().jobs_dir.clone());
+        parts.training = Some(training);
         self
     }
 
